@@ -1,0 +1,194 @@
+//! Bill cycles, instants and calendar dates, parsed strictly.
+//!
+//! Instants are kept in UTC (`DateTime<Utc>`); the offset an export wrote them with is only a way of
+//! writing the instant. Calendar dates of an instant are taken in a named time zone by the stage that
+//! needs them (the rule set names it), never in the machine's local zone.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use std::fmt;
+use std::str::FromStr;
+
+/// A bill cycle (账期), `YYYY-MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cycle {
+    year: i32,
+    month: u32,
+}
+
+impl Cycle {
+    pub fn new(year: i32, month: u32) -> Option<Self> {
+        ((1..=12).contains(&month) && (1..=9999).contains(&year)).then_some(Cycle { year, month })
+    }
+
+    pub fn year(self) -> i32 {
+        self.year
+    }
+
+    pub fn month(self) -> u32 {
+        self.month
+    }
+
+    pub fn first_day(self) -> NaiveDate {
+        // `new` guarantees a valid month, so the first of it always exists.
+        NaiveDate::from_ymd_opt(self.year, self.month, 1).unwrap_or(NaiveDate::MIN)
+    }
+
+    pub fn next(self) -> Cycle {
+        if self.month == 12 {
+            Cycle {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Cycle {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
+    }
+
+    pub fn previous(self) -> Cycle {
+        if self.month == 1 {
+            Cycle {
+                year: self.year - 1,
+                month: 12,
+            }
+        } else {
+            Cycle {
+                year: self.year,
+                month: self.month - 1,
+            }
+        }
+    }
+
+    /// The cycle's last calendar day.
+    pub fn last_day(self) -> NaiveDate {
+        self.next().first_day().pred_opt().unwrap_or(NaiveDate::MIN)
+    }
+}
+
+impl fmt::Display for Cycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// A cycle must be written `YYYY-MM` exactly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a bill cycle: expected YYYY-MM, e.g. 2026-10")]
+pub struct CycleParseError(pub String);
+
+impl FromStr for Cycle {
+    type Err = CycleParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = || CycleParseError(text.to_string());
+        let b = text.as_bytes();
+        if b.len() != 7 || b[4] != b'-' || !b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit) {
+            return Err(err());
+        }
+        let year = text[..4].parse().map_err(|_| err())?;
+        let month = text[5..].parse().map_err(|_| err())?;
+        Cycle::new(year, month).ok_or_else(err)
+    }
+}
+
+/// Parses an ISO 8601 date-time that carries an offset (`2026-10-31T16:05:00Z`,
+/// `2026-11-01T00:05:00+08:00`, optional fractional seconds). A time without an offset is refused:
+/// it would name a different instant on every machine.
+pub fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    // chrono's RFC 3339 reader also takes a space or a lower-case `t` between date and time;
+    // the contract says ISO 8601, so insist on `T`.
+    if b.len() < 20 || b[10] != b'T' || !is_strict_date(&b[..10]) {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Parses a calendar date written `YYYY-MM-DD` exactly.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    if !is_strict_date(text.as_bytes()) {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+}
+
+fn is_strict_date(b: &[u8]) -> bool {
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// Writes an instant as ISO 8601 UTC, to the second when it has no fraction.
+pub fn format_instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_parse_strictly_and_step() {
+        let c: Cycle = "2026-10".parse().unwrap();
+        assert_eq!(c.to_string(), "2026-10");
+        assert_eq!(c.next().to_string(), "2026-11");
+        assert_eq!(
+            "2026-12".parse::<Cycle>().unwrap().next().to_string(),
+            "2027-01"
+        );
+        assert_eq!(
+            "2026-01".parse::<Cycle>().unwrap().previous().to_string(),
+            "2025-12"
+        );
+        assert_eq!(c.last_day(), NaiveDate::from_ymd_opt(2026, 10, 31).unwrap());
+        assert_eq!(
+            "2024-02".parse::<Cycle>().unwrap().last_day().to_string(),
+            "2024-02-29"
+        );
+        for bad in [
+            "2026-13", "2026-00", "2026-1", "26-10", "2026/10", "2026-10 ", "",
+        ] {
+            assert!(bad.parse::<Cycle>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn instants_need_an_offset_and_a_real_date() {
+        let t = parse_instant("2026-11-01T00:05:00+08:00").unwrap();
+        assert_eq!(format_instant(t), "2026-10-31T16:05:00Z");
+        assert!(parse_instant("2026-10-31T16:05:00Z").is_some());
+        assert!(parse_instant("2026-10-31T16:05:00.250Z").is_some());
+        for bad in [
+            "2026-10-32T10:00:00+08:00",
+            "2026-10-31T16:05:00",
+            "2026-10-31 16:05:00Z",
+            "2026-10-31t16:05:00Z",
+            "2026-10-31T25:05:00Z",
+            "2026-10-31",
+            "31/10/2026 16:05",
+        ] {
+            assert!(parse_instant(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dates_are_strict() {
+        assert!(parse_date("2026-02-28").is_some());
+        for bad in [
+            "2026-02-30",
+            "2026-2-28",
+            "2026-02-28T00:00:00Z",
+            "20260228",
+            "",
+        ] {
+            assert!(parse_date(bad).is_none(), "{bad:?}");
+        }
+    }
+}

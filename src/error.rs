@@ -1,0 +1,75 @@
+//! Errors that end a run, each with the exit code of SPEC §7.
+
+use std::path::PathBuf;
+
+/// Exit codes of SPEC §7.
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const OTHER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const INPUT_REJECTED: u8 = 3;
+    pub const RECONCILIATION_FAILED: u8 = 4;
+    pub const LOCKED: u8 = 5;
+}
+
+/// A fault in the shape of an input file, found before any row is judged: the run cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StructuralError {
+    #[error("{file}: required file is missing from {dir}")]
+    MissingFile { file: &'static str, dir: PathBuf },
+    #[error("{file}: line 1: required column `{column}` is missing (the header has: {header})")]
+    MissingColumn {
+        file: &'static str,
+        column: &'static str,
+        header: String,
+    },
+    #[error("{file}: line 1: column `{column}` appears twice in the header")]
+    DuplicateColumn { file: &'static str, column: String },
+    #[error("{file}: the file is empty; a header row is required")]
+    Empty { file: &'static str },
+    #[error(
+        "{file}: row {row}, column {column}: not valid UTF-8 (byte offset {byte_offset} in the file). \
+         Exports saved by Chinese Excel are often GBK/GB18030: re-save the file as UTF-8 (CSV UTF-8) and run again"
+    )]
+    NotUtf8 {
+        file: &'static str,
+        row: u64,
+        column: String,
+        byte_offset: u64,
+    },
+    #[error("{file}: row {row}: unreadable CSV: {message}")]
+    Csv {
+        file: &'static str,
+        row: u64,
+        message: String,
+    },
+    #[error("{file}: cannot read: {message}")]
+    Io { file: &'static str, message: String },
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Structural(#[from] StructuralError),
+    #[error("--strict: {count} input row(s) rejected; nothing was written")]
+    StrictRejects { count: usize },
+    #[error("{0}")]
+    Io(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Usage(_) => exit::USAGE,
+            RunError::Structural(_) | RunError::StrictRejects { .. } => exit::INPUT_REJECTED,
+            RunError::Io(_) => exit::OTHER,
+        }
+    }
+
+    pub fn io(context: impl std::fmt::Display, err: std::io::Error) -> RunError {
+        RunError::Io(format!("{context}: {err}"))
+    }
+}

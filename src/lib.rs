@@ -1,0 +1,14 @@
+//! `incentives`: a month-end batch engine for a cloud vendor's partner incentives.
+//!
+//! One module per stage of the pipeline; data flows one way (see `ARCHITECTURE.md`).
+
+pub mod calendar;
+pub mod cli;
+pub mod error;
+pub mod load;
+pub mod model;
+pub mod money;
+pub mod reconcile;
+pub mod reject;
+pub mod run;
+pub mod write;

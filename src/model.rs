@@ -1,0 +1,340 @@
+//! The domain's records, as the loader hands them to every later stage: typed, validated, exact.
+//!
+//! Ids that occur once per bill line are `CompactString`s: ids of up to 24 bytes live inline, so ten
+//! million lines do not mean tens of millions of small heap allocations.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use compact_str::CompactString;
+use rust_decimal::Decimal;
+use std::fmt;
+use strum::{EnumString, IntoStaticStr};
+
+/// An id as it appears in the exports (`partner_id`, `line_id`, …), already checked against
+/// `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`.
+pub type Id = CompactString;
+
+macro_rules! display_as_str {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, EnumString, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum PartnerType {
+    SolutionProvider,
+    Distributor,
+    Reseller,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, EnumString, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum Programme {
+    SolutionProvider,
+    Distribution,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, EnumString, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum Market {
+    Cn,
+    Intl,
+}
+
+/// How the customer came to the partner (seed 7): resale (代售/转售) or referral (顾问销售).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, EnumString, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum SalesMode {
+    Resale,
+    Referral,
+}
+
+/// Charging mode; the vendor's `charging_mode` codes are accepted too (`domain/huawei-fields.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, EnumString, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum ChargeMode {
+    #[strum(to_string = "yearly_monthly", serialize = "1")]
+    YearlyMonthly,
+    #[strum(to_string = "on_demand", serialize = "3")]
+    OnDemand,
+    #[strum(to_string = "reserved", serialize = "10")]
+    Reserved,
+    #[strum(to_string = "savings_plan", serialize = "11")]
+    SavingsPlan,
+}
+
+/// Bill/trade type; the vendor's `bill_detail_type` codes are accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, EnumString, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum BillType {
+    #[strum(to_string = "new", serialize = "1")]
+    New,
+    #[strum(
+        to_string = "renew",
+        serialize = "2",
+        serialize = "8",
+        serialize = "18",
+        serialize = "103"
+    )]
+    Renew,
+    #[strum(to_string = "change", serialize = "3")]
+    Change,
+    #[strum(
+        to_string = "usage",
+        serialize = "5",
+        serialize = "14",
+        serialize = "23"
+    )]
+    Usage,
+    #[strum(
+        to_string = "refund",
+        serialize = "4",
+        serialize = "20",
+        serialize = "24"
+    )]
+    Refund,
+    #[strum(
+        to_string = "adjustment",
+        serialize = "9",
+        serialize = "16",
+        serialize = "25"
+    )]
+    Adjustment,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, EnumString, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum OrderType {
+    New,
+    Renew,
+    Change,
+    Unsubscribe,
+    Downgrade,
+}
+
+/// Status of an incentive application (提取激励, seed 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, EnumString, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum WithdrawalStatus {
+    Submitted,
+    Approved,
+    Rejected,
+    Revoked,
+    Paid,
+}
+
+display_as_str!(
+    PartnerType,
+    Programme,
+    Market,
+    SalesMode,
+    ChargeMode,
+    BillType,
+    OrderType,
+    WithdrawalStatus
+);
+
+/// An ISO 4217 currency code, known to be one of the codes in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency([u8; 3]);
+
+/// ISO 4217 codes in use (without `XTS` and `XXX`, which stand for "no real currency").
+const ISO_4217: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN",
+    "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD",
+    "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUP", "CVE", "CZK",
+    "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS",
+    "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD",
+    "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD",
+    "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT",
+    "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK",
+    "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD",
+    "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP",
+    "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS",
+    "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES", "VND", "VUV", "WST",
+    "XAF", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XCD", "XCG", "XDR", "XOF", "XPD", "XPF",
+    "XPT", "XSU", "XUA", "YER", "ZAR", "ZMW", "ZWG",
+];
+
+impl Currency {
+    /// The code, if it is an ISO 4217 code in use.
+    pub fn parse(code: &str) -> Option<Currency> {
+        let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
+        ISO_4217.binary_search(&code).ok().map(|_| Currency(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Built only from entries of ISO_4217, which are ASCII.
+        std::str::from_utf8(&self.0).unwrap_or("???")
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `partners.csv`: a partner and its programme membership.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partner {
+    pub partner_id: Id,
+    pub name: String,
+    pub partner_type: PartnerType,
+    pub business_region: String,
+    pub market: Market,
+    pub programme: Programme,
+    pub joined_on: NaiveDate,
+    pub exited_on: Option<NaiveDate>,
+}
+
+/// `bill_lines.csv`: one charge to one customer in the cycle. `official_amount` and
+/// `discount_amount` are validated on load but not kept: no stage uses them (SPEC §3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BillLine {
+    /// Record number in `bill_lines.csv`, the header being 1.
+    pub source_row: u64,
+    pub line_id: Id,
+    pub partner_id: Id,
+    pub customer_id: Id,
+    pub sales_mode: SalesMode,
+    pub market: Market,
+    pub region: CompactString,
+    pub service_type_code: CompactString,
+    pub resource_type_code: CompactString,
+    pub charge_mode: ChargeMode,
+    pub bill_type: BillType,
+    pub trade_time: DateTime<Utc>,
+    pub order_id: Option<Id>,
+    pub original_order_id: Option<Id>,
+    pub payable_amount: Decimal,
+    pub coupon_amount: Decimal,
+    pub settlement_amount: Decimal,
+    pub currency: Currency,
+}
+
+/// `orders.csv`: the purchase a yearly/monthly line or a refund comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub order_id: Id,
+    pub partner_id: Id,
+    pub customer_id: Id,
+    pub order_type: OrderType,
+    pub created_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub project_id: Option<Id>,
+    pub original_order_id: Option<Id>,
+}
+
+/// `vouchers.csv`: a partner voucher (代金券) with its balance at the start of the cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Voucher {
+    pub voucher_id: Id,
+    pub partner_id: Id,
+    pub voucher_type: String,
+    pub face_value: Decimal,
+    pub opening_balance: Decimal,
+    pub currency: Currency,
+    pub issued_at: DateTime<Utc>,
+    pub valid_from: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub restricted_customer_id: Option<Id>,
+    /// Service type codes the voucher may pay for; empty = any.
+    pub service_scope: Vec<CompactString>,
+}
+
+/// `distributor_links.csv`: a period during which a reseller is linked to a distributor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistributorLink {
+    pub reseller_id: Id,
+    pub distributor_id: Id,
+    pub valid_from: NaiveDate,
+    pub valid_to: Option<NaiveDate>,
+}
+
+/// `capability_tags.csv`: a capability tag (能力标签) held over a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapabilityTag {
+    pub partner_id: Id,
+    pub tag: String,
+    pub valid_from: NaiveDate,
+    pub valid_to: Option<NaiveDate>,
+}
+
+/// `projects.csv`: a registered project (项目报备).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    pub project_id: Id,
+    pub partner_id: Id,
+    pub market: Market,
+    pub registered_on: NaiveDate,
+    pub benefit_applied_on: Option<NaiveDate>,
+    pub annual_new_resource_amount: Decimal,
+    pub currency: Currency,
+}
+
+/// `opening_balances.csv`: an incentive lot notified before the engine's first cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpeningBalance {
+    pub partner_id: Id,
+    pub lot_id: Id,
+    pub notified_on: NaiveDate,
+    pub currency: Currency,
+    pub balance: Decimal,
+}
+
+/// `withdrawals.csv`: an incentive application and its status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Withdrawal {
+    pub application_id: Id,
+    pub partner_id: Id,
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub submitted_at: DateTime<Utc>,
+    pub status: WithdrawalStatus,
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_list_is_sorted_for_binary_search() {
+        assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn currencies_are_real_iso_codes() {
+        assert_eq!(Currency::parse("CNY").unwrap().to_string(), "CNY");
+        for bad in ["cny", "CNX", "XXX", "RMB", "US", "USDD", ""] {
+            assert!(Currency::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bss_codes_map_to_words() {
+        // domain/huawei-fields.md: charging_mode 1/3/10/11; bill_detail_type codes per type.
+        assert_eq!("3".parse::<ChargeMode>(), Ok(ChargeMode::OnDemand));
+        assert_eq!("11".parse::<ChargeMode>(), Ok(ChargeMode::SavingsPlan));
+        assert_eq!("103".parse::<BillType>(), Ok(BillType::Renew));
+        assert_eq!("24".parse::<BillType>(), Ok(BillType::Refund));
+        assert_eq!("16".parse::<BillType>(), Ok(BillType::Adjustment));
+        assert_eq!("23".parse::<BillType>(), Ok(BillType::Usage));
+        assert!("7".parse::<BillType>().is_err());
+        assert!("Refund".parse::<BillType>().is_err());
+        assert_eq!(BillType::Refund.as_str(), "refund");
+        assert_eq!(ChargeMode::YearlyMonthly.as_str(), "yearly_monthly");
+    }
+}

@@ -1,0 +1,154 @@
+//! Exact money: parsing decimal strings straight into `rust_decimal::Decimal` and writing them back.
+//!
+//! Amounts never pass through a float. The accepted grammar is SPEC §2's `-?[0-9]+(\.[0-9]{1,8})?`,
+//! checked byte by byte so that `+1`, `.5`, `5.`, `1e3`, `1,000`, ` 1` and `NaN` are all refused.
+
+use rust_decimal::Decimal;
+
+/// Most decimal places an input amount may carry (SPEC Appendix A, `dec`).
+pub const INPUT_SCALE_MAX: u32 = 8;
+
+/// Most integer digits an input amount may carry: every amount is below 10^12 in magnitude, so a
+/// sum of up to 10^8 of them still fits a 96-bit decimal at 8 places and can never overflow.
+pub const INTEGER_DIGITS_MAX: usize = 12;
+
+/// Why a cell is not an acceptable amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecimalError {
+    /// Not of the form `-?[0-9]+(\.[0-9]+)?`.
+    NotDecimal,
+    /// Well formed, but with more decimal places than allowed.
+    TooManyPlaces { places: u32, max: u32 },
+    /// 10^12 or more in magnitude (see [`INTEGER_DIGITS_MAX`]).
+    OutOfRange,
+}
+
+/// Parses an input amount exactly, allowing at most `max_places` decimal places.
+pub fn parse_decimal(text: &str, max_places: u32) -> Result<Decimal, DecimalError> {
+    let bytes = text.as_bytes();
+    let (negative, digits) = match bytes.first() {
+        Some(b'-') => (true, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    let point = digits.iter().position(|&b| b == b'.');
+    let (int_part, frac_part) = match point {
+        Some(p) => (&digits[..p], &digits[p + 1..]),
+        None => (digits, &[][..]),
+    };
+    let all_digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
+    if int_part.is_empty()
+        || !all_digits(int_part)
+        || (point.is_some() && frac_part.is_empty())
+        || !all_digits(frac_part)
+    {
+        return Err(DecimalError::NotDecimal);
+    }
+    let places = frac_part.len() as u32;
+    if places > max_places {
+        return Err(DecimalError::TooManyPlaces {
+            places,
+            max: max_places,
+        });
+    }
+    let significant = int_part.iter().skip_while(|&&b| b == b'0').count();
+    if significant > INTEGER_DIGITS_MAX {
+        return Err(DecimalError::OutOfRange);
+    }
+    let mut mantissa: i128 = 0;
+    for &b in int_part.iter().chain(frac_part) {
+        mantissa = mantissa
+            .checked_mul(10)
+            .and_then(|m| m.checked_add(i128::from(b - b'0')))
+            .ok_or(DecimalError::OutOfRange)?;
+    }
+    if negative {
+        mantissa = -mantissa;
+    }
+    Decimal::try_from_i128_with_scale(mantissa, places).map_err(|_| DecimalError::OutOfRange)
+}
+
+/// Writes an amount exactly, padded with zeros to at least `min_scale` places (`12.3` → `12.30`,
+/// `0.12345678` stays). Zero never prints as `-0`.
+pub fn format_amount(amount: Decimal, min_scale: u32) -> String {
+    let mut value = amount;
+    if value.is_zero() {
+        value.set_sign_positive(true);
+    }
+    if value.scale() < min_scale {
+        value.rescale(min_scale);
+    }
+    value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn accepts_the_spec_grammar_exactly() {
+        assert_eq!(parse_decimal("0", 8), Ok(dec("0")));
+        assert_eq!(parse_decimal("1005.70", 8), Ok(dec("1005.70")));
+        assert_eq!(parse_decimal("-12.5", 8), Ok(dec("-12.5")));
+        assert_eq!(parse_decimal("0.12345678", 8), Ok(dec("0.12345678")));
+        // The scale written is the scale kept: 1005.70 keeps two places.
+        assert_eq!(parse_decimal("1005.70", 8).unwrap().scale(), 2);
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        for bad in [
+            "", "-", "+1", ".5", "5.", "1e3", "1E3", "1,000", "1 000", " 1", "1 ", "NaN", "inf",
+            "12.5O", "12.3.4", "--1", "0x10", "１２",
+        ] {
+            assert_eq!(
+                parse_decimal(bad, 8),
+                Err(DecimalError::NotDecimal),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_places_against_the_limit() {
+        assert_eq!(
+            parse_decimal("0.123456789", 8),
+            Err(DecimalError::TooManyPlaces { places: 9, max: 8 })
+        );
+        assert_eq!(
+            parse_decimal("10.005", 2),
+            Err(DecimalError::TooManyPlaces { places: 3, max: 2 })
+        );
+        assert_eq!(parse_decimal("10.05", 2), Ok(dec("10.05")));
+    }
+
+    #[test]
+    fn bounds_amounts_below_a_trillion() {
+        assert_eq!(
+            parse_decimal("999999999999.99999999", 8),
+            Ok(dec("999999999999.99999999"))
+        );
+        assert_eq!(parse_decimal("000000000000001", 8), Ok(dec("1")));
+        assert_eq!(
+            parse_decimal("1000000000000", 8),
+            Err(DecimalError::OutOfRange)
+        );
+        assert_eq!(
+            parse_decimal("-99999999999999999999999999999999", 8),
+            Err(DecimalError::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn formats_padded_and_exact() {
+        assert_eq!(format_amount(dec("12.3"), 2), "12.30");
+        assert_eq!(format_amount(dec("12"), 2), "12.00");
+        assert_eq!(format_amount(dec("0.12345678"), 2), "0.12345678");
+        assert_eq!(format_amount(dec("-0.00"), 2), "0.00");
+        assert_eq!(format_amount(dec("-5.1"), 2), "-5.10");
+    }
+}

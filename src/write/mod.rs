@@ -1,0 +1,172 @@
+//! Last stage: write the cycle's outputs into a staging folder, then publish them atomically.
+//!
+//! `--out DIR/<cycle>` is a symbolic link to a hidden folder `DIR/.<cycle>.run-XXXXXX`. A run
+//! writes a fresh hidden folder, syncs it, and swaps the link with one `rename(2)`: a reader sees the
+//! previous complete folder or the new complete one, never a partial or missing one. A run that
+//! fails drops its staging folder and leaves the published one untouched.
+
+mod csv_out;
+mod manifest;
+
+pub use csv_out::{CsvOut, Out};
+pub use manifest::{Manifest, Timings};
+
+use crate::calendar::Cycle;
+use crate::error::RunError;
+use crate::reject::Reject;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// What the manifest records of a written file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WrittenFile {
+    pub file: String,
+    /// Data rows (CSV header not counted); none for JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    pub sha256: String,
+}
+
+/// A cycle's outputs being written.
+pub struct Staging {
+    dir: tempfile::TempDir,
+    out_root: PathBuf,
+    cycle: Cycle,
+    written: Vec<WrittenFile>,
+}
+
+impl Staging {
+    /// Creates `out_root` if needed and a fresh hidden staging folder inside it (same file system,
+    /// so the publishing rename is atomic).
+    pub fn begin(out_root: &Path, cycle: Cycle) -> Result<Staging, RunError> {
+        fs::create_dir_all(out_root).map_err(|e| RunError::io(out_root.display(), e))?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(".{cycle}.run-"))
+            .tempdir_in(out_root)
+            .map_err(|e| RunError::io(out_root.display(), e))?;
+        Ok(Staging {
+            dir,
+            out_root: out_root.to_path_buf(),
+            cycle,
+            written: Vec::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Opens a CSV output (`name` may contain one folder level, e.g. `ledgers/P1.csv`).
+    pub fn csv(&self, name: &str, header: &[&str]) -> Result<CsvOut, RunError> {
+        CsvOut::create(self.dir.path(), name, header)
+    }
+
+    /// Records a finished CSV output.
+    pub fn finish_csv(&mut self, out: CsvOut) -> Result<(), RunError> {
+        let written = out.finish()?;
+        self.written.push(written);
+        Ok(())
+    }
+
+    /// Writes a small file whole (the manifest).
+    pub fn write_file(&mut self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
+        let path = self.dir.path().join(name);
+        fs::write(&path, bytes)
+            .and_then(|_| fs::File::open(&path)?.sync_all())
+            .map_err(|e| RunError::io(path.display(), e))?;
+        self.written.push(WrittenFile {
+            file: name.to_string(),
+            rows: None,
+            sha256: hex::encode(Sha256::digest(bytes)),
+        });
+        Ok(())
+    }
+
+    /// The files written so far, sorted by name.
+    pub fn written(&self) -> Vec<WrittenFile> {
+        let mut files = self.written.clone();
+        files.sort_by(|a, b| a.file.cmp(&b.file));
+        files
+    }
+
+    /// Makes the staged folder the cycle's published result. Returns the published path.
+    pub fn publish(self) -> Result<PathBuf, RunError> {
+        let io = |what: &Path, e| RunError::io(what.display(), e);
+        let staged = self.dir.keep();
+        sync_dir(&staged).map_err(|e| io(&staged, e))?;
+        let target_name = staged
+            .file_name()
+            .map(|n| n.to_os_string())
+            .ok_or_else(|| {
+                RunError::Io(format!("{}: staging folder has no name", staged.display()))
+            })?;
+        let published = self.out_root.join(self.cycle.to_string());
+        let previous = previous_target(&published, &self.out_root, self.cycle)
+            .map_err(|e| io(&published, e))?;
+
+        // A real folder left by something else cannot be swapped atomically: move it aside first.
+        if published.is_dir() && !is_symlink(&published) {
+            let aside =
+                self.out_root
+                    .join(format!(".{}.replaced-{}", self.cycle, std::process::id()));
+            fs::rename(&published, &aside).map_err(|e| io(&published, e))?;
+        }
+        let link = self
+            .out_root
+            .join(format!(".{}.link-{}", self.cycle, std::process::id()));
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target_name, &link).map_err(|e| io(&link, e))?;
+        fs::rename(&link, &published).map_err(|e| io(&published, e))?;
+        sync_dir(&self.out_root).map_err(|e| io(&self.out_root, e))?;
+
+        // The old result is no longer reachable; remove it (a failure here loses nothing).
+        if let Some(old) = previous.filter(|old| old.file_name() != Some(target_name.as_os_str())) {
+            let _ = fs::remove_dir_all(old);
+        }
+        Ok(published)
+    }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// The hidden folder the published link points at, if it is one of ours.
+fn previous_target(
+    published: &Path,
+    out_root: &Path,
+    cycle: Cycle,
+) -> std::io::Result<Option<PathBuf>> {
+    if !is_symlink(published) {
+        return Ok(None);
+    }
+    let target = fs::read_link(published)?;
+    let ours = target.components().count() == 1
+        && target
+            .to_string_lossy()
+            .starts_with(&format!(".{cycle}.run-"));
+    Ok(ours.then(|| out_root.join(target)))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// `rejects.csv` (SPEC Appendix B), rows already sorted by file, row, column.
+pub fn write_rejects(staging: &mut Staging, rejects: &[Reject]) -> Result<(), RunError> {
+    let mut out = staging.csv("rejects.csv", &["file", "row", "column", "value", "reason"])?;
+    for r in rejects {
+        let row = r.row.to_string();
+        let reason = r.reason();
+        out.row(&[
+            Out::Text(r.file),
+            Out::Number(&row),
+            Out::Text(r.column),
+            Out::Text(&r.value),
+            Out::Text(&reason),
+        ])?;
+    }
+    staging.finish_csv(out)
+}
