@@ -258,7 +258,8 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
     let (lines, others) = rayon::join(
         || {
             read_file::<bill_lines::Column, _, _, _>(dir, |row| {
-                bill_lines::parse(row, cycle, p).map_err(|f| Box::new(RejectedLine::from_row(row, f)))
+                bill_lines::parse(row, cycle, p)
+                    .map_err(|f| Box::new(RejectedLine::from_row(row, f)))
             })
         },
         || -> Result<_, StructuralError> {
@@ -357,4 +358,131 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
         rejects,
         files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    const PARTNERS: &str = "partner_id,name,partner_type,business_region,market,programme,joined_on,exited_on\n\
+        SP1,Alpha,solution_provider,cn,cn,solution_provider,2024-01-01,\n";
+    const HEADER: &str = "line_id,bill_cycle,partner_id,customer_id,sales_mode,market,service_type_code,\
+        charge_mode,bill_type,trade_time,order_id,official_amount,payable_amount,currency\n";
+
+    fn bundle(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    fn cycle() -> Cycle {
+        "2026-10".parse().unwrap()
+    }
+
+    #[test]
+    fn order_and_row_numbers_survive_chunking() {
+        // More records than one chunk, with a bad one on each side of the chunk boundary.
+        let n = CHUNK_ROWS + 10;
+        let mut lines = String::from(HEADER);
+        for i in 0..n {
+            let payable = if i == CHUNK_ROWS - 1 || i == CHUNK_ROWS {
+                "x"
+            } else {
+                "1.00"
+            };
+            writeln!(
+                lines,
+                "L{i},2026-10,SP1,C1,resale,cn,hws.service.type.ec2,on_demand,usage,\
+                 2026-10-05T10:00:00Z,,1.00,{payable},CNY"
+            )
+            .unwrap();
+        }
+        let dir = bundle(&[("partners.csv", PARTNERS), ("bill_lines.csv", &lines)]);
+        let b = load_bundle(dir.path(), cycle()).unwrap();
+        assert_eq!(b.bill_lines.len(), n - 2);
+        // Record i is row i + 2 (the header is row 1).
+        assert!(
+            b.bill_lines
+                .windows(2)
+                .all(|w| w[0].source_row < w[1].source_row)
+        );
+        assert_eq!(b.bill_lines[0].source_row, 2);
+        assert_eq!(b.bill_lines.last().unwrap().source_row, n as u64 + 1);
+        let rows: Vec<u64> = b.rejects.iter().map(|r| r.row).collect();
+        assert_eq!(rows, vec![CHUNK_ROWS as u64 + 1, CHUNK_ROWS as u64 + 2]);
+    }
+
+    #[test]
+    fn rows_are_records_not_lines() {
+        // A quoted field spanning two lines: the next record is still row 3.
+        let lines = format!(
+            "{HEADER}L1,2026-10,SP1,C1,resale,cn,\"hws.service\ntype\",on_demand,usage,2026-10-05T10:00:00Z,,1,1,CNY\n\
+             L2,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,on_demand,usage,2026-10-05T10:00:00Z,,1,oops,CNY\n"
+        );
+        let dir = bundle(&[("partners.csv", PARTNERS), ("bill_lines.csv", &lines)]);
+        let b = load_bundle(dir.path(), cycle()).unwrap();
+        assert_eq!(b.rejects.len(), 1);
+        assert_eq!(
+            (b.rejects[0].row, b.rejects[0].column),
+            (3, "payable_amount")
+        );
+        assert_eq!(b.rejects[0].value, "oops");
+    }
+
+    #[test]
+    fn columns_match_by_name_in_any_order_and_extras_are_ignored() {
+        let lines = "currency,payable_amount,official_amount,order_id,trade_time,bill_type,charge_mode,\
+            service_type_code,market,sales_mode,customer_id,partner_id,bill_cycle,line_id,vendor_note\n\
+            USD,12.30,12.30,,2026-10-05T10:00:00Z,usage,on_demand,hws.service.type.ec2,intl,referral,C1,SP1,2026-10,L1,hello\n";
+        let dir = bundle(&[("partners.csv", PARTNERS), ("bill_lines.csv", lines)]);
+        let b = load_bundle(dir.path(), cycle()).unwrap();
+        assert!(b.rejects.is_empty(), "{:?}", b.rejects);
+        let line = &b.bill_lines[0];
+        assert_eq!(line.payable_amount.to_string(), "12.30");
+        assert_eq!(line.currency.as_str(), "USD");
+        // Blank optional amounts take their defaults: coupon 0, settlement = payable.
+        assert!(line.coupon_amount.is_zero());
+        assert_eq!(line.settlement_amount, line.payable_amount);
+    }
+
+    #[test]
+    fn rejected_lines_keep_what_was_readable_for_the_control_totals() {
+        let lines = format!(
+            "{HEADER}L1,2026-10,NOPE,C1,resale,cn,hws.service.type.ec2,on_demand,usage,2026-10-05T10:00:00Z,,1,7.25,CNY\n\
+             L2,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,on_demand,usage,2026-10-05T10:00:00Z,,1,x,CNY\n"
+        );
+        let dir = bundle(&[("partners.csv", PARTNERS), ("bill_lines.csv", &lines)]);
+        let b = load_bundle(dir.path(), cycle()).unwrap();
+        assert_eq!(b.rejected_lines.len(), 2);
+        assert_eq!(
+            b.rejected_lines[0].payable_amount,
+            Some("7.25".parse().unwrap())
+        );
+        assert_eq!(b.rejected_lines[1].payable_amount, None);
+        let totals = crate::reconcile::bill_line_totals(&b);
+        assert_eq!(totals.rejected["CNY"].payable_amount.to_string(), "7.25");
+        assert_eq!(totals.rejected_without_amount, 1);
+    }
+
+    #[test]
+    fn optional_files_may_be_absent_required_ones_may_not() {
+        let dir = bundle(&[("partners.csv", PARTNERS), ("bill_lines.csv", HEADER)]);
+        let b = load_bundle(dir.path(), cycle()).unwrap();
+        assert!(
+            b.files
+                .iter()
+                .any(|f| f.file == "vouchers.csv" && !f.digest.present)
+        );
+        let dir = bundle(&[("bill_lines.csv", HEADER)]);
+        assert!(matches!(
+            load_bundle(dir.path(), cycle()),
+            Err(StructuralError::MissingFile {
+                file: "partners.csv",
+                ..
+            })
+        ));
+    }
 }
