@@ -3,6 +3,7 @@
 
 use crate::calendar::Cycle;
 use crate::error::{RunError, exit};
+use crate::generate::{self, GenerateConfig};
 use crate::run::{self, RunConfig, RunReport};
 use clap::{Args, Parser, Subcommand};
 use std::num::NonZeroUsize;
@@ -29,6 +30,114 @@ pub enum Command {
     /// manifest.json to a staging folder and publishes it atomically as OUT/<cycle>. A failed run
     /// leaves the previous result for that cycle untouched.
     Run(RunArgs),
+
+    /// Write a realistic synthetic cycle bundle (all nine files), deterministic per seed.
+    ///
+    /// About LINES/2,000 partners (most solution providers; distributors with linked resellers)
+    /// and LINES/20 customers; every bill type and charge mode, refunds of earlier orders,
+    /// excluded and promoted services, CNY and USD, vouchers, tags, projects near the subsidy
+    /// thresholds, withdrawals in every status, partners that left their programme. Streams to
+    /// disk: ten million lines take a few hundred megabytes of memory at most.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Bill cycle of the (first) bundle; not needed with --previous.
+    #[arg(long, value_name = "YYYY-MM", required_unless_present = "previous")]
+    pub cycle: Option<Cycle>,
+
+    /// Number of bill lines per cycle (default with --previous: the previous bundle's).
+    #[arg(long, value_name = "N", required_unless_present = "previous")]
+    pub lines: Option<u64>,
+
+    /// Seed: the same seed and options give the same bytes.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+
+    /// Folder to write the bundle into (with --cycles K > 1, one subfolder per cycle).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Share of bill lines to make bad, 0 to 1 (e.g. 0.001); the rows planted and the reject each
+    /// must get are written to DIR/expected_rejects.csv.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub bad_rows: f64,
+
+    /// Number of partners (default LINES/2,000, at least 8).
+    #[arg(long, value_name = "P")]
+    pub partners: Option<usize>,
+
+    /// Write a chain of K consecutive cycles (later ones refund orders of earlier ones).
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 1,
+        conflicts_with = "previous"
+    )]
+    pub cycles: u32,
+
+    /// Generate the cycle after the bundle in this folder (same seed and partners).
+    #[arg(long, value_name = "DIR")]
+    pub previous: Option<PathBuf>,
+}
+
+impl GenerateArgs {
+    pub fn resolve(self) -> Result<GenerateConfig, RunError> {
+        if !(0.0..=1.0).contains(&self.bad_rows) {
+            return Err(RunError::Usage(format!(
+                "--bad-rows {}: a share between 0 and 1",
+                self.bad_rows
+            )));
+        }
+        let bad_rows_ppm = (self.bad_rows * 1_000_000.0).round() as u64;
+        let previous = self
+            .previous
+            .as_deref()
+            .map(GenerateConfig::after)
+            .transpose()?;
+        let (cycle, chain_start, chain_index, seed, partners, customers, lines) = match previous {
+            Some(p) => {
+                let parse = |s: &str| {
+                    s.parse::<Cycle>()
+                        .map_err(|e| RunError::Usage(format!("generator.json: {e}")))
+                };
+                (
+                    parse(&p.cycle)?.next(),
+                    parse(&p.chain_start)?,
+                    p.chain_index + 1,
+                    p.seed,
+                    Some(p.partners),
+                    Some(p.customers),
+                    self.lines.unwrap_or(p.lines),
+                )
+            }
+            None => {
+                let cycle = self
+                    .cycle
+                    .ok_or_else(|| RunError::Usage("--cycle is required".into()))?;
+                let lines = self
+                    .lines
+                    .ok_or_else(|| RunError::Usage("--lines is required".into()))?;
+                (cycle, cycle, 0, self.seed, self.partners, None, lines)
+            }
+        };
+        if self.cycles == 0 {
+            return Err(RunError::Usage("--cycles must be at least 1".into()));
+        }
+        Ok(GenerateConfig {
+            cycle,
+            lines,
+            seed,
+            out: self.out,
+            bad_rows_ppm,
+            partners,
+            cycles: self.cycles,
+            chain_start,
+            chain_index,
+            customers,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +208,12 @@ pub fn main() -> ExitCode {
             .resolve()
             .and_then(|config| run::run(&config))
             .map(print_report),
+        Command::Generate(args) => args.resolve().and_then(|config| {
+            for dir in generate::generate(&config)? {
+                println!("wrote {}", dir.display());
+            }
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
