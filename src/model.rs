@@ -6,6 +6,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use compact_str::CompactString;
 use rust_decimal::Decimal;
+use std::collections::HashMap;
 use std::fmt;
 use strum::{EnumString, IntoStaticStr};
 
@@ -184,6 +185,47 @@ impl fmt::Display for Currency {
     }
 }
 
+/// A partner, as its position among the accepted rows of `partners.csv` (see `load::Partners`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartnerIdx(pub u32);
+
+/// A low-cardinality code (region, service type, resource type), interned: four bytes a line
+/// instead of a string, and cheap to compare and group by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Code(pub u32);
+
+/// The interned codes of a bundle. Codes are numbered in order of first appearance in the file,
+/// so the numbering is the same whatever the thread count.
+#[derive(Debug, Default, Clone)]
+pub struct Codes {
+    names: Vec<CompactString>,
+    index: HashMap<CompactString, Code>,
+}
+
+impl Codes {
+    pub fn intern(&mut self, name: &str) -> Code {
+        if let Some(&code) = self.index.get(name) {
+            return code;
+        }
+        let code = Code(self.names.len() as u32);
+        self.names.push(CompactString::from(name));
+        self.index.insert(CompactString::from(name), code);
+        code
+    }
+
+    pub fn name(&self, code: Code) -> &str {
+        self.names.get(code.0 as usize).map_or("", |n| n.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
 /// `partners.csv`: a partner and its programme membership.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Partner {
@@ -198,41 +240,39 @@ pub struct Partner {
 }
 
 /// `bill_lines.csv`: one charge to one customer in the cycle. `official_amount` and
-/// `discount_amount` are validated on load but not kept: no stage uses them (SPEC §3).
+/// `discount_amount` are validated on load but not kept: no stage uses them (SPEC §3). Ten
+/// million of these are held at once, so the partner is an index and the codes are interned.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BillLine {
-    /// Record number in `bill_lines.csv`, the header being 1.
-    pub source_row: u64,
     pub line_id: Id,
-    pub partner_id: Id,
     pub customer_id: Id,
-    pub sales_mode: SalesMode,
-    pub market: Market,
-    pub region: CompactString,
-    pub service_type_code: CompactString,
-    pub resource_type_code: CompactString,
-    pub charge_mode: ChargeMode,
-    pub bill_type: BillType,
-    pub trade_time: DateTime<Utc>,
     pub order_id: Option<Id>,
     pub original_order_id: Option<Id>,
     pub payable_amount: Decimal,
     pub coupon_amount: Decimal,
     pub settlement_amount: Decimal,
+    pub trade_time: DateTime<Utc>,
+    /// Record number in `bill_lines.csv`, the header being 1.
+    pub source_row: u64,
+    pub partner: PartnerIdx,
+    pub region: Code,
+    pub service_type_code: Code,
+    pub resource_type_code: Code,
     pub currency: Currency,
+    pub sales_mode: SalesMode,
+    pub market: Market,
+    pub charge_mode: ChargeMode,
+    pub bill_type: BillType,
 }
 
-/// `orders.csv`: the purchase a yearly/monthly line or a refund comes from.
+/// `orders.csv`: the purchase a yearly/monthly line or a refund comes from. Customer, times,
+/// amount and currency are validated on load but not kept: the rules read the order's type, a
+/// refund's original order and the project.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
     pub order_id: Id,
-    pub partner_id: Id,
-    pub customer_id: Id,
+    pub partner: PartnerIdx,
     pub order_type: OrderType,
-    pub created_at: DateTime<Utc>,
-    pub paid_at: Option<DateTime<Utc>>,
-    pub amount: Decimal,
-    pub currency: Currency,
     pub project_id: Option<Id>,
     pub original_order_id: Option<Id>,
 }
@@ -241,7 +281,7 @@ pub struct Order {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Voucher {
     pub voucher_id: Id,
-    pub partner_id: Id,
+    pub partner: PartnerIdx,
     pub voucher_type: String,
     pub face_value: Decimal,
     pub opening_balance: Decimal,
@@ -257,8 +297,8 @@ pub struct Voucher {
 /// `distributor_links.csv`: a period during which a reseller is linked to a distributor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DistributorLink {
-    pub reseller_id: Id,
-    pub distributor_id: Id,
+    pub reseller: PartnerIdx,
+    pub distributor: PartnerIdx,
     pub valid_from: NaiveDate,
     pub valid_to: Option<NaiveDate>,
 }
@@ -266,7 +306,7 @@ pub struct DistributorLink {
 /// `capability_tags.csv`: a capability tag (能力标签) held over a period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CapabilityTag {
-    pub partner_id: Id,
+    pub partner: PartnerIdx,
     pub tag: String,
     pub valid_from: NaiveDate,
     pub valid_to: Option<NaiveDate>,
@@ -276,7 +316,7 @@ pub struct CapabilityTag {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Project {
     pub project_id: Id,
-    pub partner_id: Id,
+    pub partner: PartnerIdx,
     pub market: Market,
     pub registered_on: NaiveDate,
     pub benefit_applied_on: Option<NaiveDate>,
@@ -287,7 +327,7 @@ pub struct Project {
 /// `opening_balances.csv`: an incentive lot notified before the engine's first cycle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpeningBalance {
-    pub partner_id: Id,
+    pub partner: PartnerIdx,
     pub lot_id: Id,
     pub notified_on: NaiveDate,
     pub currency: Currency,
@@ -298,7 +338,7 @@ pub struct OpeningBalance {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Withdrawal {
     pub application_id: Id,
-    pub partner_id: Id,
+    pub partner: PartnerIdx,
     pub amount: Decimal,
     pub currency: Currency,
     pub submitted_at: DateTime<Utc>,

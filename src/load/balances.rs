@@ -60,7 +60,7 @@ pub(super) fn parse_voucher(row: &Row<'_, VoucherColumn>, partners: &Partners) -
     }
     let voucher_id = row.cell(C::VoucherId).id()?;
     let owner_cell = row.cell(C::PartnerId);
-    let owner = partners.known(owner_cell)?;
+    let (partner, owner) = partners.known(owner_cell)?;
     if !matches!(
         owner.partner_type,
         PartnerType::SolutionProvider | PartnerType::Reseller
@@ -120,7 +120,7 @@ pub(super) fn parse_voucher(row: &Row<'_, VoucherColumn>, partners: &Partners) -
     }
     Ok(Voucher {
         voucher_id,
-        partner_id: owner.partner_id.clone(),
+        partner,
         voucher_type,
         face_value,
         opening_balance,
@@ -160,14 +160,14 @@ pub(super) fn parse_opening_balance(
     if !row.has_header_width() {
         return Err(field_count_fault(row));
     }
-    let partner_id = partners.known(row.cell(C::PartnerId))?.partner_id.clone();
+    let (partner, _) = partners.known(row.cell(C::PartnerId))?;
     let lot_id = row.cell(C::LotId).id()?;
     let notified_on = row.cell(C::NotifiedOn).date()?;
     let currency = row.cell(C::Currency).currency()?;
     let balance_cell = row.cell(C::Balance);
     let balance = positive(balance_cell, balance_cell.decimal_places(CENTS)?)?;
     Ok(OpeningBalance {
-        partner_id,
+        partner,
         lot_id,
         notified_on,
         currency,
@@ -205,12 +205,12 @@ pub(super) fn parse_withdrawal(
         return Err(field_count_fault(row));
     }
     let application_id = row.cell(C::ApplicationId).id()?;
-    let partner_id = partners.known(row.cell(C::PartnerId))?.partner_id.clone();
+    let (partner, _) = partners.known(row.cell(C::PartnerId))?;
     let amount_cell = row.cell(C::Amount);
     let amount = positive(amount_cell, amount_cell.decimal_places(CENTS)?)?;
     Ok(Withdrawal {
         application_id,
-        partner_id,
+        partner,
         amount,
         currency: row.cell(C::Currency).currency()?,
         submitted_at: row.cell(C::SubmittedAt).instant()?,

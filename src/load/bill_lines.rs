@@ -4,7 +4,7 @@ use super::cell::{Checked, Fault};
 use super::table::{Row, Schema};
 use super::{Partners, field_count_fault};
 use crate::calendar::Cycle;
-use crate::model::{BillLine, BillType, ChargeMode, Id};
+use crate::model::{BillLine, BillType, ChargeMode, Code, Codes, Id};
 use crate::money::parse_decimal;
 use crate::reject::{Reject, RejectCode};
 use rust_decimal::Decimal;
@@ -84,11 +84,11 @@ impl RejectedLine {
     }
 
     /// A line that parsed but was turned away afterwards (e.g. a duplicate id).
-    pub(super) fn from_line(line: &BillLine, reject: Reject) -> RejectedLine {
+    pub(super) fn from_line(line: &BillLine, partners: &Partners, reject: Reject) -> RejectedLine {
         RejectedLine {
             reject,
             line_id: line.line_id.to_string(),
-            partner_id: line.partner_id.to_string(),
+            partner_id: partners.at(line.partner).partner_id.to_string(),
             customer_id: line.customer_id.to_string(),
             bill_type: line.bill_type.as_str().to_string(),
             payable_amount: Some(line.payable_amount),
@@ -97,8 +97,14 @@ impl RejectedLine {
     }
 }
 
-/// Checks one record in the column order of SPEC Appendix A; the first fault rejects it.
-pub(super) fn parse(row: &Row<'_, Column>, cycle: Cycle, partners: &Partners) -> Checked<BillLine> {
+/// Checks one record in the column order of SPEC Appendix A; the first fault rejects it. Codes are
+/// interned in `codes`, the task's own table, renumbered into the bundle's by [`renumber`].
+pub(super) fn parse(
+    row: &Row<'_, Column>,
+    cycle: Cycle,
+    partners: &Partners,
+    codes: &mut Codes,
+) -> Checked<BillLine> {
     use Column as C;
     if !row.has_header_width() {
         return Err(field_count_fault(row));
@@ -113,13 +119,13 @@ pub(super) fn parse(row: &Row<'_, Column>, cycle: Cycle, partners: &Partners) ->
             format!("the line is not of the cycle being run, {cycle}"),
         ));
     }
-    let partner_id = partners.known(row.cell(C::PartnerId))?.partner_id.clone();
+    let (partner, _) = partners.known(row.cell(C::PartnerId))?;
     let customer_id = row.cell(C::CustomerId).id()?;
     let sales_mode = row.cell(C::SalesMode).code("resale, referral")?;
     let market = row.cell(C::Market).code("cn, intl")?;
-    let region = row.cell(C::Region).text.into();
-    let service_type_code = row.cell(C::ServiceTypeCode).text()?.into();
-    let resource_type_code = row.cell(C::ResourceTypeCode).text.into();
+    let region = codes.intern(row.cell(C::Region).text);
+    let service_type_code = codes.intern(row.cell(C::ServiceTypeCode).text()?);
+    let resource_type_code = codes.intern(row.cell(C::ResourceTypeCode).text);
     let charge_mode: ChargeMode = row
         .cell(C::ChargeMode)
         .code("yearly_monthly, on_demand, reserved, savings_plan (or BSS codes 1, 3, 10, 11)")?;
@@ -181,7 +187,7 @@ pub(super) fn parse(row: &Row<'_, Column>, cycle: Cycle, partners: &Partners) ->
     Ok(BillLine {
         source_row: row.number,
         line_id,
-        partner_id,
+        partner,
         customer_id,
         sales_mode,
         market,
@@ -198,4 +204,18 @@ pub(super) fn parse(row: &Row<'_, Column>, cycle: Cycle, partners: &Partners) ->
         settlement_amount,
         currency,
     })
+}
+
+/// Moves codes interned in a task's own table into the bundle's table, in the task's order of
+/// first appearance, and rewrites the task's lines to the bundle's numbers.
+pub(super) fn renumber(bundle_codes: &mut Codes, task_codes: &Codes, lines: &mut [BillLine]) {
+    let map: Vec<Code> = (0..task_codes.len() as u32)
+        .map(|i| bundle_codes.intern(task_codes.name(Code(i))))
+        .collect();
+    let to_bundle = |c: Code| map.get(c.0 as usize).copied().unwrap_or(c);
+    for line in lines {
+        line.region = to_bundle(line.region);
+        line.service_type_code = to_bundle(line.service_type_code);
+        line.resource_type_code = to_bundle(line.resource_type_code);
+    }
 }

@@ -19,25 +19,29 @@ pub use table::FileDigest;
 use crate::calendar::Cycle;
 use crate::error::StructuralError;
 use crate::model::{
-    BillLine, CapabilityTag, DistributorLink, Id, OpeningBalance, Order, Partner, Project, Voucher,
-    Withdrawal,
+    BillLine, CapabilityTag, Codes, DistributorLink, Id, OpeningBalance, Order, Partner,
+    PartnerIdx, Project, Voucher, Withdrawal,
 };
 use crate::reject::{Reject, RejectCode};
 use cell::{Checked, Fault};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::path::Path;
-use table::{Cell, Row, Schema, Table};
+use table::{Cell, Chunk, Row, Schema, Table};
 
 /// Records read and checked together; large enough to keep both cores busy, small enough to
-/// bound memory to a few megabytes of raw text.
+/// bound memory to a few megabytes of raw text. While one chunk is checked, the next is read.
 const CHUNK_ROWS: usize = 32 * 1024;
+
+/// Records one task checks in a row (with its own scratch state, e.g. a code table).
+const TASK_ROWS: usize = 256;
 
 /// Everything a cycle's run reads, validated.
 #[derive(Debug, Default)]
 pub struct Bundle {
     pub partners: Partners,
+    /// Regions, service and resource type codes of the bill lines.
+    pub codes: Codes,
     pub bill_lines: Vec<BillLine>,
     pub rejected_lines: Vec<RejectedLine>,
     pub orders: Vec<Order>,
@@ -66,7 +70,7 @@ pub struct FileReport {
 #[derive(Debug, Default)]
 pub struct Partners {
     list: Vec<Partner>,
-    index: HashMap<Id, usize>,
+    index: HashMap<Id, PartnerIdx>,
 }
 
 impl Partners {
@@ -74,17 +78,27 @@ impl Partners {
         let index = list
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.partner_id.clone(), i))
+            .map(|(i, p)| (p.partner_id.clone(), PartnerIdx(i as u32)))
             .collect();
         Partners { list, index }
     }
 
-    pub fn get(&self, partner_id: &str) -> Option<&Partner> {
-        self.index.get(partner_id).map(|&i| &self.list[i])
+    pub fn get(&self, partner_id: &str) -> Option<(PartnerIdx, &Partner)> {
+        self.index
+            .get(partner_id)
+            .map(|&i| (i, &self.list[i.0 as usize]))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Partner> {
-        self.list.iter()
+    /// The partner an index names. Indices come only from this table, so they are in range.
+    pub fn at(&self, partner: PartnerIdx) -> &Partner {
+        &self.list[partner.0 as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (PartnerIdx, &Partner)> {
+        self.list
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (PartnerIdx(i as u32), p))
     }
 
     pub fn len(&self) -> usize {
@@ -96,7 +110,7 @@ impl Partners {
     }
 
     /// The partner a cell names, which must be an id of an accepted row of `partners.csv`.
-    fn known(&self, cell: Cell<'_>) -> Checked<&Partner> {
+    fn known(&self, cell: Cell<'_>) -> Checked<(PartnerIdx, &Partner)> {
         let id = cell.id()?;
         self.get(&id).ok_or_else(|| {
             Fault::new(
@@ -121,105 +135,174 @@ fn field_count_fault<S: Schema>(row: &Row<'_, S>) -> Fault {
     }
 }
 
-/// What reading one file gave: kept rows with their record numbers, failures, and the digest.
+/// What reading one file gave: kept rows in file order, failures, and the digest.
 struct Read<T, E> {
-    rows: Vec<(u64, T)>,
+    rows: Vec<T>,
     failed: Vec<E>,
     digest: FileDigest,
 }
 
-/// Streams `dir/<S::FILE>` and checks its records in parallel chunks, keeping file order.
-fn read_file<S, T, E, F>(dir: &Path, check: F) -> Result<Read<T, E>, StructuralError>
+/// Streams `dir/<S::FILE>`, checking its records in parallel tasks of [`TASK_ROWS`] while the
+/// next chunk is read. Each task has its own scratch state `L`; `merge` folds a task's state
+/// into the file's, in file order, and may rewrite the task's rows (so the outcome never depends
+/// on how tasks were scheduled).
+fn read_file<S, T, E, L, P, M>(
+    dir: &Path,
+    check: P,
+    mut merge: M,
+) -> Result<Read<T, E>, StructuralError>
 where
     S: Schema,
     T: Send,
     E: Send,
-    F: Fn(&Row<'_, S>) -> Result<T, E> + Sync,
+    L: Default + Send,
+    P: Fn(&Row<'_, S>, &mut L) -> Result<T, E> + Sync,
+    M: FnMut(L, &mut [T]) + Send,
 {
     let mut read = Read {
         rows: Vec::new(),
         failed: Vec::new(),
         digest: FileDigest::default(),
     };
-    let Some(mut table) = Table::<S>::open(dir)? else {
+    let Some(Table { layout, mut source }) = Table::<S>::open(dir)? else {
         return Ok(read);
     };
-    let mut chunk = Vec::with_capacity(CHUNK_ROWS);
-    while table.read_chunk(CHUNK_ROWS, &mut chunk)? {
-        let checked: Vec<(u64, Result<T, E>)> = chunk
-            .par_iter()
-            .map(|(number, record)| (*number, check(&table.row(*number, record))))
-            .collect();
-        for (number, result) in checked {
-            match result {
-                Ok(row) => read.rows.push((number, row)),
-                Err(e) => read.failed.push(e),
+    let (mut current, mut next) = (Chunk::default(), Chunk::default());
+    let mut more = source.read_chunk(CHUNK_ROWS, &mut current)?;
+    read.rows
+        .reserve(source.estimated_remaining() + CHUNK_ROWS + CHUNK_ROWS / 8);
+    while more {
+        let check_chunk = || {
+            let tasks: Vec<(L, Vec<Result<T, E>>)> = current
+                .records()
+                .par_chunks(TASK_ROWS)
+                .map(|task| {
+                    let mut local = L::default();
+                    let results = task
+                        .iter()
+                        .map(|(number, record)| check(&layout.row(*number, record), &mut local))
+                        .collect();
+                    (local, results)
+                })
+                .collect();
+            tasks
+        };
+        let (tasks, read_next) =
+            rayon::join(check_chunk, || source.read_chunk(CHUNK_ROWS, &mut next));
+        for (local, results) in tasks {
+            let start = read.rows.len();
+            for result in results {
+                match result {
+                    Ok(row) => read.rows.push(row),
+                    Err(e) => read.failed.push(e),
+                }
             }
+            merge(local, &mut read.rows[start..]);
         }
+        more = read_next?;
+        std::mem::swap(&mut current, &mut next);
     }
-    read.digest = table.finish()?;
+    read.digest = source.finish()?;
     Ok(read)
 }
 
-/// Reads an ordinary (not bill-line) file: failures are rejects at once.
-fn read_simple<S, T, F>(dir: &Path, check: F) -> Result<Read<T, Reject>, StructuralError>
+/// Reads an ordinary (not bill-line) file: each row keeps its record number, failures are
+/// rejects at once.
+fn read_simple<S, T, F>(dir: &Path, check: F) -> Result<Read<(u64, T), Reject>, StructuralError>
 where
     S: Schema,
     T: Send,
     F: Fn(&Row<'_, S>) -> Checked<T> + Sync,
 {
-    read_file::<S, T, Reject, _>(dir, |row| check(row).map_err(|f| f.at(S::FILE, row.number)))
+    read_file::<S, _, _, (), _, _>(
+        dir,
+        |row, _| {
+            check(row)
+                .map(|t| (row.number, t))
+                .map_err(|f| f.at(S::FILE, row.number))
+        },
+        |_, _| {},
+    )
 }
 
-/// When an id repeats, the first accepted row keeps it and later rows are rejected.
-fn reject_duplicates<T>(
-    file: &'static str,
-    column: &'static str,
-    rows: Vec<(u64, T)>,
-    id_of: impl Fn(&T) -> &Id,
-    mut reject: impl FnMut(u64, &T, Reject),
-) -> Vec<(u64, T)> {
-    let mut first_row: HashMap<Id, u64> = HashMap::with_capacity(rows.len());
-    let mut kept = Vec::with_capacity(rows.len());
-    for (number, row) in rows {
-        match first_row.entry(id_of(&row).clone()) {
-            Entry::Occupied(first) => {
-                let r = Reject {
-                    file,
-                    row: number,
-                    column,
-                    value: first.key().to_string(),
-                    code: RejectCode::DuplicateId,
-                    detail: format!("{column} already used on row {}", first.get()),
-                };
-                reject(number, &row, r);
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(number);
-                kept.push((number, row));
+/// When an id repeats, the first accepted row keeps it and later rows are rejected. Ids are
+/// hashed and sorted (in parallel), not inserted one by one into a map: ten million line ids
+/// take a few hundred milliseconds and 16 bytes each. Returns (duplicate, first) positions,
+/// in file order of the duplicates.
+fn find_duplicates<T: Sync>(rows: &[T], id_of: impl Fn(&T) -> &str + Sync) -> Vec<(usize, usize)> {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    let mut keyed: Vec<(u64, u32)> = rows
+        .par_iter()
+        .enumerate()
+        .map(|(i, row)| (hasher.hash_one(id_of(row)), i as u32))
+        .collect();
+    keyed.par_sort_unstable();
+    let mut duplicates = Vec::new();
+    let mut run_start = 0;
+    while run_start < keyed.len() {
+        let mut run_end = run_start + 1;
+        while run_end < keyed.len() && keyed[run_end].0 == keyed[run_start].0 {
+            run_end += 1;
+        }
+        // Equal hashes: compare the ids themselves; positions in a run are ascending.
+        let run = &keyed[run_start..run_end];
+        for (k, &(_, later)) in run.iter().enumerate().skip(1) {
+            let later_id = id_of(&rows[later as usize]);
+            if let Some(&(_, first)) = run[..k]
+                .iter()
+                .find(|(_, f)| id_of(&rows[*f as usize]) == later_id)
+            {
+                duplicates.push((later as usize, first as usize));
             }
         }
+        run_start = run_end;
     }
-    kept
+    duplicates.sort_unstable();
+    duplicates
+}
+
+/// Removes the rows at `positions` (ascending), keeping the order of the rest.
+fn remove_positions<T>(rows: &mut Vec<T>, positions: &[usize]) {
+    let mut next = positions.iter().peekable();
+    let mut index = 0;
+    rows.retain(|_| {
+        let drop = next.peek() == Some(&&index);
+        if drop {
+            next.next();
+        }
+        index += 1;
+        !drop
+    });
 }
 
 /// The column holding a file's unique id, and how to get it from a row.
 type UniqueId<T> = (&'static str, fn(&T) -> &Id);
 
-/// A file whose rows are all ordinary records with a unique id column.
-fn finish_simple<S: Schema, T>(
-    read: Read<T, Reject>,
+/// A file whose rows are ordinary records, maybe with a unique id column.
+fn finish_simple<S: Schema, T: Sync>(
+    read: Read<(u64, T), Reject>,
     unique: Option<UniqueId<T>>,
     rejects: &mut Vec<Reject>,
     files: &mut Vec<FileReport>,
 ) -> Vec<(u64, T)> {
     let mut own = read.failed;
-    let rows = match unique {
-        Some((column, id_of)) => {
-            reject_duplicates(S::FILE, column, read.rows, id_of, |_, _, r| own.push(r))
+    let mut rows = read.rows;
+    if let Some((column, id_of)) = unique {
+        let duplicates = find_duplicates(&rows, |(_, t)| id_of(t).as_str());
+        for &(later, first) in &duplicates {
+            own.push(Reject {
+                file: S::FILE,
+                row: rows[later].0,
+                column,
+                value: id_of(&rows[later].1).to_string(),
+                code: RejectCode::DuplicateId,
+                detail: format!("{column} already used on row {}", rows[first].0),
+            });
         }
-        None => read.rows,
-    };
+        let positions: Vec<usize> = duplicates.iter().map(|(later, _)| *later).collect();
+        remove_positions(&mut rows, &positions);
+    }
     files.push(report::<S>(read.digest, rows.len(), own.len()));
     rejects.extend(own);
     rows
@@ -253,14 +336,19 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
     );
     let partners = Partners::new(without_rows(partner_rows));
     let p = &partners;
+    let mut codes = Codes::default();
 
     // The bill lines (by far the largest file) are read while the small files are read beside them.
     let (lines, others) = rayon::join(
         || {
-            read_file::<bill_lines::Column, _, _, _>(dir, |row| {
-                bill_lines::parse(row, cycle, p)
-                    .map_err(|f| Box::new(RejectedLine::from_row(row, f)))
-            })
+            read_file::<bill_lines::Column, _, _, Codes, _, _>(
+                dir,
+                |row, task_codes| {
+                    bill_lines::parse(row, cycle, p, task_codes)
+                        .map_err(|f| Box::new(RejectedLine::from_row(row, f)))
+                },
+                |task_codes, lines| bill_lines::renumber(&mut codes, &task_codes, lines),
+            )
         },
         || -> Result<_, StructuralError> {
             Ok((
@@ -284,17 +372,30 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
     let (orders, vouchers, links, tags, projects, opening, withdrawals) = others?;
 
     let mut rejected_lines: Vec<RejectedLine> = lines.failed.into_iter().map(|b| *b).collect();
-    let line_rows = reject_duplicates(
-        bill_lines::Column::FILE,
-        "line_id",
-        lines.rows,
-        |l: &BillLine| &l.line_id,
-        |_, line, r| rejected_lines.push(RejectedLine::from_line(line, r)),
-    );
+    let mut bill_lines = lines.rows;
+    let duplicates = find_duplicates(&bill_lines, |l: &BillLine| l.line_id.as_str());
+    for &(later, first) in &duplicates {
+        let line = &bill_lines[later];
+        let reject = Reject {
+            file: bill_lines::Column::FILE,
+            row: line.source_row,
+            column: "line_id",
+            value: line.line_id.to_string(),
+            code: RejectCode::DuplicateId,
+            detail: format!(
+                "line_id already used on row {}",
+                bill_lines[first].source_row
+            ),
+        };
+        rejected_lines.push(RejectedLine::from_line(line, &partners, reject));
+    }
+    let positions: Vec<usize> = duplicates.iter().map(|(later, _)| *later).collect();
+    remove_positions(&mut bill_lines, &positions);
+    bill_lines.shrink_to_fit();
     rejected_lines.sort_by_key(RejectedLine::source_row);
     files.push(report::<bill_lines::Column>(
         lines.digest,
-        line_rows.len(),
+        bill_lines.len(),
         rejected_lines.len(),
     ));
     rejects.extend(rejected_lines.iter().map(|l| l.reject.clone()));
@@ -313,7 +414,7 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
     );
     let links = {
         let mut own = links.failed;
-        let kept = partners::reject_overlapping_links(links.rows, &mut own);
+        let kept = partners::reject_overlapping_links(links.rows, &partners, &mut own);
         files.push(report::<partners::LinkColumn>(
             links.digest,
             kept.len(),
@@ -346,7 +447,8 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
     files.sort_by_key(|f| f.file);
     Ok(Bundle {
         partners,
-        bill_lines: without_rows(line_rows),
+        codes,
+        bill_lines,
         rejected_lines,
         orders: without_rows(orders),
         vouchers: without_rows(vouchers),

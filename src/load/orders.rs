@@ -41,17 +41,20 @@ pub(super) fn parse_order(row: &Row<'_, OrderColumn>, partners: &Partners) -> Ch
     if !row.has_header_width() {
         return Err(field_count_fault(row));
     }
+    let order_id = row.cell(C::OrderId).id()?;
+    let (partner, _) = partners.known(row.cell(C::PartnerId))?;
+    row.cell(C::CustomerId).id()?;
+    let order_type = row
+        .cell(C::OrderType)
+        .code("new, renew, change, unsubscribe, downgrade")?;
+    row.cell(C::CreatedAt).instant()?;
+    row.cell(C::PaidAt).optional_instant()?;
+    row.cell(C::Amount).decimal()?;
+    row.cell(C::Currency).currency()?;
     Ok(Order {
-        order_id: row.cell(C::OrderId).id()?,
-        partner_id: partners.known(row.cell(C::PartnerId))?.partner_id.clone(),
-        customer_id: row.cell(C::CustomerId).id()?,
-        order_type: row
-            .cell(C::OrderType)
-            .code("new, renew, change, unsubscribe, downgrade")?,
-        created_at: row.cell(C::CreatedAt).instant()?,
-        paid_at: row.cell(C::PaidAt).optional_instant()?,
-        amount: row.cell(C::Amount).decimal()?,
-        currency: row.cell(C::Currency).currency()?,
+        order_id,
+        partner,
+        order_type,
         project_id: row.cell(C::ProjectId).optional_id()?,
         original_order_id: row.cell(C::OriginalOrderId).optional_id()?,
     })
@@ -84,7 +87,7 @@ pub(super) fn parse_project(row: &Row<'_, ProjectColumn>, partners: &Partners) -
         return Err(field_count_fault(row));
     }
     let project_id = row.cell(C::ProjectId).id()?;
-    let partner_id = partners.known(row.cell(C::PartnerId))?.partner_id.clone();
+    let (partner, _) = partners.known(row.cell(C::PartnerId))?;
     let market = row.cell(C::Market).code("cn, intl")?;
     let registered_on = row.cell(C::RegisteredOn).date()?;
     let benefit_applied_on = row.cell(C::BenefitAppliedOn).optional_date()?;
@@ -100,7 +103,7 @@ pub(super) fn parse_project(row: &Row<'_, ProjectColumn>, partners: &Partners) -
     let currency = row.cell(C::Currency).currency()?;
     Ok(Project {
         project_id,
-        partner_id,
+        partner,
         market,
         registered_on,
         benefit_applied_on,

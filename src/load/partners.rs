@@ -89,7 +89,7 @@ pub(super) fn parse_link(
         return Err(field_count_fault(row));
     }
     let reseller_cell = row.cell(C::ResellerId);
-    let reseller = partners.known(reseller_cell)?;
+    let (reseller_idx, reseller) = partners.known(reseller_cell)?;
     if reseller.partner_type != PartnerType::Reseller {
         return Err(Fault::new(
             reseller_cell,
@@ -101,7 +101,7 @@ pub(super) fn parse_link(
         ));
     }
     let distributor_cell = row.cell(C::DistributorId);
-    let distributor = partners.known(distributor_cell)?;
+    let (distributor_idx, distributor) = partners.known(distributor_cell)?;
     if distributor.partner_type != PartnerType::Distributor {
         return Err(Fault::new(
             distributor_cell,
@@ -130,8 +130,8 @@ pub(super) fn parse_link(
     let valid_to = to_cell.optional_date()?;
     check_window(to_cell, valid_from, valid_to, "valid_from")?;
     Ok(DistributorLink {
-        reseller_id: reseller.partner_id.clone(),
-        distributor_id: distributor.partner_id.clone(),
+        reseller: reseller_idx,
+        distributor: distributor_idx,
         valid_from,
         valid_to,
     })
@@ -141,12 +141,13 @@ pub(super) fn parse_link(
 /// inclusive), the one that starts later is rejected (on equal starts, the later row).
 pub(super) fn reject_overlapping_links(
     links: Vec<(u64, DistributorLink)>,
+    partners: &Partners,
     rejects: &mut Vec<Reject>,
 ) -> Vec<(u64, DistributorLink)> {
     let mut by_reseller: HashMap<_, Vec<(u64, DistributorLink)>> = HashMap::new();
     for (row, link) in links {
         by_reseller
-            .entry(link.reseller_id.clone())
+            .entry(link.reseller)
             .or_default()
             .push((row, link));
     }
@@ -167,8 +168,8 @@ pub(super) fn reject_overlapping_links(
                     code: RejectCode::OverlappingLink,
                     detail: format!(
                         "reseller {} is already linked to {} from {} to {} (row {other_row}); a reseller has one distributor at a time",
-                        link.reseller_id,
-                        other.distributor_id,
+                        partners.at(link.reseller).partner_id,
+                        partners.at(other.distributor).partner_id,
                         other.valid_from,
                         other.valid_to.map_or_else(|| "open".to_string(), |d| d.to_string()),
                     ),
@@ -205,14 +206,14 @@ pub(super) fn parse_tag(row: &Row<'_, TagColumn>, partners: &Partners) -> Checke
     if !row.has_header_width() {
         return Err(field_count_fault(row));
     }
-    let partner_id = partners.known(row.cell(C::PartnerId))?.partner_id.clone();
+    let (partner, _) = partners.known(row.cell(C::PartnerId))?;
     let tag = row.cell(C::Tag).text()?.to_string();
     let valid_from = row.cell(C::ValidFrom).date()?;
     let to_cell = row.cell(C::ValidTo);
     let valid_to = to_cell.optional_date()?;
     check_window(to_cell, valid_from, valid_to, "valid_from")?;
     Ok(CapabilityTag {
-        partner_id,
+        partner,
         tag,
         valid_from,
         valid_to,

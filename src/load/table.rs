@@ -45,17 +45,102 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// An open input file, positioned after its header.
-pub struct Table<S: Schema> {
-    reader: csv::Reader<HashingReader<File>>,
+/// How a file's header maps onto its schema: enough to read a record, shared by all workers.
+pub struct Layout<S: Schema> {
     /// For each schema column, its position in the header (None: absent, read as blank).
     positions: Vec<Option<usize>>,
     width: usize,
+    _schema: PhantomData<S>,
+}
+
+impl<S: Schema> Layout<S> {
+    /// A view of one record through the schema.
+    pub fn row<'a>(&'a self, number: u64, record: &'a StringRecord) -> Row<'a, S> {
+        Row {
+            number,
+            record,
+            positions: &self.positions,
+            width: self.width,
+            _schema: PhantomData,
+        }
+    }
+}
+
+/// Records read together, each with its record number; their buffers are reused chunk after chunk.
+#[derive(Default)]
+pub struct Chunk {
+    slots: Vec<(u64, StringRecord)>,
+    len: usize,
+}
+
+impl Chunk {
+    pub fn records(&self) -> &[(u64, StringRecord)] {
+        &self.slots[..self.len]
+    }
+}
+
+/// The reading side of an open file.
+pub struct Source {
+    file: &'static str,
+    reader: csv::Reader<HashingReader<File>>,
     /// The header's column names, to name the column of an encoding error.
     header: Vec<String>,
     /// Record number of the last record read; the header is record 1.
     last_row: u64,
-    _schema: PhantomData<S>,
+    file_len: u64,
+}
+
+impl Source {
+    /// Reads up to `max` records into `chunk`. Returns false once the file is exhausted and
+    /// nothing was read.
+    pub fn read_chunk(&mut self, max: usize, chunk: &mut Chunk) -> Result<bool, StructuralError> {
+        chunk.len = 0;
+        while chunk.len < max {
+            if chunk.slots.len() == chunk.len {
+                chunk.slots.push((0, StringRecord::new()));
+            }
+            let row = self.last_row + 1;
+            let slot = &mut chunk.slots[chunk.len];
+            match self.reader.read_record(&mut slot.1) {
+                Ok(true) => {
+                    self.last_row = row;
+                    slot.0 = row;
+                    chunk.len += 1;
+                }
+                Ok(false) => break,
+                Err(e) => return Err(csv_error(self.file, row, &self.header, e)),
+            }
+        }
+        Ok(chunk.len > 0)
+    }
+
+    /// Records still to come, estimated from the bytes read so far (to size vectors once).
+    pub fn estimated_remaining(&self) -> usize {
+        let read = self.reader.position().byte().max(1);
+        let rows = self.last_row.saturating_sub(1).max(1);
+        (u128::from(self.file_len.saturating_sub(read)) * u128::from(rows) / u128::from(read))
+            as usize
+    }
+
+    /// Drains what is left (nothing, once `read_chunk` returned false) and returns the digest.
+    pub fn finish(mut self) -> Result<FileDigest, StructuralError> {
+        io::copy(self.reader.get_mut(), &mut io::sink()).map_err(|e| StructuralError::Io {
+            file: self.file,
+            message: e.to_string(),
+        })?;
+        let hasher = self.reader.into_inner().hasher;
+        Ok(FileDigest {
+            present: true,
+            sha256: hex::encode(hasher.finalize()),
+            rows_read: self.last_row - 1,
+        })
+    }
+}
+
+/// An open input file, positioned after its header.
+pub struct Table<S: Schema> {
+    pub layout: Layout<S>,
+    pub source: Source,
 }
 
 impl<S: Schema> Table<S> {
@@ -81,6 +166,7 @@ impl<S: Schema> Table<S> {
                 });
             }
         };
+        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -130,61 +216,19 @@ impl<S: Schema> Table<S> {
             positions.push(position);
         }
         Ok(Some(Table {
-            reader,
-            positions,
-            width: header.len(),
-            header: names.iter().map(|n| n.to_string()).collect(),
-            last_row: 1,
-            _schema: PhantomData,
+            layout: Layout {
+                positions,
+                width: header.len(),
+                _schema: PhantomData,
+            },
+            source: Source {
+                file: S::FILE,
+                reader,
+                header: names.iter().map(|n| n.to_string()).collect(),
+                last_row: 1,
+                file_len,
+            },
         }))
-    }
-
-    /// Reads up to `max` records into `chunk` (cleared first), each with its record number.
-    /// Returns false once the file is exhausted and nothing was read.
-    pub fn read_chunk(
-        &mut self,
-        max: usize,
-        chunk: &mut Vec<(u64, StringRecord)>,
-    ) -> Result<bool, StructuralError> {
-        chunk.clear();
-        while chunk.len() < max {
-            let mut record = StringRecord::new();
-            let row = self.last_row + 1;
-            match self.reader.read_record(&mut record) {
-                Ok(true) => {
-                    self.last_row = row;
-                    chunk.push((row, record));
-                }
-                Ok(false) => break,
-                Err(e) => return Err(csv_error(S::FILE, row, &self.header, e)),
-            }
-        }
-        Ok(!chunk.is_empty())
-    }
-
-    /// A view of one record through the schema.
-    pub fn row<'a>(&'a self, number: u64, record: &'a StringRecord) -> Row<'a, S> {
-        Row {
-            number,
-            record,
-            positions: &self.positions,
-            width: self.width,
-            _schema: PhantomData,
-        }
-    }
-
-    /// Drains what is left (nothing, once `read_chunk` returned false) and returns the digest.
-    pub fn finish(mut self) -> Result<FileDigest, StructuralError> {
-        io::copy(self.reader.get_mut(), &mut io::sink()).map_err(|e| StructuralError::Io {
-            file: S::FILE,
-            message: e.to_string(),
-        })?;
-        let hasher = self.reader.into_inner().hasher;
-        Ok(FileDigest {
-            present: true,
-            sha256: hex::encode(hasher.finalize()),
-            rows_read: self.last_row - 1,
-        })
     }
 }
 
