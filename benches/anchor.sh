@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The benchmark of SPEC §8, in one run on one machine:
+#   - builds the release binary;
+#   - generates bundles of 1M and 10M lines (seed 1), cached under $BENCH_DATA;
+#   - times a full `incentives run --first-cycle --threads 2` on each and records peak RSS;
+#   - times DuckDB (from PyPI, in a venv this script makes) running benches/anchor.sql, which
+#     reads the same bill_lines.csv + partners.csv and computes the two base levers with exact
+#     DECIMAL, on 2 threads;
+#   - checks that --threads 1 and --threads 2 give byte-identical outputs at the smallest size;
+#   - prints a table: lines, our wall time, DuckDB's, the ratio, peak RSS, lines/s, growth.
+# Usage: benches/anchor.sh [LINES ...]   (default: 1000000 10000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=("${@:-1000000 10000000}")
+read -r -a SIZES <<< "${SIZES[*]}"
+BENCH_DATA=${BENCH_DATA:-target/bench-data}
+VENV=${BENCH_VENV:-target/bench-venv}
+DUCKDB_VERSION=2.0.1
+THREADS=2
+
+cargo build --release --locked --quiet
+BIN=target/release/incentives
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import duckdb" 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet "duckdb==$DUCKDB_VERSION"
+fi
+PY="$VENV/bin/python"
+mkdir -p "$BENCH_DATA"
+
+json() { "$PY" -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+rows=()
+prev_wall=""
+for n in "${SIZES[@]}"; do
+    bundle="$BENCH_DATA/seed1-$n"
+    if [ ! -f "$bundle/generator.json" ]; then
+        echo "generating $n lines into $bundle ..." >&2
+        "$BIN" generate --cycle 2026-10 --lines "$n" --seed 1 --out "$bundle" >/dev/null
+    fi
+    out=$(mktemp -d "$BENCH_DATA/out.XXXXXX")
+    ours=$("$PY" benches/measure.py cmd "$BIN" run --first-cycle --cycle 2026-10 --input "$bundle" \
+        --out "$out" --state "$out/state" --threads "$THREADS")
+    [ "$(echo "$ours" | json status)" = 0 ] || { echo "incentives run failed on $n lines" >&2; exit 1; }
+    duck=$("$PY" benches/measure.py duckdb benches/anchor.sql "$bundle" "$THREADS")
+    rm -rf "$out"
+    rows+=("$n $(echo "$ours" | json wall_s) $(echo "$duck" | json wall_s) $(echo "$ours" | json peak_rss_mb)")
+done
+
+# Thread-count determinism at the smallest size: every output byte-identical but the manifest's
+# timings.
+n=${SIZES[0]}
+one=$(mktemp -d "$BENCH_DATA/t1.XXXXXX"); two=$(mktemp -d "$BENCH_DATA/t2.XXXXXX")
+"$BIN" run --first-cycle --cycle 2026-10 --input "$BENCH_DATA/seed1-$n" --out "$one" --state "$one/state" --threads 1 >/dev/null 2>&1
+"$BIN" run --first-cycle --cycle 2026-10 --input "$BENCH_DATA/seed1-$n" --out "$two" --state "$two/state" --threads 2 >/dev/null 2>&1
+strip='import json,sys; m=json.load(open(sys.argv[1])); m.pop("timings",None); print(json.dumps(m,sort_keys=True))'
+same=yes
+for f in $(cd "$one/2026-10" && find . -type f ! -name manifest.json | sort); do
+    cmp -s "$one/2026-10/$f" "$two/2026-10/$f" || same=no
+done
+[ "$("$PY" -c "$strip" "$one/2026-10/manifest.json")" = "$("$PY" -c "$strip" "$two/2026-10/manifest.json")" ] || same=no
+rm -rf "$one" "$two"
+
+echo
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; threads: $THREADS; duckdb $DUCKDB_VERSION"
+printf '%-12s %10s %10s %7s %12s %12s %8s\n' lines ours_s duckdb_s ratio peak_rss_mb lines_per_s growth
+for r in "${rows[@]}"; do
+    read -r n ours duck rss <<< "$r"
+    "$PY" - "$n" "$ours" "$duck" "$rss" "$prev_wall" <<'PY'
+import sys
+n, ours, duck, rss, prev = sys.argv[1:6]
+n, ours, duck, rss = int(n), float(ours), float(duck), float(rss)
+growth = f"{ours / float(prev):.2f}x" if prev else "-"
+print(f"{n:<12} {ours:10.2f} {duck:10.2f} {ours / duck:6.2f}x {rss:12.0f} {n / ours:12.0f} {growth:>8}")
+PY
+    prev_wall=$ours
+done
+echo "outputs identical with --threads 1 and 2 at ${SIZES[0]} lines: $same"

@@ -1,0 +1,48 @@
+//! Micro-benchmarks of the loader's hot paths (divan). Run: `cargo bench --bench hot_paths`.
+//! Whole-run figures against DuckDB come from `benches/anchor.sh`.
+
+use incentives::calendar::{Cycle, parse_instant};
+use incentives::generate::{GenerateConfig, generate};
+use incentives::load::load_bundle;
+use incentives::money::parse_decimal;
+use std::hint::black_box;
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench(args = ["0", "1005.70", "-1200.00", "0.12345678", "999999999999.99999999"])]
+fn decimal(text: &str) -> bool {
+    parse_decimal(black_box(text), 8).is_ok()
+}
+
+#[divan::bench(args = ["2026-10-31T16:05:00Z", "2026-11-01T00:05:00+08:00"])]
+fn instant(text: &str) -> bool {
+    parse_instant(black_box(text)).is_some()
+}
+
+/// Loading and validating a generated bundle of 50,000 lines (all nine files).
+#[divan::bench(sample_count = 10)]
+fn load_50k_lines(bencher: divan::Bencher) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cycle: Cycle = "2026-10".parse().expect("cycle");
+    let config = GenerateConfig {
+        cycle,
+        lines: 50_000,
+        seed: 1,
+        out: dir.path().to_path_buf(),
+        bad_rows_ppm: 0,
+        partners: None,
+        cycles: 1,
+        chain_start: cycle,
+        chain_index: 0,
+        customers: None,
+    };
+    generate(&config).expect("bundle generated");
+    bencher.bench(|| {
+        load_bundle(black_box(dir.path()), cycle)
+            .expect("bundle loads")
+            .bill_lines
+            .len()
+    });
+}
