@@ -39,6 +39,17 @@ pub enum Command {
     /// thresholds, withdrawals in every status, partners that left their programme. Streams to
     /// disk: ten million lines take a few hundred megabytes of memory at most.
     Generate(GenerateArgs),
+
+    /// Check a rule set: every problem with file, line and column (exit 2), or its hash and a
+    /// one-screen summary of levers and rules.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Rule set folder (every *.toml in it).
+    #[arg(long, value_name = "DIR", default_value = "rules/reference")]
+    pub rules: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +219,9 @@ pub fn main() -> ExitCode {
             .resolve()
             .and_then(|config| run::run(&config))
             .map(print_report),
+        Command::Check(args) => crate::rules::load_rules(&args.rules)
+            .map(|set| print!("{}", crate::rules::summary(&set)))
+            .map_err(RunError::Rules),
         Command::Generate(args) => args.resolve().and_then(|config| {
             for dir in generate::generate(&config)? {
                 println!("wrote {}", dir.display());

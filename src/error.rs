@@ -52,6 +52,8 @@ pub enum StructuralError {
 pub enum RunError {
     #[error("{0}")]
     Usage(String),
+    #[error("the rule set has problems:\n{0}")]
+    Rules(crate::rules::Problems),
     #[error(transparent)]
     Structural(#[from] StructuralError),
     #[error("--strict: {count} input row(s) rejected; nothing was written")]
@@ -63,7 +65,7 @@ pub enum RunError {
 impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Usage(_) => exit::USAGE,
+            RunError::Usage(_) | RunError::Rules(_) => exit::USAGE,
             RunError::Structural(_) | RunError::StrictRejects { .. } => exit::INPUT_REJECTED,
             RunError::Io(_) => exit::OTHER,
         }

@@ -11,5 +11,6 @@ pub mod model;
 pub mod money;
 pub mod reconcile;
 pub mod reject;
+pub mod rules;
 pub mod run;
 pub mod write;

@@ -1,0 +1,770 @@
+//! `incentives check`: parses every rule file, checks it, and compiles the set. All problems are
+//! collected, each with file, line and column, before the set is refused.
+
+use super::condition::{Condition, Field};
+use super::format::{Conditions, RuleFile};
+use super::{
+    AmountField, Band, BaseExpr, Exclusion, Lever, LeverKind, NextCycle, Problem, Problems,
+    Rounding, Rule, RuleSet, TierMode, Tiers, Timing,
+};
+use crate::calendar::parse_date;
+use crate::model::Currency;
+use crate::money::parse_decimal;
+use chrono::NaiveTime;
+use chrono_tz::Tz;
+use rust_decimal::{Decimal, RoundingStrategy};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+/// Collects problems against the files' text, turning byte spans into lines and columns.
+struct Report<'a> {
+    dir: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Report<'_> {
+    fn at(&mut self, file: &str, text: &str, span: Range<usize>, message: impl Into<String>) {
+        let offset = span.start.min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.problems.push(Problem {
+            file: format!("{}/{}", self.dir, file),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn whole(&mut self, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.dir.to_string(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        });
+    }
+}
+
+fn decimal(text: &str) -> Option<Decimal> {
+    parse_decimal(text, 12).ok()
+}
+
+fn parse_base(text: &str) -> Option<BaseExpr> {
+    let mut terms = Vec::new();
+    let mut negative = false;
+    let mut expect_term = true;
+    for token in text.split_whitespace() {
+        match (expect_term, token) {
+            (false, "+") => (negative, expect_term) = (false, true),
+            (false, "-") => (negative, expect_term) = (true, true),
+            (true, field) => {
+                let f = match field {
+                    "payable_amount" => AmountField::Payable,
+                    "coupon_amount" => AmountField::Coupon,
+                    "settlement_amount" => AmountField::Settlement,
+                    _ => return None,
+                };
+                terms.push((negative, f));
+                expect_term = false;
+            }
+            _ => return None,
+        }
+    }
+    (!expect_term && !terms.is_empty()).then(|| BaseExpr {
+        text: text.to_string(),
+        terms,
+    })
+}
+
+fn time_zone(name: &str) -> Option<Tz> {
+    name.parse::<Tz>().ok()
+}
+
+/// Checks a `when` table: words of closed vocabularies, amounts, tags.
+fn condition(
+    report: &mut Report<'_>,
+    file: &str,
+    text: &str,
+    span: Range<usize>,
+    c: &Conditions,
+) -> Condition {
+    let tests = Condition::text_tests(c);
+    for (field, test) in &tests {
+        let vocabulary: Option<Vec<&str>> = match field {
+            Field::Currency => None,
+            f => f.vocabulary().map(|v| v.to_vec()),
+        };
+        for word in test.words() {
+            let known = match (field, &vocabulary) {
+                (Field::Currency, _) => Currency::parse(word).is_some(),
+                (_, Some(v)) => v.contains(&word.as_str()),
+                (_, None) => true,
+            };
+            if !known {
+                let expected = vocabulary
+                    .as_ref()
+                    .map_or("an ISO 4217 code".to_string(), |v| v.join(", "));
+                report.at(
+                    file,
+                    text,
+                    span.clone(),
+                    format!(
+                        "unknown {} {word:?}: expected one of {expected}",
+                        field.name()
+                    ),
+                );
+            }
+        }
+    }
+    let mut bound = |v: &Option<String>, what: &str| -> Option<Decimal> {
+        let v = v.as_ref()?;
+        let d = decimal(v);
+        if d.is_none() {
+            report.at(
+                file,
+                text,
+                span.clone(),
+                format!("payable_amount {what} {v:?} is not a decimal"),
+            );
+        }
+        d
+    };
+    let (payable_min, payable_max) = match &c.payable_amount {
+        Some(range) => (bound(&range.min, "min"), bound(&range.max, "max")),
+        None => (None, None),
+    };
+    if let (Some(a), Some(b)) = (payable_min, payable_max)
+        && a > b
+    {
+        report.at(
+            file,
+            text,
+            span.clone(),
+            format!("payable_amount range reversed: min {a} > max {b}"),
+        );
+    }
+    Condition {
+        tests,
+        partner_in_programme: c.partner_in_programme,
+        partner_tags: c.partner_tags.clone(),
+        payable_min,
+        payable_max,
+    }
+}
+
+struct PendingLever {
+    file: usize,
+    span: Range<usize>,
+    lever: Lever,
+    credit: Option<(String, Range<usize>)>,
+    stacks_on: Vec<(String, Range<usize>)>,
+    total_of: Option<(String, Range<usize>)>,
+}
+
+pub(super) fn compile(
+    dir: &str,
+    sources: &[(String, String)],
+    hash: String,
+) -> Result<RuleSet, Problems> {
+    let mut report = Report {
+        dir,
+        problems: Vec::new(),
+    };
+    let mut parsed: Vec<(usize, RuleFile)> = Vec::new();
+    for (i, (name, text)) in sources.iter().enumerate() {
+        match toml::from_str::<RuleFile>(text) {
+            Ok(file) => parsed.push((i, file)),
+            Err(e) => {
+                let message = e.message().replace('\n', " ");
+                report.at(name, text, e.span().unwrap_or(0..0), message);
+            }
+        }
+    }
+
+    let mut name = None;
+    let mut description = String::new();
+    let mut zone: Option<Tz> = None;
+    let mut rounding: Option<Rounding> = None;
+    let mut timing_specs = Vec::new();
+    let mut exclusions = Vec::new();
+    let mut levers: Vec<PendingLever> = Vec::new();
+    let mut rules = Vec::new();
+
+    for (i, file) in &parsed {
+        let (fname, text) = (&sources[*i].0, &sources[*i].1);
+        if let Some(rs) = &file.ruleset {
+            if name.is_some() {
+                report.at(
+                    fname,
+                    text,
+                    rs.span(),
+                    "[ruleset] is defined twice in the rule set",
+                );
+            }
+            let rs_inner = rs.get_ref();
+            name = Some(rs_inner.name.clone());
+            description = rs_inner.description.clone();
+            zone = time_zone(rs_inner.time_zone.get_ref());
+            if zone.is_none() {
+                report.at(
+                    fname,
+                    text,
+                    rs_inner.time_zone.span(),
+                    format!(
+                        "unknown time zone {:?} (an IANA name such as Asia/Shanghai)",
+                        rs_inner.time_zone.get_ref()
+                    ),
+                );
+            }
+        }
+        if let Some(r) = &file.rounding {
+            if rounding.is_some() {
+                report.at(
+                    fname,
+                    text,
+                    r.span(),
+                    "[rounding] is defined twice in the rule set",
+                );
+            }
+            let r_inner = r.get_ref();
+            let strategy = match r_inner.mode.get_ref().as_str() {
+                "half_up" => Some(RoundingStrategy::MidpointAwayFromZero),
+                "half_even" => Some(RoundingStrategy::MidpointNearestEven),
+                other => {
+                    report.at(
+                        fname,
+                        text,
+                        r_inner.mode.span(),
+                        format!("unknown rounding mode {other:?}: expected half_up or half_even"),
+                    );
+                    None
+                }
+            };
+            let mut per_currency = BTreeMap::new();
+            for (code, scale) in &r_inner.currency_scale {
+                match Currency::parse(code) {
+                    Some(c) => {
+                        per_currency.insert(c, *scale);
+                    }
+                    None => report.at(
+                        fname,
+                        text,
+                        r.span(),
+                        format!("unknown currency {code:?} in currency_scale"),
+                    ),
+                }
+            }
+            if let Some(strategy) = strategy {
+                rounding = Some(Rounding {
+                    mode_name: r_inner.mode.get_ref().clone(),
+                    strategy,
+                    default_scale: r_inner.scale,
+                    per_currency,
+                });
+            }
+        }
+        for (tname, t) in &file.timing {
+            timing_specs.push((*i, tname.clone(), t));
+        }
+        for e in &file.exclusion {
+            let inner = e.get_ref();
+            let when = condition(&mut report, fname, text, e.span(), &inner.when);
+            exclusions.push(Exclusion {
+                id: inner.id.clone(),
+                reason: inner.reason.clone(),
+                explanation: inner.explanation.clone(),
+                when,
+            });
+        }
+        for l in &file.lever {
+            let inner = l.get_ref();
+            let kind = match inner.kind.get_ref().as_str() {
+                "line" => LeverKind::Line,
+                "override" => LeverKind::Override,
+                "tier" => LeverKind::Tier,
+                other => {
+                    report.at(
+                        fname,
+                        text,
+                        inner.kind.span(),
+                        format!("unknown lever kind {other:?}: expected line, override or tier"),
+                    );
+                    LeverKind::Line
+                }
+            };
+            let base = inner.base.as_ref().and_then(|b| {
+                let parsed = parse_base(b.get_ref());
+                if parsed.is_none() {
+                    report.at(fname, text, b.span(), format!(
+                        "base {:?} is not a sum of payable_amount, coupon_amount, settlement_amount with + and -",
+                        b.get_ref()
+                    ));
+                }
+                parsed
+            });
+            if base.is_none() && inner.base.is_none() && kind != LeverKind::Tier {
+                report.at(
+                    fname,
+                    text,
+                    l.span(),
+                    format!("lever {} needs a base", inner.name.get_ref()),
+                );
+            }
+            let mut cap = BTreeMap::new();
+            for (code, amount) in &inner.cap {
+                match (Currency::parse(code), decimal(amount)) {
+                    (Some(c), Some(a)) if a >= Decimal::ZERO => {
+                        cap.insert(c, a);
+                    }
+                    (None, _) => report.at(
+                        fname,
+                        text,
+                        l.span(),
+                        format!("unknown currency {code:?} in cap"),
+                    ),
+                    _ => report.at(
+                        fname,
+                        text,
+                        l.span(),
+                        format!("cap {code} = {amount:?} is not an amount ≥ 0"),
+                    ),
+                }
+            }
+            if levers.iter().any(|p| p.lever.name == *inner.name.get_ref()) {
+                report.at(
+                    fname,
+                    text,
+                    inner.name.span(),
+                    format!("lever {} is defined twice", inner.name.get_ref()),
+                );
+            }
+            levers.push(PendingLever {
+                file: *i,
+                span: l.span(),
+                lever: Lever {
+                    name: inner.name.get_ref().clone(),
+                    description: inner.description.clone(),
+                    kind,
+                    base,
+                    credit: None,
+                    stacks_on: Vec::new(),
+                    total_of: None,
+                    cap,
+                    rules: Vec::new(),
+                },
+                credit: inner
+                    .credit
+                    .as_ref()
+                    .map(|c| (c.get_ref().clone(), c.span())),
+                stacks_on: inner
+                    .stacks_on
+                    .iter()
+                    .map(|s| (s.get_ref().clone(), s.span()))
+                    .collect(),
+                total_of: inner
+                    .total_of
+                    .as_ref()
+                    .map(|s| (s.get_ref().clone(), s.span())),
+            });
+        }
+        for r in &file.rule {
+            rules.push((*i, r));
+        }
+    }
+
+    if name.is_none() && !parsed.is_empty() {
+        report.whole("no [ruleset] table (name, time_zone) in any file");
+    }
+    if rounding.is_none()
+        && !parsed.is_empty()
+        && !report
+            .problems
+            .iter()
+            .any(|p| p.message.contains("rounding mode"))
+    {
+        report.whole("no [rounding] table (mode, scale) in any file");
+    }
+    let zone = zone.unwrap_or(chrono_tz::UTC);
+
+    // Timings.
+    let mut timings = Vec::new();
+    for (i, tname, t) in &timing_specs {
+        let (fname, text) = (&sources[*i].0, &sources[*i].1);
+        let mut next_cycle = Vec::new();
+        for n in &t.get_ref().next_cycle {
+            let inner = n.get_ref();
+            let when = inner
+                .when
+                .as_ref()
+                .map(|w| condition(&mut report, fname, text, n.span(), w));
+            let cutoff_zone = match &inner.zone {
+                Some(z) => match time_zone(z.get_ref()) {
+                    Some(tz) => tz,
+                    None => {
+                        report.at(
+                            fname,
+                            text,
+                            z.span(),
+                            format!(
+                                "unknown time zone {:?} (an IANA name such as Asia/Shanghai)",
+                                z.get_ref()
+                            ),
+                        );
+                        zone
+                    }
+                },
+                None => zone,
+            };
+            let cutoff = inner.cutoff.as_ref().and_then(|c| {
+                let t = NaiveTime::parse_from_str(c.get_ref(), "%H:%M:%S").ok();
+                if t.is_none() {
+                    report.at(
+                        fname,
+                        text,
+                        c.span(),
+                        format!("cutoff {:?} is not a time of day HH:MM:SS", c.get_ref()),
+                    );
+                }
+                t.map(|t| (t, cutoff_zone))
+            });
+            if when.is_none() && inner.cutoff.is_none() {
+                report.at(
+                    fname,
+                    text,
+                    n.span(),
+                    "a next_cycle entry needs `when` or `cutoff`",
+                );
+            }
+            next_cycle.push(NextCycle {
+                reason: inner.reason.clone(),
+                when,
+                cutoff,
+            });
+        }
+        if timings.iter().any(|t: &Timing| t.name == *tname) {
+            report.at(
+                fname,
+                text,
+                t.span(),
+                format!("timing {tname} is defined twice"),
+            );
+        }
+        timings.push(Timing {
+            name: tname.clone(),
+            next_cycle,
+        });
+    }
+
+    // Lever references.
+    let lever_names: Vec<String> = levers.iter().map(|l| l.lever.name.clone()).collect();
+    for p in &mut levers {
+        let (fname, text) = (&sources[p.file].0, &sources[p.file].1);
+        if let Some((c, span)) = &p.credit {
+            p.lever.credit = timings.iter().position(|t| t.name == *c);
+            if p.lever.credit.is_none() {
+                report.at(
+                    fname,
+                    text,
+                    span.clone(),
+                    format!("unknown timing {c:?}: define it as [timing.{c}]"),
+                );
+            }
+        }
+        for (s, span) in &p.stacks_on {
+            match lever_names.iter().position(|n| n == s) {
+                Some(i) => p.lever.stacks_on.push(i),
+                None => report.at(
+                    fname,
+                    text,
+                    span.clone(),
+                    format!("stacks_on names unknown lever {s:?}"),
+                ),
+            }
+        }
+        if let Some((s, span)) = &p.total_of {
+            p.lever.total_of = lever_names.iter().position(|n| n == s);
+            if p.lever.total_of.is_none() {
+                report.at(
+                    fname,
+                    text,
+                    span.clone(),
+                    format!("total_of names unknown lever {s:?}"),
+                );
+            }
+        }
+        if p.lever.kind == LeverKind::Tier && p.total_of.is_none() {
+            report.at(
+                fname,
+                text,
+                p.span.clone(),
+                format!("tier lever {} needs total_of", p.lever.name),
+            );
+        }
+    }
+
+    // Rules.
+    let mut seen_ids: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+    let mut by_priority: HashMap<(usize, i64), String> = HashMap::new();
+    for (i, r) in rules {
+        let (fname, text) = (&sources[i].0, &sources[i].1);
+        let inner = r.get_ref();
+        let id = inner.id.get_ref().clone();
+        if seen_ids.insert(id.clone(), (i, inner.id.span())).is_some() {
+            report.at(
+                fname,
+                text,
+                inner.id.span(),
+                format!("rule id {id} is used twice"),
+            );
+        }
+        let Some(lever_index) = lever_names.iter().position(|n| n == inner.lever.get_ref()) else {
+            report.at(
+                fname,
+                text,
+                inner.lever.span(),
+                format!(
+                    "rule {id}: unknown lever {:?} (levers: {})",
+                    inner.lever.get_ref(),
+                    lever_names.join(", ")
+                ),
+            );
+            continue;
+        };
+        let priority = *inner.priority.get_ref();
+        if let Some(other) = by_priority.insert((lever_index, priority), id.clone()) {
+            report.at(fname, text, inner.priority.span(), format!(
+                "rules {other} and {id} of lever {} both have priority {priority}: the first match must be unambiguous",
+                lever_names[lever_index]
+            ));
+        }
+        let kind = levers[lever_index].lever.kind;
+        let rate = inner.rate.as_ref().and_then(|r| {
+            let d = decimal(r.get_ref()).filter(|d| *d >= Decimal::ZERO);
+            if d.is_none() {
+                report.at(
+                    fname,
+                    text,
+                    r.span(),
+                    format!("rule {id}: rate {:?} is not a decimal ≥ 0", r.get_ref()),
+                );
+            }
+            d
+        });
+        let tiers = inner
+            .tiers
+            .as_ref()
+            .and_then(|t| tiers(&mut report, fname, text, &id, t.span(), t.get_ref()));
+        match kind {
+            LeverKind::Tier if inner.tiers.is_none() => {
+                report.at(
+                    fname,
+                    text,
+                    r.span(),
+                    format!("rule {id} of a tier lever needs tiers"),
+                );
+            }
+            LeverKind::Line | LeverKind::Override if inner.rate.is_none() => {
+                report.at(fname, text, r.span(), format!("rule {id} needs a rate"));
+            }
+            _ => {}
+        }
+        let mut date = |d: &Option<toml::Spanned<String>>| {
+            d.as_ref().and_then(|d| {
+                let parsed = parse_date(d.get_ref());
+                if parsed.is_none() {
+                    report.at(
+                        fname,
+                        text,
+                        d.span(),
+                        format!("rule {id}: {:?} is not a date YYYY-MM-DD", d.get_ref()),
+                    );
+                }
+                parsed
+            })
+        };
+        let (window_from, window_to) = match &inner.window {
+            Some(w) => (date(&w.get_ref().from), date(&w.get_ref().to)),
+            None => (None, None),
+        };
+        if let (Some(f), Some(t), Some(w)) = (window_from, window_to, &inner.window)
+            && t < f
+        {
+            report.at(
+                fname,
+                text,
+                w.span(),
+                format!("rule {id}: window ends {t}, before it starts {f}"),
+            );
+        }
+        let when = condition(&mut report, fname, text, r.span(), &inner.when);
+        if kind == LeverKind::Tier
+            && when.tests.iter().any(|(f, _)| {
+                !matches!(
+                    f,
+                    Field::PartnerId | Field::PartnerType | Field::Programme | Field::PartnerMarket
+                )
+            })
+        {
+            report.at(fname, text, r.span(), format!(
+                "rule {id}: a tier rule is about a partner's total, so its conditions may only name partner_id, partner_type, programme or partner_market"
+            ));
+        }
+        levers[lever_index].lever.rules.push(Rule {
+            id,
+            description: inner.description.clone(),
+            priority,
+            rate,
+            tiers,
+            when,
+            window_from,
+            window_to,
+        });
+    }
+
+    if !report.problems.is_empty() {
+        return Err(Problems(report.problems));
+    }
+    let mut levers: Vec<Lever> = levers.into_iter().map(|p| p.lever).collect();
+    for lever in &mut levers {
+        lever.rules.sort_by_key(|r| r.priority);
+    }
+    let Some(rounding) = rounding else {
+        return Err(Problems(vec![Problem {
+            file: dir.to_string(),
+            line: 0,
+            column: 0,
+            message: "no [rounding]".into(),
+        }]));
+    };
+    Ok(RuleSet {
+        name: name.unwrap_or_default(),
+        description,
+        hash,
+        files: sources.iter().map(|(n, _)| n.clone()).collect(),
+        time_zone: zone,
+        rounding,
+        timings,
+        exclusions,
+        levers,
+    })
+}
+
+/// Checks tier bands: per currency, from 0 upwards, each band starting where the last ended, only
+/// the last open.
+fn tiers(
+    report: &mut Report<'_>,
+    file: &str,
+    text: &str,
+    id: &str,
+    span: Range<usize>,
+    t: &super::format::TiersSection,
+) -> Option<Tiers> {
+    let mode = match t.mode.as_str() {
+        "marginal" => TierMode::Marginal,
+        "whole" => TierMode::Whole,
+        other => {
+            report.at(
+                file,
+                text,
+                span,
+                format!("rule {id}: unknown tier mode {other:?}: expected marginal or whole"),
+            );
+            return None;
+        }
+    };
+    let mut bands = BTreeMap::new();
+    let mut ok = true;
+    for (code, raw) in &t.bands {
+        let Some(currency) = Currency::parse(code) else {
+            report.at(
+                file,
+                text,
+                span.clone(),
+                format!("rule {id}: unknown currency {code:?} in tiers"),
+            );
+            ok = false;
+            continue;
+        };
+        let mut list = Vec::new();
+        let mut expected_from = Some(Decimal::ZERO);
+        for (n, b) in raw.iter().enumerate() {
+            let (from, to, rate) = (
+                decimal(&b.from),
+                b.to.as_deref().map(decimal),
+                decimal(&b.rate),
+            );
+            let (Some(from), Some(rate)) = (from, rate) else {
+                report.at(
+                    file,
+                    text,
+                    span.clone(),
+                    format!(
+                        "rule {id}: {code} band {} has a from or rate that is not a decimal",
+                        n + 1
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            let to = match to {
+                Some(Some(t)) => Some(t),
+                Some(None) => {
+                    report.at(
+                        file,
+                        text,
+                        span.clone(),
+                        format!("rule {id}: {code} band {}: to is not a decimal", n + 1),
+                    );
+                    ok = false;
+                    continue;
+                }
+                None => None,
+            };
+            match expected_from {
+                Some(e) if e == from => {}
+                Some(e) if from > e => {
+                    report.at(
+                        file,
+                        text,
+                        span.clone(),
+                        format!("rule {id}: {code} bands leave a gap from {e} to {from}"),
+                    );
+                    ok = false;
+                }
+                Some(e) => {
+                    report.at(file, text, span.clone(), format!("rule {id}: {code} bands overlap: a band starts at {from}, the previous one ends at {e}"));
+                    ok = false;
+                }
+                None => {
+                    report.at(file, text, span.clone(), format!("rule {id}: {code} band from {from} follows an open band (only the last band may leave `to` out)"));
+                    ok = false;
+                }
+            }
+            if let Some(t) = to
+                && t <= from
+            {
+                report.at(
+                    file,
+                    text,
+                    span.clone(),
+                    format!("rule {id}: {code} band from {from} to {t} is empty or reversed"),
+                );
+                ok = false;
+            }
+            expected_from = to;
+            list.push(Band { from, to, rate });
+        }
+        if expected_from.is_some() && !list.is_empty() {
+            report.at(
+                file,
+                text,
+                span.clone(),
+                format!("rule {id}: {code} last band must be open (no `to`)"),
+            );
+            ok = false;
+        }
+        bands.insert(currency, list);
+    }
+    ok.then_some(Tiers { mode, bands })
+}
