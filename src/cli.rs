@@ -26,9 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// Run month-end for one bill cycle.
     ///
-    /// Loads and validates every file of the cycle's bundle (SPEC Appendix A), writes rejects.csv and
-    /// manifest.json to a staging folder and publishes it atomically as OUT/<cycle>. A failed run
-    /// leaves the previous result for that cycle untouched.
+    /// Checks the rule set, loads and validates every file of the cycle's bundle (SPEC
+    /// Appendix A), evaluates incentives, writes ledger.csv, ledgers/<partner>.csv,
+    /// line_outcomes.csv, rejects.csv and manifest.json to a staging folder and publishes it
+    /// atomically as OUT/<cycle>. A failed run leaves the previous result for that cycle untouched.
     Run(RunArgs),
 
     /// Write a realistic synthetic cycle bundle (all nine files), deterministic per seed.
@@ -161,7 +162,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub input: PathBuf,
 
-    /// Rule set folder. Read by the rules stage, which this release does not have yet.
+    /// Rule set folder (every *.toml in it); a set that fails `incentives check` stops the run.
     #[arg(long, value_name = "DIR", default_value = "rules/reference")]
     pub rules: PathBuf,
 
@@ -204,6 +205,7 @@ impl RunArgs {
         Ok(RunConfig {
             cycle: self.cycle,
             input: self.input,
+            rules: self.rules,
             out: self.out,
             first_cycle: self.first_cycle,
             strict: self.strict,
@@ -254,6 +256,11 @@ fn print_report(report: RunReport) {
             report.published.join("rejects.csv").display()
         );
     }
+    println!(
+        "{} ledger rows by rule set {}",
+        report.ledger_rows,
+        &report.ruleset_hash[..12.min(report.ruleset_hash.len())]
+    );
     println!(
         "published {} in {} ms",
         report.published.display(),

@@ -1,10 +1,12 @@
 //! `incentives run`: one cycle's month-end, stage after stage. Data flows one way:
-//! load → (rules, evaluation, vouchers, balances, subsidies: later stages) → reconcile → write.
+//! rules → load → evaluate → (vouchers, balances, subsidies: later stages) → reconcile → write.
 
 use crate::calendar::Cycle;
 use crate::error::RunError;
+use crate::evaluate;
 use crate::load::{self, Bundle};
 use crate::reconcile;
+use crate::rules;
 use crate::write::{self, Manifest, Staging, Timings};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use std::time::Instant;
 pub struct RunConfig {
     pub cycle: Cycle,
     pub input: PathBuf,
+    pub rules: PathBuf,
     pub out: PathBuf,
     pub first_cycle: bool,
     pub strict: bool,
@@ -30,6 +33,8 @@ pub struct RunReport {
     pub lines_rejected: u64,
     pub partners: usize,
     pub rejects: usize,
+    pub ledger_rows: usize,
+    pub ruleset_hash: String,
     pub elapsed_ms: u128,
 }
 
@@ -41,6 +46,8 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let started_at = crate::calendar::format_instant(chrono::Utc::now());
     let mut phases = BTreeMap::new();
 
+    // A rule set that fails its check stops the run before any input is read.
+    let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
     let bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
     phases.insert("load", started.elapsed().as_millis());
 
@@ -56,14 +63,21 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         });
     }
 
+    let evaluate_started = Instant::now();
+    let evaluation = evaluate::evaluate(&bundle, &rule_set, config.cycle);
+    phases.insert("evaluate", evaluate_started.elapsed().as_millis());
+
     let write_started = Instant::now();
     let totals = reconcile::bill_line_totals(&bundle);
     let mut staging = Staging::begin(&config.out, config.cycle)?;
     write::write_rejects(&mut staging, &bundle.rejects)?;
+    write::write_ledgers(&mut staging, &bundle, &rule_set, &evaluation)?;
+    write::write_outcomes(&mut staging, &bundle, &rule_set, &evaluation)?;
     phases.insert("write", write_started.elapsed().as_millis());
     let manifest = Manifest::new(
         config.cycle,
         config.first_cycle,
+        &rule_set,
         &bundle.files,
         totals,
         bundle.rejects.len(),
@@ -86,6 +100,8 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         lines_rejected: lines.map_or(0, |f| f.rejected),
         partners: bundle.partners.len(),
         rejects: bundle.rejects.len(),
+        ledger_rows: evaluation.rows.len(),
+        ruleset_hash: rule_set.hash.clone(),
         elapsed_ms: started.elapsed().as_millis(),
     })
 }

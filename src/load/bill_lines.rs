@@ -63,12 +63,19 @@ pub struct RejectedLine {
     pub bill_type: String,
     /// The payable amount, when it parsed.
     pub payable_amount: Option<Decimal>,
+    /// The payable cell as written.
+    pub payable_text: String,
     pub currency: String,
 }
 
 impl RejectedLine {
     pub fn source_row(&self) -> u64 {
         self.reject.row
+    }
+
+    /// The payable amount as written (a rejected line's cell may not be a number).
+    pub fn raw_payable(&self) -> &str {
+        &self.payable_text
     }
 
     pub(super) fn from_row(row: &Row<'_, Column>, fault: Fault) -> RejectedLine {
@@ -79,6 +86,7 @@ impl RejectedLine {
             customer_id: row.cell(Column::CustomerId).text.to_string(),
             bill_type: row.cell(Column::BillType).text.to_string(),
             payable_amount: parse_decimal(row.cell(Column::PayableAmount).text, 8).ok(),
+            payable_text: row.cell(Column::PayableAmount).text.to_string(),
             currency: row.cell(Column::Currency).text.to_string(),
         }
     }
@@ -92,6 +100,7 @@ impl RejectedLine {
             customer_id: line.customer_id.to_string(),
             bill_type: line.bill_type.as_str().to_string(),
             payable_amount: Some(line.payable_amount),
+            payable_text: line.payable_amount.to_string(),
             currency: line.currency.to_string(),
         }
     }

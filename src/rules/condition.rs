@@ -280,6 +280,11 @@ fn table_allows(table: &Option<Vec<bool>>, index: usize) -> bool {
 }
 
 impl BoundCondition {
+    /// For partner-level rows (tiers): only the partner tests apply.
+    pub fn holds_for_partner(&self, partner: PartnerIdx) -> bool {
+        table_allows(&self.partner, partner.0 as usize)
+    }
+
     pub fn holds(&self, facts: &LineFacts<'_>) -> bool {
         let line = facts.line;
         table_allows(&self.region, line.region.0 as usize)

@@ -13,12 +13,20 @@ pub struct Manifest {
     pub engine: Engine,
     pub cycle: String,
     pub first_cycle: bool,
+    pub ruleset: RulesetInfo,
     pub exit_code: u8,
     pub inputs: Vec<InputFile>,
     pub control_totals: ControlTotals,
     /// The other files of the published folder (the manifest cannot list its own hash).
     pub outputs: Vec<WrittenFile>,
     pub timings: Timings,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RulesetInfo {
+    pub name: String,
+    pub hash: String,
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,9 +61,11 @@ pub struct Timings {
 }
 
 impl Manifest {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cycle: Cycle,
         first_cycle: bool,
+        rules: &crate::rules::RuleSet,
         files: &[FileReport],
         totals: BillLineTotals,
         rejects: usize,
@@ -69,6 +79,11 @@ impl Manifest {
             },
             cycle: cycle.to_string(),
             first_cycle,
+            ruleset: RulesetInfo {
+                name: rules.name.clone(),
+                hash: rules.hash.clone(),
+                files: rules.files.clone(),
+            },
             exit_code: crate::error::exit::SUCCESS,
             inputs: files
                 .iter()

@@ -6,9 +6,11 @@
 //! fails drops its staging folder and leaves the published one untouched.
 
 mod csv_out;
+mod ledger;
 mod manifest;
 
 pub use csv_out::{CsvOut, Out};
+pub use ledger::{rule_id, write_ledgers, write_outcomes};
 pub use manifest::{Manifest, Timings};
 
 use crate::calendar::Cycle;

@@ -1,0 +1,434 @@
+//! The rule set bound to one bundle and cycle, and the per-line work of evaluation.
+
+use super::{Fate, Kind, LedgerRow, Pool, reason};
+use crate::calendar::Cycle;
+use crate::load::Bundle;
+use crate::model::{BillLine, CapabilityTag, Currency, DistributorLink, Order, PartnerIdx};
+use crate::rules::{BoundCondition, LeverKind, LineFacts, RuleSet};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// One `next_cycle` entry of a timing, bound: its condition and its cut-off instant this cycle.
+struct BoundDeferral<'a> {
+    reason: &'a str,
+    when: Option<BoundCondition>,
+    cutoff: Option<DateTime<Utc>>,
+}
+
+pub(super) struct Context<'a> {
+    pub bundle: &'a Bundle,
+    pub rules: &'a RuleSet,
+    pub cycle: Cycle,
+    exclusions: Vec<BoundCondition>,
+    /// Per lever, per rule.
+    lever_rules: Vec<Vec<BoundCondition>>,
+    timings: Vec<Vec<BoundDeferral<'a>>>,
+    /// Capability tags grouped by partner.
+    tags: Vec<CapabilityTag>,
+    tag_ranges: Vec<Range<usize>>,
+    /// Links per reseller, by start date.
+    links: HashMap<PartnerIdx, Vec<&'a DistributorLink>>,
+    orders: HashMap<&'a str, &'a Order>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Context<'a> {
+        let bind = |c: &crate::rules::Condition| c.bind(&bundle.codes, &bundle.partners);
+        let exclusions = rules.exclusions.iter().map(|e| bind(&e.when)).collect();
+        let lever_rules = rules
+            .levers
+            .iter()
+            .map(|l| l.rules.iter().map(|r| bind(&r.when)).collect())
+            .collect();
+        let timings = rules
+            .timings
+            .iter()
+            .map(|t| {
+                t.next_cycle
+                    .iter()
+                    .map(|n| BoundDeferral {
+                        reason: n.reason.as_str(),
+                        when: n.when.as_ref().map(bind),
+                        cutoff: n.cutoff.map(|(time, zone)| {
+                            let local = cycle.last_day().and_time(time);
+                            zone.from_local_datetime(&local)
+                                .earliest()
+                                .map(|t| t.with_timezone(&Utc))
+                                .unwrap_or_else(|| local.and_utc())
+                        }),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut tags = bundle.capability_tags.clone();
+        tags.sort_by_key(|t| t.partner);
+        let mut tag_ranges = vec![0..0; bundle.partners.len()];
+        let mut start = 0;
+        while start < tags.len() {
+            let partner = tags[start].partner;
+            let end = start
+                + tags[start..]
+                    .iter()
+                    .take_while(|t| t.partner == partner)
+                    .count();
+            tag_ranges[partner.0 as usize] = start..end;
+            start = end;
+        }
+        let mut links: HashMap<PartnerIdx, Vec<&DistributorLink>> = HashMap::new();
+        for link in &bundle.distributor_links {
+            links.entry(link.reseller).or_default().push(link);
+        }
+        for list in links.values_mut() {
+            list.sort_by_key(|l| l.valid_from);
+        }
+        let orders = bundle
+            .orders
+            .iter()
+            .map(|o| (o.order_id.as_str(), o))
+            .collect();
+        Context {
+            bundle,
+            rules,
+            cycle,
+            exclusions,
+            lever_rules,
+            timings,
+            tags,
+            tag_ranges,
+            links,
+            orders,
+        }
+    }
+
+    fn trade_date(&self, line: &BillLine) -> NaiveDate {
+        line.trade_time
+            .with_timezone(&self.rules.time_zone)
+            .date_naive()
+    }
+
+    fn in_programme(&self, partner: PartnerIdx, date: NaiveDate) -> bool {
+        let p = self.bundle.partners.at(partner);
+        p.joined_on <= date && p.exited_on.is_none_or(|exit| date < exit)
+    }
+
+    fn facts<'s>(&'s self, line: &'s BillLine) -> LineFacts<'s> {
+        let trade_date = self.trade_date(line);
+        LineFacts {
+            line,
+            partner: line.partner,
+            trade_date,
+            in_programme: self.in_programme(line.partner, trade_date),
+            order_type: line
+                .order_id
+                .as_deref()
+                .and_then(|o| self.orders.get(o))
+                .map(|o| o.order_type),
+            tags: &self.tags[self.tag_ranges[line.partner.0 as usize].clone()],
+        }
+    }
+
+    /// The credit cycle of a line under a timing, and the reason when it moves to the next one.
+    fn credit(&self, timing: Option<usize>, facts: &LineFacts<'_>) -> (Cycle, Option<&'a str>) {
+        let Some(t) = timing else {
+            return (self.cycle, None);
+        };
+        for d in &self.timings[t] {
+            let when = d.when.as_ref().is_none_or(|c| c.holds(facts));
+            let after = d
+                .cutoff
+                .is_none_or(|cutoff| facts.line.trade_time >= cutoff);
+            if when && after {
+                return (self.cycle.next(), Some(d.reason));
+            }
+        }
+        (self.cycle, None)
+    }
+
+    /// The timing of a lever, or of the first lever it stacks on.
+    fn lever_timing(&self, lever: usize) -> Option<usize> {
+        let l = &self.rules.levers[lever];
+        l.credit.or_else(|| {
+            l.stacks_on
+                .iter()
+                .find_map(|&s| self.rules.levers[s].credit)
+        })
+    }
+
+    /// The first rule of a lever, by priority, that holds for the line on its trade date.
+    fn first_rule(&self, lever: usize, facts: &LineFacts<'_>) -> Option<usize> {
+        self.rules.levers[lever]
+            .rules
+            .iter()
+            .zip(&self.lever_rules[lever])
+            .position(|(rule, cond)| rule.in_window(facts.trade_date) && cond.holds(facts))
+    }
+
+    pub fn partner_rule_holds(&self, lever: usize, rule: usize, partner: PartnerIdx) -> bool {
+        self.lever_rules[lever][rule].holds_for_partner(partner)
+    }
+
+    /// The first exclusion that holds, if any.
+    fn exclusion(&self, facts: &LineFacts<'_>) -> Option<&'a str> {
+        self.exclusions
+            .iter()
+            .position(|c| c.holds(facts))
+            .map(|i| self.rules.exclusions[i].reason.as_str())
+    }
+
+    /// The distributor linked to a reseller on a date, if it is in its programme then.
+    fn distributor_on(&self, reseller: PartnerIdx, date: NaiveDate) -> Option<PartnerIdx> {
+        let link = self
+            .links
+            .get(&reseller)?
+            .iter()
+            .find(|l| l.valid_from <= date && l.valid_to.is_none_or(|to| date <= to))?;
+        self.in_programme(link.distributor, date)
+            .then_some(link.distributor)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &self,
+        line: u32,
+        partner: PartnerIdx,
+        lever: usize,
+        rule: usize,
+        kind: Kind,
+        credit: Cycle,
+        base: Decimal,
+        rate: Option<Decimal>,
+        currency: Currency,
+    ) -> LedgerRow {
+        let raw = rate.map_or(Decimal::ZERO, |r| r * base);
+        LedgerRow {
+            line: Some(line),
+            partner,
+            lever: lever as u16,
+            rule: rule as u16,
+            kind,
+            earned_cycle: self.cycle,
+            credit_cycle: credit,
+            base,
+            rate,
+            amount: self.rules.rounding.round(raw, currency),
+            currency,
+        }
+    }
+
+    /// Evaluates a line that is not a refund and not negative.
+    pub fn positive_line(&self, i: u32, rows: &mut Vec<LedgerRow>) -> (Fate, &'a str, Range<u32>) {
+        let line = &self.bundle.bill_lines[i as usize];
+        let facts = self.facts(line);
+        let start = rows.len() as u32;
+        if let Some(why) = self.exclusion(&facts) {
+            return (Fate::Excluded, why, start..start);
+        }
+        let levers = &self.rules.levers;
+        // Base levers first: those that stack on nothing.
+        let mut earned: Vec<(usize, Cycle, Option<&'a str>)> = Vec::new();
+        for (li, lever) in levers.iter().enumerate() {
+            if lever.kind != LeverKind::Line || !lever.stacks_on.is_empty() {
+                continue;
+            }
+            if let Some(ri) = self.first_rule(li, &facts) {
+                let (credit, why) = self.credit(lever.credit, &facts);
+                let base = lever.base.as_ref().map_or(Decimal::ZERO, |b| b.of(line));
+                let rate = lever.rules[ri].rate;
+                rows.push(self.row(
+                    i,
+                    line.partner,
+                    li,
+                    ri,
+                    Kind::Earn,
+                    credit,
+                    base,
+                    rate,
+                    line.currency,
+                ));
+                earned.push((li, credit, why));
+            }
+        }
+        // Stacked levers: only on a line that earned one they stack on, credited with it.
+        for (li, lever) in levers.iter().enumerate() {
+            if lever.kind != LeverKind::Line || lever.stacks_on.is_empty() {
+                continue;
+            }
+            let Some(&(_, credit, why)) = lever
+                .stacks_on
+                .iter()
+                .find_map(|s| earned.iter().find(|(e, _, _)| e == s))
+            else {
+                continue;
+            };
+            if let Some(ri) = self.first_rule(li, &facts) {
+                let base = lever.base.as_ref().map_or(Decimal::ZERO, |b| b.of(line));
+                let rate = lever.rules[ri].rate;
+                rows.push(self.row(
+                    i,
+                    line.partner,
+                    li,
+                    ri,
+                    Kind::Earn,
+                    credit,
+                    base,
+                    rate,
+                    line.currency,
+                ));
+                earned.push((li, credit, why));
+            }
+        }
+        // Overrides: for the distributor linked on the trade date, if it is in its programme.
+        for (li, lever) in levers.iter().enumerate() {
+            if lever.kind != LeverKind::Override {
+                continue;
+            }
+            let Some(ri) = self.first_rule(li, &facts) else {
+                continue;
+            };
+            let Some(distributor) = self.distributor_on(line.partner, facts.trade_date) else {
+                continue;
+            };
+            let (credit, why) = self.credit(lever.credit, &facts);
+            let base = lever.base.as_ref().map_or(Decimal::ZERO, |b| b.of(line));
+            let rate = lever.rules[ri].rate;
+            rows.push(self.row(
+                i,
+                distributor,
+                li,
+                ri,
+                Kind::Override,
+                credit,
+                base,
+                rate,
+                line.currency,
+            ));
+            earned.push((li, credit, why));
+        }
+        let end = rows.len() as u32;
+        if earned.is_empty() {
+            return (Fate::Excluded, reason::NO_MATCHING_RULE, start..end);
+        }
+        match earned.iter().any(|(_, credit, _)| *credit == self.cycle) {
+            true => (Fate::Earned, "", start..end),
+            false => (
+                Fate::Deferred,
+                earned.iter().find_map(|(_, _, why)| *why).unwrap_or(""),
+                start..end,
+            ),
+        }
+    }
+
+    /// The order a refund claws back from: its `original_order_id`, else that of its order in
+    /// `orders.csv`, else its own order.
+    fn original_order(&self, line: &'a BillLine) -> Option<&'a str> {
+        line.original_order_id.as_deref().or_else(|| {
+            let own = line.order_id.as_deref()?;
+            self.orders
+                .get(own)
+                .and_then(|o| o.original_order_id.as_deref())
+                .or(Some(own))
+        })
+    }
+
+    /// Evaluates a refund or negative line against the pools of its original order.
+    pub fn negative_line(
+        &self,
+        i: u32,
+        pools_by_order: &HashMap<&str, Vec<(u16, PartnerIdx, Currency)>>,
+        pools: &mut HashMap<(&'a str, u16, PartnerIdx, Currency), Pool>,
+        rows: &mut Vec<LedgerRow>,
+    ) -> (Fate, &'a str) {
+        let line = &self.bundle.bill_lines[i as usize];
+        let facts = self.facts(line);
+        if let Some(why) = self.exclusion(&facts) {
+            return (Fate::RefundNotEarned, why);
+        }
+        let Some(original) = self.original_order(line) else {
+            return (Fate::RefundNotEarned, reason::NO_ORDER);
+        };
+        let keys: Vec<(u16, PartnerIdx, Currency)> = pools_by_order
+            .get(original)
+            .map(|list| {
+                list.iter()
+                    .filter(|(_, _, c)| *c == line.currency)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if keys.is_empty() {
+            return (Fate::RefundNotEarned, reason::ORDER_NEVER_EARNED);
+        }
+        for (lever, recipient, currency) in keys {
+            let Some((&(order, ..), _)) =
+                pools.get_key_value(&(original, lever, recipient, currency))
+            else {
+                continue;
+            };
+            let Some(pool) = pools.get_mut(&(order, lever, recipient, currency)) else {
+                continue;
+            };
+            let lever_def = &self.rules.levers[lever as usize];
+            let base = lever_def
+                .base
+                .as_ref()
+                .map_or(Decimal::ZERO, |b| b.of(line));
+            let raw = self
+                .rules
+                .rounding
+                .round(pool.rate.unwrap_or(Decimal::ZERO) * base, currency);
+            let remaining = (pool.earned - pool.clawed).max(Decimal::ZERO);
+            // A clawback is negative and never takes more than the pool still holds.
+            let amount = raw.max(-remaining).min(Decimal::ZERO);
+            pool.clawed -= amount;
+            let (credit, _) = self.credit(self.lever_timing(lever as usize), &facts);
+            rows.push(LedgerRow {
+                line: Some(i),
+                partner: recipient,
+                lever,
+                rule: pool.rule,
+                kind: Kind::Clawback,
+                earned_cycle: self.cycle,
+                credit_cycle: credit,
+                base,
+                rate: pool.rate,
+                amount,
+                currency,
+            });
+        }
+        (Fate::ClawedBack, "")
+    }
+
+    /// Whether row key `a` (earned cycle, line) comes before `b`: by cycle, then line id.
+    pub fn earlier(&self, a: (Cycle, u32), b: (Cycle, u32)) -> bool {
+        let lines = &self.bundle.bill_lines;
+        (a.0, &lines[a.1 as usize].line_id) < (b.0, &lines[b.1 as usize].line_id)
+    }
+
+    /// SPEC Appendix B's journal order: partner, credit cycle, customer, line, lever, kind,
+    /// ref, currency.
+    pub fn journal_key<'s>(
+        &'s self,
+        row: &'s LedgerRow,
+    ) -> (
+        &'s str,
+        Cycle,
+        &'s str,
+        &'s str,
+        &'s str,
+        &'static str,
+        &'s str,
+    ) {
+        let line = row.line.map(|l| &self.bundle.bill_lines[l as usize]);
+        (
+            &self.bundle.partners.at(row.partner).partner_id,
+            row.credit_cycle,
+            line.map_or("*", |l| l.customer_id.as_str()),
+            line.map_or("", |l| l.line_id.as_str()),
+            &self.rules.levers[row.lever as usize].name,
+            row.kind.as_str(),
+            row.currency.as_str(),
+        )
+    }
+}

@@ -1,0 +1,350 @@
+//! Stage 3: evaluate incentives. Turns the cycle's accepted bill lines into ledger rows and one
+//! outcome per line, by the rule set (SPEC §3 and its "Exact readings").
+//!
+//! Order of work: positive lines, partitioned by partner and evaluated in parallel (exclusions,
+//! then each lever's first matching rule by priority, stacked levers, overrides); then the pools
+//! of what each order earned; then refunds and negative adjustments in (trade time, line id)
+//! order, clawing back from those pools; then tiers on partner totals; then caps. The journal
+//! order is a sort by SPEC Appendix B's keys, so nothing depends on the thread count.
+
+mod context;
+
+use crate::calendar::Cycle;
+use crate::load::Bundle;
+use crate::model::{BillType, Currency, PartnerIdx};
+use crate::rules::{LeverKind, RuleSet};
+use context::Context;
+use rayon::prelude::*;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// What a ledger row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Earn,
+    Clawback,
+    Tier,
+    Cap,
+    Override,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Earn => "earn",
+            Kind::Clawback => "clawback",
+            Kind::Tier => "tier",
+            Kind::Cap => "cap",
+            Kind::Override => "override",
+        }
+    }
+}
+
+/// Marks a row made by a lever's cap rather than by one of its rules.
+pub const CAP_RULE: u16 = u16::MAX;
+
+/// One ledger entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerRow {
+    /// The bill line it comes from (index into `Bundle::bill_lines`); None for partner-level rows.
+    pub line: Option<u32>,
+    /// Who is credited.
+    pub partner: PartnerIdx,
+    /// Index into `RuleSet::levers`.
+    pub lever: u16,
+    /// Index into the lever's rules, or [`CAP_RULE`].
+    pub rule: u16,
+    pub kind: Kind,
+    pub earned_cycle: Cycle,
+    pub credit_cycle: Cycle,
+    /// What the rate applied to (a tier's: the partner total; a cap's: the net before the cap).
+    pub base: Decimal,
+    pub rate: Option<Decimal>,
+    /// Rounded once, by the rule set's policy.
+    pub amount: Decimal,
+    pub currency: Currency,
+}
+
+/// A line's fate (SPEC §5, `line_outcomes.csv`); `rejected` lines never reach evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Earned,
+    Deferred,
+    Excluded,
+    ClawedBack,
+    RefundNotEarned,
+}
+
+impl Fate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fate::Earned => "earned",
+            Fate::Deferred => "deferred",
+            Fate::Excluded => "excluded",
+            Fate::ClawedBack => "clawed_back",
+            Fate::RefundNotEarned => "refund_not_earned",
+        }
+    }
+}
+
+/// The outcome of one accepted bill line: its fate, why, and the ledger rows it wrote (a range
+/// of `Evaluation::rows`, which keeps each line's rows together).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome<'a> {
+    pub fate: Fate,
+    pub reason: &'a str,
+    pub rows: Range<u32>,
+}
+
+/// Reason codes the engine gives itself (the others come from the rule files).
+pub mod reason {
+    pub const NO_MATCHING_RULE: &str = "no_matching_rule";
+    pub const ORDER_NEVER_EARNED: &str = "order_never_earned";
+    pub const NO_ORDER: &str = "no_order";
+}
+
+/// Everything evaluation produced for the cycle.
+#[derive(Debug)]
+pub struct Evaluation<'a> {
+    /// In generation order: each line's rows together, then tiers, then caps.
+    pub rows: Vec<LedgerRow>,
+    /// One per accepted bill line, by index.
+    pub outcomes: Vec<Outcome<'a>>,
+    /// Row indices in journal order (SPEC Appendix B's sort keys).
+    pub journal: Vec<u32>,
+}
+
+/// One partner's rows and the outcomes of its lines (by line index).
+type Partition<'a> = (Vec<LedgerRow>, Vec<(u32, Outcome<'a>)>);
+
+/// One pool of what an order earned: per (order, lever, recipient, currency).
+#[derive(Debug, Clone)]
+struct Pool {
+    earned: Decimal,
+    clawed: Decimal,
+    /// The earliest earn or override row by (earned cycle, line id): its rate and rule apply.
+    first: (Cycle, u32),
+    rate: Option<Decimal>,
+    rule: u16,
+}
+
+pub fn evaluate<'a>(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Evaluation<'a> {
+    let ctx = Context::new(bundle, rules, cycle);
+    let lines = &bundle.bill_lines;
+    let is_negative = |i: usize| {
+        lines[i].bill_type == BillType::Refund || lines[i].payable_amount < Decimal::ZERO
+    };
+
+    // Positive lines by partner, in parallel; each partner's lines in file order.
+    let mut by_partner: Vec<Vec<u32>> = vec![Vec::new(); bundle.partners.len()];
+    for i in 0..lines.len() {
+        if !is_negative(i) {
+            by_partner[lines[i].partner.0 as usize].push(i as u32);
+        }
+    }
+    let partitions: Vec<Partition<'a>> = by_partner
+        .par_iter()
+        .map(|indices| {
+            let mut rows = Vec::new();
+            let mut outcomes = Vec::with_capacity(indices.len());
+            for &i in indices {
+                let (fate, reason, range) = ctx.positive_line(i, &mut rows);
+                outcomes.push((
+                    i,
+                    Outcome {
+                        fate,
+                        reason,
+                        rows: range,
+                    },
+                ));
+            }
+            (rows, outcomes)
+        })
+        .collect();
+
+    let mut rows: Vec<LedgerRow> = Vec::new();
+    let mut outcomes: Vec<Outcome<'a>> = vec![
+        Outcome {
+            fate: Fate::Excluded,
+            reason: reason::NO_MATCHING_RULE,
+            rows: 0..0
+        };
+        lines.len()
+    ];
+    for (part_rows, part_outcomes) in partitions {
+        let offset = rows.len() as u32;
+        rows.extend(part_rows);
+        for (i, outcome) in part_outcomes {
+            let rows = outcome.rows.start + offset..outcome.rows.end + offset;
+            outcomes[i as usize] = Outcome { rows, ..outcome };
+        }
+    }
+
+    // What each order earned, per (lever, recipient, currency).
+    let mut pools: HashMap<(&str, u16, PartnerIdx, Currency), Pool> = HashMap::new();
+    for row in &rows {
+        let (Some(line), Kind::Earn | Kind::Override) = (row.line, row.kind) else {
+            continue;
+        };
+        let Some(order) = lines[line as usize].order_id.as_deref() else {
+            continue;
+        };
+        let pool = pools
+            .entry((order, row.lever, row.partner, row.currency))
+            .or_insert(Pool {
+                earned: Decimal::ZERO,
+                clawed: Decimal::ZERO,
+                first: (row.earned_cycle, line),
+                rate: row.rate,
+                rule: row.rule,
+            });
+        pool.earned += row.amount;
+        let key = (row.earned_cycle, line);
+        if ctx.earlier(key, pool.first) {
+            pool.first = key;
+            pool.rate = row.rate;
+            pool.rule = row.rule;
+        }
+    }
+    let mut pools_by_order: HashMap<&str, Vec<(u16, PartnerIdx, Currency)>> = HashMap::new();
+    for &(order, lever, partner, currency) in pools.keys() {
+        pools_by_order
+            .entry(order)
+            .or_default()
+            .push((lever, partner, currency));
+    }
+    for list in pools_by_order.values_mut() {
+        list.sort();
+    }
+
+    // Refunds and negative lines, after every positive line, in (trade time, line id) order.
+    let mut negatives: Vec<u32> = (0..lines.len())
+        .filter(|&i| is_negative(i))
+        .map(|i| i as u32)
+        .collect();
+    negatives.sort_by(|&a, &b| {
+        let (a, b) = (&lines[a as usize], &lines[b as usize]);
+        (a.trade_time, &a.line_id).cmp(&(b.trade_time, &b.line_id))
+    });
+    for i in negatives {
+        let start = rows.len() as u32;
+        let (fate, why) = ctx.negative_line(i, &pools_by_order, &mut pools, &mut rows);
+        outcomes[i as usize] = Outcome {
+            fate,
+            reason: why,
+            rows: start..rows.len() as u32,
+        };
+    }
+
+    ctx.tiers(&mut rows);
+    ctx.caps(&mut rows);
+
+    let mut journal: Vec<u32> = (0..rows.len() as u32).collect();
+    journal.par_sort_by(|&a, &b| {
+        ctx.journal_key(&rows[a as usize])
+            .cmp(&ctx.journal_key(&rows[b as usize]))
+    });
+    Evaluation {
+        rows,
+        outcomes,
+        journal,
+    }
+}
+
+/// Σ of amounts per key, for tiers and caps.
+fn sum_by<K: Ord>(items: impl Iterator<Item = (K, Decimal)>) -> BTreeMap<K, Decimal> {
+    let mut sums = BTreeMap::new();
+    for (k, v) in items {
+        *sums.entry(k).or_insert(Decimal::ZERO) += v;
+    }
+    sums
+}
+
+impl<'a> Context<'a> {
+    /// Tier rows: one per partner and currency on the gross base of the lever it is on.
+    fn tiers(&self, rows: &mut Vec<LedgerRow>) {
+        for (li, lever) in self.rules.levers.iter().enumerate() {
+            let (LeverKind::Tier, Some(of)) = (lever.kind, lever.total_of) else {
+                continue;
+            };
+            let totals = sum_by(
+                rows.iter()
+                    .filter(|r| r.lever as usize == of && r.kind == Kind::Earn && r.line.is_some())
+                    .map(|r| ((r.partner, r.currency), r.base)),
+            );
+            for ((partner, currency), total) in totals {
+                let Some((ri, rule)) = lever
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .find(|(ri, _)| self.partner_rule_holds(li, *ri, partner))
+                else {
+                    continue;
+                };
+                let Some(raw) = rule.tiers.as_ref().and_then(|t| t.amount(total, currency)) else {
+                    continue;
+                };
+                let amount = self.rules.rounding.round(raw, currency);
+                if amount.is_zero() {
+                    continue;
+                }
+                rows.push(LedgerRow {
+                    line: None,
+                    partner,
+                    lever: li as u16,
+                    rule: ri as u16,
+                    kind: Kind::Tier,
+                    earned_cycle: self.cycle,
+                    credit_cycle: self.cycle,
+                    base: total,
+                    rate: None,
+                    amount,
+                    currency,
+                });
+            }
+        }
+    }
+
+    /// Cap rows: a lever's net credited total this cycle, per partner and currency, held to
+    /// its cap by one negative row.
+    fn caps(&self, rows: &mut Vec<LedgerRow>) {
+        for (li, lever) in self.rules.levers.iter().enumerate() {
+            if lever.cap.is_empty() {
+                continue;
+            }
+            let nets = sum_by(
+                rows.iter()
+                    .filter(|r| r.lever as usize == li && r.credit_cycle == self.cycle)
+                    .filter(|r| {
+                        matches!(
+                            r.kind,
+                            Kind::Earn | Kind::Clawback | Kind::Override | Kind::Tier
+                        )
+                    })
+                    .map(|r| ((r.partner, r.currency), r.amount)),
+            );
+            for ((partner, currency), net) in nets {
+                let Some(&cap) = lever.cap.get(&currency) else {
+                    continue;
+                };
+                if net > cap {
+                    rows.push(LedgerRow {
+                        line: None,
+                        partner,
+                        lever: li as u16,
+                        rule: CAP_RULE,
+                        kind: Kind::Cap,
+                        earned_cycle: self.cycle,
+                        credit_cycle: self.cycle,
+                        base: net,
+                        rate: None,
+                        amount: self.rules.rounding.round(cap - net, currency),
+                        currency,
+                    });
+                }
+            }
+        }
+    }
+}
