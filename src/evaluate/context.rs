@@ -380,7 +380,10 @@ impl<'a> Context<'a> {
                 .round(pool.rate.unwrap_or(Decimal::ZERO) * base, currency);
             let remaining = (pool.earned - pool.clawed).max(Decimal::ZERO);
             // A clawback is negative and never takes more than the pool still holds.
-            let amount = raw.max(-remaining).min(Decimal::ZERO);
+            let amount = self
+                .rules
+                .rounding
+                .round(raw.max(-remaining).min(Decimal::ZERO), currency);
             pool.clawed -= amount;
             let (credit, _) = self.credit(self.lever_timing(lever as usize), &facts);
             rows.push(LedgerRow {

@@ -29,7 +29,10 @@ impl Report<'_> {
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         self.problems.push(Problem {
-            file: format!("{}/{}", self.dir, file),
+            file: std::path::Path::new(self.dir)
+                .join(file)
+                .display()
+                .to_string(),
             line,
             column,
             message: message.into(),
@@ -153,6 +156,19 @@ fn condition(
     }
 }
 
+/// A `when` table that may be left out (then: always).
+fn spanned_condition(
+    report: &mut Report<'_>,
+    file: &str,
+    text: &str,
+    when: &Option<toml::Spanned<Conditions>>,
+) -> Condition {
+    match when {
+        Some(w) => condition(report, file, text, w.span(), w.get_ref()),
+        None => Condition::default(),
+    }
+}
+
 struct PendingLever {
     file: usize,
     span: Range<usize>,
@@ -269,7 +285,7 @@ pub(super) fn compile(
         }
         for e in &file.exclusion {
             let inner = e.get_ref();
-            let when = condition(&mut report, fname, text, e.span(), &inner.when);
+            let when = spanned_condition(&mut report, fname, text, &inner.when);
             exclusions.push(Exclusion {
                 id: inner.id.clone(),
                 reason: inner.reason.clone(),
@@ -397,7 +413,7 @@ pub(super) fn compile(
             let when = inner
                 .when
                 .as_ref()
-                .map(|w| condition(&mut report, fname, text, n.span(), w));
+                .map(|w| condition(&mut report, fname, text, w.span(), w.get_ref()));
             let cutoff_zone = match &inner.zone {
                 Some(z) => match time_zone(z.get_ref()) {
                     Some(tz) => tz,
@@ -597,7 +613,7 @@ pub(super) fn compile(
                 format!("rule {id}: window ends {t}, before it starts {f}"),
             );
         }
-        let when = condition(&mut report, fname, text, r.span(), &inner.when);
+        let when = spanned_condition(&mut report, fname, text, &inner.when);
         if kind == LeverKind::Tier
             && when.tests.iter().any(|(f, _)| {
                 !matches!(

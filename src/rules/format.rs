@@ -57,7 +57,7 @@ pub struct NextCycleSection {
     /// Reason code written on deferred lines, e.g. `on_demand`, `after_cutoff`.
     pub reason: String,
     /// The line matches these conditions.
-    pub when: Option<Conditions>,
+    pub when: Option<Spanned<Conditions>>,
     /// The trade time is at or after this time of day (`HH:MM:SS`) on the cycle's last day.
     pub cutoff: Option<Spanned<String>>,
     /// The zone of the cut-off (default: the rule set's `time_zone`).
@@ -72,8 +72,7 @@ pub struct ExclusionSection {
     pub reason: String,
     /// Words for the analyst.
     pub explanation: String,
-    #[serde(default)]
-    pub when: Conditions,
+    pub when: Option<Spanned<Conditions>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,8 +110,7 @@ pub struct RuleSection {
     pub rate: Option<Spanned<String>>,
     /// Tiered rates (tier levers).
     pub tiers: Option<Spanned<TiersSection>>,
-    #[serde(default)]
-    pub when: Conditions,
+    pub when: Option<Spanned<Conditions>>,
     /// Effective window on the trade date, both ends inclusive.
     pub window: Option<Spanned<DateWindow>>,
     #[serde(default)]

@@ -63,9 +63,13 @@ impl Rounding {
             .unwrap_or(self.default_scale)
     }
 
-    /// The one place amounts are rounded.
+    /// The one place amounts are rounded. Zero is always +0, never −0.00.
     pub fn round(&self, amount: Decimal, currency: Currency) -> Decimal {
-        amount.round_dp_with_strategy(self.scale(currency), self.strategy)
+        let mut rounded = amount.round_dp_with_strategy(self.scale(currency), self.strategy);
+        if rounded.is_zero() {
+            rounded.set_sign_positive(true);
+        }
+        rounded
     }
 }
 

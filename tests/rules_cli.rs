@@ -1,0 +1,109 @@
+//! `incentives check` on the reference policy and on one broken rule set per class of problem,
+//! `run` refusing a broken set, and the demo cycle's ledger and line outcomes under snapshot.
+
+mod common;
+
+use common::{fixture, incentives, run};
+use std::collections::HashMap;
+use std::fs;
+
+#[test]
+fn reference_policy_passes_check() {
+    let mut cmd = incentives();
+    cmd.args(["check", "--rules", "rules/reference"]);
+    let outcome = run(&mut cmd);
+    assert_eq!(outcome.status, 0, "{}", outcome.stderr);
+    insta::assert_snapshot!("check_reference", outcome.stdout);
+}
+
+/// Every class of rule-set problem: exit 2, and the file, line and column named.
+#[test]
+fn broken_rule_sets() {
+    let mut names: Vec<String> = fs::read_dir(fixture("rules"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10);
+    for name in names {
+        let mut cmd = incentives();
+        cmd.args(["check", "--rules", &format!("fixtures/rules/{name}")]);
+        let outcome = run(&mut cmd);
+        let expected = if name == "valid" { 0 } else { 2 };
+        assert_eq!(outcome.status, expected, "{name}: {}", outcome.stderr);
+        insta::assert_snapshot!(
+            format!("check__{name}"),
+            format!(
+                "status: {}\n--- stdout\n{}--- stderr\n{}",
+                outcome.status, outcome.stdout, outcome.stderr
+            )
+        );
+    }
+}
+
+#[test]
+fn run_refuses_a_rule_set_that_fails_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = incentives();
+    cmd.args([
+        "run",
+        "--first-cycle",
+        "--cycle",
+        "2026-10",
+        "--rules",
+        "fixtures/rules/tier_gap",
+        "--input",
+    ])
+    .arg(fixture("demo/2026-10"))
+    .arg("--out")
+    .arg(tmp.path());
+    let outcome = run(&mut cmd);
+    assert_eq!(outcome.status, 2);
+    assert!(
+        outcome.stderr.contains("tier.toml:6:1"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!tmp.path().join("2026-10").exists());
+}
+
+#[test]
+fn demo_ledger_and_outcomes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = incentives();
+    cmd.args(["run", "--first-cycle", "--cycle", "2026-10", "--input"])
+        .arg(fixture("demo/2026-10"))
+        .arg("--out")
+        .arg(tmp.path());
+    let outcome = run(&mut cmd);
+    assert_eq!(outcome.status, 0, "{}", outcome.stderr);
+    let out = tmp.path().join("2026-10");
+    let ledger = fs::read_to_string(out.join("ledger.csv")).unwrap();
+    let outcomes = fs::read_to_string(out.join("line_outcomes.csv")).unwrap();
+    insta::assert_snapshot!("demo_ledger", ledger);
+    insta::assert_snapshot!("demo_line_outcomes", outcomes);
+
+    // Every input line exactly once.
+    let input = fs::read_to_string(fixture("demo/2026-10/bill_lines.csv")).unwrap();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for line in outcomes.lines().skip(1) {
+        *seen
+            .entry(line.split(',').next().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for line in input.lines().skip(1) {
+        let id = line.split(',').next().unwrap();
+        assert_eq!(seen.get(id), Some(&1), "{id}");
+    }
+    assert_eq!(seen.len(), input.lines().count() - 1);
+
+    // Each partner's statement is its part of the journal.
+    let sp001 = fs::read_to_string(out.join("ledgers/SP001.csv")).unwrap();
+    let from_journal: Vec<&str> = ledger
+        .lines()
+        .filter(|l| l.split(',').nth(1) == Some("SP001"))
+        .collect();
+    assert_eq!(sp001.lines().skip(1).collect::<Vec<_>>(), from_journal);
+}
