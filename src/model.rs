@@ -173,6 +173,11 @@ impl Currency {
         ISO_4217.binary_search(&code).ok().map(|_| Currency(bytes))
     }
 
+    /// The code's three bytes (they sort as the code does).
+    pub fn code(&self) -> [u8; 3] {
+        self.0
+    }
+
     pub fn as_str(&self) -> &str {
         // Built only from entries of ISO_4217, which are ASCII.
         std::str::from_utf8(&self.0).unwrap_or("???")

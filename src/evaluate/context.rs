@@ -5,10 +5,20 @@ use crate::calendar::Cycle;
 use crate::load::Bundle;
 use crate::model::{BillLine, CapabilityTag, Currency, DistributorLink, Order, PartnerIdx};
 use crate::rules::{BoundCondition, LeverKind, LineFacts, RuleSet};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
+use rayon::slice::ParallelSliceMut;
 use rust_decimal::Decimal;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::ops::Range;
+
+/// The rank of each item, given the items in sorted order.
+fn ranks(sorted: &[u32], first: u32) -> Vec<u32> {
+    let mut rank = vec![0; sorted.len()];
+    for (r, &item) in sorted.iter().enumerate() {
+        rank[item as usize] = r as u32 + first;
+    }
+    rank
+}
 
 /// One `next_cycle` entry of a timing, bound: its condition and its cut-off instant this cycle.
 struct BoundDeferral<'a> {
@@ -31,6 +41,15 @@ pub(super) struct Context<'a> {
     /// Links per reseller, by start date.
     links: HashMap<PartnerIdx, Vec<&'a DistributorLink>>,
     orders: HashMap<&'a str, &'a Order>,
+    /// The zone's offset when it does not change anywhere near the cycle (most zones, most
+    /// months): a trade date is then one addition instead of a time-zone lookup.
+    fixed_offset: Option<FixedOffset>,
+    /// Whether any condition reads the order type (else the order lookup is skipped).
+    needs_order_type: bool,
+    /// Journal sort rank of each partner (by id) and of each line (by customer id, line id).
+    partner_rank: Vec<u32>,
+    line_rank: Vec<u32>,
+    lever_rank: Vec<u8>,
 }
 
 impl<'a> Context<'a> {
@@ -76,7 +95,7 @@ impl<'a> Context<'a> {
             tag_ranges[partner.0 as usize] = start..end;
             start = end;
         }
-        let mut links: HashMap<PartnerIdx, Vec<&DistributorLink>> = HashMap::new();
+        let mut links: HashMap<PartnerIdx, Vec<&DistributorLink>> = HashMap::default();
         for link in &bundle.distributor_links {
             links.entry(link.reseller).or_default().push(link);
         }
@@ -88,6 +107,41 @@ impl<'a> Context<'a> {
             .iter()
             .map(|o| (o.order_id.as_str(), o))
             .collect();
+        let needs_order_type = rules
+            .levers
+            .iter()
+            .flat_map(|l| &l.rules)
+            .map(|r| &r.when)
+            .chain(rules.exclusions.iter().map(|e| &e.when))
+            .chain(
+                rules
+                    .timings
+                    .iter()
+                    .flat_map(|t| &t.next_cycle)
+                    .filter_map(|n| n.when.as_ref()),
+            )
+            .any(|c| c.reads_order_type());
+        let mut partner_order: Vec<u32> = (0..bundle.partners.len() as u32).collect();
+        partner_order.sort_by(|&a, &b| {
+            let p = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
+            p(a).cmp(p(b))
+        });
+        let lines = &bundle.bill_lines;
+        let mut line_order: Vec<u32> = (0..lines.len() as u32).collect();
+        line_order.par_sort_unstable_by(|&a, &b| {
+            let (a, b) = (&lines[a as usize], &lines[b as usize]);
+            (&a.customer_id, &a.line_id, a.source_row).cmp(&(
+                &b.customer_id,
+                &b.line_id,
+                b.source_row,
+            ))
+        });
+        let mut lever_order: Vec<u32> = (0..rules.levers.len() as u32).collect();
+        lever_order.sort_by(|&a, &b| {
+            rules.levers[a as usize]
+                .name
+                .cmp(&rules.levers[b as usize].name)
+        });
         Context {
             bundle,
             rules,
@@ -99,13 +153,26 @@ impl<'a> Context<'a> {
             tag_ranges,
             links,
             orders,
+            fixed_offset: fixed_offset_near(rules.time_zone, cycle),
+            needs_order_type,
+            partner_rank: ranks(&partner_order, 0),
+            // Ranks from 1: 0 is the partner-level rows' customer `*`.
+            line_rank: ranks(&line_order, 1),
+            lever_rank: ranks(&lever_order, 0)
+                .into_iter()
+                .map(|r| r as u8)
+                .collect(),
         }
     }
 
     fn trade_date(&self, line: &BillLine) -> NaiveDate {
-        line.trade_time
-            .with_timezone(&self.rules.time_zone)
-            .date_naive()
+        match self.fixed_offset {
+            Some(offset) => line.trade_time.with_timezone(&offset).date_naive(),
+            None => line
+                .trade_time
+                .with_timezone(&self.rules.time_zone)
+                .date_naive(),
+        }
     }
 
     fn in_programme(&self, partner: PartnerIdx, date: NaiveDate) -> bool {
@@ -120,10 +187,11 @@ impl<'a> Context<'a> {
             partner: line.partner,
             trade_date,
             in_programme: self.in_programme(line.partner, trade_date),
-            order_type: line
-                .order_id
-                .as_deref()
-                .and_then(|o| self.orders.get(o))
+            // Looked up only when some condition reads it.
+            order_type: self
+                .needs_order_type
+                .then(|| line.order_id.as_deref().and_then(|o| self.orders.get(o)))
+                .flatten()
                 .map(|o| o.order_type),
             tags: &self.tags[self.tag_ranges[line.partner.0 as usize].clone()],
         }
@@ -409,29 +477,33 @@ impl<'a> Context<'a> {
         (a.0, &lines[a.1 as usize].line_id) < (b.0, &lines[b.1 as usize].line_id)
     }
 
-    /// SPEC Appendix B's journal order: partner, credit cycle, customer, line, lever, kind,
-    /// ref, currency.
-    pub fn journal_key<'s>(
-        &'s self,
-        row: &'s LedgerRow,
-    ) -> (
-        &'s str,
-        Cycle,
-        &'s str,
-        &'s str,
-        &'s str,
-        &'static str,
-        &'s str,
-    ) {
-        let line = row.line.map(|l| &self.bundle.bill_lines[l as usize]);
+    /// SPEC Appendix B's journal order (partner, credit cycle, customer, line, lever, kind,
+    /// ref, currency) as ranks computed once, then the row's position as the last tie-break.
+    pub fn journal_key(
+        &self,
+        row: &LedgerRow,
+        index: u32,
+    ) -> (u32, Cycle, u32, u8, &'static str, [u8; 3], u32) {
         (
-            &self.bundle.partners.at(row.partner).partner_id,
+            self.partner_rank[row.partner.0 as usize],
             row.credit_cycle,
-            line.map_or("*", |l| l.customer_id.as_str()),
-            line.map_or("", |l| l.line_id.as_str()),
-            &self.rules.levers[row.lever as usize].name,
+            // Partner-level rows (customer `*`) sort before every customer id.
+            row.line.map_or(0, |l| self.line_rank[l as usize]),
+            self.lever_rank[row.lever as usize],
             row.kind.as_str(),
-            row.currency.as_str(),
+            row.currency.code(),
+            index,
         )
     }
+}
+
+/// The zone's offset if it is the same at every hour from 40 days before the cycle to 40 days
+/// after it.
+fn fixed_offset_near(zone: chrono_tz::Tz, cycle: Cycle) -> Option<FixedOffset> {
+    let start = cycle.first_day().and_hms_opt(0, 0, 0)?.and_utc() - Duration::days(40);
+    let offset_at = |t: DateTime<Utc>| t.with_timezone(&zone).offset().fix();
+    let first = offset_at(start);
+    (0..(24 * 112))
+        .all(|h| offset_at(start + Duration::hours(h)) == first)
+        .then_some(first)
 }

@@ -16,8 +16,8 @@ use crate::rules::{LeverKind, RuleSet};
 use context::Context;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::ops::Range;
 
 /// What a ledger row records.
@@ -183,7 +183,7 @@ pub fn evaluate<'a>(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Eva
     }
 
     // What each order earned, per (lever, recipient, currency).
-    let mut pools: HashMap<(&str, u16, PartnerIdx, Currency), Pool> = HashMap::new();
+    let mut pools: HashMap<(&str, u16, PartnerIdx, Currency), Pool> = HashMap::default();
     for row in &rows {
         let (Some(line), Kind::Earn | Kind::Override) = (row.line, row.kind) else {
             continue;
@@ -208,7 +208,7 @@ pub fn evaluate<'a>(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Eva
             pool.rule = row.rule;
         }
     }
-    let mut pools_by_order: HashMap<&str, Vec<(u16, PartnerIdx, Currency)>> = HashMap::new();
+    let mut pools_by_order: HashMap<&str, Vec<(u16, PartnerIdx, Currency)>> = HashMap::default();
     for &(order, lever, partner, currency) in pools.keys() {
         pools_by_order
             .entry(order)
@@ -241,11 +241,11 @@ pub fn evaluate<'a>(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Eva
     ctx.tiers(&mut rows);
     ctx.caps(&mut rows);
 
-    let mut journal: Vec<u32> = (0..rows.len() as u32).collect();
-    journal.par_sort_by(|&a, &b| {
-        ctx.journal_key(&rows[a as usize])
-            .cmp(&ctx.journal_key(&rows[b as usize]))
-    });
+    let mut keyed: Vec<_> = (0..rows.len() as u32)
+        .map(|i| (ctx.journal_key(&rows[i as usize], i), i))
+        .collect();
+    keyed.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let journal: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
     Evaluation {
         rows,
         outcomes,

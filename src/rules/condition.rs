@@ -148,6 +148,10 @@ impl Condition {
             .collect()
     }
 
+    pub fn reads_order_type(&self) -> bool {
+        self.tests.iter().any(|(f, _)| *f == Field::OrderType)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tests.is_empty()
             && self.partner_in_programme.is_none()
