@@ -44,6 +44,16 @@ pub enum Command {
     /// Check a rule set: every problem with file, line and column (exit 2), or its hash and a
     /// one-screen summary of levers and rules.
     Check(CheckArgs),
+
+    /// List the chain of cycles in a state folder: when each ran, rule-set hash, input hashes,
+    /// row counts, totals credited, and which cycles are stale.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long, value_name = "DIR", default_value = "state")]
+    pub state: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -166,15 +176,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", default_value = "rules/reference")]
     pub rules: PathBuf,
 
-    /// State folder. Read and written by the state store, which this release does not have yet.
+    /// State folder: state.db carries each cycle into the next (created if missing).
     #[arg(long, value_name = "DIR", default_value = "state")]
     pub state: PathBuf,
+
+    /// Accepted for scripts written for file locks: the state lock is an OS lock that dies with
+    /// its holder, so a killed run's lock never needs breaking (the next run says it was cleared).
+    #[arg(long)]
+    pub break_lock: bool,
 
     /// Where results go: OUT/<cycle>/ is (re)placed atomically.
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
 
-    /// This is the first cycle of the chain: no earlier cycle's state is expected.
+    /// This cycle starts the chain: allowed only when the state holds no earlier cycle.
     #[arg(long)]
     pub first_cycle: bool,
 
@@ -206,6 +221,7 @@ impl RunArgs {
             cycle: self.cycle,
             input: self.input,
             rules: self.rules,
+            state: self.state,
             out: self.out,
             first_cycle: self.first_cycle,
             strict: self.strict,
@@ -221,6 +237,7 @@ pub fn main() -> ExitCode {
             .resolve()
             .and_then(|config| run::run(&config))
             .map(print_report),
+        Command::Status(args) => crate::state::status(&args.state).map(|text| print!("{text}")),
         Command::Check(args) => crate::rules::load_rules(&args.rules)
             .map(|set| print!("{}", crate::rules::summary(&set)))
             .map_err(RunError::Rules),
@@ -257,8 +274,9 @@ fn print_report(report: RunReport) {
         );
     }
     println!(
-        "{} ledger rows by rule set {}",
+        "{} ledger rows ({} carried in) by rule set {}",
         report.ledger_rows,
+        report.carried_in_rows,
         &report.ruleset_hash[..12.min(report.ruleset_hash.len())]
     );
     println!(

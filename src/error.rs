@@ -60,6 +60,8 @@ pub enum RunError {
     StrictRejects { count: usize },
     #[error("{0}")]
     Io(String),
+    #[error("{0}")]
+    Locked(String),
 }
 
 impl RunError {
@@ -68,6 +70,7 @@ impl RunError {
             RunError::Usage(_) | RunError::Rules(_) => exit::USAGE,
             RunError::Structural(_) | RunError::StrictRejects { .. } => exit::INPUT_REJECTED,
             RunError::Io(_) => exit::OTHER,
+            RunError::Locked(_) => exit::LOCKED,
         }
     }
 

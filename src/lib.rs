@@ -14,4 +14,5 @@ pub mod reconcile;
 pub mod reject;
 pub mod rules;
 pub mod run;
+pub mod state;
 pub mod write;

@@ -1,15 +1,18 @@
 //! `incentives run`: one cycle's month-end, stage after stage. Data flows one way:
-//! rules → load → evaluate → (vouchers, balances, subsidies: later stages) → reconcile → write.
+//! rules → state (what earlier cycles left) → load → evaluate → (vouchers, balances, subsidies:
+//! later stages) → reconcile → write (staged) → state commit → publish.
 
 use crate::calendar::Cycle;
 use crate::error::RunError;
-use crate::evaluate;
+use crate::evaluate::{self, Kind};
 use crate::load::{self, Bundle};
 use crate::reconcile;
 use crate::rules;
+use crate::state::{CycleRecord, PendingPublication, StateStore};
 use crate::write::{self, Manifest, Staging, Timings};
+use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// A run's configuration, resolved and checked from the command line.
@@ -18,6 +21,7 @@ pub struct RunConfig {
     pub cycle: Cycle,
     pub input: PathBuf,
     pub rules: PathBuf,
+    pub state: PathBuf,
     pub out: PathBuf,
     pub first_cycle: bool,
     pub strict: bool,
@@ -34,6 +38,7 @@ pub struct RunReport {
     pub partners: usize,
     pub rejects: usize,
     pub ledger_rows: usize,
+    pub carried_in_rows: usize,
     pub ruleset_hash: String,
     pub elapsed_ms: u128,
 }
@@ -41,15 +46,50 @@ pub struct RunReport {
 /// Most rejects listed on stderr when `--strict` refuses a bundle; all are counted.
 const STRICT_REJECTS_SHOWN: usize = 50;
 
+/// Test hook for crash safety: in debug builds only, `INCENTIVES_ABORT_AT=<phase>` aborts the
+/// process at that phase (no clean-up runs, as in a crash) and `INCENTIVES_PAUSE_AT=<phase>`
+/// stops there for a minute so a test can SIGKILL it. Release builds ignore both.
+fn fault_point(phase: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    if std::env::var("INCENTIVES_ABORT_AT").is_ok_and(|p| p == phase) {
+        std::process::abort();
+    }
+    if std::env::var("INCENTIVES_PAUSE_AT").is_ok_and(|p| p == phase) {
+        eprintln!("paused at {phase}");
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}
+
+/// Finishes publications a crash interrupted after their state was committed.
+fn finish_publications(state: &StateStore) -> Result<(), RunError> {
+    for p in state.pending_publications()? {
+        write::publish(&p.out_root, p.cycle, &p.staged)?;
+        state.published(p.cycle)?;
+        eprintln!(
+            "note: finished publishing {} (a run was interrupted after its commit)",
+            p.cycle
+        );
+    }
+    Ok(())
+}
+
 pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let started_at = crate::calendar::format_instant(chrono::Utc::now());
     let mut phases = BTreeMap::new();
 
-    // A rule set that fails its check stops the run before any input is read.
+    // A rule set that fails its check stops the run before anything else.
     let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
+    let mut state = StateStore::open(&config.state)?;
+    finish_publications(&state)?;
+    state.check_chain(config.cycle, config.first_cycle)?;
+    let prior = state.prior(config.cycle)?;
+
     let bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
     phases.insert("load", started.elapsed().as_millis());
+    fault_point("loaded");
 
     if config.strict && !bundle.rejects.is_empty() {
         for reject in bundle.rejects.iter().take(STRICT_REJECTS_SHOWN) {
@@ -64,14 +104,21 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     }
 
     let evaluate_started = Instant::now();
-    let evaluation = evaluate::evaluate(&bundle, &rule_set, config.cycle);
+    let evaluation = evaluate::evaluate(&bundle, &rule_set, config.cycle, &prior);
     phases.insert("evaluate", evaluate_started.elapsed().as_millis());
 
     let write_started = Instant::now();
     let totals = reconcile::bill_line_totals(&bundle);
+    write::sweep(&config.out, config.cycle, &[]);
     let mut staging = Staging::begin(&config.out, config.cycle)?;
     write::write_rejects(&mut staging, &bundle.rejects)?;
-    write::write_ledgers(&mut staging, &bundle, &rule_set, &evaluation)?;
+    write::write_ledgers(
+        &mut staging,
+        &bundle,
+        &rule_set,
+        &evaluation,
+        &prior.carried,
+    )?;
     write::write_outcomes(&mut staging, &bundle, &rule_set, &evaluation)?;
     phases.insert("write", write_started.elapsed().as_millis());
     let manifest = Manifest::new(
@@ -83,25 +130,92 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         bundle.rejects.len(),
         staging.written(),
         Timings {
-            started_at,
+            started_at: started_at.clone(),
             phases_ms: phases,
             total_ms: started.elapsed().as_millis(),
         },
     );
     staging.write_file("manifest.json", &manifest.to_json()?)?;
-    let published = staging.publish()?;
+    let staged = staging.into_staged()?;
+    fault_point("staged");
 
+    // The commit point: from here on the cycle is done, and is published right after.
     let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
-    Ok(RunReport {
-        cycle: config.cycle,
-        published,
+    let record = CycleRecord {
+        cycle: config.cycle.to_string(),
+        run_at: started_at,
+        first_cycle: config.first_cycle,
+        ruleset_hash: rule_set.hash.clone(),
+        input_hashes: input_hashes(&bundle),
         lines_read: lines.map_or(0, |f| f.digest.rows_read),
         lines_accepted: lines.map_or(0, |f| f.accepted),
         lines_rejected: lines.map_or(0, |f| f.rejected),
+        ledger_rows: evaluation.rows.len() as u64,
+        credited: credited(&evaluation, &prior, config.cycle),
+        stale: false,
+    };
+    let deferred = write::deferred_rows(&bundle, &rule_set, &evaluation, config.cycle);
+    let publication = PendingPublication {
+        cycle: config.cycle,
+        staged: staged.clone(),
+        out_root: absolute(&config.out),
+    };
+    state.commit(&record, &deferred, &evaluation.pool_deltas, &publication)?;
+    fault_point("committed");
+    let published = write::publish(&config.out, config.cycle, &staged)?;
+    fault_point("published");
+    state.published(config.cycle)?;
+
+    Ok(RunReport {
+        cycle: config.cycle,
+        published,
+        lines_read: record.lines_read,
+        lines_accepted: record.lines_accepted,
+        lines_rejected: record.lines_rejected,
         partners: bundle.partners.len(),
         rejects: bundle.rejects.len(),
         ledger_rows: evaluation.rows.len(),
+        carried_in_rows: prior.carried.len(),
         ruleset_hash: rule_set.hash.clone(),
         elapsed_ms: started.elapsed().as_millis(),
     })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `{"bill_lines.csv": "<sha256>", ...}` for the files present.
+fn input_hashes(bundle: &Bundle) -> String {
+    let map: BTreeMap<&str, &str> = bundle
+        .files
+        .iter()
+        .filter(|f| f.digest.present)
+        .map(|f| (f.file, f.digest.sha256.as_str()))
+        .collect();
+    serde_json::to_string(&map).unwrap_or_default()
+}
+
+/// Σ amounts credited to the cycle per currency: this run's rows credited now plus the rows
+/// carried in, as `{"CNY": "123.45"}`.
+fn credited(
+    evaluation: &evaluate::Evaluation<'_>,
+    prior: &evaluate::Prior,
+    cycle: Cycle,
+) -> String {
+    let mut sums: BTreeMap<String, Decimal> = BTreeMap::new();
+    for row in evaluation.rows.iter().filter(|r| r.credit_cycle == cycle) {
+        if matches!(
+            row.kind,
+            Kind::Earn | Kind::Clawback | Kind::Tier | Kind::Cap | Kind::Override
+        ) {
+            *sums.entry(row.currency.to_string()).or_default() += row.amount;
+        }
+    }
+    for c in &prior.carried {
+        *sums.entry(c.currency.clone()).or_default() += c.amount;
+    }
+    let text: BTreeMap<String, String> =
+        sums.into_iter().map(|(c, a)| (c, a.to_string())).collect();
+    serde_json::to_string(&text).unwrap_or_default()
 }

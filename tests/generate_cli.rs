@@ -24,7 +24,9 @@ fn load(input: &Path, out: &Path, cycle: &str) -> String {
     cmd.args(["run", "--first-cycle", "--cycle", cycle, "--input"])
         .arg(input)
         .arg("--out")
-        .arg(out);
+        .arg(out)
+        .arg("--state")
+        .arg(out.join(format!(".state-{cycle}")));
     let outcome = run(&mut cmd);
     assert_eq!(outcome.status, 0, "{}", outcome.stderr);
     fs::read_to_string(out.join(cycle).join("rejects.csv")).unwrap()

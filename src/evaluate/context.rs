@@ -405,7 +405,7 @@ impl<'a> Context<'a> {
         &self,
         i: u32,
         pools_by_order: &HashMap<&str, Vec<(u16, PartnerIdx, Currency)>>,
-        pools: &mut HashMap<(&'a str, u16, PartnerIdx, Currency), Pool>,
+        pools: &mut HashMap<(&'a str, u16, PartnerIdx, Currency), Pool<'a>>,
         rows: &mut Vec<LedgerRow>,
     ) -> (Fate, &'a str) {
         let line = &self.bundle.bill_lines[i as usize];
@@ -453,6 +453,7 @@ impl<'a> Context<'a> {
                 .rounding
                 .round(raw.max(-remaining).min(Decimal::ZERO), currency);
             pool.clawed -= amount;
+            pool.clawed_now -= amount;
             let (credit, _) = self.credit(self.lever_timing(lever as usize), &facts);
             rows.push(LedgerRow {
                 line: Some(i),
@@ -469,12 +470,6 @@ impl<'a> Context<'a> {
             });
         }
         (Fate::ClawedBack, "")
-    }
-
-    /// Whether row key `a` (earned cycle, line) comes before `b`: by cycle, then line id.
-    pub fn earlier(&self, a: (Cycle, u32), b: (Cycle, u32)) -> bool {
-        let lines = &self.bundle.bill_lines;
-        (a.0, &lines[a.1 as usize].line_id) < (b.0, &lines[b.1 as usize].line_id)
     }
 
     /// SPEC Appendix B's journal order (partner, credit cycle, customer, line, lever, kind,

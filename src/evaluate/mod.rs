@@ -45,6 +45,87 @@ impl Kind {
 /// Marks a row made by a lever's cap rather than by one of its rules.
 pub const CAP_RULE: u16 = u16::MAX;
 
+/// Marks a rule id kept from an earlier cycle's rule set (`Evaluation::external_rules[n]`): a
+/// clawback carries the rule of the row it claws back, even if that rule has since been removed.
+pub const EXTERNAL_RULE: u16 = 0x8000;
+
+/// The id of the rule (or cap) that made a row.
+pub fn rule_name(rules: &RuleSet, external: &[String], lever: u16, rule: u16) -> String {
+    let lever = &rules.levers[lever as usize];
+    if rule == CAP_RULE {
+        format!("{}.cap", lever.name)
+    } else if rule & EXTERNAL_RULE != 0 {
+        external
+            .get((rule & !EXTERNAL_RULE) as usize)
+            .cloned()
+            .unwrap_or_default()
+    } else {
+        lever
+            .rules
+            .get(rule as usize)
+            .map_or_else(String::new, |r| r.id.clone())
+    }
+}
+
+/// What earlier cycles left that this one needs (from the state store; empty for a first cycle).
+#[derive(Debug, Clone, Default)]
+pub struct Prior {
+    /// What each order earned in earlier cycles, net of their clawbacks.
+    pub pools: Vec<PriorPool>,
+    /// Rows created by earlier runs and credited to this cycle.
+    pub carried: Vec<CarriedRow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorPool {
+    pub order_id: String,
+    pub lever: String,
+    pub recipient: String,
+    pub currency: String,
+    pub earned: Decimal,
+    pub clawed: Decimal,
+    pub first_cycle: Cycle,
+    pub first_line: String,
+    pub rate: Option<Decimal>,
+    pub rule_id: String,
+}
+
+/// A ledger row of an earlier run credited to this cycle, as that run wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarriedRow {
+    pub entry_id: String,
+    pub partner_id: String,
+    pub customer_id: String,
+    pub line_id: String,
+    pub order_id: String,
+    pub lever: String,
+    pub rule_id: String,
+    pub kind: String,
+    pub ref_id: String,
+    pub earned_cycle: String,
+    pub credit_cycle: String,
+    pub base: String,
+    pub rate: String,
+    pub amount: Decimal,
+    pub amount_text: String,
+    pub currency: String,
+    pub ruleset_hash: String,
+}
+
+/// What this cycle changed in one pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolDelta {
+    pub order_id: String,
+    pub lever: String,
+    pub recipient: String,
+    pub currency: String,
+    pub earned: Decimal,
+    /// Clawed back this cycle, as a positive amount.
+    pub clawed: Decimal,
+    /// This cycle's earliest row of the pool: (earned cycle, line id, rate, rule id).
+    pub first: Option<(Cycle, String, Option<Decimal>, String)>,
+}
+
 /// One ledger entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerRow {
@@ -114,6 +195,16 @@ pub struct Evaluation<'a> {
     pub outcomes: Vec<Outcome<'a>>,
     /// Row indices in journal order (SPEC Appendix B's sort keys).
     pub journal: Vec<u32>,
+    /// Rule ids of earlier rule sets that clawback rows refer to (see [`EXTERNAL_RULE`]).
+    pub external_rules: Vec<String>,
+    /// What this cycle added to the pools of what orders earned.
+    pub pool_deltas: Vec<PoolDelta>,
+}
+
+impl Evaluation<'_> {
+    pub fn rule_id(&self, rules: &RuleSet, row: &LedgerRow) -> String {
+        rule_name(rules, &self.external_rules, row.lever, row.rule)
+    }
 }
 
 /// One partner's rows and the outcomes of its lines (by line index).
@@ -121,16 +212,25 @@ type Partition<'a> = (Vec<LedgerRow>, Vec<(u32, Outcome<'a>)>);
 
 /// One pool of what an order earned: per (order, lever, recipient, currency).
 #[derive(Debug, Clone)]
-struct Pool {
+struct Pool<'a> {
     earned: Decimal,
     clawed: Decimal,
     /// The earliest earn or override row by (earned cycle, line id): its rate and rule apply.
-    first: (Cycle, u32),
+    first: (Cycle, &'a str),
     rate: Option<Decimal>,
     rule: u16,
+    earned_now: Decimal,
+    clawed_now: Decimal,
+    /// This cycle's earliest row of the pool.
+    first_now: Option<((Cycle, &'a str), Option<Decimal>, u16)>,
 }
 
-pub fn evaluate<'a>(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Evaluation<'a> {
+pub fn evaluate<'a>(
+    bundle: &'a Bundle,
+    rules: &'a RuleSet,
+    cycle: Cycle,
+    prior: &'a Prior,
+) -> Evaluation<'a> {
     let ctx = Context::new(bundle, rules, cycle);
     let lines = &bundle.bill_lines;
     let is_negative = |i: usize| {
@@ -182,8 +282,43 @@ pub fn evaluate<'a>(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Eva
         }
     }
 
-    // What each order earned, per (lever, recipient, currency).
-    let mut pools: HashMap<(&str, u16, PartnerIdx, Currency), Pool> = HashMap::default();
+    // What each order earned, per (lever, recipient, currency): earlier cycles' pools from the
+    // state, then this cycle's earn and override rows.
+    let mut external_rules: Vec<String> = Vec::new();
+    let mut pools: HashMap<(&'a str, u16, PartnerIdx, Currency), Pool<'a>> = HashMap::default();
+    for p in &prior.pools {
+        let (Some(lever), Some((partner, _)), Some(currency)) = (
+            rules.lever_index(&p.lever),
+            bundle.partners.get(&p.recipient),
+            Currency::parse(&p.currency),
+        ) else {
+            continue;
+        };
+        let rule = match rules.levers[lever]
+            .rules
+            .iter()
+            .position(|r| r.id == p.rule_id)
+        {
+            Some(r) => r as u16,
+            None => {
+                external_rules.push(p.rule_id.clone());
+                EXTERNAL_RULE | (external_rules.len() as u16 - 1)
+            }
+        };
+        pools.insert(
+            (p.order_id.as_str(), lever as u16, partner, currency),
+            Pool {
+                earned: p.earned,
+                clawed: p.clawed,
+                first: (p.first_cycle, p.first_line.as_str()),
+                rate: p.rate,
+                rule,
+                earned_now: Decimal::ZERO,
+                clawed_now: Decimal::ZERO,
+                first_now: None,
+            },
+        );
+    }
     for row in &rows {
         let (Some(line), Kind::Earn | Kind::Override) = (row.line, row.kind) else {
             continue;
@@ -191,21 +326,28 @@ pub fn evaluate<'a>(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Eva
         let Some(order) = lines[line as usize].order_id.as_deref() else {
             continue;
         };
+        let key = (row.earned_cycle, lines[line as usize].line_id.as_str());
         let pool = pools
             .entry((order, row.lever, row.partner, row.currency))
             .or_insert(Pool {
                 earned: Decimal::ZERO,
                 clawed: Decimal::ZERO,
-                first: (row.earned_cycle, line),
+                first: key,
                 rate: row.rate,
                 rule: row.rule,
+                earned_now: Decimal::ZERO,
+                clawed_now: Decimal::ZERO,
+                first_now: None,
             });
         pool.earned += row.amount;
-        let key = (row.earned_cycle, line);
-        if ctx.earlier(key, pool.first) {
+        pool.earned_now += row.amount;
+        if key < pool.first {
             pool.first = key;
             pool.rate = row.rate;
             pool.rule = row.rule;
+        }
+        if pool.first_now.is_none_or(|(first, ..)| key < first) {
+            pool.first_now = Some((key, row.rate, row.rule));
         }
     }
     let mut pools_by_order: HashMap<&str, Vec<(u16, PartnerIdx, Currency)>> = HashMap::default();
@@ -239,7 +381,39 @@ pub fn evaluate<'a>(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Eva
     }
 
     ctx.tiers(&mut rows);
-    ctx.caps(&mut rows);
+    ctx.caps(&mut rows, &prior.carried);
+
+    // What this cycle added to each pool, for the state store.
+    let mut pool_deltas: Vec<PoolDelta> = pools
+        .iter()
+        .filter(|(_, p)| {
+            !p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now.is_some()
+        })
+        .map(|(&(order, lever, partner, currency), p)| PoolDelta {
+            order_id: order.to_string(),
+            lever: rules.levers[lever as usize].name.clone(),
+            recipient: bundle.partners.at(partner).partner_id.to_string(),
+            currency: currency.to_string(),
+            earned: p.earned_now,
+            clawed: p.clawed_now,
+            first: p.first_now.map(|((c, line), rate, rule)| {
+                (
+                    c,
+                    line.to_string(),
+                    rate,
+                    rule_name(rules, &external_rules, lever, rule),
+                )
+            }),
+        })
+        .collect();
+    pool_deltas.sort_by(|a, b| {
+        (&a.order_id, &a.lever, &a.recipient, &a.currency).cmp(&(
+            &b.order_id,
+            &b.lever,
+            &b.recipient,
+            &b.currency,
+        ))
+    });
 
     let mut keyed: Vec<_> = (0..rows.len() as u32)
         .map(|i| (ctx.journal_key(&rows[i as usize], i), i))
@@ -250,6 +424,8 @@ pub fn evaluate<'a>(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Eva
         rows,
         outcomes,
         journal,
+        external_rules,
+        pool_deltas,
     }
 }
 
@@ -309,21 +485,31 @@ impl<'a> Context<'a> {
 
     /// Cap rows: a lever's net credited total this cycle, per partner and currency, held to
     /// its cap by one negative row.
-    fn caps(&self, rows: &mut Vec<LedgerRow>) {
+    fn caps(&self, rows: &mut Vec<LedgerRow>, carried: &[CarriedRow]) {
         for (li, lever) in self.rules.levers.iter().enumerate() {
             if lever.cap.is_empty() {
                 continue;
             }
+            let carried_in = carried
+                .iter()
+                .filter(|c| c.lever == lever.name)
+                .filter(|c| matches!(c.kind.as_str(), "earn" | "clawback" | "override" | "tier"))
+                .filter_map(|c| {
+                    let (partner, _) = self.bundle.partners.get(&c.partner_id)?;
+                    Some(((partner, Currency::parse(&c.currency)?), c.amount))
+                });
             let nets = sum_by(
-                rows.iter()
-                    .filter(|r| r.lever as usize == li && r.credit_cycle == self.cycle)
-                    .filter(|r| {
-                        matches!(
-                            r.kind,
-                            Kind::Earn | Kind::Clawback | Kind::Override | Kind::Tier
-                        )
-                    })
-                    .map(|r| ((r.partner, r.currency), r.amount)),
+                carried_in.chain(
+                    rows.iter()
+                        .filter(|r| r.lever as usize == li && r.credit_cycle == self.cycle)
+                        .filter(|r| {
+                            matches!(
+                                r.kind,
+                                Kind::Earn | Kind::Clawback | Kind::Override | Kind::Tier
+                            )
+                        })
+                        .map(|r| ((r.partner, r.currency), r.amount)),
+                ),
             );
             for ((partner, currency), net) in nets {
                 let Some(&cap) = lever.cap.get(&currency) else {

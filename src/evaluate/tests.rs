@@ -95,6 +95,7 @@ fn reference() -> PathBuf {
 struct World {
     bundle: Bundle,
     rules: RuleSet,
+    prior: Prior,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
@@ -126,6 +127,7 @@ fn world(lines: &[L<'_>], extra: &[(&str, &str)], rules: &[(&str, &str)]) -> Wor
     World {
         bundle,
         rules,
+        prior: Prior::default(),
         _dirs: (input, rules_dir),
     }
 }
@@ -136,7 +138,7 @@ fn cycle() -> Cycle {
 
 /// Rows as (partner, line, lever, kind, credit cycle, amount) for comparison.
 fn rows(w: &World) -> Vec<(String, String, String, &'static str, String, String)> {
-    let e = evaluate(&w.bundle, &w.rules, cycle());
+    let e = evaluate(&w.bundle, &w.rules, cycle(), &w.prior);
     e.journal
         .iter()
         .map(|&i| {
@@ -175,7 +177,7 @@ fn row(
 
 /// (line id, fate, reason) per line.
 fn fates(w: &World) -> Vec<(String, &'static str, String)> {
-    let e = evaluate(&w.bundle, &w.rules, cycle());
+    let e = evaluate(&w.bundle, &w.rules, cycle(), &w.prior);
     w.bundle
         .bill_lines
         .iter()
@@ -500,7 +502,7 @@ fn override_goes_to_the_distributor_linked_on_the_trade_date() {
     assert_eq!(f[0].1, "earned");
     assert_eq!(f[2], ("R3".into(), "excluded", "no_matching_rule".into()));
     // The override row names the reseller's customer.
-    let e = evaluate(&w.bundle, &w.rules, cycle());
+    let e = evaluate(&w.bundle, &w.rules, cycle(), &w.prior);
     let first = &e.rows[e.journal[0] as usize];
     assert_eq!(
         w.bundle.bill_lines[first.line.unwrap() as usize].customer_id,
@@ -972,7 +974,7 @@ fn every_line_gets_exactly_one_outcome_and_rows_stay_with_their_line() {
         &[],
         &[],
     );
-    let e = evaluate(&w.bundle, &w.rules, cycle());
+    let e = evaluate(&w.bundle, &w.rules, cycle(), &w.prior);
     assert_eq!(e.outcomes.len(), 4);
     for (i, o) in e.outcomes.iter().enumerate() {
         for r in &e.rows[o.rows.start as usize..o.rows.end as usize] {

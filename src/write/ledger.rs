@@ -3,10 +3,11 @@
 use super::{Out, Staging};
 use crate::calendar::Cycle;
 use crate::error::RunError;
-use crate::evaluate::{CAP_RULE, Evaluation, LedgerRow};
+use crate::evaluate::{CarriedRow, Evaluation, LedgerRow};
 use crate::load::Bundle;
 use crate::money::format_amount;
 use crate::rules::RuleSet;
+use std::collections::BTreeMap;
 
 const LEDGER_COLUMNS: &[&str] = &[
     "entry_id",
@@ -43,52 +44,170 @@ const OUTCOME_COLUMNS: &[&str] = &[
     "source_row",
 ];
 
-/// The id of the rule (or cap) that made a row.
-pub fn rule_id(rules: &RuleSet, row: &LedgerRow) -> String {
-    let lever = &rules.levers[row.lever as usize];
-    if row.rule == CAP_RULE {
-        format!("{}.cap", lever.name)
-    } else {
-        lever
-            .rules
-            .get(row.rule as usize)
-            .map_or_else(String::new, |r| r.id.clone())
-    }
-}
-
-/// Writes the journal and every partner's statement.
+/// Writes the journal (`ledger.csv`, this run's rows) and every partner's statement
+/// (`ledgers/<partner_id>.csv`: its journal rows plus earlier runs' rows credited this cycle).
 pub fn write_ledgers(
     staging: &mut Staging,
     bundle: &Bundle,
     rules: &RuleSet,
     evaluation: &Evaluation<'_>,
+    carried: &[CarriedRow],
 ) -> Result<(), RunError> {
+    let cells_of = |n: usize| {
+        let row = &evaluation.rows[evaluation.journal[n] as usize];
+        LedgerCells::new(
+            bundle,
+            rules,
+            evaluation,
+            row,
+            format!("{}-{}", row.earned_cycle, n + 1),
+        )
+    };
     let mut journal = staging.csv("ledger.csv", LEDGER_COLUMNS)?;
-    let mut statement: Option<(u32, super::CsvOut)> = None;
-    for (n, &index) in evaluation.journal.iter().enumerate() {
-        let row = &evaluation.rows[index as usize];
-        let entry_id = format!("{}-{}", row.earned_cycle, n + 1);
-        let cells = LedgerCells::new(bundle, rules, row, entry_id);
-        journal.row(&cells.cells())?;
-        // Journal order is by partner first, so each partner's rows come together.
-        if statement.as_ref().is_none_or(|(p, _)| *p != row.partner.0) {
-            if let Some((_, done)) = statement.take() {
-                staging.finish_csv(done)?;
+    for n in 0..evaluation.journal.len() {
+        journal.row(&cells_of(n).cells())?;
+    }
+    staging.finish_csv(journal)?;
+
+    // Statements: the journal is in partner-id order, so each partner's rows are together; the
+    // carried rows are merged in by the same keys.
+    let mut carried_by_partner: BTreeMap<&str, Vec<&CarriedRow>> = BTreeMap::new();
+    for c in carried {
+        carried_by_partner
+            .entry(c.partner_id.as_str())
+            .or_default()
+            .push(c);
+    }
+    for list in carried_by_partner.values_mut() {
+        list.sort_by(|a, b| carried_key(a).cmp(&carried_key(b)));
+    }
+    let partner_of = |n: usize| {
+        let row = &evaluation.rows[evaluation.journal[n] as usize];
+        bundle.partners.at(row.partner).partner_id.as_str()
+    };
+    let mut n = 0;
+    let mut pending = carried_by_partner.into_iter().peekable();
+    loop {
+        let next_journal = (n < evaluation.journal.len()).then(|| partner_of(n));
+        let next_carried = pending.peek().map(|(p, _)| *p);
+        let partner = match (next_journal, next_carried) {
+            (None, None) => break,
+            (Some(j), Some(c)) => j.min(c),
+            (Some(j), None) => j,
+            (None, Some(c)) => c,
+        };
+        let mut carried_rows: Vec<&CarriedRow> = match next_carried {
+            Some(c) if c == partner => pending.next().map(|(_, rows)| rows).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        carried_rows.reverse();
+        let mut out = staging.csv(&format!("ledgers/{partner}.csv"), LEDGER_COLUMNS)?;
+        while n < evaluation.journal.len() && partner_of(n) == partner {
+            let cells = cells_of(n);
+            while let Some(c) = carried_rows
+                .last()
+                .filter(|c| carried_key(c) <= cells.key())
+            {
+                out.row(&carried_cells(c))?;
+                carried_rows.pop();
             }
-            let partner_id = &bundle.partners.at(row.partner).partner_id;
-            statement = Some((
-                row.partner.0,
-                staging.csv(&format!("ledgers/{partner_id}.csv"), LEDGER_COLUMNS)?,
-            ));
-        }
-        if let Some((_, out)) = statement.as_mut() {
             out.row(&cells.cells())?;
+            n += 1;
         }
+        while let Some(c) = carried_rows.pop() {
+            out.row(&carried_cells(c))?;
+        }
+        staging.finish_csv(out)?;
     }
-    if let Some((_, done)) = statement.take() {
-        staging.finish_csv(done)?;
-    }
-    staging.finish_csv(journal)
+    Ok(())
+}
+
+type StatementKey<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+);
+
+fn carried_key(c: &CarriedRow) -> StatementKey<'_> {
+    (
+        &c.credit_cycle,
+        &c.customer_id,
+        &c.line_id,
+        &c.lever,
+        &c.kind,
+        &c.ref_id,
+        &c.currency,
+    )
+}
+
+fn carried_cells(c: &CarriedRow) -> [Out<'_>; 16] {
+    [
+        Out::Text(&c.entry_id),
+        Out::Text(&c.partner_id),
+        Out::Text(&c.customer_id),
+        Out::Text(&c.line_id),
+        Out::Text(&c.order_id),
+        Out::Text(&c.lever),
+        Out::Text(&c.rule_id),
+        Out::Text(&c.kind),
+        Out::Text(&c.ref_id),
+        Out::Text(&c.earned_cycle),
+        Out::Text(&c.credit_cycle),
+        Out::Number(&c.base),
+        Out::Number(&c.rate),
+        Out::Number(&c.amount_text),
+        Out::Text(&c.currency),
+        Out::Text(&c.ruleset_hash),
+    ]
+}
+
+/// The cells of the journal rows in order, for the state store (rows credited to later cycles).
+pub fn deferred_rows(
+    bundle: &Bundle,
+    rules: &RuleSet,
+    evaluation: &Evaluation<'_>,
+    cycle: Cycle,
+) -> Vec<CarriedRow> {
+    evaluation
+        .journal
+        .iter()
+        .enumerate()
+        .filter_map(|(n, &i)| {
+            let row = &evaluation.rows[i as usize];
+            (row.credit_cycle > cycle).then(|| {
+                let c = LedgerCells::new(
+                    bundle,
+                    rules,
+                    evaluation,
+                    row,
+                    format!("{}-{}", row.earned_cycle, n + 1),
+                );
+                CarriedRow {
+                    entry_id: c.entry_id,
+                    partner_id: c.partner_id.to_string(),
+                    customer_id: c.customer_id.to_string(),
+                    line_id: c.line_id.to_string(),
+                    order_id: c.order_id.to_string(),
+                    lever: c.lever.to_string(),
+                    rule_id: c.rule_id,
+                    kind: c.kind.to_string(),
+                    ref_id: String::new(),
+                    earned_cycle: c.earned_cycle,
+                    credit_cycle: c.credit_cycle,
+                    base: c.base,
+                    rate: c.rate,
+                    amount: row.amount,
+                    amount_text: c.amount,
+                    currency: c.currency.to_string(),
+                    ruleset_hash: c.hash.to_string(),
+                }
+            })
+        })
+        .collect()
 }
 
 /// A ledger row's cells as text.
@@ -114,6 +233,7 @@ impl<'a> LedgerCells<'a> {
     fn new(
         bundle: &'a Bundle,
         rules: &'a RuleSet,
+        evaluation: &Evaluation<'_>,
         row: &'a LedgerRow,
         entry_id: String,
     ) -> LedgerCells<'a> {
@@ -126,7 +246,7 @@ impl<'a> LedgerCells<'a> {
             line_id: line.map_or("", |l| l.line_id.as_str()),
             order_id: line.and_then(|l| l.order_id.as_deref()).unwrap_or(""),
             lever: &rules.levers[row.lever as usize].name,
-            rule_id: rule_id(rules, row),
+            rule_id: evaluation.rule_id(rules, row),
             kind: row.kind.as_str(),
             earned_cycle: row.earned_cycle.to_string(),
             credit_cycle: row.credit_cycle.to_string(),
@@ -139,6 +259,18 @@ impl<'a> LedgerCells<'a> {
             currency: row.currency.as_str(),
             hash: &rules.hash,
         }
+    }
+
+    fn key(&self) -> StatementKey<'_> {
+        (
+            &self.credit_cycle,
+            self.customer_id,
+            self.line_id,
+            self.lever,
+            self.kind,
+            "",
+            self.currency,
+        )
     }
 
     fn cells(&self) -> [Out<'_>; 16] {
@@ -198,7 +330,8 @@ pub fn write_outcomes(
                 let outcome = &evaluation.outcomes[i];
                 let rows = &evaluation.rows[outcome.rows.start as usize..outcome.rows.end as usize];
                 let scale = rules.rounding.scale(line.currency);
-                let mut rule_ids: Vec<String> = rows.iter().map(|r| rule_id(rules, r)).collect();
+                let mut rule_ids: Vec<String> =
+                    rows.iter().map(|r| evaluation.rule_id(rules, r)).collect();
                 rule_ids.sort();
                 rule_ids.dedup();
                 let base = rows

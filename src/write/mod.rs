@@ -10,7 +10,7 @@ mod ledger;
 mod manifest;
 
 pub use csv_out::{CsvOut, Out};
-pub use ledger::{rule_id, write_ledgers, write_outcomes};
+pub use ledger::{deferred_rows, write_ledgers, write_outcomes};
 pub use manifest::{Manifest, Timings};
 
 use crate::calendar::Cycle;
@@ -34,8 +34,6 @@ pub struct WrittenFile {
 /// A cycle's outputs being written.
 pub struct Staging {
     dir: tempfile::TempDir,
-    out_root: PathBuf,
-    cycle: Cycle,
     written: Vec<WrittenFile>,
 }
 
@@ -50,8 +48,6 @@ impl Staging {
             .map_err(|e| RunError::io(out_root.display(), e))?;
         Ok(Staging {
             dir,
-            out_root: out_root.to_path_buf(),
-            cycle,
             written: Vec::new(),
         })
     }
@@ -93,41 +89,73 @@ impl Staging {
         files
     }
 
-    /// Makes the staged folder the cycle's published result. Returns the published path.
-    pub fn publish(self) -> Result<PathBuf, RunError> {
-        let io = |what: &Path, e| RunError::io(what.display(), e);
+    /// Finishes the staged folder (synced, kept on disk) and returns its path, ready for the
+    /// state commit and then [`publish`].
+    pub fn into_staged(self) -> Result<PathBuf, RunError> {
         let staged = self.dir.keep();
-        sync_dir(&staged).map_err(|e| io(&staged, e))?;
-        let target_name = staged
-            .file_name()
-            .map(|n| n.to_os_string())
-            .ok_or_else(|| {
-                RunError::Io(format!("{}: staging folder has no name", staged.display()))
-            })?;
-        let published = self.out_root.join(self.cycle.to_string());
-        let previous = previous_target(&published, &self.out_root, self.cycle)
-            .map_err(|e| io(&published, e))?;
+        sync_dir(&staged).map_err(|e| RunError::io(staged.display(), e))?;
+        Ok(staged)
+    }
+}
 
-        // A real folder left by something else cannot be swapped atomically: move it aside first.
-        if published.is_dir() && !is_symlink(&published) {
-            let aside =
-                self.out_root
-                    .join(format!(".{}.replaced-{}", self.cycle, std::process::id()));
-            fs::rename(&published, &aside).map_err(|e| io(&published, e))?;
-        }
-        let link = self
-            .out_root
-            .join(format!(".{}.link-{}", self.cycle, std::process::id()));
-        let _ = fs::remove_file(&link);
-        std::os::unix::fs::symlink(&target_name, &link).map_err(|e| io(&link, e))?;
-        fs::rename(&link, &published).map_err(|e| io(&published, e))?;
-        sync_dir(&self.out_root).map_err(|e| io(&self.out_root, e))?;
+/// Makes `staged` (a hidden folder of `out_root`) the cycle's published result with one rename
+/// of the `OUT/<cycle>` link, then removes the folder it replaced. Publishing a folder that is
+/// already the published one does nothing; so a publication interrupted by a crash can be
+/// finished by running this again.
+pub fn publish(out_root: &Path, cycle: Cycle, staged: &Path) -> Result<PathBuf, RunError> {
+    let io = |what: &Path, e| RunError::io(what.display(), e);
+    let target_name = staged
+        .file_name()
+        .map(|n| n.to_os_string())
+        .ok_or_else(|| RunError::Io(format!("{}: staging folder has no name", staged.display())))?;
+    let published = out_root.join(cycle.to_string());
+    let previous = previous_target(&published, out_root, cycle).map_err(|e| io(&published, e))?;
+    if previous.as_deref().and_then(|p| p.file_name()) == Some(target_name.as_os_str()) {
+        return Ok(published);
+    }
+    if !staged.is_dir() {
+        return Err(RunError::Io(format!(
+            "{}: the staged results to publish are missing",
+            staged.display()
+        )));
+    }
+    // A real folder left by something else cannot be swapped atomically: move it aside first.
+    if published.is_dir() && !is_symlink(&published) {
+        let aside = out_root.join(format!(".{cycle}.replaced-{}", std::process::id()));
+        fs::rename(&published, &aside).map_err(|e| io(&published, e))?;
+    }
+    let link = out_root.join(format!(".{cycle}.link-{}", std::process::id()));
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target_name, &link).map_err(|e| io(&link, e))?;
+    fs::rename(&link, &published).map_err(|e| io(&published, e))?;
+    sync_dir(out_root).map_err(|e| io(out_root, e))?;
+    // The old result is no longer reachable; remove it (a failure here loses nothing).
+    if let Some(old) = previous {
+        let _ = fs::remove_dir_all(old);
+    }
+    Ok(published)
+}
 
-        // The old result is no longer reachable; remove it (a failure here loses nothing).
-        if let Some(old) = previous.filter(|old| old.file_name() != Some(target_name.as_os_str())) {
-            let _ = fs::remove_dir_all(old);
+/// Removes staging folders of `cycle` that runs killed before their commit left behind: every
+/// `.<cycle>.run-*` folder that is neither published nor in `keep`. Called with the state lock
+/// held, so no other run is writing one.
+pub fn sweep(out_root: &Path, cycle: Cycle, keep: &[PathBuf]) {
+    let Ok(entries) = fs::read_dir(out_root) else {
+        return;
+    };
+    let published = previous_target(&out_root.join(cycle.to_string()), out_root, cycle)
+        .ok()
+        .flatten();
+    let prefix = format!(".{cycle}.run-");
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix)
+            && published.as_deref() != Some(path.as_path())
+            && !keep.iter().any(|k| k.file_name() == path.file_name())
+        {
+            let _ = fs::remove_dir_all(&path);
         }
-        Ok(published)
     }
 }
 

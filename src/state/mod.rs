@@ -1,0 +1,559 @@
+//! The state store (SPEC §4): one SQLite database, `STATE/state.db`, holding what a cycle hands
+//! to the next. Written in one transaction per run, the run's commit point: outputs are complete
+//! in a staging folder before it and published right after it; a publication a crash interrupted
+//! is finished by the next run. Amounts are stored as exact decimal text, never as SQL numbers.
+//!
+//! Tables (see `ARCHITECTURE.md` for the columns):
+//! - `cycles`: one row per cycle run: when, rule-set hash, input hashes, counts, totals, stale.
+//! - `deferred_rows`: ledger rows a run wrote for a later credit cycle (carried into it).
+//! - `order_earnings`: per cycle, what each (order, lever, recipient, currency) pool earned and
+//!   had clawed back in that cycle, and the cycle's earliest row of the pool.
+//! - `publication`: a staged output folder whose state is committed but not yet published.
+
+mod lock;
+
+use crate::calendar::Cycle;
+use crate::error::RunError;
+use crate::evaluate::{CarriedRow, PoolDelta, Prior, PriorPool};
+use crate::money::parse_decimal;
+use lock::StateLock;
+use rusqlite::{Connection, OptionalExtension, params};
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cycles (
+    cycle TEXT PRIMARY KEY,
+    run_at TEXT NOT NULL,
+    first_cycle INTEGER NOT NULL,
+    ruleset_hash TEXT NOT NULL,
+    input_hashes TEXT NOT NULL,
+    lines_read INTEGER NOT NULL,
+    lines_accepted INTEGER NOT NULL,
+    lines_rejected INTEGER NOT NULL,
+    ledger_rows INTEGER NOT NULL,
+    credited TEXT NOT NULL,
+    stale INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS deferred_rows (
+    created_cycle TEXT NOT NULL,
+    credit_cycle TEXT NOT NULL,
+    entry_id TEXT NOT NULL,
+    partner_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    line_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    lever TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ref_id TEXT NOT NULL,
+    earned_cycle TEXT NOT NULL,
+    base TEXT NOT NULL,
+    rate TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    ruleset_hash TEXT NOT NULL,
+    PRIMARY KEY (created_cycle, entry_id)
+);
+CREATE INDEX IF NOT EXISTS deferred_by_credit ON deferred_rows (credit_cycle);
+CREATE TABLE IF NOT EXISTS order_earnings (
+    cycle TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    lever TEXT NOT NULL,
+    recipient_id TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    earned TEXT NOT NULL,
+    clawed TEXT NOT NULL,
+    first_cycle TEXT,
+    first_line_id TEXT,
+    first_rate TEXT,
+    first_rule_id TEXT,
+    PRIMARY KEY (cycle, order_id, lever, recipient_id, currency)
+);
+CREATE TABLE IF NOT EXISTS publication (
+    cycle TEXT PRIMARY KEY,
+    staged TEXT NOT NULL,
+    out_root TEXT NOT NULL
+);
+";
+
+/// One cycle of the chain, as `incentives status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CycleRecord {
+    pub cycle: String,
+    pub run_at: String,
+    pub first_cycle: bool,
+    pub ruleset_hash: String,
+    /// JSON object: file → sha256.
+    pub input_hashes: String,
+    pub lines_read: u64,
+    pub lines_accepted: u64,
+    pub lines_rejected: u64,
+    pub ledger_rows: u64,
+    /// JSON object: currency → Σ amounts credited to this cycle (this run's and carried in).
+    pub credited: String,
+    pub stale: bool,
+}
+
+/// A staged output folder whose state is committed and which must be made the published one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPublication {
+    pub cycle: Cycle,
+    pub staged: PathBuf,
+    pub out_root: PathBuf,
+}
+
+pub struct StateStore {
+    conn: Connection,
+    pub dir: PathBuf,
+    _lock: StateLock,
+}
+
+fn sql(e: rusqlite::Error) -> RunError {
+    RunError::Io(format!("state store: {e}"))
+}
+
+fn dec(text: &str) -> Result<Decimal, RunError> {
+    parse_decimal(text, 28)
+        .map_err(|_| RunError::Io(format!("state store: {text:?} is not a decimal")))
+}
+
+fn cycle(text: &str) -> Result<Cycle, RunError> {
+    text.parse()
+        .map_err(|e| RunError::Io(format!("state store: {e}")))
+}
+
+impl StateStore {
+    /// Opens (creating if need be) the state in `dir`, holding its lock until dropped.
+    pub fn open(dir: &Path) -> Result<StateStore, RunError> {
+        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir.display(), e))?;
+        let lock = StateLock::acquire(dir)?;
+        let conn = Connection::open(dir.join("state.db")).map_err(sql)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(sql)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')",
+            [],
+        )
+        .map_err(sql)?;
+        Ok(StateStore {
+            conn,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// Every cycle run, oldest first.
+    pub fn chain(&self) -> Result<Vec<CycleRecord>, RunError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT cycle, run_at, first_cycle, ruleset_hash, input_hashes, lines_read, lines_accepted,
+                        lines_rejected, ledger_rows, credited, stale FROM cycles ORDER BY cycle",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(CycleRecord {
+                    cycle: r.get(0)?,
+                    run_at: r.get(1)?,
+                    first_cycle: r.get::<_, i64>(2)? != 0,
+                    ruleset_hash: r.get(3)?,
+                    input_hashes: r.get(4)?,
+                    lines_read: r.get::<_, i64>(5)? as u64,
+                    lines_accepted: r.get::<_, i64>(6)? as u64,
+                    lines_rejected: r.get::<_, i64>(7)? as u64,
+                    ledger_rows: r.get::<_, i64>(8)? as u64,
+                    credited: r.get(9)?,
+                    stale: r.get::<_, i64>(10)? != 0,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
+    /// SPEC §4's chain rules: M needs M−1, not stale, unless it is the first cycle.
+    pub fn check_chain(&self, m: Cycle, first_cycle: bool) -> Result<(), RunError> {
+        let chain = self.chain()?;
+        let earlier: Vec<&CycleRecord> = chain.iter().filter(|c| c.cycle < m.to_string()).collect();
+        if first_cycle {
+            if let Some(last) = earlier.last() {
+                return Err(RunError::Usage(format!(
+                    "--first-cycle: the state in {} already holds cycle {} before {m}; run {m} without --first-cycle (it follows {})",
+                    self.dir.display(),
+                    last.cycle,
+                    m.previous()
+                )));
+            }
+            return Ok(());
+        }
+        let previous = m.previous().to_string();
+        match chain.iter().find(|c| c.cycle == previous) {
+            None => Err(RunError::Usage(format!(
+                "cycle {m} needs cycle {previous} in the state ({}), and it is not there: run {previous} first, or pass --first-cycle if {m} starts the chain",
+                self.dir.display()
+            ))),
+            Some(p) if p.stale => Err(RunError::Usage(format!(
+                "cycle {previous} is stale (an earlier cycle was re-run after it): re-run {previous} before {m}"
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// What cycles before `m` left for it: pools summed over those cycles, and the rows they
+    /// deferred to `m`.
+    pub fn prior(&self, m: Cycle) -> Result<Prior, RunError> {
+        let key = m.to_string();
+        let mut pools: BTreeMap<(String, String, String, String), PriorPool> = BTreeMap::new();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT order_id, lever, recipient_id, currency, earned, clawed, first_cycle,
+                        first_line_id, first_rate, first_rule_id
+                 FROM order_earnings WHERE cycle < ?1 ORDER BY cycle",
+            )
+            .map_err(sql)?;
+        let mut rows = stmt.query(params![key]).map_err(sql)?;
+        while let Some(r) = rows.next().map_err(sql)? {
+            let get = |i: usize| r.get::<_, Option<String>>(i).map_err(sql);
+            let (order, lever, recipient, currency) = (
+                get(0)?.unwrap_or_default(),
+                get(1)?.unwrap_or_default(),
+                get(2)?.unwrap_or_default(),
+                get(3)?.unwrap_or_default(),
+            );
+            let earned = dec(&get(4)?.unwrap_or_default())?;
+            let clawed = dec(&get(5)?.unwrap_or_default())?;
+            let first = match (get(6)?, get(7)?) {
+                (Some(c), Some(l)) => Some((cycle(&c)?, l)),
+                _ => None,
+            };
+            let rate = get(8)?
+                .filter(|r| !r.is_empty())
+                .map(|r| dec(&r))
+                .transpose()?;
+            let rule = get(9)?.unwrap_or_default();
+            let pool = pools
+                .entry((
+                    order.clone(),
+                    lever.clone(),
+                    recipient.clone(),
+                    currency.clone(),
+                ))
+                .or_insert_with(|| PriorPool {
+                    order_id: order,
+                    lever,
+                    recipient,
+                    currency,
+                    earned: Decimal::ZERO,
+                    clawed: Decimal::ZERO,
+                    first_cycle: first.as_ref().map_or(m, |f| f.0),
+                    first_line: first.as_ref().map_or_else(String::new, |f| f.1.clone()),
+                    rate,
+                    rule_id: rule.clone(),
+                });
+            pool.earned += earned;
+            pool.clawed += clawed;
+            if let Some((c, line)) = first
+                && (pool.first_line.is_empty()
+                    || (c, line.as_str()) < (pool.first_cycle, pool.first_line.as_str()))
+            {
+                pool.first_cycle = c;
+                pool.first_line = line;
+                pool.rate = rate;
+                pool.rule_id = rule;
+            }
+        }
+        drop(rows);
+        drop(stmt);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT entry_id, partner_id, customer_id, line_id, order_id, lever, rule_id, kind, ref_id,
+                        earned_cycle, credit_cycle, base, rate, amount, currency, ruleset_hash
+                 FROM deferred_rows WHERE credit_cycle = ?1 AND created_cycle < ?1
+                 ORDER BY created_cycle, entry_id",
+            )
+            .map_err(sql)?;
+        let mut rows = stmt.query(params![key]).map_err(sql)?;
+        let mut carried = Vec::new();
+        while let Some(r) = rows.next().map_err(sql)? {
+            let s = |i: usize| r.get::<_, String>(i).map_err(sql);
+            let amount_text = s(13)?;
+            carried.push(CarriedRow {
+                entry_id: s(0)?,
+                partner_id: s(1)?,
+                customer_id: s(2)?,
+                line_id: s(3)?,
+                order_id: s(4)?,
+                lever: s(5)?,
+                rule_id: s(6)?,
+                kind: s(7)?,
+                ref_id: s(8)?,
+                earned_cycle: s(9)?,
+                credit_cycle: s(10)?,
+                base: s(11)?,
+                rate: s(12)?,
+                amount: dec(&amount_text)?,
+                amount_text,
+                currency: s(14)?,
+                ruleset_hash: s(15)?,
+            });
+        }
+        Ok(Prior {
+            pools: pools.into_values().collect(),
+            carried,
+        })
+    }
+
+    /// The run's commit point: replaces everything cycle `m` wrote, marks later cycles stale,
+    /// and records the staged folder to publish, in one transaction.
+    pub fn commit(
+        &mut self,
+        record: &CycleRecord,
+        deferred: &[CarriedRow],
+        pools: &[PoolDelta],
+        publication: &PendingPublication,
+    ) -> Result<(), RunError> {
+        let m = record.cycle.as_str();
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute("DELETE FROM cycles WHERE cycle = ?1", params![m])
+            .map_err(sql)?;
+        tx.execute(
+            "DELETE FROM deferred_rows WHERE created_cycle = ?1",
+            params![m],
+        )
+        .map_err(sql)?;
+        tx.execute("DELETE FROM order_earnings WHERE cycle = ?1", params![m])
+            .map_err(sql)?;
+        tx.execute("UPDATE cycles SET stale = 1 WHERE cycle > ?1", params![m])
+            .map_err(sql)?;
+        tx.execute(
+            "INSERT INTO cycles (cycle, run_at, first_cycle, ruleset_hash, input_hashes, lines_read,
+                 lines_accepted, lines_rejected, ledger_rows, credited, stale)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0)",
+            params![
+                m,
+                record.run_at,
+                record.first_cycle as i64,
+                record.ruleset_hash,
+                record.input_hashes,
+                record.lines_read as i64,
+                record.lines_accepted as i64,
+                record.lines_rejected as i64,
+                record.ledger_rows as i64,
+                record.credited
+            ],
+        )
+        .map_err(sql)?;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO deferred_rows (created_cycle, credit_cycle, entry_id, partner_id, customer_id,
+                         line_id, order_id, lever, rule_id, kind, ref_id, earned_cycle, base, rate, amount,
+                         currency, ruleset_hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                )
+                .map_err(sql)?;
+            for d in deferred {
+                insert
+                    .execute(params![
+                        m,
+                        d.credit_cycle,
+                        d.entry_id,
+                        d.partner_id,
+                        d.customer_id,
+                        d.line_id,
+                        d.order_id,
+                        d.lever,
+                        d.rule_id,
+                        d.kind,
+                        d.ref_id,
+                        d.earned_cycle,
+                        d.base,
+                        d.rate,
+                        d.amount_text,
+                        d.currency,
+                        d.ruleset_hash
+                    ])
+                    .map_err(sql)?;
+            }
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO order_earnings (cycle, order_id, lever, recipient_id, currency, earned, clawed,
+                         first_cycle, first_line_id, first_rate, first_rule_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(sql)?;
+            for p in pools {
+                let (fc, fl, fr, frule) = match &p.first {
+                    Some((c, l, r, rule)) => (
+                        Some(c.to_string()),
+                        Some(l.clone()),
+                        Some(r.map(|r| r.to_string()).unwrap_or_default()),
+                        Some(rule.clone()),
+                    ),
+                    None => (None, None, None, None),
+                };
+                insert
+                    .execute(params![
+                        m,
+                        p.order_id,
+                        p.lever,
+                        p.recipient,
+                        p.currency,
+                        p.earned.to_string(),
+                        p.clawed.to_string(),
+                        fc,
+                        fl,
+                        fr,
+                        frule
+                    ])
+                    .map_err(sql)?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO publication (cycle, staged, out_root) VALUES (?1, ?2, ?3)",
+            params![
+                m,
+                publication.staged.display().to_string(),
+                publication.out_root.display().to_string()
+            ],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)
+    }
+
+    /// Publications committed but not yet published (a crash between the two).
+    pub fn pending_publications(&self) -> Result<Vec<PendingPublication>, RunError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT cycle, staged, out_root FROM publication ORDER BY cycle")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(sql)?;
+        let mut pending = Vec::new();
+        for row in rows {
+            let (c, staged, out_root) = row.map_err(sql)?;
+            pending.push(PendingPublication {
+                cycle: cycle(&c)?,
+                staged: staged.into(),
+                out_root: out_root.into(),
+            });
+        }
+        Ok(pending)
+    }
+
+    pub fn published(&self, m: Cycle) -> Result<(), RunError> {
+        self.conn
+            .execute(
+                "DELETE FROM publication WHERE cycle = ?1",
+                params![m.to_string()],
+            )
+            .map_err(sql)?;
+        Ok(())
+    }
+
+    /// Whether the state holds cycle `m`.
+    pub fn has(&self, m: Cycle) -> Result<bool, RunError> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM cycles WHERE cycle = ?1",
+                params![m.to_string()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(sql)
+    }
+}
+
+/// `incentives status`: the chain as a table. Reads without taking the lock (SQLite lets a
+/// reader see the last committed state while a run works).
+pub fn status(dir: &Path) -> Result<String, RunError> {
+    use std::fmt::Write as _;
+    let path = dir.join("state.db");
+    if !path.exists() {
+        return Err(RunError::Usage(format!(
+            "{}: no state here (no cycle has been run with --state {})",
+            path.display(),
+            dir.display()
+        )));
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(sql)?;
+    let store_rows = {
+        let mut stmt = conn
+            .prepare(
+                "SELECT cycle, run_at, first_cycle, ruleset_hash, input_hashes, lines_read, lines_accepted,
+                        lines_rejected, ledger_rows, credited, stale FROM cycles ORDER BY cycle",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(CycleRecord {
+                    cycle: r.get(0)?,
+                    run_at: r.get(1)?,
+                    first_cycle: r.get::<_, i64>(2)? != 0,
+                    ruleset_hash: r.get(3)?,
+                    input_hashes: r.get(4)?,
+                    lines_read: r.get::<_, i64>(5)? as u64,
+                    lines_accepted: r.get::<_, i64>(6)? as u64,
+                    lines_rejected: r.get::<_, i64>(7)? as u64,
+                    ledger_rows: r.get::<_, i64>(8)? as u64,
+                    credited: r.get(9)?,
+                    stale: r.get::<_, i64>(10)? != 0,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)?
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:<6} {:<24} {:<12} {:>10} {:>10} {:>9} {:>11}  credited",
+        "cycle", "state", "run at", "rule set", "lines", "accepted", "rejected", "ledger rows"
+    );
+    for c in &store_rows {
+        let state = if c.stale {
+            "STALE"
+        } else if c.first_cycle {
+            "first"
+        } else {
+            "ok"
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} {:<6} {:<24} {:<12} {:>10} {:>10} {:>9} {:>11}  {}",
+            c.cycle,
+            state,
+            c.run_at.get(..19).unwrap_or(&c.run_at),
+            c.ruleset_hash.get(..12).unwrap_or(&c.ruleset_hash),
+            c.lines_read,
+            c.lines_accepted,
+            c.lines_rejected,
+            c.ledger_rows,
+            c.credited
+        );
+    }
+    for c in &store_rows {
+        let _ = writeln!(out, "inputs {}: {}", c.cycle, c.input_hashes);
+    }
+    if store_rows.iter().any(|c| c.stale) {
+        let _ = writeln!(
+            out,
+            "STALE cycles were run before an earlier cycle was re-run: re-run them in order."
+        );
+    }
+    Ok(out)
+}
