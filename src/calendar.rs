@@ -130,6 +130,16 @@ pub fn format_instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
+/// The date `years` years after `date`; 29 February maps to 28 February when the target year
+/// has none.
+pub fn one_year_after_n(date: NaiveDate, years: u32) -> NaiveDate {
+    use chrono::Datelike;
+    let year = date.year() + years as i32;
+    NaiveDate::from_ymd_opt(year, date.month(), date.day())
+        .or_else(|| NaiveDate::from_ymd_opt(year, date.month(), 28))
+        .unwrap_or(date)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +186,15 @@ mod tests {
         ] {
             assert!(parse_instant(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_year_after_a_leap_day_is_the_28th() {
+        let leap = NaiveDate::from_ymd_opt(2028, 2, 29).unwrap();
+        assert_eq!(one_year_after_n(leap, 1).to_string(), "2029-02-28");
+        assert_eq!(one_year_after_n(leap, 4).to_string(), "2032-02-29");
+        let plain = NaiveDate::from_ymd_opt(2026, 10, 20).unwrap();
+        assert_eq!(one_year_after_n(plain, 1).to_string(), "2027-10-20");
     }
 
     #[test]

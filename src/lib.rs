@@ -2,6 +2,7 @@
 //!
 //! One module per stage of the pipeline; data flows one way (see `ARCHITECTURE.md`).
 
+pub mod balances;
 pub mod calendar;
 pub mod cli;
 pub mod error;
@@ -15,4 +16,6 @@ pub mod reject;
 pub mod rules;
 pub mod run;
 pub mod state;
+pub mod subsidies;
+pub mod vouchers;
 pub mod write;

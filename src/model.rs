@@ -285,6 +285,8 @@ pub struct Order {
 /// `vouchers.csv`: a partner voucher (代金券) with its balance at the start of the cycle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Voucher {
+    /// Record number in its file, the header being 1.
+    pub source_row: u64,
     pub voucher_id: Id,
     pub partner: PartnerIdx,
     pub voucher_type: String,
@@ -332,6 +334,8 @@ pub struct Project {
 /// `opening_balances.csv`: an incentive lot notified before the engine's first cycle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpeningBalance {
+    /// Record number in its file, the header being 1.
+    pub source_row: u64,
     pub partner: PartnerIdx,
     pub lot_id: Id,
     pub notified_on: NaiveDate,
@@ -342,6 +346,8 @@ pub struct OpeningBalance {
 /// `withdrawals.csv`: an incentive application and its status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Withdrawal {
+    /// Record number in its file, the header being 1.
+    pub source_row: u64,
     pub application_id: Id,
     pub partner: PartnerIdx,
     pub amount: Decimal,

@@ -59,6 +59,12 @@ pub enum RejectCode {
     OverlappingLink,
     /// A `service_scope` entry is blank (e.g. `a;;b`).
     BadServiceScope,
+    /// A withdrawal larger than the balance available when it was submitted.
+    OverWithdrawal,
+    /// An opening balance outside a chain's first cycle.
+    NotFirstCycle,
+    /// A voucher whose opening balance disagrees with the previous cycle's closing balance.
+    OpeningDisagrees,
 }
 
 impl RejectCode {

@@ -8,8 +8,9 @@ use crate::evaluate::{self, Kind};
 use crate::load::{self, Bundle};
 use crate::reconcile;
 use crate::rules;
-use crate::state::{CycleRecord, PendingPublication, StateStore};
+use crate::state::{ClosingBalances, CycleRecord, PendingPublication, StateStore};
 use crate::write::{self, Manifest, Staging, Timings};
+use crate::{balances, subsidies, vouchers};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -104,14 +105,48 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     }
 
     let evaluate_started = Instant::now();
-    let evaluation = evaluate::evaluate(&bundle, &rule_set, config.cycle, &prior);
+    let mut evaluation = evaluate::evaluate(&bundle, &rule_set, config.cycle, &prior);
     phases.insert("evaluate", evaluate_started.elapsed().as_millis());
+
+    // Balances: subsidies, lots and withdrawals and expiry, vouchers.
+    let balances_started = Instant::now();
+    let (stored_vouchers, prior_balances) = state.prior_balances(config.cycle)?;
+    let (voucher_states, voucher_rejects) =
+        vouchers::cycle_vouchers(&bundle, stored_vouchers, config.cycle);
+    let g = vouchers::bill_generation(&rule_set, config.cycle);
+    let g_date = g.with_timezone(&rule_set.time_zone).date_naive();
+    let decisions = subsidies::decide(&bundle, &rule_set, config.cycle, &mut evaluation);
+    let settled = balances::settle(
+        &bundle,
+        &rule_set,
+        config.cycle,
+        config.first_cycle,
+        g_date,
+        &prior_balances,
+        &prior.carried,
+        &mut evaluation,
+    );
+    let matched = vouchers::match_vouchers(&bundle, &rule_set, config.cycle, &voucher_states);
+    evaluation.order_journal(&bundle, &rule_set);
+    let mut rejects = bundle.rejects.clone();
+    rejects.extend(voucher_rejects);
+    rejects.extend(settled.rejects.iter().cloned());
+    rejects.sort_by(|a, b| (a.file, a.row, a.column).cmp(&(b.file, b.row, b.column)));
+    phases.insert("balances", balances_started.elapsed().as_millis());
+    if config.strict && !rejects.is_empty() {
+        for reject in rejects.iter().take(STRICT_REJECTS_SHOWN) {
+            eprintln!("rejected: {reject}");
+        }
+        return Err(RunError::StrictRejects {
+            count: rejects.len(),
+        });
+    }
 
     let write_started = Instant::now();
     let totals = reconcile::bill_line_totals(&bundle);
     write::sweep(&config.out, config.cycle, &[]);
     let mut staging = Staging::begin(&config.out, config.cycle)?;
-    write::write_rejects(&mut staging, &bundle.rejects)?;
+    write::write_rejects(&mut staging, &rejects)?;
     write::write_ledgers(
         &mut staging,
         &bundle,
@@ -120,6 +155,16 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         &prior.carried,
     )?;
     write::write_outcomes(&mut staging, &bundle, &rule_set, &evaluation)?;
+    write::write_vouchers(&mut staging, &bundle, &rule_set, &voucher_states, &matched)?;
+    write::write_expiry_report(
+        &mut staging,
+        &rule_set,
+        &settled.report,
+        &voucher_states,
+        &matched,
+        g,
+    )?;
+    write::write_subsidies(&mut staging, &bundle, &rule_set, &decisions)?;
     phases.insert("write", write_started.elapsed().as_millis());
     let manifest = Manifest::new(
         config.cycle,
@@ -127,7 +172,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         &rule_set,
         &bundle.files,
         totals,
-        bundle.rejects.len(),
+        rejects.len(),
         staging.written(),
         Timings {
             started_at: started_at.clone(),
@@ -160,7 +205,26 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         staged: staged.clone(),
         out_root: absolute(&config.out),
     };
-    state.commit(&record, &deferred, &evaluation.pool_deltas, &publication)?;
+    let closing = ClosingBalances {
+        // A voucher that has expired and holds nothing more is not carried on.
+        vouchers: matched
+            .balances
+            .iter()
+            .map(|b| (&voucher_states[b.voucher], b.closing))
+            .filter(|(v, closing)| !(closing.is_zero() && v.voucher.expires_at <= g))
+            .map(|(v, closing)| (v.voucher.clone(), v.partner_id.clone(), closing))
+            .collect(),
+        lots: settled.lots,
+        carry: settled.carry,
+        applied: settled.applied,
+    };
+    state.commit(
+        &record,
+        &deferred,
+        &evaluation.pool_deltas,
+        &closing,
+        &publication,
+    )?;
     fault_point("committed");
     let published = write::publish(&config.out, config.cycle, &staged)?;
     fault_point("published");
@@ -173,7 +237,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         lines_accepted: record.lines_accepted,
         lines_rejected: record.lines_rejected,
         partners: bundle.partners.len(),
-        rejects: bundle.rejects.len(),
+        rejects: rejects.len(),
         ledger_rows: evaluation.rows.len(),
         carried_in_rows: prior.carried.len(),
         ruleset_hash: rule_set.hash.clone(),

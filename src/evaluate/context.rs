@@ -6,19 +6,9 @@ use crate::load::Bundle;
 use crate::model::{BillLine, CapabilityTag, Currency, DistributorLink, Order, PartnerIdx};
 use crate::rules::{BoundCondition, LeverKind, LineFacts, RuleSet};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
-use rayon::slice::ParallelSliceMut;
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap as HashMap;
 use std::ops::Range;
-
-/// The rank of each item, given the items in sorted order.
-fn ranks(sorted: &[u32], first: u32) -> Vec<u32> {
-    let mut rank = vec![0; sorted.len()];
-    for (r, &item) in sorted.iter().enumerate() {
-        rank[item as usize] = r as u32 + first;
-    }
-    rank
-}
 
 /// One `next_cycle` entry of a timing, bound: its condition and its cut-off instant this cycle.
 struct BoundDeferral<'a> {
@@ -46,10 +36,6 @@ pub(super) struct Context<'a> {
     fixed_offset: Option<FixedOffset>,
     /// Whether any condition reads the order type (else the order lookup is skipped).
     needs_order_type: bool,
-    /// Journal sort rank of each partner (by id) and of each line (by customer id, line id).
-    partner_rank: Vec<u32>,
-    line_rank: Vec<u32>,
-    lever_rank: Vec<u8>,
 }
 
 impl<'a> Context<'a> {
@@ -121,27 +107,6 @@ impl<'a> Context<'a> {
                     .filter_map(|n| n.when.as_ref()),
             )
             .any(|c| c.reads_order_type());
-        let mut partner_order: Vec<u32> = (0..bundle.partners.len() as u32).collect();
-        partner_order.sort_by(|&a, &b| {
-            let p = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
-            p(a).cmp(p(b))
-        });
-        let lines = &bundle.bill_lines;
-        let mut line_order: Vec<u32> = (0..lines.len() as u32).collect();
-        line_order.par_sort_unstable_by(|&a, &b| {
-            let (a, b) = (&lines[a as usize], &lines[b as usize]);
-            (&a.customer_id, &a.line_id, a.source_row).cmp(&(
-                &b.customer_id,
-                &b.line_id,
-                b.source_row,
-            ))
-        });
-        let mut lever_order: Vec<u32> = (0..rules.levers.len() as u32).collect();
-        lever_order.sort_by(|&a, &b| {
-            rules.levers[a as usize]
-                .name
-                .cmp(&rules.levers[b as usize].name)
-        });
         Context {
             bundle,
             rules,
@@ -155,13 +120,6 @@ impl<'a> Context<'a> {
             orders,
             fixed_offset: fixed_offset_near(rules.time_zone, cycle),
             needs_order_type,
-            partner_rank: ranks(&partner_order, 0),
-            // Ranks from 1: 0 is the partner-level rows' customer `*`.
-            line_rank: ranks(&line_order, 1),
-            lever_rank: ranks(&lever_order, 0)
-                .into_iter()
-                .map(|r| r as u8)
-                .collect(),
         }
     }
 
@@ -282,6 +240,7 @@ impl<'a> Context<'a> {
             rate,
             amount: self.rules.rounding.round(raw, currency),
             currency,
+            ref_id: None,
         }
     }
 
@@ -467,28 +426,10 @@ impl<'a> Context<'a> {
                 rate: pool.rate,
                 amount,
                 currency,
+                ref_id: None,
             });
         }
         (Fate::ClawedBack, "")
-    }
-
-    /// SPEC Appendix B's journal order (partner, credit cycle, customer, line, lever, kind,
-    /// ref, currency) as ranks computed once, then the row's position as the last tie-break.
-    pub fn journal_key(
-        &self,
-        row: &LedgerRow,
-        index: u32,
-    ) -> (u32, Cycle, u32, u8, &'static str, [u8; 3], u32) {
-        (
-            self.partner_rank[row.partner.0 as usize],
-            row.credit_cycle,
-            // Partner-level rows (customer `*`) sort before every customer id.
-            row.line.map_or(0, |l| self.line_rank[l as usize]),
-            self.lever_rank[row.lever as usize],
-            row.kind.as_str(),
-            row.currency.code(),
-            index,
-        )
     }
 }
 

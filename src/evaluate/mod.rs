@@ -28,6 +28,9 @@ pub enum Kind {
     Tier,
     Cap,
     Override,
+    Subsidy,
+    Expiry,
+    Withdrawal,
 }
 
 impl Kind {
@@ -38,9 +41,23 @@ impl Kind {
             Kind::Tier => "tier",
             Kind::Cap => "cap",
             Kind::Override => "override",
+            Kind::Subsidy => "subsidy",
+            Kind::Expiry => "expiry",
+            Kind::Withdrawal => "withdrawal",
         }
     }
+
+    /// Kinds that are incentive credited to a cycle (SPEC §6); the others move balances.
+    pub fn is_incentive(self) -> bool {
+        matches!(
+            self,
+            Kind::Earn | Kind::Clawback | Kind::Tier | Kind::Cap | Kind::Override
+        )
+    }
 }
+
+/// The lever of rows that no lever of the rule set made: subsidies, withdrawals, expiry.
+pub const NO_LEVER: u16 = u16::MAX;
 
 /// Marks a row made by a lever's cap rather than by one of its rules.
 pub const CAP_RULE: u16 = u16::MAX;
@@ -49,8 +66,15 @@ pub const CAP_RULE: u16 = u16::MAX;
 /// clawback carries the rule of the row it claws back, even if that rule has since been removed.
 pub const EXTERNAL_RULE: u16 = 0x8000;
 
-/// The id of the rule (or cap) that made a row.
+/// The id of the rule (or cap, or policy section) that made a row.
 pub fn rule_name(rules: &RuleSet, external: &[String], lever: u16, rule: u16) -> String {
+    if lever == NO_LEVER {
+        return match rule {
+            RULE_SUBSIDY => "subsidy".to_string(),
+            RULE_WITHDRAWAL => "balances.withdrawal".to_string(),
+            _ => "balances.expiry".to_string(),
+        };
+    }
     let lever = &rules.levers[lever as usize];
     if rule == CAP_RULE {
         format!("{}.cap", lever.name)
@@ -66,6 +90,11 @@ pub fn rule_name(rules: &RuleSet, external: &[String], lever: u16, rule: u16) ->
             .map_or_else(String::new, |r| r.id.clone())
     }
 }
+
+/// Rule numbers of rows with [`NO_LEVER`]: which policy section made them.
+pub const RULE_SUBSIDY: u16 = 0;
+pub const RULE_WITHDRAWAL: u16 = 1;
+pub const RULE_EXPIRY: u16 = 2;
 
 /// What earlier cycles left that this one needs (from the state store; empty for a first cycle).
 #[derive(Debug, Clone, Default)]
@@ -133,7 +162,7 @@ pub struct LedgerRow {
     pub line: Option<u32>,
     /// Who is credited.
     pub partner: PartnerIdx,
-    /// Index into `RuleSet::levers`.
+    /// Index into `RuleSet::levers`, or [`NO_LEVER`].
     pub lever: u16,
     /// Index into the lever's rules, or [`CAP_RULE`].
     pub rule: u16,
@@ -146,6 +175,8 @@ pub struct LedgerRow {
     /// Rounded once, by the rule set's policy.
     pub amount: Decimal,
     pub currency: Currency,
+    /// What a balance row concerns (project, lot, application): index into `Evaluation::refs`.
+    pub ref_id: Option<u32>,
 }
 
 /// A line's fate (SPEC §5, `line_outcomes.csv`); `rejected` lines never reach evaluation.
@@ -199,12 +230,115 @@ pub struct Evaluation<'a> {
     pub external_rules: Vec<String>,
     /// What this cycle added to the pools of what orders earned.
     pub pool_deltas: Vec<PoolDelta>,
+    /// Ids that balance rows refer to (projects, lots, applications).
+    pub refs: Vec<String>,
 }
 
 impl Evaluation<'_> {
     pub fn rule_id(&self, rules: &RuleSet, row: &LedgerRow) -> String {
         rule_name(rules, &self.external_rules, row.lever, row.rule)
     }
+
+    pub fn lever_name<'r>(&self, rules: &'r RuleSet, row: &LedgerRow) -> &'r str {
+        match (row.lever, row.kind) {
+            (NO_LEVER, Kind::Subsidy) => rules
+                .subsidy
+                .as_ref()
+                .map_or("project_subsidy", |s| s.lever.as_str()),
+            (NO_LEVER, Kind::Withdrawal) => "withdrawal",
+            (NO_LEVER, _) => "expiry",
+            (lever, _) => rules.levers[lever as usize].name.as_str(),
+        }
+    }
+
+    pub fn ref_id(&self, row: &LedgerRow) -> &str {
+        row.ref_id
+            .and_then(|r| self.refs.get(r as usize))
+            .map_or("", |s| s.as_str())
+    }
+
+    /// Adds a partner-level balance row (subsidy, withdrawal, expiry) about `reference`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_balance_row(
+        &mut self,
+        partner: PartnerIdx,
+        kind: Kind,
+        rule: u16,
+        cycle: Cycle,
+        base: Decimal,
+        rate: Option<Decimal>,
+        amount: Decimal,
+        currency: Currency,
+        reference: &str,
+    ) {
+        self.refs.push(reference.to_string());
+        self.rows.push(LedgerRow {
+            line: None,
+            partner,
+            lever: NO_LEVER,
+            rule,
+            kind,
+            earned_cycle: cycle,
+            credit_cycle: cycle,
+            base,
+            rate,
+            amount,
+            currency,
+            ref_id: Some(self.refs.len() as u32 - 1),
+        });
+    }
+
+    /// Puts the rows in journal order: SPEC Appendix B's keys (partner, credit cycle, customer,
+    /// line, lever, kind, ref, currency), by ranks computed once, then generation order.
+    pub fn order_journal(&mut self, bundle: &Bundle, rules: &RuleSet) {
+        let mut partner_order: Vec<u32> = (0..bundle.partners.len() as u32).collect();
+        partner_order.sort_by(|&a, &b| {
+            let p = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
+            p(a).cmp(p(b))
+        });
+        let partner_rank = ranks(&partner_order, 0);
+        let lines = &bundle.bill_lines;
+        let mut line_order: Vec<u32> = (0..lines.len() as u32).collect();
+        line_order.par_sort_unstable_by(|&a, &b| {
+            let (a, b) = (&lines[a as usize], &lines[b as usize]);
+            (&a.customer_id, &a.line_id, a.source_row).cmp(&(
+                &b.customer_id,
+                &b.line_id,
+                b.source_row,
+            ))
+        });
+        // From 1: 0 is the partner-level rows' customer `*`, before every customer id.
+        let line_rank = ranks(&line_order, 1);
+        let this = &*self;
+        let mut keyed: Vec<_> = (0..this.rows.len() as u32)
+            .map(|i| {
+                let row = &this.rows[i as usize];
+                (
+                    (
+                        partner_rank[row.partner.0 as usize],
+                        row.credit_cycle,
+                        row.line.map_or(0, |l| line_rank[l as usize]),
+                        this.lever_name(rules, row),
+                        row.kind.as_str(),
+                        this.ref_id(row),
+                        row.currency.code(),
+                    ),
+                    i,
+                )
+            })
+            .collect();
+        keyed.par_sort_unstable_by(|a, b| a.cmp(b));
+        self.journal = keyed.into_iter().map(|(_, i)| i).collect();
+    }
+}
+
+/// The rank of each item, given the items in sorted order.
+fn ranks(sorted: &[u32], first: u32) -> Vec<u32> {
+    let mut rank = vec![0; sorted.len()];
+    for (r, &item) in sorted.iter().enumerate() {
+        rank[item as usize] = r as u32 + first;
+    }
+    rank
 }
 
 /// One partner's rows and the outcomes of its lines (by line index).
@@ -415,18 +549,16 @@ pub fn evaluate<'a>(
         ))
     });
 
-    let mut keyed: Vec<_> = (0..rows.len() as u32)
-        .map(|i| (ctx.journal_key(&rows[i as usize], i), i))
-        .collect();
-    keyed.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let journal: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
-    Evaluation {
+    let mut evaluation = Evaluation {
         rows,
         outcomes,
-        journal,
+        journal: Vec::new(),
         external_rules,
         pool_deltas,
-    }
+        refs: Vec::new(),
+    };
+    evaluation.order_journal(bundle, rules);
+    evaluation
 }
 
 /// Σ of amounts per key, for tiers and caps.
@@ -478,6 +610,7 @@ impl<'a> Context<'a> {
                     rate: None,
                     amount,
                     currency,
+                    ref_id: None,
                 });
             }
         }
@@ -528,6 +661,7 @@ impl<'a> Context<'a> {
                         rate: None,
                         amount: self.rules.rounding.round(cap - net, currency),
                         currency,
+                        ref_id: None,
                     });
                 }
             }

@@ -119,6 +119,7 @@ pub(super) fn parse_voucher(row: &Row<'_, VoucherColumn>, partners: &Partners) -
         ));
     }
     Ok(Voucher {
+        source_row: row.number,
         voucher_id,
         partner,
         voucher_type,
@@ -167,6 +168,7 @@ pub(super) fn parse_opening_balance(
     let balance_cell = row.cell(C::Balance);
     let balance = positive(balance_cell, balance_cell.decimal_places(CENTS)?)?;
     Ok(OpeningBalance {
+        source_row: row.number,
         partner,
         lot_id,
         notified_on,
@@ -209,6 +211,7 @@ pub(super) fn parse_withdrawal(
     let amount_cell = row.cell(C::Amount);
     let amount = positive(amount_cell, amount_cell.decimal_places(CENTS)?)?;
     Ok(Withdrawal {
+        source_row: row.number,
         application_id,
         partner,
         amount,

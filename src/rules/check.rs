@@ -206,6 +206,9 @@ pub(super) fn compile(
     let mut exclusions = Vec::new();
     let mut levers: Vec<PendingLever> = Vec::new();
     let mut rules = Vec::new();
+    let mut vouchers = None;
+    let mut balances = None;
+    let mut subsidy = None;
 
     for (i, file) in &parsed {
         let (fname, text) = (&sources[*i].0, &sources[*i].1);
@@ -386,6 +389,121 @@ pub(super) fn compile(
         }
         for r in &file.rule {
             rules.push((*i, r));
+        }
+        if let Some(v) = &file.vouchers {
+            let inner = v.get_ref();
+            let mut order = Vec::new();
+            for key in inner.candidate_order.get_ref() {
+                match key.as_str() {
+                    "restricted_first" => order.push(super::VoucherKey::RestrictedFirst),
+                    "expires_at" => order.push(super::VoucherKey::ExpiresAt),
+                    "issued_at" => order.push(super::VoucherKey::IssuedAt),
+                    "voucher_id" => order.push(super::VoucherKey::VoucherId),
+                    other => report.at(fname, text, inner.candidate_order.span(), format!(
+                        "unknown voucher ordering key {other:?}: expected restricted_first, expires_at, issued_at, voucher_id"
+                    )),
+                }
+            }
+            let eligible = spanned_condition(&mut report, fname, text, &inner.eligible);
+            vouchers = Some(super::VoucherPolicy {
+                eligible,
+                candidate_order: order,
+            });
+        }
+        if let Some(b) = &file.balances {
+            let inner = b.get_ref();
+            let day = *inner.notification_day.get_ref();
+            if !(1..=28).contains(&day) {
+                report.at(
+                    fname,
+                    text,
+                    inner.notification_day.span(),
+                    "notification_day must be 1 to 28 (a day every month has)",
+                );
+            }
+            let windows = inner.report_windows.get_ref().clone();
+            if windows.is_empty() || windows.windows(2).any(|w| w[0] >= w[1]) {
+                report.at(
+                    fname,
+                    text,
+                    inner.report_windows.span(),
+                    "report_windows must be ascending day counts, e.g. [30, 60, 90]",
+                );
+            }
+            balances = Some(super::BalancePolicy {
+                notification_day: day,
+                exit_grace_years: inner.exit_grace_years,
+                report_windows: windows,
+            });
+        }
+        if let Some(sub) = &file.subsidy {
+            let inner = sub.get_ref();
+            let rate = decimal(inner.rate.get_ref());
+            if rate.is_none() {
+                report.at(
+                    fname,
+                    text,
+                    inner.rate.span(),
+                    format!("subsidy rate {:?} is not a decimal", inner.rate.get_ref()),
+                );
+            }
+            let mut thresholds = BTreeMap::new();
+            for t in &inner.thresholds {
+                let th = t.get_ref();
+                let market = th.market.parse::<crate::model::Market>().ok();
+                let currency = Currency::parse(&th.currency);
+                let amount = decimal(&th.amount);
+                match (market, currency, amount) {
+                    (Some(m), Some(c), Some(a)) => {
+                        thresholds.insert(m, (c, a));
+                    }
+                    (None, _, _) => report.at(
+                        fname,
+                        text,
+                        t.span(),
+                        format!("unknown market {:?}: expected cn or intl", th.market),
+                    ),
+                    (_, None, _) => report.at(
+                        fname,
+                        text,
+                        t.span(),
+                        format!("unknown currency {:?}", th.currency),
+                    ),
+                    _ => report.at(
+                        fname,
+                        text,
+                        t.span(),
+                        format!("threshold {:?} is not a decimal", th.amount),
+                    ),
+                }
+            }
+            let mut cap = BTreeMap::new();
+            for (code, amount) in &inner.cap {
+                match (Currency::parse(code), decimal(amount)) {
+                    (Some(c), Some(a)) => {
+                        cap.insert(c, a);
+                    }
+                    (None, _) => report.at(
+                        fname,
+                        text,
+                        sub.span(),
+                        format!("unknown currency {code:?} in subsidy cap"),
+                    ),
+                    _ => report.at(
+                        fname,
+                        text,
+                        sub.span(),
+                        format!("subsidy cap {code} = {amount:?} is not a decimal"),
+                    ),
+                }
+            }
+            subsidy = Some(super::SubsidyPolicy {
+                lever: inner.lever.clone(),
+                rate: rate.unwrap_or_default(),
+                qualifying_tags: inner.qualifying_tags.clone(),
+                thresholds,
+                cap,
+            });
         }
     }
 
@@ -663,6 +781,9 @@ pub(super) fn compile(
         timings,
         exclusions,
         levers,
+        vouchers,
+        balances,
+        subsidy,
     })
 }
 

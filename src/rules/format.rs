@@ -20,6 +20,52 @@ pub struct RuleFile {
     pub lever: Vec<Spanned<LeverSection>>,
     #[serde(default)]
     pub rule: Vec<Spanned<RuleSection>>,
+    pub vouchers: Option<Spanned<VoucherSection>>,
+    pub balances: Option<Spanned<BalanceSection>>,
+    pub subsidy: Option<Spanned<SubsidySection>>,
+}
+
+/// Partner vouchers (代金券): which lines they pay for and in which order candidates are drawn.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherSection {
+    /// Lines a voucher may pay for (besides settlement amount > 0, always required).
+    pub eligible: Option<Spanned<Conditions>>,
+    /// Keys ordering a line's candidate vouchers: `restricted_first`, `expires_at`, `issued_at`,
+    /// `voucher_id`.
+    pub candidate_order: Spanned<Vec<String>>,
+}
+
+/// Incentive balances: notification, the term after a partner exits, report windows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BalanceSection {
+    /// Incentive credited in cycle M is notified on this day of M+1.
+    pub notification_day: Spanned<u32>,
+    /// After a partner exits its programme, its lots expire this many years later.
+    pub exit_grace_years: u32,
+    /// Upper bounds in days of the expiry report's windows, ascending.
+    pub report_windows: Spanned<Vec<u32>>,
+}
+
+/// Project subsidies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsidySection {
+    pub lever: String,
+    pub rate: Spanned<String>,
+    pub qualifying_tags: Vec<String>,
+    pub thresholds: Vec<Spanned<Threshold>>,
+    #[serde(default)]
+    pub cap: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    pub market: String,
+    pub currency: String,
+    pub amount: String,
 }
 
 #[derive(Debug, Deserialize)]

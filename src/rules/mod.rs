@@ -204,6 +204,38 @@ pub struct Lever {
     pub rules: Vec<Rule>,
 }
 
+/// What orders a voucher's candidates for a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoucherKey {
+    RestrictedFirst,
+    ExpiresAt,
+    IssuedAt,
+    VoucherId,
+}
+
+#[derive(Debug, Clone)]
+pub struct VoucherPolicy {
+    pub eligible: Condition,
+    pub candidate_order: Vec<VoucherKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BalancePolicy {
+    pub notification_day: u32,
+    pub exit_grace_years: u32,
+    pub report_windows: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubsidyPolicy {
+    pub lever: String,
+    pub rate: Decimal,
+    pub qualifying_tags: Vec<String>,
+    /// Per market: (currency, threshold).
+    pub thresholds: BTreeMap<crate::model::Market, (Currency, Decimal)>,
+    pub cap: BTreeMap<Currency, Decimal>,
+}
+
 /// A checked, compiled rule set.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
@@ -217,6 +249,9 @@ pub struct RuleSet {
     pub timings: Vec<Timing>,
     pub exclusions: Vec<Exclusion>,
     pub levers: Vec<Lever>,
+    pub vouchers: Option<VoucherPolicy>,
+    pub balances: Option<BalancePolicy>,
+    pub subsidy: Option<SubsidyPolicy>,
 }
 
 impl RuleSet {

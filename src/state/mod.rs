@@ -8,13 +8,18 @@
 //! - `deferred_rows`: ledger rows a run wrote for a later credit cycle (carried into it).
 //! - `order_earnings`: per cycle, what each (order, lever, recipient, currency) pool earned and
 //!   had clawed back in that cycle, and the cycle's earliest row of the pool.
+//! - `voucher_state`, `lot_state`, `lot_carry`: per cycle, closing voucher balances, incentive
+//!   lots, and negative nets not yet offset.
+//! - `applied_withdrawals`: per cycle, the applications it applied (an id applies once).
 //! - `publication`: a staged output folder whose state is committed but not yet published.
 
 mod lock;
 
+use crate::balances::{Lot, PriorBalances};
 use crate::calendar::Cycle;
 use crate::error::RunError;
 use crate::evaluate::{CarriedRow, PoolDelta, Prior, PriorPool};
+use crate::model::{Currency, Voucher};
 use crate::money::parse_decimal;
 use lock::StateLock;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -72,6 +77,42 @@ CREATE TABLE IF NOT EXISTS order_earnings (
     first_rule_id TEXT,
     PRIMARY KEY (cycle, order_id, lever, recipient_id, currency)
 );
+CREATE TABLE IF NOT EXISTS voucher_state (
+    cycle TEXT NOT NULL,
+    voucher_id TEXT NOT NULL,
+    partner_id TEXT NOT NULL,
+    voucher_type TEXT NOT NULL,
+    face_value TEXT NOT NULL,
+    closing TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    restricted_customer_id TEXT NOT NULL,
+    service_scope TEXT NOT NULL,
+    PRIMARY KEY (cycle, voucher_id)
+);
+CREATE TABLE IF NOT EXISTS lot_state (
+    cycle TEXT NOT NULL,
+    partner_id TEXT NOT NULL,
+    lot_id TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    notified_on TEXT NOT NULL,
+    balance TEXT NOT NULL,
+    PRIMARY KEY (cycle, partner_id, lot_id, currency)
+);
+CREATE TABLE IF NOT EXISTS lot_carry (
+    cycle TEXT NOT NULL,
+    partner_id TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    remainder TEXT NOT NULL,
+    PRIMARY KEY (cycle, partner_id, currency)
+);
+CREATE TABLE IF NOT EXISTS applied_withdrawals (
+    cycle TEXT NOT NULL,
+    application_id TEXT NOT NULL,
+    PRIMARY KEY (cycle, application_id)
+);
 CREATE TABLE IF NOT EXISTS publication (
     cycle TEXT PRIMARY KEY,
     staged TEXT NOT NULL,
@@ -103,6 +144,30 @@ pub struct PendingPublication {
     pub cycle: Cycle,
     pub staged: PathBuf,
     pub out_root: PathBuf,
+}
+
+/// What a cycle closes with, for the next: vouchers (with owner id and closing balance), lots,
+/// carries, applications applied.
+#[derive(Debug, Default)]
+pub struct ClosingBalances {
+    pub vouchers: Vec<(Voucher, String, Decimal)>,
+    pub lots: Vec<Lot>,
+    pub carry: BTreeMap<(String, Currency), Decimal>,
+    pub applied: Vec<String>,
+}
+
+/// A voucher read back from the state, with its owner's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredVoucher {
+    pub voucher: Voucher,
+    pub partner_id: String,
+}
+
+fn stored_voucher(voucher: Voucher, partner_id: String) -> StoredVoucher {
+    StoredVoucher {
+        voucher,
+        partner_id,
+    }
 }
 
 pub struct StateStore {
@@ -316,6 +381,7 @@ impl StateStore {
         record: &CycleRecord,
         deferred: &[CarriedRow],
         pools: &[PoolDelta],
+        balances: &ClosingBalances,
         publication: &PendingPublication,
     ) -> Result<(), RunError> {
         let m = record.cycle.as_str();
@@ -415,6 +481,84 @@ impl StateStore {
                     .map_err(sql)?;
             }
         }
+        for table in [
+            "voucher_state",
+            "lot_state",
+            "lot_carry",
+            "applied_withdrawals",
+        ] {
+            tx.execute(&format!("DELETE FROM {table} WHERE cycle = ?1"), params![m])
+                .map_err(sql)?;
+        }
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO voucher_state (cycle, voucher_id, partner_id, voucher_type, face_value, closing,
+                         currency, issued_at, valid_from, expires_at, restricted_customer_id, service_scope)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .map_err(sql)?;
+            for (v, partner_id, closing) in &balances.vouchers {
+                let t = crate::calendar::format_instant;
+                insert
+                    .execute(params![
+                        m,
+                        v.voucher_id.as_str(),
+                        partner_id,
+                        v.voucher_type,
+                        v.face_value.to_string(),
+                        closing.to_string(),
+                        v.currency.as_str(),
+                        t(v.issued_at),
+                        t(v.valid_from),
+                        t(v.expires_at),
+                        v.restricted_customer_id.as_deref().unwrap_or(""),
+                        v.service_scope
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(";")
+                    ])
+                    .map_err(sql)?;
+            }
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO lot_state (cycle, partner_id, lot_id, currency, notified_on, balance)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(sql)?;
+            for lot in &balances.lots {
+                insert
+                    .execute(params![
+                        m,
+                        lot.partner_id,
+                        lot.lot_id,
+                        lot.currency.as_str(),
+                        lot.notified_on.to_string(),
+                        lot.balance.to_string()
+                    ])
+                    .map_err(sql)?;
+            }
+            let mut insert = tx
+                .prepare("INSERT INTO lot_carry (cycle, partner_id, currency, remainder) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(sql)?;
+            for ((partner_id, currency), remainder) in &balances.carry {
+                insert
+                    .execute(params![
+                        m,
+                        partner_id,
+                        currency.as_str(),
+                        remainder.to_string()
+                    ])
+                    .map_err(sql)?;
+            }
+            let mut insert = tx
+                .prepare("INSERT INTO applied_withdrawals (cycle, application_id) VALUES (?1, ?2)")
+                .map_err(sql)?;
+            for id in &balances.applied {
+                insert.execute(params![m, id]).map_err(sql)?;
+            }
+        }
         tx.execute(
             "INSERT OR REPLACE INTO publication (cycle, staged, out_root) VALUES (?1, ?2, ?3)",
             params![
@@ -425,6 +569,106 @@ impl StateStore {
         )
         .map_err(sql)?;
         tx.commit().map_err(sql)
+    }
+
+    /// Closing vouchers, lots, carries of cycle `m − 1`, and every application applied before `m`.
+    pub fn prior_balances(
+        &self,
+        m: Cycle,
+    ) -> Result<(Vec<StoredVoucher>, PriorBalances), RunError> {
+        let previous = m.previous().to_string();
+        let mut vouchers = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT voucher_id, partner_id, voucher_type, face_value, closing, currency, issued_at, valid_from,
+                        expires_at, restricted_customer_id, service_scope
+                 FROM voucher_state WHERE cycle = ?1 ORDER BY voucher_id",
+            )
+            .map_err(sql)?;
+        let mut rows = stmt.query(params![previous]).map_err(sql)?;
+        let instant = |t: &str| {
+            crate::calendar::parse_instant(t)
+                .ok_or_else(|| RunError::Io(format!("state store: {t:?} is not an instant")))
+        };
+        let mut partners = Vec::new();
+        while let Some(r) = rows.next().map_err(sql)? {
+            let g = |i: usize| r.get::<_, String>(i).map_err(sql);
+            let restricted = g(9)?;
+            let scope = g(10)?;
+            partners.push(g(1)?);
+            vouchers.push(Voucher {
+                source_row: 0,
+                voucher_id: g(0)?.into(),
+                partner: crate::model::PartnerIdx(0),
+                voucher_type: g(2)?,
+                face_value: dec(&g(3)?)?,
+                opening_balance: dec(&g(4)?)?,
+                currency: Currency::parse(&g(5)?)
+                    .ok_or_else(|| RunError::Io("state store: bad currency".into()))?,
+                issued_at: instant(&g(6)?)?,
+                valid_from: instant(&g(7)?)?,
+                expires_at: instant(&g(8)?)?,
+                restricted_customer_id: (!restricted.is_empty()).then(|| restricted.into()),
+                service_scope: if scope.is_empty() {
+                    Vec::new()
+                } else {
+                    scope.split(';').map(Into::into).collect()
+                },
+            });
+        }
+        drop(rows);
+        drop(stmt);
+        // The partner of a stored voucher is kept by id: it is resolved against this cycle's partners.
+        let mut prior = PriorBalances::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT partner_id, lot_id, currency, notified_on, balance FROM lot_state WHERE cycle = ?1")
+            .map_err(sql)?;
+        let mut rows = stmt.query(params![previous]).map_err(sql)?;
+        while let Some(r) = rows.next().map_err(sql)? {
+            let g = |i: usize| r.get::<_, String>(i).map_err(sql);
+            prior.lots.push(Lot {
+                partner_id: g(0)?,
+                lot_id: g(1)?,
+                currency: Currency::parse(&g(2)?)
+                    .ok_or_else(|| RunError::Io("state store: bad currency".into()))?,
+                notified_on: crate::calendar::parse_date(&g(3)?)
+                    .ok_or_else(|| RunError::Io("state store: bad date".into()))?,
+                balance: dec(&g(4)?)?,
+            });
+        }
+        drop(rows);
+        drop(stmt);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT partner_id, currency, remainder FROM lot_carry WHERE cycle = ?1")
+            .map_err(sql)?;
+        let mut rows = stmt.query(params![previous]).map_err(sql)?;
+        while let Some(r) = rows.next().map_err(sql)? {
+            let g = |i: usize| r.get::<_, String>(i).map_err(sql);
+            if let Some(c) = Currency::parse(&g(1)?) {
+                prior.carry.insert((g(0)?, c), dec(&g(2)?)?);
+            }
+        }
+        drop(rows);
+        drop(stmt);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT application_id FROM applied_withdrawals WHERE cycle < ?1")
+            .map_err(sql)?;
+        let mut rows = stmt.query(params![m.to_string()]).map_err(sql)?;
+        while let Some(r) = rows.next().map_err(sql)? {
+            prior.applied.insert(r.get::<_, String>(0).map_err(sql)?);
+        }
+        Ok((
+            vouchers
+                .into_iter()
+                .zip(partners)
+                .map(|(v, p)| stored_voucher(v, p))
+                .collect(),
+            prior,
+        ))
     }
 
     /// Publications committed but not yet published (a crash between the two).

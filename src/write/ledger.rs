@@ -195,7 +195,7 @@ pub fn deferred_rows(
                     lever: c.lever.to_string(),
                     rule_id: c.rule_id,
                     kind: c.kind.to_string(),
-                    ref_id: String::new(),
+                    ref_id: c.ref_id.to_string(),
                     earned_cycle: c.earned_cycle,
                     credit_cycle: c.credit_cycle,
                     base: c.base,
@@ -227,13 +227,14 @@ struct LedgerCells<'a> {
     amount: String,
     currency: &'a str,
     hash: &'a str,
+    ref_id: &'a str,
 }
 
 impl<'a> LedgerCells<'a> {
     fn new(
         bundle: &'a Bundle,
         rules: &'a RuleSet,
-        evaluation: &Evaluation<'_>,
+        evaluation: &'a Evaluation<'_>,
         row: &'a LedgerRow,
         entry_id: String,
     ) -> LedgerCells<'a> {
@@ -245,7 +246,8 @@ impl<'a> LedgerCells<'a> {
             customer_id: line.map_or("*", |l| l.customer_id.as_str()),
             line_id: line.map_or("", |l| l.line_id.as_str()),
             order_id: line.and_then(|l| l.order_id.as_deref()).unwrap_or(""),
-            lever: &rules.levers[row.lever as usize].name,
+            lever: evaluation.lever_name(rules, row),
+            ref_id: evaluation.ref_id(row),
             rule_id: evaluation.rule_id(rules, row),
             kind: row.kind.as_str(),
             earned_cycle: row.earned_cycle.to_string(),
@@ -268,7 +270,7 @@ impl<'a> LedgerCells<'a> {
             self.line_id,
             self.lever,
             self.kind,
-            "",
+            self.ref_id,
             self.currency,
         )
     }
@@ -283,7 +285,7 @@ impl<'a> LedgerCells<'a> {
             Out::Text(self.lever),
             Out::Text(&self.rule_id),
             Out::Text(self.kind),
-            Out::Text(""),
+            Out::Text(self.ref_id),
             Out::Text(&self.earned_cycle),
             Out::Text(&self.credit_cycle),
             Out::Number(&self.base),

@@ -5,10 +5,12 @@
 //! previous complete folder or the new complete one, never a partial or missing one. A run that
 //! fails drops its staging folder and leaves the published one untouched.
 
+mod balances;
 mod csv_out;
 mod ledger;
 mod manifest;
 
+pub use balances::{write_expiry_report, write_subsidies, write_vouchers};
 pub use csv_out::{CsvOut, Out};
 pub use ledger::{deferred_rows, write_ledgers, write_outcomes};
 pub use manifest::{Manifest, Timings};

@@ -1,0 +1,204 @@
+//! `voucher_deductions.csv`, `voucher_balances.csv`, `expiry_report.csv`, `subsidies.csv`.
+
+use super::{Out, Staging};
+use crate::balances::ReportRow;
+use crate::calendar::format_instant;
+use crate::error::RunError;
+use crate::load::Bundle;
+use crate::money::format_amount;
+use crate::rules::RuleSet;
+use crate::subsidies::SubsidyDecision;
+use crate::vouchers::{VoucherOutcome, VoucherState};
+use chrono::{DateTime, Utc};
+
+pub fn write_vouchers(
+    staging: &mut Staging,
+    bundle: &Bundle,
+    rules: &RuleSet,
+    vouchers: &[VoucherState],
+    outcome: &VoucherOutcome,
+) -> Result<(), RunError> {
+    let mut out = staging.csv(
+        "voucher_deductions.csv",
+        &[
+            "line_id",
+            "voucher_id",
+            "partner_id",
+            "customer_id",
+            "trade_time",
+            "amount",
+            "currency",
+            "voucher_balance_after",
+        ],
+    )?;
+    for d in &outcome.deductions {
+        let line = &bundle.bill_lines[d.line as usize];
+        let v = &vouchers[d.voucher];
+        let scale = rules.rounding.scale(line.currency);
+        out.row(&[
+            Out::Text(&line.line_id),
+            Out::Text(&v.voucher.voucher_id),
+            Out::Text(&v.partner_id),
+            Out::Text(&line.customer_id),
+            Out::Text(&format_instant(line.trade_time)),
+            Out::Number(&format_amount(d.amount, scale)),
+            Out::Text(line.currency.as_str()),
+            Out::Number(&format_amount(d.balance_after, scale)),
+        ])?;
+    }
+    staging.finish_csv(out)?;
+    let mut out = staging.csv(
+        "voucher_balances.csv",
+        &[
+            "voucher_id",
+            "partner_id",
+            "currency",
+            "opening",
+            "deducted",
+            "expired",
+            "closing",
+            "expires_at",
+        ],
+    )?;
+    for b in &outcome.balances {
+        let v = &vouchers[b.voucher];
+        let scale = rules.rounding.scale(v.voucher.currency);
+        out.row(&[
+            Out::Text(&v.voucher.voucher_id),
+            Out::Text(&v.partner_id),
+            Out::Text(v.voucher.currency.as_str()),
+            Out::Number(&format_amount(b.opening, scale)),
+            Out::Number(&format_amount(b.deducted, scale)),
+            Out::Number(&format_amount(b.expired, scale)),
+            Out::Number(&format_amount(b.closing, scale)),
+            Out::Text(&format_instant(v.voucher.expires_at)),
+        ])?;
+    }
+    staging.finish_csv(out)
+}
+
+/// Lots (already in `lots`) and every voucher, sorted by partner, kind, lot or voucher id, currency.
+pub fn write_expiry_report(
+    staging: &mut Staging,
+    rules: &RuleSet,
+    lots: &[ReportRow],
+    vouchers: &[VoucherState],
+    outcome: &VoucherOutcome,
+    g: DateTime<Utc>,
+) -> Result<(), RunError> {
+    let g_date = g.with_timezone(&rules.time_zone).date_naive();
+    let windows = rules
+        .balances
+        .as_ref()
+        .map(|b| b.report_windows.clone())
+        .unwrap_or_default();
+    let mut rows: Vec<ReportRow> = lots.to_vec();
+    for b in &outcome.balances {
+        let v = &vouchers[b.voucher].voucher;
+        let expires_on = v.expires_at.with_timezone(&rules.time_zone).date_naive();
+        let (window, reason) = if v.expires_at <= g {
+            (
+                "expired".to_string(),
+                format!(
+                    "expired at {} (before bill generation)",
+                    format_instant(v.expires_at)
+                ),
+            )
+        } else {
+            let days = (expires_on - g_date).num_days();
+            let w = windows
+                .iter()
+                .find(|&&w| days <= i64::from(w))
+                .map_or_else(|| "later".to_string(), |w| w.to_string());
+            (
+                w,
+                format!(
+                    "voucher valid until {}; {days} days after bill generation",
+                    format_instant(v.expires_at)
+                ),
+            )
+        };
+        rows.push(ReportRow {
+            partner_id: vouchers[b.voucher].partner_id.clone(),
+            kind: "voucher",
+            lot_id: v.voucher_id.to_string(),
+            currency: v.currency,
+            balance: b.closing,
+            expires_on: Some(expires_on),
+            window,
+            reason,
+        });
+    }
+    rows.sort_by(|a, b| {
+        (&a.partner_id, a.kind, &a.lot_id, a.currency).cmp(&(
+            &b.partner_id,
+            b.kind,
+            &b.lot_id,
+            b.currency,
+        ))
+    });
+    let mut out = staging.csv(
+        "expiry_report.csv",
+        &[
+            "partner_id",
+            "kind",
+            "lot_id",
+            "currency",
+            "balance",
+            "expires_on",
+            "window",
+            "reason",
+        ],
+    )?;
+    for r in &rows {
+        out.row(&[
+            Out::Text(&r.partner_id),
+            Out::Text(r.kind),
+            Out::Text(&r.lot_id),
+            Out::Text(r.currency.as_str()),
+            Out::Number(&format_amount(r.balance, rules.rounding.scale(r.currency))),
+            Out::Text(&r.expires_on.map(|d| d.to_string()).unwrap_or_default()),
+            Out::Text(&r.window),
+            Out::Text(&r.reason),
+        ])?;
+    }
+    staging.finish_csv(out)
+}
+
+pub fn write_subsidies(
+    staging: &mut Staging,
+    bundle: &Bundle,
+    rules: &RuleSet,
+    decisions: &[SubsidyDecision],
+) -> Result<(), RunError> {
+    let mut out = staging.csv(
+        "subsidies.csv",
+        &[
+            "project_id",
+            "partner_id",
+            "market",
+            "annual_new_resource_amount",
+            "currency",
+            "decision",
+            "reason",
+            "qualifying_tag",
+            "amount",
+        ],
+    )?;
+    for d in decisions {
+        let p = &bundle.projects[d.project];
+        let scale = rules.rounding.scale(p.currency);
+        out.row(&[
+            Out::Text(&p.project_id),
+            Out::Text(&bundle.partners.at(p.partner).partner_id),
+            Out::Text(p.market.as_str()),
+            Out::Number(&format_amount(p.annual_new_resource_amount, scale)),
+            Out::Text(p.currency.as_str()),
+            Out::Text(d.decision.as_str()),
+            Out::Text(&d.reason),
+            Out::Text(&d.qualifying_tag),
+            Out::Number(&format_amount(d.amount, scale)),
+        ])?;
+    }
+    staging.finish_csv(out)
+}
