@@ -312,3 +312,229 @@ pub fn settle(
     out.lots = lots;
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::{Prior, PriorPool, evaluate};
+    use crate::testkit::{LINE_HEADER, PARTNERS, bundle, cycle, reference};
+
+    const LOTS: &str = "partner_id,lot_id,notified_on,currency,balance\n";
+    const WITHDRAWALS: &str =
+        "application_id,partner_id,amount,currency,submitted_at,status,decided_at\n";
+    // G = 2026-11-01T00:00:00+08:00, so G's date is 2026-11-01.
+    fn g_date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()
+    }
+
+    struct Settled {
+        out: BalanceOutcome,
+        /// (partner, kind, ref, amount) of the balance rows written.
+        rows: Vec<(String, &'static str, String, String)>,
+    }
+
+    fn settle_with(files: &[(&str, &str)], prior: &Prior) -> Settled {
+        let b = bundle(files);
+        let rules = reference();
+        let mut e = evaluate(&b, &rules, cycle(), prior);
+        let before = e.rows.len();
+        let out = settle(
+            &b,
+            &rules,
+            cycle(),
+            true,
+            g_date(),
+            &PriorBalances::default(),
+            &prior.carried,
+            &mut e,
+        );
+        let rows = e.rows[before..]
+            .iter()
+            .map(|r| {
+                (
+                    b.partners.at(r.partner).partner_id.to_string(),
+                    r.kind.as_str(),
+                    e.ref_id(r).to_string(),
+                    r.amount.to_string(),
+                )
+            })
+            .collect();
+        Settled { out, rows }
+    }
+
+    fn lot<'a>(out: &'a BalanceOutcome, id: &str) -> &'a Lot {
+        out.lots.iter().find(|l| l.lot_id == id).unwrap()
+    }
+
+    #[test]
+    fn lots_have_no_term_while_the_partner_is_in_its_programme() {
+        let s = settle_with(
+            &[(
+                "opening_balances.csv",
+                &format!("{LOTS}SP1,OB1,2026-08-10,CNY,100.00\n"),
+            )],
+            &Prior::default(),
+        );
+        assert!(s.rows.is_empty());
+        let r = &s.out.report[0];
+        assert_eq!(
+            (r.lot_id.as_str(), r.window.as_str(), r.expires_on),
+            ("OB1", "none", None)
+        );
+        assert_eq!(r.balance.to_string(), "100.00");
+    }
+
+    #[test]
+    fn after_exit_lots_expire_one_year_later_with_29_february_on_the_28th() {
+        let partners = format!(
+            "{PARTNERS}SP5,Soon,solution_provider,cn,cn,solution_provider,2020-01-01,2025-11-15\n"
+        );
+        let s = settle_with(
+            &[
+                ("partners.csv", &partners),
+                (
+                    "opening_balances.csv",
+                    &format!(
+                        "{LOTS}SP2,OB2,2025-09-10,CNY,70.00\nSP3,OB3,2024-01-10,CNY,30.00\nSP5,OB5,2025-08-10,CNY,12.00\n"
+                    ),
+                ),
+            ],
+            &Prior::default(),
+        );
+        // SP2 left 2025-10-20: expired 2026-10-20 ≤ 2026-11-01. SP3 left 2024-02-29: 2025-02-28.
+        assert_eq!(
+            s.rows,
+            vec![
+                ("SP2".into(), "expiry", "OB2".into(), "-70.00".into()),
+                ("SP3".into(), "expiry", "OB3".into(), "-30.00".into()),
+            ]
+        );
+        let report: Vec<(String, Option<NaiveDate>, String, String)> = s
+            .out
+            .report
+            .iter()
+            .map(|r| {
+                (
+                    r.lot_id.clone(),
+                    r.expires_on,
+                    r.window.clone(),
+                    r.balance.to_string(),
+                )
+            })
+            .collect();
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day);
+        assert_eq!(
+            report,
+            vec![
+                ("OB2".into(), d(2026, 10, 20), "expired".into(), "0".into()),
+                ("OB3".into(), d(2025, 2, 28), "expired".into(), "0".into()),
+                // SP5 left 2025-11-15: 2026-11-15 is 14 days after G's date.
+                ("OB5".into(), d(2026, 11, 15), "30".into(), "12.00".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn withdrawals_take_the_oldest_notified_lot_first_and_never_more_than_available() {
+        let s = settle_with(
+            &[
+                (
+                    "opening_balances.csv",
+                    &format!(
+                        "{LOTS}SP1,OB2,2026-09-10,CNY,50.00\nSP1,OB1,2026-08-10,CNY,100.00\nSP1,OB3,2026-10-10,CNY,500.00\n"
+                    ),
+                ),
+                (
+                    "withdrawals.csv",
+                    &format!(
+                        "{WITHDRAWALS}\
+                         W1,SP1,120.00,CNY,2026-10-05T10:00:00+08:00,approved,2026-10-06T10:00:00+08:00\n\
+                         W2,SP1,40.00,CNY,2026-10-06T10:00:00+08:00,paid,2026-10-07T10:00:00+08:00\n\
+                         W3,SP1,9.00,CNY,2026-10-07T10:00:00+08:00,submitted,\n\
+                         W4,SP1,9.00,CNY,2026-10-07T11:00:00+08:00,rejected,2026-10-08T10:00:00+08:00\n\
+                         W5,SP1,9.00,CNY,2026-10-07T12:00:00+08:00,revoked,2026-10-08T10:00:00+08:00\n\
+                         W6,SP1,100.00,CNY,2026-10-12T10:00:00+08:00,approved,2026-10-13T10:00:00+08:00\n"
+                    ),
+                ),
+            ],
+            &Prior::default(),
+        );
+        // W1 120.00: OB1 (oldest) 100.00 → 0, OB2 50.00 → 30.00. W2 40.00 > 30.00 available on
+        // 10-06 (OB3 is notified only on 10-10): rejected. W6 on 10-12 may take OB3.
+        assert_eq!(
+            s.rows,
+            vec![
+                ("SP1".into(), "withdrawal", "W1".into(), "-120.00".into()),
+                ("SP1".into(), "withdrawal", "W6".into(), "-100.00".into()),
+            ]
+        );
+        assert_eq!(s.out.rejects.len(), 1);
+        assert_eq!(s.out.rejects[0].row, 3);
+        assert!(
+            s.out.rejects[0]
+                .detail
+                .contains("amount 40.00 > available 30.00"),
+            "{}",
+            s.out.rejects[0].detail
+        );
+        assert_eq!(lot(&s.out, "OB1").balance.to_string(), "0.00");
+        assert_eq!(lot(&s.out, "OB2").balance.to_string(), "0.00");
+        assert_eq!(lot(&s.out, "OB3").balance.to_string(), "430.00");
+        assert_eq!(s.out.pending.len(), 1);
+        assert_eq!(s.out.applied, vec!["W1".to_string(), "W6".to_string()]);
+    }
+
+    #[test]
+    fn credited_incentive_becomes_lot_m_and_a_negative_net_reduces_the_newest_lots() {
+        // Order O1 earned 200.00 at 8 % in September. A refund of −2,500.00 claws −200.00 back,
+        // so October's net is −200.00: OB2 (newest, 50.00) → 0, OB1 100.00 → 0, 50.00 carried.
+        let prior = Prior {
+            pools: vec![PriorPool {
+                order_id: "O1".into(),
+                lever: "resale_base".into(),
+                recipient: "SP1".into(),
+                currency: "CNY".into(),
+                earned: "200.00".parse().unwrap(),
+                clawed: Decimal::ZERO,
+                first_cycle: "2026-09".parse().unwrap(),
+                first_line: "X1".into(),
+                rate: Some("0.08".parse().unwrap()),
+                rule_id: "resale_base.prepaid".into(),
+            }],
+            carried: Vec::new(),
+        };
+        let refund = format!(
+            "{LINE_HEADER}R1,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,yearly_monthly,refund,2026-10-05T10:00:00+08:00,O1,-2500.00,-2500.00,-2500.00,CNY\n\
+             P1,2026-10,SP4,C2,resale,intl,hws.service.type.ec2,yearly_monthly,new,2026-10-05T10:00:00+08:00,O2,1000.00,1000.00,1000.00,USD\n"
+        );
+        let s = settle_with(
+            &[
+                ("bill_lines.csv", &refund),
+                (
+                    "opening_balances.csv",
+                    &format!("{LOTS}SP1,OB1,2026-08-10,CNY,100.00\nSP1,OB2,2026-09-10,CNY,50.00\n"),
+                ),
+            ],
+            &prior,
+        );
+        assert_eq!(lot(&s.out, "OB1").balance.to_string(), "0.00");
+        assert_eq!(lot(&s.out, "OB2").balance.to_string(), "0.00");
+        let carry = s
+            .out
+            .carry
+            .get(&("SP1".to_string(), Currency::parse("CNY").unwrap()));
+        assert_eq!(carry.map(|c| c.to_string()), Some("-50.00".to_string()));
+        // SP4 earned 1,000 × 8 % = 80.00 USD: lot 2026-10, notified 2026-11-10.
+        let m = s.out.lots.iter().find(|l| l.partner_id == "SP4").unwrap();
+        assert_eq!(
+            (m.lot_id.as_str(), m.balance.to_string()),
+            ("2026-10", "80.00".to_string())
+        );
+        assert_eq!(
+            m.notified_on,
+            NaiveDate::from_ymd_opt(2026, 11, 10).unwrap()
+        );
+        // Lot 2026-10 is notified after G: not in this cycle's report.
+        assert!(s.out.report.iter().all(|r| r.lot_id != "2026-10"));
+    }
+}

@@ -19,3 +19,6 @@ pub mod state;
 pub mod subsidies;
 pub mod vouchers;
 pub mod write;
+
+#[cfg(test)]
+mod testkit;

@@ -273,3 +273,371 @@ pub fn cycle_vouchers(
     }
     (by_id.into_values().collect(), rejects)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{LINE_HEADER, bundle, cycle, reference};
+    use proptest::prelude::*;
+
+    const VOUCHER_HEADER: &str = "voucher_id,partner_id,voucher_type,face_value,opening_balance,currency,issued_at,valid_from,expires_at,restricted_customer_id,service_scope\n";
+
+    fn line(
+        id: &str,
+        customer: &str,
+        service: &str,
+        at: &str,
+        settlement: &str,
+        currency: &str,
+    ) -> String {
+        let market = if currency == "CNY" { "cn" } else { "intl" };
+        format!(
+            "{id},2026-10,SP1,{customer},resale,{market},hws.service.type.{service},on_demand,usage,{at},,{settlement},{settlement},{settlement},{currency}\n"
+        )
+    }
+
+    fn voucher(
+        id: &str,
+        balance: &str,
+        issued: &str,
+        expires: &str,
+        restricted: &str,
+        scope: &str,
+        currency: &str,
+    ) -> String {
+        format!(
+            "{id},SP1,poc_test,{balance},{balance},{currency},{issued},{issued},{expires},{restricted},{scope}\n"
+        )
+    }
+
+    /// (line, voucher, amount) of a deduction; (voucher, deducted, expired, closing) of a balance.
+    type Deducted = (String, String, String);
+    type Balanced = (String, String, String, String);
+
+    fn run(lines: &str, vouchers: &str) -> (Vec<Deducted>, Vec<Balanced>) {
+        let b = bundle(&[
+            ("bill_lines.csv", &format!("{LINE_HEADER}{lines}")),
+            ("vouchers.csv", &format!("{VOUCHER_HEADER}{vouchers}")),
+        ]);
+        let rules = reference();
+        let (states, rejects) = cycle_vouchers(&b, Vec::new(), cycle());
+        assert!(rejects.is_empty());
+        let out = match_vouchers(&b, &rules, cycle(), &states);
+        let deductions = out
+            .deductions
+            .iter()
+            .map(|d| {
+                (
+                    b.bill_lines[d.line as usize].line_id.to_string(),
+                    states[d.voucher].voucher.voucher_id.to_string(),
+                    d.amount.to_string(),
+                )
+            })
+            .collect();
+        let balances = out
+            .balances
+            .iter()
+            .map(|x| {
+                (
+                    states[x.voucher].voucher.voucher_id.to_string(),
+                    x.deducted.to_string(),
+                    x.expired.to_string(),
+                    x.closing.to_string(),
+                )
+            })
+            .collect();
+        (deductions, balances)
+    }
+
+    const T: &str = "2026-10-05T10:00:00+08:00";
+
+    #[test]
+    fn candidates_restricted_first_then_soonest_expiry_then_earliest_issue_then_id() {
+        // One line of 100.00 and five vouchers of 10.00: drained in the order B (restricted to
+        // C1), D (expires 2026-12, issued earlier), V0 and VC (same expiry and issue: by id), A.
+        let vouchers = [
+            voucher(
+                "VA",
+                "10.00",
+                "2026-01-01T00:00:00Z",
+                "2027-01-31T00:00:00Z",
+                "",
+                "",
+                "CNY",
+            ),
+            voucher(
+                "VB",
+                "10.00",
+                "2026-01-01T00:00:00Z",
+                "2027-06-30T00:00:00Z",
+                "C1",
+                "",
+                "CNY",
+            ),
+            voucher(
+                "VC",
+                "10.00",
+                "2026-03-01T00:00:00Z",
+                "2026-12-31T00:00:00Z",
+                "",
+                "",
+                "CNY",
+            ),
+            voucher(
+                "VD",
+                "10.00",
+                "2026-02-01T00:00:00Z",
+                "2026-12-31T00:00:00Z",
+                "",
+                "",
+                "CNY",
+            ),
+            voucher(
+                "V0",
+                "10.00",
+                "2026-03-01T00:00:00Z",
+                "2026-12-31T00:00:00Z",
+                "",
+                "",
+                "CNY",
+            ),
+        ]
+        .concat();
+        let (d, _) = run(&line("L1", "C1", "ec2", T, "100.00", "CNY"), &vouchers);
+        let order: Vec<&str> = d.iter().map(|x| x.1.as_str()).collect();
+        assert_eq!(order, vec!["VB", "VD", "V0", "VC", "VA"]);
+    }
+
+    #[test]
+    fn lines_in_trade_time_order_drain_each_voucher_before_the_next() {
+        // V1 30.00, V2 30.00 (later expiry). L2 trades first: takes 25.00 of V1; L1 then takes
+        // V1's last 5.00 and 15.00 of V2. Ties on trade time go by line id (L3 before L4).
+        let vouchers = [
+            voucher(
+                "V1",
+                "30.00",
+                "2026-01-01T00:00:00Z",
+                "2026-12-01T00:00:00Z",
+                "",
+                "",
+                "CNY",
+            ),
+            voucher(
+                "V2",
+                "30.00",
+                "2026-01-01T00:00:00Z",
+                "2027-12-01T00:00:00Z",
+                "",
+                "",
+                "CNY",
+            ),
+        ]
+        .concat();
+        let lines = [
+            line(
+                "L1",
+                "C1",
+                "ec2",
+                "2026-10-06T10:00:00+08:00",
+                "20.00",
+                "CNY",
+            ),
+            line(
+                "L2",
+                "C1",
+                "ec2",
+                "2026-10-05T10:00:00+08:00",
+                "25.00",
+                "CNY",
+            ),
+            line(
+                "L4",
+                "C1",
+                "ec2",
+                "2026-10-07T10:00:00+08:00",
+                "1.00",
+                "CNY",
+            ),
+            line(
+                "L3",
+                "C1",
+                "ec2",
+                "2026-10-07T10:00:00+08:00",
+                "1.00",
+                "CNY",
+            ),
+        ]
+        .concat();
+        let (d, b) = run(&lines, &vouchers);
+        let got: Vec<(&str, &str, &str)> = d
+            .iter()
+            .map(|x| (x.0.as_str(), x.1.as_str(), x.2.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("L2", "V1", "25.00"),
+                ("L1", "V1", "5.00"),
+                ("L1", "V2", "15.00"),
+                ("L3", "V2", "1.00"),
+                ("L4", "V2", "1.00"),
+            ]
+        );
+        assert_eq!(
+            b[1],
+            ("V2".into(), "17.00".into(), "0".into(), "13.00".into())
+        );
+    }
+
+    #[test]
+    fn restriction_scope_and_currency_must_admit_the_line() {
+        let vouchers = [
+            voucher(
+                "VR",
+                "50.00",
+                "2026-01-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+                "C9",
+                "",
+                "CNY",
+            ),
+            voucher(
+                "VS",
+                "50.00",
+                "2026-01-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+                "",
+                "hws.service.type.rds",
+                "CNY",
+            ),
+            voucher(
+                "VU",
+                "50.00",
+                "2026-01-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+                "",
+                "",
+                "USD",
+            ),
+            voucher(
+                "VOK",
+                "50.00",
+                "2026-01-01T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+                "",
+                "hws.service.type.rds;hws.service.type.ec2",
+                "CNY",
+            ),
+        ]
+        .concat();
+        let (d, _) = run(&line("L1", "C1", "ec2", T, "10.00", "CNY"), &vouchers);
+        assert_eq!(d, vec![("L1".into(), "VOK".into(), "10.00".into())]);
+    }
+
+    #[test]
+    fn expiry_and_validity_are_judged_at_bill_generation() {
+        // G = 2026-11-01T00:00:00+08:00 = 2026-10-31T16:00:00Z.
+        let vouchers = [
+            // expires exactly at G: not usable, its 40.00 expire.
+            voucher(
+                "VX",
+                "40.00",
+                "2026-01-01T00:00:00Z",
+                "2026-10-31T16:00:00Z",
+                "",
+                "",
+                "CNY",
+            ),
+            // one second later: usable.
+            voucher(
+                "VY",
+                "40.00",
+                "2026-01-01T00:00:00Z",
+                "2026-10-31T16:00:01Z",
+                "",
+                "",
+                "CNY",
+            ),
+        ]
+        .concat();
+        let not_yet = "VN,SP1,poc_test,40.00,40.00,CNY,2026-10-01T00:00:00Z,2026-11-05T00:00:00Z,2027-01-01T00:00:00Z,,\n";
+        let (d, b) = run(
+            &line("L1", "C1", "ec2", T, "10.00", "CNY"),
+            &format!("{vouchers}{not_yet}"),
+        );
+        assert_eq!(d, vec![("L1".into(), "VY".into(), "10.00".into())]);
+        assert_eq!(
+            b[0],
+            ("VN".into(), "0.00".into(), "0".into(), "40.00".into())
+        );
+        assert_eq!(
+            b[1],
+            ("VX".into(), "0.00".into(), "40.00".into(), "0.00".into())
+        );
+        assert_eq!(
+            b[2],
+            ("VY".into(), "10.00".into(), "0".into(), "30.00".into())
+        );
+    }
+
+    #[test]
+    fn refunds_never_restore_a_voucher() {
+        let vouchers = voucher(
+            "V1",
+            "30.00",
+            "2026-01-01T00:00:00Z",
+            "2027-01-01T00:00:00Z",
+            "",
+            "",
+            "CNY",
+        );
+        let lines = format!(
+            "{}L2,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,yearly_monthly,refund,2026-10-06T10:00:00+08:00,O1,-10.00,-10.00,-10.00,CNY\n",
+            line("L1", "C1", "ec2", T, "10.00", "CNY")
+        );
+        let (_, b) = run(&lines, &vouchers);
+        assert_eq!(
+            b[0],
+            ("V1".into(), "10.00".into(), "0".into(), "20.00".into())
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// No voucher goes below zero, a line never gets more than its settlement amount, and
+        /// opening − deducted − expired = closing for every voucher.
+        #[test]
+        fn voucher_identities(
+            balances in prop::collection::vec(0u32..5_000, 1..5),
+            settlements in prop::collection::vec(1u32..3_000, 1..8),
+            restricted in prop::collection::vec(any::<bool>(), 5),
+        ) {
+            let vouchers: String = balances.iter().enumerate().map(|(i, cents)| {
+                let r = if restricted[i % 5] { "C1" } else { "" };
+                voucher(&format!("V{i}"), &format!("{}.{:02}", cents / 100, cents % 100), "2026-01-01T00:00:00Z",
+                    &format!("2027-0{}-01T00:00:00Z", 1 + i % 9), r, "", "CNY")
+            }).collect();
+            let lines: String = settlements.iter().enumerate().map(|(i, cents)| {
+                line(&format!("L{i}"), if i % 2 == 0 { "C1" } else { "C2" }, "ec2",
+                    &format!("2026-10-{:02}T10:00:00+08:00", 1 + i), &format!("{}.{:02}", cents / 100, cents % 100), "CNY")
+            }).collect();
+            let b = bundle(&[
+                ("bill_lines.csv", &format!("{LINE_HEADER}{lines}")),
+                ("vouchers.csv", &format!("{VOUCHER_HEADER}{vouchers}")),
+            ]);
+            let (states, _) = cycle_vouchers(&b, Vec::new(), cycle());
+            let out = match_vouchers(&b, &reference(), cycle(), &states);
+            for x in &out.balances {
+                prop_assert!(x.closing >= Decimal::ZERO);
+                prop_assert_eq!(x.opening - x.deducted - x.expired, x.closing);
+            }
+            for d in &out.deductions {
+                prop_assert!(d.balance_after >= Decimal::ZERO);
+            }
+            for (i, l) in b.bill_lines.iter().enumerate() {
+                let taken: Decimal = out.deductions.iter().filter(|d| d.line as usize == i).map(|d| d.amount).sum();
+                prop_assert!(taken <= l.settlement_amount);
+            }
+        }
+    }
+}

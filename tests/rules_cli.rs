@@ -88,6 +88,17 @@ fn demo_ledger_and_outcomes() {
     let outcomes = fs::read_to_string(out.join("line_outcomes.csv")).unwrap();
     insta::assert_snapshot!("demo_ledger", ledger);
     insta::assert_snapshot!("demo_line_outcomes", outcomes);
+    for file in [
+        "voucher_deductions.csv",
+        "voucher_balances.csv",
+        "expiry_report.csv",
+        "subsidies.csv",
+    ] {
+        insta::assert_snapshot!(
+            format!("demo_{file}"),
+            fs::read_to_string(out.join(file)).unwrap()
+        );
+    }
 
     // Every input line exactly once.
     let input = fs::read_to_string(fixture("demo/2026-10/bill_lines.csv")).unwrap();
