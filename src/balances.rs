@@ -89,6 +89,7 @@ pub fn settle(
     cycle: Cycle,
     first_cycle: bool,
     g_date: NaiveDate,
+    report_date: NaiveDate,
     prior: &PriorBalances,
     carried: &[CarriedRow],
     evaluation: &mut Evaluation<'_>,
@@ -234,8 +235,8 @@ pub fn settle(
             ),
             Some((exited, expires)) => (
                 Some(expires),
-                window(&policy.report_windows, expires, g_date),
-                if expires <= g_date {
+                window(&policy.report_windows, expires, report_date),
+                if expires <= report_date {
                     format!(
                         "expired on {expires}, {} year(s) after the partner left its programme on {exited}",
                         policy.exit_grace_years
@@ -343,6 +344,7 @@ mod tests {
             &rules,
             cycle(),
             true,
+            g_date(),
             g_date(),
             &PriorBalances::default(),
             &prior.carried,

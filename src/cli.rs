@@ -197,6 +197,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub strict: bool,
 
+    /// Count the expiry report's windows from this instant (ISO 8601 with an offset) instead of
+    /// bill generation (the first instant of the next cycle in the rule set's time zone).
+    #[arg(long, value_name = "TS", value_parser = parse_as_of)]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+
     /// Worker threads (default: one per core). Outputs are identical whatever the count.
     #[arg(long, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
@@ -225,8 +230,17 @@ impl RunArgs {
             out: self.out,
             first_cycle: self.first_cycle,
             strict: self.strict,
+            as_of: self.as_of,
         })
     }
+}
+
+fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    crate::calendar::parse_instant(text).ok_or_else(|| {
+        format!(
+            "{text:?} is not an ISO 8601 date-time with an offset, e.g. 2026-11-15T00:00:00+08:00"
+        )
+    })
 }
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.

@@ -26,6 +26,8 @@ pub struct RunConfig {
     pub out: PathBuf,
     pub first_cycle: bool,
     pub strict: bool,
+    /// The instant the expiry report counts from (default: bill generation).
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What a finished run reports to the person or cron job that started it.
@@ -115,6 +117,9 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         vouchers::cycle_vouchers(&bundle, stored_vouchers, config.cycle);
     let g = vouchers::bill_generation(&rule_set, config.cycle);
     let g_date = g.with_timezone(&rule_set.time_zone).date_naive();
+    // The expiry report counts its windows from G unless --as-of names another instant.
+    let report_at = config.as_of.unwrap_or(g);
+    let report_date = report_at.with_timezone(&rule_set.time_zone).date_naive();
     let decisions = subsidies::decide(&bundle, &rule_set, config.cycle, &mut evaluation);
     let settled = balances::settle(
         &bundle,
@@ -122,6 +127,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         config.cycle,
         config.first_cycle,
         g_date,
+        report_date,
         &prior_balances,
         &prior.carried,
         &mut evaluation,
@@ -162,7 +168,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         &settled.report,
         &voucher_states,
         &matched,
-        g,
+        report_at,
     )?;
     write::write_subsidies(&mut staging, &bundle, &rule_set, &decisions)?;
     phases.insert("write", write_started.elapsed().as_millis());

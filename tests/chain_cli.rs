@@ -52,14 +52,16 @@ impl Chain {
         assert_eq!(o.status, 0, "{cycle}: {}", o.stderr);
     }
 
-    /// Σ amounts credited to `cycle` per partner, from the partners' statements of that cycle.
+    /// Σ incentive credited to `cycle` per partner (earn, clawback, tier, cap, override rows),
+    /// from the partners' statements of that cycle.
     fn credited(&self, cycle: &str) -> BTreeMap<String, String> {
         let mut sums: BTreeMap<String, Decimal> = BTreeMap::new();
         for entry in fs::read_dir(self.out.join(cycle).join("ledgers")).unwrap() {
             let mut reader = csv::Reader::from_path(entry.unwrap().path()).unwrap();
             for r in reader.records() {
                 let r = r.unwrap();
-                if &r[10] == cycle {
+                let incentive = matches!(&r[7], "earn" | "clawback" | "tier" | "cap" | "override");
+                if &r[10] == cycle && incentive {
                     *sums.entry(r[1].to_string()).or_default() +=
                         Decimal::from_str(&r[13]).unwrap();
                 }
@@ -370,4 +372,105 @@ fn a_run_killed_at_any_phase_loses_nothing() {
             );
         }
     }
+}
+
+/// Rows of an output CSV of a cycle, as maps.
+fn rows(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn vouchers_lots_and_withdrawals_carry_through_the_chain() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    c.ok("2026-10", "2026-10", false);
+    c.ok("2026-11", "2026-11", false);
+    let voucher = |cycle: &str| {
+        rows(&c.out.join(cycle).join("voucher_balances.csv"))
+            .into_iter()
+            .find(|r| r["voucher_id"] == "V1")
+            .map(|r| {
+                (
+                    r["opening"].clone(),
+                    r["deducted"].clone(),
+                    r["closing"].clone(),
+                )
+            })
+            .unwrap()
+    };
+    // 09: A2 (customer C2) 2,000.00 from 15,000.00. 10: B3 1,000.00 from the state's 13,000.00.
+    assert_eq!(
+        voucher("2026-09"),
+        ("15000.00".into(), "2000.00".into(), "13000.00".into())
+    );
+    assert_eq!(
+        voucher("2026-10"),
+        ("13000.00".into(), "1000.00".into(), "12000.00".into())
+    );
+    assert_eq!(
+        voucher("2026-11"),
+        ("12000.00".into(), "0.00".into(), "12000.00".into())
+    );
+    // The stale opening balance listed again in 10 is a reject naming both figures.
+    let rejects = fs::read_to_string(c.out.join("2026-10/rejects.csv")).unwrap();
+    assert!(
+        rejects.contains("vouchers.csv,2,opening_balance,15000.00"),
+        "{rejects}"
+    );
+    assert!(
+        rejects.contains("closing balance 13000.00 of cycle 2026-09"),
+        "{rejects}"
+    );
+
+    let lot = |cycle: &str, id: &str| {
+        rows(&c.out.join(cycle).join("expiry_report.csv"))
+            .into_iter()
+            .find(|r| r["kind"] == "incentive" && r["lot_id"] == id && r["partner_id"] == "SP1")
+            .map(|r| r["balance"].clone())
+    };
+    // Lot 2026-09 (800.00) is notified on 2026-10-10: W1 (500.00, submitted 10-12) takes it.
+    assert_eq!(
+        lot("2026-09", "2026-09"),
+        None,
+        "not notified yet at 09's bill generation"
+    );
+    assert_eq!(lot("2026-10", "2026-09"), Some("300.00".into()));
+    // 11's report shows the lots at bill generation; 11's net −470.00 takes effect when lot
+    // 2026-11 would be notified: it empties lot 2026-10 (220.00), then takes 250.00 of 2026-09.
+    assert_eq!(lot("2026-11", "2026-10"), Some("220.00".into()));
+    assert_eq!(lot("2026-11", "2026-09"), Some("300.00".into()));
+    let conn = rusqlite::Connection::open(c.state.join("state.db")).unwrap();
+    let closing: Vec<(String, String)> = conn
+        .prepare("SELECT lot_id, balance FROM lot_state WHERE cycle = '2026-11' AND partner_id = 'SP1' ORDER BY lot_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        closing,
+        vec![
+            ("2026-09".into(), "50.00".into()),
+            ("2026-10".into(), "0.00".into())
+        ]
+    );
+    // W1 again (now paid) in 11's export changes nothing.
+    let journal = fs::read_to_string(c.out.join("2026-11/ledger.csv")).unwrap();
+    assert!(!journal.contains(",withdrawal,"), "{journal}");
+    let journal = fs::read_to_string(c.out.join("2026-10/ledger.csv")).unwrap();
+    assert!(
+        journal.contains(",withdrawal,W1,2026-10,2026-10,500.00,,-500.00,CNY"),
+        "{journal}"
+    );
 }

@@ -122,3 +122,36 @@ fn demo_ledger_and_outcomes() {
         .collect();
     assert_eq!(sp001.lines().skip(1).collect::<Vec<_>>(), from_journal);
 }
+
+#[test]
+fn as_of_moves_the_expiry_report_windows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = incentives();
+    cmd.args([
+        "run",
+        "--first-cycle",
+        "--cycle",
+        "2026-10",
+        "--as-of",
+        "2027-10-01T00:00:00+08:00",
+        "--input",
+    ])
+    .arg(fixture("demo/2026-10"))
+    .arg("--out")
+    .arg(tmp.path())
+    .arg("--state")
+    .arg(tmp.path().join(".state"));
+    let outcome = run(&mut cmd);
+    assert_eq!(outcome.status, 0, "{}", outcome.stderr);
+    let report = fs::read_to_string(tmp.path().join("2026-10/expiry_report.csv")).unwrap();
+    // SP004 left on 2026-10-15: its lot expires 2027-10-15, 14 days after the as-of date (not
+    // `later`, as counted from bill generation); V006 (2027-05-15) has expired by then.
+    assert!(
+        report.contains("SP004,incentive,OB004,CNY,800.00,2027-10-15,30,"),
+        "{report}"
+    );
+    assert!(
+        report.contains("SP003,voucher,V006,USD,500.00,2027-05-15,expired,"),
+        "{report}"
+    );
+}

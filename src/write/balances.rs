@@ -77,7 +77,8 @@ pub fn write_vouchers(
     staging.finish_csv(out)
 }
 
-/// Lots (already in `lots`) and every voucher, sorted by partner, kind, lot or voucher id, currency.
+/// Lots (already in `lots`) and every voucher, sorted by partner, kind, lot or voucher id,
+/// currency; windows counted from `g` (bill generation, or `--as-of`).
 pub fn write_expiry_report(
     staging: &mut Staging,
     rules: &RuleSet,
