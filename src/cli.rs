@@ -48,6 +48,29 @@ pub enum Command {
     /// List the chain of cycles in a state folder: when each ran, rule-set hash, input hashes,
     /// row counts, totals credited, and which cycles are stale.
     Status(StatusArgs),
+
+    /// Explain a partner's incentive from a published cycle: the waterfall from consumption to
+    /// incentive, the lines behind each step (largest first), or one line's whole story.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The output folder the cycle was published to (its OUT).
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+    #[arg(long, value_name = "YYYY-MM")]
+    pub cycle: Cycle,
+    #[arg(long, value_name = "ID")]
+    pub partner: String,
+    #[arg(long, value_name = "ID")]
+    pub customer: Option<String>,
+    /// One line's whole story: rules matched, base, rate, rounding, credit cycle, vouchers.
+    #[arg(long, value_name = "ID")]
+    pub line: Option<String>,
+    /// Lines listed per step.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +225,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "TS", value_parser = parse_as_of)]
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 
+    /// Language of the explanation paragraphs in explanations.csv.
+    #[arg(long, value_enum, default_value = "en")]
+    pub lang: crate::explain::Lang,
+
     /// Worker threads (default: one per core). Outputs are identical whatever the count.
     #[arg(long, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
@@ -231,6 +258,7 @@ impl RunArgs {
             first_cycle: self.first_cycle,
             strict: self.strict,
             as_of: self.as_of,
+            lang: self.lang,
         })
     }
 }
@@ -251,6 +279,14 @@ pub fn main() -> ExitCode {
             .resolve()
             .and_then(|config| run::run(&config))
             .map(print_report),
+        Command::Explain(args) => crate::explain::view::render(
+            &args.out.join(args.cycle.to_string()),
+            &args.partner,
+            args.customer.as_deref(),
+            args.line.as_deref(),
+            args.limit,
+        )
+        .map(|text| print!("{text}")),
         Command::Status(args) => crate::state::status(&args.state).map(|text| print!("{text}")),
         Command::Check(args) => crate::rules::load_rules(&args.rules)
             .map(|set| print!("{}", crate::rules::summary(&set)))

@@ -62,6 +62,13 @@ pub enum RunError {
     Io(String),
     #[error("{0}")]
     Locked(String),
+    #[error(
+        "reconciliation failed: {} identit{} of SPEC §6 do not hold; nothing was published\n{}",
+        .0.len(),
+        if .0.len() == 1 { "y" } else { "ies" },
+        .0.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
+    )]
+    Reconciliation(Vec<crate::explain::Violation>),
 }
 
 impl RunError {
@@ -71,6 +78,7 @@ impl RunError {
             RunError::Structural(_) | RunError::StrictRejects { .. } => exit::INPUT_REJECTED,
             RunError::Io(_) => exit::OTHER,
             RunError::Locked(_) => exit::LOCKED,
+            RunError::Reconciliation(_) => exit::RECONCILIATION_FAILED,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod cli;
 pub mod error;
 pub mod evaluate;
+pub mod explain;
 pub mod generate;
 pub mod load;
 pub mod model;

@@ -10,7 +10,7 @@ use crate::reconcile;
 use crate::rules;
 use crate::state::{ClosingBalances, CycleRecord, PendingPublication, StateStore};
 use crate::write::{self, Manifest, Staging, Timings};
-use crate::{balances, subsidies, vouchers};
+use crate::{balances, explain, subsidies, vouchers};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,8 @@ pub struct RunConfig {
     pub strict: bool,
     /// The instant the expiry report counts from (default: bill generation).
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// Language of the explanation paragraphs.
+    pub lang: explain::Lang,
 }
 
 /// What a finished run reports to the person or cron job that started it.
@@ -148,6 +150,21 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         });
     }
 
+    // SPEC §6, on the in-memory results, before anything is published.
+    let explanations = explain::explanations(&bundle, &evaluation, &prior.carried, config.cycle);
+    let violations = explain::check_identities(
+        &bundle,
+        &evaluation,
+        &prior.carried,
+        &explanations,
+        &matched,
+        config.cycle,
+    );
+    if !violations.is_empty() {
+        return Err(RunError::Reconciliation(violations));
+    }
+    fault_point("reconciled");
+
     let write_started = Instant::now();
     let totals = reconcile::bill_line_totals(&bundle);
     write::sweep(&config.out, config.cycle, &[]);
@@ -171,6 +188,13 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         report_at,
     )?;
     write::write_subsidies(&mut staging, &bundle, &rule_set, &decisions)?;
+    write::write_explanations(
+        &mut staging,
+        &rule_set,
+        &config.cycle.to_string(),
+        &explanations,
+        config.lang,
+    )?;
     phases.insert("write", write_started.elapsed().as_millis());
     let manifest = Manifest::new(
         config.cycle,

@@ -7,11 +7,13 @@
 
 mod balances;
 mod csv_out;
+mod explanations;
 mod ledger;
 mod manifest;
 
 pub use balances::{write_expiry_report, write_subsidies, write_vouchers};
 pub use csv_out::{CsvOut, Out};
+pub use explanations::write_explanations;
 pub use ledger::{deferred_rows, write_ledgers, write_outcomes};
 pub use manifest::{Manifest, Timings};
 

@@ -1,0 +1,344 @@
+//! Stage: reconcile and explain (SPEC §5, §6, seed 18). One explanation per partner × customer ×
+//! currency of the cycle, walking from the customer's consumption to the incentive credited,
+//! with the identities of SPEC §6 checked on the figures before anything is published.
+
+mod paragraph;
+pub mod view;
+
+pub use paragraph::{Lang, paragraph};
+
+use crate::calendar::Cycle;
+use crate::evaluate::{CarriedRow, Evaluation, Fate, Kind};
+use crate::load::Bundle;
+use crate::model::{BillType, Currency};
+use crate::vouchers::VoucherOutcome;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One row of `explanations.csv` (customer `*` for partner-level rows: tiers, caps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub partner_id: String,
+    pub customer_id: String,
+    pub currency: Currency,
+    pub consumption: Decimal,
+    pub refunds: Decimal,
+    pub eligible_base: Decimal,
+    pub non_base: Decimal,
+    pub excluded: Decimal,
+    pub excluded_by_reason: BTreeMap<String, Decimal>,
+    pub deferred_out_base: Decimal,
+    pub deferred_out_non_base: Decimal,
+    pub deferred_out_incentive: Decimal,
+    pub clawback_base: Decimal,
+    pub refund_not_earned: Decimal,
+    pub earned_now: Decimal,
+    pub carried_in: Decimal,
+    pub clawed_back: Decimal,
+    pub tier: Decimal,
+    pub cap: Decimal,
+    pub override_: Decimal,
+    pub incentive: Decimal,
+    pub rejected_lines: u64,
+}
+
+impl Explanation {
+    fn new(partner_id: String, customer_id: String, currency: Currency) -> Explanation {
+        let z = Decimal::ZERO;
+        Explanation {
+            partner_id,
+            customer_id,
+            currency,
+            consumption: z,
+            refunds: z,
+            eligible_base: z,
+            non_base: z,
+            excluded: z,
+            excluded_by_reason: BTreeMap::new(),
+            deferred_out_base: z,
+            deferred_out_non_base: z,
+            deferred_out_incentive: z,
+            clawback_base: z,
+            refund_not_earned: z,
+            earned_now: z,
+            carried_in: z,
+            clawed_back: z,
+            tier: z,
+            cap: z,
+            override_: z,
+            incentive: z,
+            rejected_lines: 0,
+        }
+    }
+}
+
+type Key = (String, String, Currency);
+
+fn entry(map: &mut BTreeMap<Key, Explanation>, key: Key) -> &mut Explanation {
+    map.entry(key.clone())
+        .or_insert_with(|| Explanation::new(key.0, key.1, key.2))
+}
+
+/// Whether a line is a refund or negative (SPEC: such lines are never `excluded`).
+fn is_negative(line: &crate::model::BillLine) -> bool {
+    line.bill_type == BillType::Refund || line.payable_amount < Decimal::ZERO
+}
+
+/// Builds the cycle's explanations from the lines, their outcomes, the journal and the carried rows.
+pub fn explanations(
+    bundle: &Bundle,
+    evaluation: &Evaluation<'_>,
+    carried: &[CarriedRow],
+    cycle: Cycle,
+) -> Vec<Explanation> {
+    let mut map: BTreeMap<Key, Explanation> = BTreeMap::new();
+    for (i, line) in bundle.bill_lines.iter().enumerate() {
+        let partner_id = bundle.partners.at(line.partner).partner_id.to_string();
+        let e = entry(
+            &mut map,
+            (partner_id, line.customer_id.to_string(), line.currency),
+        );
+        let outcome = &evaluation.outcomes[i];
+        let rows = &evaluation.rows[outcome.rows.start as usize..outcome.rows.end as usize];
+        let payable = line.payable_amount;
+        if is_negative(line) {
+            e.refunds += payable;
+            match outcome.fate {
+                Fate::ClawedBack => e.clawback_base += payable,
+                _ => e.refund_not_earned += payable,
+            }
+            continue;
+        }
+        e.consumption += payable;
+        let base = rows.first().map_or(Decimal::ZERO, |r| r.base);
+        match outcome.fate {
+            Fate::Earned => {
+                e.eligible_base += base;
+                e.non_base += payable - base;
+            }
+            Fate::Deferred => {
+                e.deferred_out_base += base;
+                e.deferred_out_non_base += payable - base;
+            }
+            _ => {
+                e.excluded += payable;
+                *e.excluded_by_reason
+                    .entry(outcome.reason.to_string())
+                    .or_default() += payable;
+            }
+        }
+    }
+    for row in &evaluation.rows {
+        if !row.kind.is_incentive() {
+            continue;
+        }
+        let partner_id = bundle.partners.at(row.partner).partner_id.to_string();
+        let customer = row.line.map_or_else(
+            || "*".to_string(),
+            |l| bundle.bill_lines[l as usize].customer_id.to_string(),
+        );
+        let e = entry(&mut map, (partner_id, customer, row.currency));
+        if row.credit_cycle > cycle {
+            e.deferred_out_incentive += row.amount;
+            continue;
+        }
+        match row.kind {
+            Kind::Earn => e.earned_now += row.amount,
+            Kind::Clawback => e.clawed_back += row.amount,
+            Kind::Tier => e.tier += row.amount,
+            Kind::Cap => e.cap += row.amount,
+            Kind::Override => e.override_ += row.amount,
+            _ => {}
+        }
+    }
+    for c in carried {
+        if let Some(currency) = Currency::parse(&c.currency) {
+            entry(
+                &mut map,
+                (c.partner_id.clone(), c.customer_id.clone(), currency),
+            )
+            .carried_in += c.amount;
+        }
+    }
+    // Rejected lines are counted where their partner, customer and currency have a row.
+    for r in &bundle.rejected_lines {
+        if let Some(currency) = Currency::parse(&r.currency)
+            && let Some(e) = map.get_mut(&(r.partner_id.clone(), r.customer_id.clone(), currency))
+        {
+            e.rejected_lines += 1;
+        }
+    }
+    let mut out: Vec<Explanation> = map.into_values().collect();
+    for e in &mut out {
+        e.incentive = e.earned_now + e.carried_in + e.clawed_back + e.tier + e.cap + e.override_;
+    }
+    out
+}
+
+/// An identity of SPEC §6 that does not hold: a bug, never bad input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub key: String,
+    pub identity: String,
+    pub expected: Decimal,
+    pub actual: Decimal,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: expected {}, actual {}, difference {}",
+            self.key,
+            self.identity,
+            self.expected,
+            self.actual,
+            self.actual - self.expected
+        )
+    }
+}
+
+/// Checks SPEC §6 on the in-memory results: every explanation's three identities and its
+/// agreement with the journal; every line once; payable conserved; voucher identities.
+pub fn check_identities(
+    bundle: &Bundle,
+    evaluation: &Evaluation<'_>,
+    carried: &[CarriedRow],
+    explanations: &[Explanation],
+    vouchers: &VoucherOutcome,
+    cycle: Cycle,
+) -> Vec<Violation> {
+    let mut v = Vec::new();
+    let mut push = |key: String, identity: &str, expected: Decimal, actual: Decimal| {
+        if expected != actual {
+            v.push(Violation {
+                key,
+                identity: identity.to_string(),
+                expected,
+                actual,
+            });
+        }
+    };
+    // What the journal and the carried rows credit to the cycle, per key.
+    let mut credited: BTreeMap<Key, Decimal> = BTreeMap::new();
+    for row in evaluation
+        .rows
+        .iter()
+        .filter(|r| r.kind.is_incentive() && r.credit_cycle == cycle)
+    {
+        let partner_id = bundle.partners.at(row.partner).partner_id.to_string();
+        let customer = row.line.map_or_else(
+            || "*".to_string(),
+            |l| bundle.bill_lines[l as usize].customer_id.to_string(),
+        );
+        *credited
+            .entry((partner_id, customer, row.currency))
+            .or_default() += row.amount;
+    }
+    for c in carried {
+        if let Some(currency) = Currency::parse(&c.currency) {
+            *credited
+                .entry((c.partner_id.clone(), c.customer_id.clone(), currency))
+                .or_default() += c.amount;
+        }
+    }
+    for e in explanations {
+        let key = format!("{}/{}/{}", e.partner_id, e.customer_id, e.currency);
+        push(
+            key.clone(),
+            "consumption = eligible_base + non_base + excluded + deferred_out_base + deferred_out_non_base",
+            e.consumption,
+            e.eligible_base
+                + e.non_base
+                + e.excluded
+                + e.deferred_out_base
+                + e.deferred_out_non_base,
+        );
+        push(
+            key.clone(),
+            "excluded = Σ excluded_by_reason",
+            e.excluded,
+            e.excluded_by_reason.values().copied().sum(),
+        );
+        push(
+            key.clone(),
+            "refunds = clawback_base + refund_not_earned",
+            e.refunds,
+            e.clawback_base + e.refund_not_earned,
+        );
+        push(
+            key.clone(),
+            "incentive = earned_now + carried_in + clawed_back + tier + cap + override",
+            e.incentive,
+            e.earned_now + e.carried_in + e.clawed_back + e.tier + e.cap + e.override_,
+        );
+        let journal = credited
+            .remove(&(e.partner_id.clone(), e.customer_id.clone(), e.currency))
+            .unwrap_or_default();
+        push(
+            key,
+            "incentive = Σ ledger rows credited to the cycle",
+            journal,
+            e.incentive,
+        );
+    }
+    for ((p, c, cur), amount) in credited {
+        push(
+            format!("{p}/{c}/{cur}"),
+            "ledger rows credited to the cycle have an explanation",
+            Decimal::ZERO,
+            amount,
+        );
+    }
+    push(
+        "bill_lines.csv".into(),
+        "every accepted line has exactly one outcome",
+        Decimal::from(bundle.bill_lines.len() as u64),
+        Decimal::from(evaluation.outcomes.len() as u64),
+    );
+    let explained: Decimal = explanations.iter().map(|e| e.consumption + e.refunds).sum();
+    let parsed: Decimal = bundle.bill_lines.iter().map(|l| l.payable_amount).sum();
+    push(
+        "bill_lines.csv".into(),
+        "Σ payable of the explained lines = Σ payable of the accepted lines",
+        parsed,
+        explained,
+    );
+    let mut per_line: BTreeMap<u32, Decimal> = BTreeMap::new();
+    for d in &vouchers.deductions {
+        *per_line.entry(d.line).or_default() += d.amount;
+        if d.balance_after < Decimal::ZERO {
+            push(
+                format!("voucher #{}", d.voucher),
+                "no voucher below zero",
+                Decimal::ZERO,
+                d.balance_after,
+            );
+        }
+    }
+    for (line, total) in per_line {
+        let l = &bundle.bill_lines[line as usize];
+        if total > l.settlement_amount {
+            push(
+                format!("line {}", l.line_id),
+                "Σ deductions on a line ≤ its settlement amount",
+                l.settlement_amount,
+                total,
+            );
+        }
+    }
+    for b in &vouchers.balances {
+        let key = format!("voucher #{}", b.voucher);
+        push(
+            key.clone(),
+            "opening − deducted − expired = closing",
+            b.opening - b.deducted - b.expired,
+            b.closing,
+        );
+        if b.closing < Decimal::ZERO {
+            push(key, "no voucher below zero", Decimal::ZERO, b.closing);
+        }
+    }
+    v
+}

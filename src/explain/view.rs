@@ -1,0 +1,227 @@
+//! `incentives explain`: a terminal view for an analyst, read from a published cycle: the
+//! waterfall from consumption to incentive, the lines behind each step (largest first), and a
+//! line's whole story (rules, base, rate, rounding, credit cycle, voucher deductions).
+
+use crate::error::RunError;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::Path;
+
+type Row = BTreeMap<String, String>;
+
+fn read(path: &Path) -> Result<Vec<Row>, RunError> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| {
+        RunError::Usage(format!(
+            "{}: {e} (is this a published cycle folder?)",
+            path.display()
+        ))
+    })?;
+    let headers = reader
+        .headers()
+        .map_err(|e| RunError::Io(e.to_string()))?
+        .clone();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| RunError::Io(format!("{}: {e}", path.display())))?;
+        rows.push(
+            headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect(),
+        );
+    }
+    Ok(rows)
+}
+
+fn bold(text: &str, colour: bool) -> String {
+    if colour {
+        format!("\u{1b}[1m{text}\u{1b}[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn abs_amount(s: &str) -> rust_decimal::Decimal {
+    crate::money::parse_decimal(s, 28)
+        .map(|d| d.abs())
+        .unwrap_or_default()
+}
+
+const STEPS: &[(&str, &str)] = &[
+    ("consumption", "consumption (payable of positive lines)"),
+    ("non_base", "− paid with customer coupons (earns nothing)"),
+    ("excluded", "− excluded"),
+    ("deferred_out_base", "− base credited next cycle"),
+    ("deferred_out_non_base", "− outside the base, next cycle"),
+    ("eligible_base", "= base earning this cycle"),
+    ("earned_now", "incentive earned now"),
+    ("carried_in", "+ carried in from last cycle"),
+    ("clawed_back", "+ clawed back (refunds)"),
+    ("override", "+ override"),
+    ("tier", "+ tier"),
+    ("cap", "+ cap"),
+    ("incentive", "= incentive credited this cycle"),
+    ("deferred_out_incentive", "(credited next cycle)"),
+];
+
+/// Renders the explanation of `partner` (optionally one customer, or one line) in `cycle_dir`.
+pub fn render(
+    cycle_dir: &Path,
+    partner: &str,
+    customer: Option<&str>,
+    line: Option<&str>,
+    limit: usize,
+) -> Result<String, RunError> {
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = String::new();
+    if let Some(line_id) = line {
+        let outcomes = read(&cycle_dir.join("line_outcomes.csv"))?;
+        let Some(o) = outcomes.iter().find(|r| r["line_id"] == line_id) else {
+            return Err(RunError::Usage(format!(
+                "line {line_id} is not in {}",
+                cycle_dir.join("line_outcomes.csv").display()
+            )));
+        };
+        let _ = writeln!(
+            out,
+            "{}",
+            bold(
+                &format!(
+                    "line {line_id} of {} / {}",
+                    o["partner_id"], o["customer_id"]
+                ),
+                colour
+            )
+        );
+        let _ = writeln!(
+            out,
+            "{} {} {}, payable {}: {} {}",
+            o["bill_type"],
+            o["currency"],
+            o["source_row"],
+            o["payable_amount"],
+            o["fate"],
+            o["reason"]
+        );
+        let _ = writeln!(
+            out,
+            "rules: {}; base {}; incentive {}; credited in {}",
+            o["rule_ids"], o["base"], o["incentive"], o["credit_cycle"]
+        );
+        for r in read(&cycle_dir.join("ledger.csv"))?
+            .iter()
+            .filter(|r| r["line_id"] == line_id)
+        {
+            let _ = writeln!(
+                out,
+                "  {} {} ({}): {} × {} = {} {} → {} (earned {}, credited {})",
+                r["kind"],
+                r["lever"],
+                r["rule_id"],
+                r["base"],
+                r["rate"],
+                r["currency"],
+                r["partner_id"],
+                r["amount"],
+                r["earned_cycle"],
+                r["credit_cycle"]
+            );
+        }
+        for d in read(&cycle_dir.join("voucher_deductions.csv"))?
+            .iter()
+            .filter(|r| r["line_id"] == line_id)
+        {
+            let _ = writeln!(
+                out,
+                "  voucher {} paid {} {} (left {})",
+                d["voucher_id"], d["amount"], d["currency"], d["voucher_balance_after"]
+            );
+        }
+        return Ok(out);
+    }
+    let explanations = read(&cycle_dir.join("explanations.csv"))?;
+    let chosen: Vec<&Row> = explanations
+        .iter()
+        .filter(|r| r["partner_id"] == partner && customer.is_none_or(|c| r["customer_id"] == c))
+        .collect();
+    if chosen.is_empty() {
+        return Err(RunError::Usage(format!(
+            "no explanation for partner {partner}{} in {}",
+            customer
+                .map(|c| format!(", customer {c}"))
+                .unwrap_or_default(),
+            cycle_dir.display()
+        )));
+    }
+    // The waterfall, summed over the chosen rows per currency.
+    let mut by_currency: BTreeMap<&str, BTreeMap<&str, rust_decimal::Decimal>> = BTreeMap::new();
+    for r in &chosen {
+        let sums = by_currency.entry(r["currency"].as_str()).or_default();
+        for (col, _) in STEPS {
+            *sums.entry(col).or_default() +=
+                crate::money::parse_decimal(&r[*col], 28).unwrap_or_default();
+        }
+    }
+    for (currency, sums) in &by_currency {
+        let title = format!(
+            "{partner}{} — {currency}",
+            customer
+                .map(|c| format!(" / {c}"))
+                .unwrap_or_else(|| format!(" ({} rows)", chosen.len()))
+        );
+        let _ = writeln!(out, "{}", bold(&title, colour));
+        for (col, label) in STEPS {
+            let _ = writeln!(
+                out,
+                "  {label:<42} {:>16}",
+                crate::money::format_amount(sums[col], 2)
+            );
+        }
+    }
+    if customer.is_some() && chosen.len() == 1 {
+        let _ = writeln!(out, "\n{}", chosen[0]["explanation"]);
+    }
+    // The lines behind each step, largest first.
+    let outcomes = read(&cycle_dir.join("line_outcomes.csv"))?;
+    let mut groups: BTreeMap<(String, String), Vec<&Row>> = BTreeMap::new();
+    for o in outcomes
+        .iter()
+        .filter(|o| o["partner_id"] == partner && customer.is_none_or(|c| o["customer_id"] == c))
+    {
+        groups
+            .entry((o["fate"].clone(), o["reason"].clone()))
+            .or_default()
+            .push(o);
+    }
+    for ((fate, reason), mut lines) in groups {
+        lines.sort_by(|a, b| {
+            abs_amount(&b["payable_amount"])
+                .cmp(&abs_amount(&a["payable_amount"]))
+                .then(a["line_id"].cmp(&b["line_id"]))
+        });
+        let label = if reason.is_empty() {
+            fate.clone()
+        } else {
+            format!("{fate} ({reason})")
+        };
+        let _ = writeln!(out, "\n{}: {} line(s)", bold(&label, colour), lines.len());
+        for o in lines.iter().take(limit) {
+            let _ = writeln!(
+                out,
+                "  {:<20} {:<12} payable {:>14} {}  incentive {:>10}  {}",
+                o["line_id"],
+                o["customer_id"],
+                o["payable_amount"],
+                o["currency"],
+                o["incentive"],
+                o["rule_ids"]
+            );
+        }
+        if lines.len() > limit {
+            let _ = writeln!(out, "  … {} more (--limit)", lines.len() - limit);
+        }
+    }
+    Ok(out)
+}

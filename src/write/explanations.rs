@@ -1,0 +1,90 @@
+//! `explanations.csv` (SPEC Appendix B).
+
+use super::{Out, Staging};
+use crate::error::RunError;
+use crate::explain::{Explanation, Lang, paragraph};
+use crate::money::format_amount;
+use crate::rules::RuleSet;
+
+const COLUMNS: &[&str] = &[
+    "cycle",
+    "partner_id",
+    "customer_id",
+    "currency",
+    "consumption",
+    "refunds",
+    "eligible_base",
+    "non_base",
+    "excluded",
+    "excluded_by_reason",
+    "deferred_out_base",
+    "deferred_out_non_base",
+    "deferred_out_incentive",
+    "clawback_base",
+    "refund_not_earned",
+    "earned_now",
+    "carried_in",
+    "clawed_back",
+    "tier",
+    "cap",
+    "override",
+    "incentive",
+    "rejected_lines",
+    "explanation",
+];
+
+pub fn write_explanations(
+    staging: &mut Staging,
+    rules: &RuleSet,
+    cycle: &str,
+    explanations: &[Explanation],
+    lang: Lang,
+) -> Result<(), RunError> {
+    let mut out = staging.csv("explanations.csv", COLUMNS)?;
+    for e in explanations {
+        let scale = rules.rounding.scale(e.currency);
+        let m = |d| format_amount(d, scale);
+        let by_reason = e
+            .excluded_by_reason
+            .iter()
+            .map(|(r, a)| format!("{r}={}", m(*a)))
+            .collect::<Vec<_>>()
+            .join(";");
+        let figures = [
+            m(e.consumption),
+            m(e.refunds),
+            m(e.eligible_base),
+            m(e.non_base),
+            m(e.excluded),
+        ];
+        let later = [
+            m(e.deferred_out_base),
+            m(e.deferred_out_non_base),
+            m(e.deferred_out_incentive),
+            m(e.clawback_base),
+            m(e.refund_not_earned),
+            m(e.earned_now),
+            m(e.carried_in),
+            m(e.clawed_back),
+            m(e.tier),
+            m(e.cap),
+            m(e.override_),
+            m(e.incentive),
+        ];
+        let rejected = e.rejected_lines.to_string();
+        let text = paragraph(e, cycle, lang, scale);
+        let mut cells = vec![
+            Out::Text(cycle),
+            Out::Text(&e.partner_id),
+            Out::Text(&e.customer_id),
+            Out::Text(e.currency.as_str()),
+        ];
+        cells.extend(figures.iter().map(|f| Out::Number(f)));
+        cells.push(Out::Text(&by_reason));
+        cells.extend(later.iter().map(|f| Out::Number(f)));
+        cells.push(Out::Number(&rejected));
+        cells.push(Out::Text(&text));
+        out.row(&cells)?;
+    }
+    staging.finish_csv(out)
+}
