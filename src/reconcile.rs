@@ -55,3 +55,61 @@ pub fn bill_line_totals(bundle: &Bundle) -> BillLineTotals {
     }
     totals
 }
+
+/// Control totals of the outputs: Σ ledger amounts per currency and kind, lines per fate,
+/// Σ voucher deductions and granted subsidies per currency, Σ explained incentive per currency.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutputTotals {
+    pub ledger: BTreeMap<String, BTreeMap<String, String>>,
+    pub line_outcomes: BTreeMap<String, u64>,
+    pub voucher_deductions: BTreeMap<String, String>,
+    pub subsidies_granted: BTreeMap<String, String>,
+    pub explained_incentive: BTreeMap<String, String>,
+}
+
+pub fn output_totals(
+    bundle: &Bundle,
+    evaluation: &crate::evaluate::Evaluation<'_>,
+    vouchers: &crate::vouchers::VoucherOutcome,
+    explanations: &[crate::explain::Explanation],
+) -> OutputTotals {
+    let text = |m: BTreeMap<String, Decimal>| -> BTreeMap<String, String> {
+        m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+    };
+    let mut ledger: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
+    let mut subsidies: BTreeMap<String, Decimal> = BTreeMap::new();
+    for row in &evaluation.rows {
+        *ledger
+            .entry(row.currency.to_string())
+            .or_default()
+            .entry(row.kind.as_str().to_string())
+            .or_default() += row.amount;
+        if row.kind == crate::evaluate::Kind::Subsidy {
+            *subsidies.entry(row.currency.to_string()).or_default() += row.amount;
+        }
+    }
+    let mut fates: BTreeMap<String, u64> = BTreeMap::new();
+    for o in &evaluation.outcomes {
+        *fates.entry(o.fate.as_str().to_string()).or_default() += 1;
+    }
+    if !bundle.rejected_lines.is_empty() {
+        fates.insert("rejected".into(), bundle.rejected_lines.len() as u64);
+    }
+    let mut deducted: BTreeMap<String, Decimal> = BTreeMap::new();
+    for d in &vouchers.deductions {
+        *deducted
+            .entry(bundle.bill_lines[d.line as usize].currency.to_string())
+            .or_default() += d.amount;
+    }
+    let mut explained: BTreeMap<String, Decimal> = BTreeMap::new();
+    for e in explanations {
+        *explained.entry(e.currency.to_string()).or_default() += e.incentive;
+    }
+    OutputTotals {
+        ledger: ledger.into_iter().map(|(c, m)| (c, text(m))).collect(),
+        line_outcomes: fates,
+        voucher_deductions: text(deducted),
+        subsidies_granted: text(subsidies),
+        explained_incentive: text(explained),
+    }
+}

@@ -151,7 +151,15 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     }
 
     // SPEC §6, on the in-memory results, before anything is published.
-    let explanations = explain::explanations(&bundle, &evaluation, &prior.carried, config.cycle);
+    let mut explanations =
+        explain::explanations(&bundle, &evaluation, &prior.carried, config.cycle);
+    // Test hook (debug builds only): break an identity to prove a violation stops the run.
+    if cfg!(debug_assertions)
+        && std::env::var_os("INCENTIVES_BREAK_IDENTITY").is_some()
+        && let Some(e) = explanations.first_mut()
+    {
+        e.consumption += rust_decimal::Decimal::new(1, 2);
+    }
     let violations = explain::check_identities(
         &bundle,
         &evaluation,
@@ -210,6 +218,20 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
             total_ms: started.elapsed().as_millis(),
         },
     );
+    let mut manifest = manifest;
+    manifest.output_totals =
+        reconcile::output_totals(&bundle, &evaluation, &matched, &explanations);
+    manifest.identities = write::Identities {
+        explanation_rows: explanations.len(),
+        checked: vec![
+            "consumption = eligible_base + non_base + excluded + deferred_out_base + deferred_out_non_base",
+            "refunds = clawback_base + refund_not_earned",
+            "incentive = earned_now + carried_in + clawed_back + tier + cap + override = Σ ledger rows credited",
+            "every input line once in line_outcomes.csv; Σ payable conserved",
+            "vouchers: opening − deducted − expired = closing, never below zero, Σ deductions ≤ settlement",
+        ],
+        violations: 0,
+    };
     staging.write_file("manifest.json", &manifest.to_json()?)?;
     let staged = staging.into_staged()?;
     fault_point("staged");

@@ -162,6 +162,31 @@ fn carried_in_and_clawbacks_across_cycles_to_the_cent() {
     // 50 − 600 + 0 + 80 = −470.00.
     assert_eq!(c.credited("2026-11"), map(&[("SP1", "-470.00")]));
 
+    // carried_in of M = deferred_out_incentive of M−1, key by key (SPEC §6).
+    for (m, previous) in [("2026-10", "2026-09"), ("2026-11", "2026-10")] {
+        let column = |cycle: &str, col: &str| -> BTreeMap<(String, String, String), String> {
+            rows(&c.out.join(cycle).join("explanations.csv"))
+                .into_iter()
+                .map(|r| {
+                    (
+                        (
+                            r["partner_id"].clone(),
+                            r["customer_id"].clone(),
+                            r["currency"].clone(),
+                        ),
+                        r[col].clone(),
+                    )
+                })
+                .filter(|(_, v)| v != "0.00")
+                .collect()
+        };
+        assert_eq!(
+            column(m, "carried_in"),
+            column(previous, "deferred_out_incentive"),
+            "{m}"
+        );
+    }
+
     // Carried-in rows are in the statement of the cycle they are credited in, not its journal.
     let journal = fs::read_to_string(c.out.join("2026-10/ledger.csv")).unwrap();
     assert!(!journal.contains(",A2,"));

@@ -156,6 +156,46 @@ fn first_cycle_matches_the_worked_example() {
         decisions(records(&expected.join("expected_subsidies.csv")))
     );
 
+    // Every figure of every explanation row (reason codes and paragraphs are free).
+    let figures =
+        |rows: Vec<BTreeMap<String, String>>| -> BTreeMap<(String, String, String), Vec<Decimal>> {
+            rows.into_iter()
+                .map(|r| {
+                    let key = (
+                        r["partner_id"].clone(),
+                        r["customer_id"].clone(),
+                        r["currency"].clone(),
+                    );
+                    let values = [
+                        "consumption",
+                        "refunds",
+                        "eligible_base",
+                        "non_base",
+                        "excluded",
+                        "deferred_out_base",
+                        "deferred_out_non_base",
+                        "deferred_out_incentive",
+                        "clawback_base",
+                        "refund_not_earned",
+                        "earned_now",
+                        "carried_in",
+                        "clawed_back",
+                        "tier",
+                        "cap",
+                        "override",
+                        "incentive",
+                    ]
+                    .map(|c| dec(&r[c]))
+                    .to_vec();
+                    (key, values)
+                })
+                .collect()
+        };
+    assert_eq!(
+        figures(records(&out.join("explanations.csv"))),
+        figures(records(&expected.join("expected_explanations.csv")))
+    );
+
     // The rows rejected, by file, row and column.
     let rejects = |rows: Vec<BTreeMap<String, String>>| -> Vec<(String, String, String)> {
         rows.into_iter()

@@ -342,3 +342,116 @@ pub fn check_identities(
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::{Prior, evaluate};
+    use crate::generate::{GenerateConfig, generate};
+    use crate::load::load_bundle;
+    use crate::testkit::{bundle, cycle, reference};
+    use proptest::prelude::*;
+
+    fn consistent() -> (Bundle, crate::rules::RuleSet) {
+        let lines = "line_id,bill_cycle,partner_id,customer_id,sales_mode,market,service_type_code,charge_mode,bill_type,trade_time,order_id,official_amount,payable_amount,settlement_amount,currency
+L1,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,yearly_monthly,new,2026-10-05T10:00:00+08:00,O1,1000.00,1000.00,1000.00,CNY
+L2,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,yearly_monthly,refund,2026-10-06T10:00:00+08:00,O1,-100.00,-100.00,-100.00,CNY
+";
+        (bundle(&[("bill_lines.csv", lines)]), reference())
+    }
+
+    #[test]
+    fn the_checker_names_every_broken_identity_with_expected_actual_and_difference() {
+        let (b, rules) = consistent();
+        let prior = Prior::default();
+        let e = evaluate(&b, &rules, cycle(), &prior);
+        let mut rows = explanations(&b, &e, &[], cycle());
+        let vouchers = VoucherOutcome::default();
+        assert_eq!(
+            check_identities(&b, &e, &[], &rows, &vouchers, cycle()),
+            vec![]
+        );
+        // Consumption 1000.00 = eligible 1000.00; refunds −100.00 = clawback base −100.00;
+        // incentive 80.00 − 8.00 = 72.00. Break each in turn.
+        rows[0].consumption += Decimal::new(1, 2);
+        rows[0].refunds -= Decimal::new(5, 0);
+        rows[0].incentive = Decimal::new(7300, 2);
+        let v = check_identities(&b, &e, &[], &rows, &vouchers, cycle());
+        let text: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+        assert_eq!(text.len(), 5, "{text:#?}");
+        assert!(text[0].starts_with("SP1/C1/CNY: consumption = eligible_base"));
+        assert!(
+            text[0].ends_with("expected 1000.01, actual 1000.00, difference -0.01"),
+            "{}",
+            text[0]
+        );
+        assert!(text[1].contains("refunds = clawback_base + refund_not_earned: expected -105.00, actual -100.00, difference 5.00"), "{}", text[1]);
+        assert!(text[2].contains("incentive = earned_now"), "{}", text[2]);
+        assert!(
+            text[3].contains(
+                "Σ ledger rows credited to the cycle: expected 72.00, actual 73.00, difference 1.00"
+            ),
+            "{}",
+            text[3]
+        );
+        // A missing row: its ledger rows have no explanation.
+        let v = check_identities(&b, &e, &[], &[], &vouchers, cycle());
+        assert!(v.iter().any(|x| x.identity.contains("have an explanation")));
+        // A voucher that does not add up.
+        let broken = VoucherOutcome {
+            deductions: vec![],
+            balances: vec![crate::vouchers::VoucherBalance {
+                voucher: 0,
+                opening: Decimal::new(100, 0),
+                deducted: Decimal::new(30, 0),
+                expired: Decimal::ZERO,
+                closing: Decimal::new(80, 0),
+            }],
+        };
+        let v = check_identities(&b, &e, &[], &rows_ok(&b, &e), &broken, cycle());
+        assert_eq!(v.len(), 1);
+        assert!(
+            v[0].to_string()
+                .contains("opening − deducted − expired = closing: expected 70, actual 80")
+        );
+    }
+
+    fn rows_ok(b: &Bundle, e: &Evaluation<'_>) -> Vec<Explanation> {
+        explanations(b, e, &[], cycle())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(6))]
+        /// On random generated bundles: the identities hold, every line has one outcome, and one
+        /// thread or two give the same rows in the same order.
+        #[test]
+        fn identities_hold_and_threads_do_not_matter(seed in 1u64..1_000_000, lines in 200u64..1200) {
+            let dir = tempfile::tempdir().unwrap();
+            let config = GenerateConfig {
+                cycle: cycle(),
+                lines,
+                seed,
+                out: dir.path().to_path_buf(),
+                bad_rows_ppm: 5_000,
+                partners: Some(6),
+                cycles: 1,
+                chain_start: cycle(),
+                chain_index: 0,
+                customers: Some(40),
+            };
+            generate(&config).unwrap();
+            let b = load_bundle(dir.path(), cycle()).unwrap();
+            let rules = reference();
+            let prior = Prior::default();
+            let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+            let one = pool(1).install(|| evaluate(&b, &rules, cycle(), &prior));
+            let two = pool(2).install(|| evaluate(&b, &rules, cycle(), &prior));
+            prop_assert_eq!(&one.rows, &two.rows);
+            prop_assert_eq!(&one.journal, &two.journal);
+            prop_assert_eq!(one.outcomes.len(), b.bill_lines.len());
+            let rows = explanations(&b, &one, &[], cycle());
+            let v = check_identities(&b, &one, &[], &rows, &VoucherOutcome::default(), cycle());
+            prop_assert!(v.is_empty(), "{:?}", v);
+        }
+    }
+}

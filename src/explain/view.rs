@@ -97,11 +97,11 @@ pub fn render(
         );
         let _ = writeln!(
             out,
-            "{} {} {}, payable {}: {} {}",
+            "{} line (bill_lines.csv row {}), payable {} {}: {} {}",
             o["bill_type"],
-            o["currency"],
             o["source_row"],
             o["payable_amount"],
+            o["currency"],
             o["fate"],
             o["reason"]
         );
@@ -114,17 +114,22 @@ pub fn render(
             .iter()
             .filter(|r| r["line_id"] == line_id)
         {
+            let parse = |s: &str| crate::money::parse_decimal(s, 28).ok();
+            let exact = parse(&r["base"])
+                .zip(parse(&r["rate"]))
+                .map(|(b, rate)| b * rate);
             let _ = writeln!(
                 out,
-                "  {} {} ({}): {} × {} = {} {} → {} (earned {}, credited {})",
+                "  {} {} ({}) for {}: {} × {} = {} → rounded {} {} (earned {}, credited {})",
                 r["kind"],
                 r["lever"],
                 r["rule_id"],
+                r["partner_id"],
                 r["base"],
                 r["rate"],
-                r["currency"],
-                r["partner_id"],
+                exact.map(|e| e.to_string()).unwrap_or_default(),
                 r["amount"],
+                r["currency"],
                 r["earned_cycle"],
                 r["credit_cycle"]
             );

@@ -19,7 +19,18 @@ pub struct Manifest {
     pub control_totals: ControlTotals,
     /// The other files of the published folder (the manifest cannot list its own hash).
     pub outputs: Vec<WrittenFile>,
+    /// Control totals of the outputs, to tie them to each other and to the inputs.
+    pub output_totals: crate::reconcile::OutputTotals,
+    /// The SPEC §6 identities checked before publishing (a published run has no violation).
+    pub identities: Identities,
     pub timings: Timings,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Identities {
+    pub explanation_rows: usize,
+    pub checked: Vec<&'static str>,
+    pub violations: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,6 +112,8 @@ impl Manifest {
                 rejects,
             },
             outputs,
+            output_totals: Default::default(),
+            identities: Identities::default(),
             timings,
         }
     }

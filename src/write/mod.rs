@@ -15,7 +15,7 @@ pub use balances::{write_expiry_report, write_subsidies, write_vouchers};
 pub use csv_out::{CsvOut, Out};
 pub use explanations::write_explanations;
 pub use ledger::{deferred_rows, write_ledgers, write_outcomes};
-pub use manifest::{Manifest, Timings};
+pub use manifest::{Identities, Manifest, Timings};
 
 use crate::calendar::Cycle;
 use crate::error::RunError;

@@ -1,0 +1,167 @@
+//! explanations.csv in both languages, the figures in each paragraph, `incentives explain`, and a
+//! broken identity stopping the run with exit 4 before anything is published.
+
+mod common;
+
+use common::{fixture, incentives, run};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+fn run_demo(out: &Path, extra: &[&str]) -> common::Outcome {
+    let mut cmd = incentives();
+    cmd.args(["run", "--first-cycle", "--cycle", "2026-10", "--input"])
+        .arg(fixture("demo/2026-10"))
+        .arg("--out")
+        .arg(out)
+        .arg("--state")
+        .arg(out.join(".state"))
+        .args(extra);
+    run(&mut cmd)
+}
+
+fn rows(path: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            headers
+                .iter()
+                .zip(r.unwrap().iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Every decimal number written in `text` (e.g. `1234.56`, `-20.00`).
+fn figures(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        if chars[i] == '-' && i + 1 < chars.len() && chars[i + 1].is_ascii_digit() {
+            i += 1;
+        }
+        if chars[i].is_ascii_digit() && (start == 0 || !chars[start - 1].is_alphanumeric()) {
+            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+                i += 1;
+            }
+            let token: String = chars[start..i].iter().collect();
+            let token = token.trim_end_matches('.').to_string();
+            if token.contains('.') {
+                found.push(token);
+            }
+        } else {
+            i = start + 1;
+        }
+    }
+    found
+}
+
+const AMOUNT_COLUMNS: &[&str] = &[
+    "consumption",
+    "refunds",
+    "eligible_base",
+    "non_base",
+    "excluded",
+    "deferred_out_base",
+    "deferred_out_non_base",
+    "deferred_out_incentive",
+    "clawback_base",
+    "refund_not_earned",
+    "earned_now",
+    "carried_in",
+    "clawed_back",
+    "tier",
+    "cap",
+    "override",
+    "incentive",
+];
+
+#[test]
+fn explanations_in_both_languages_and_every_figure_is_a_column() {
+    for lang in ["en", "zh"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let outcome = run_demo(tmp.path(), &["--lang", lang]);
+        assert_eq!(outcome.status, 0, "{}", outcome.stderr);
+        let path = tmp.path().join("2026-10/explanations.csv");
+        insta::assert_snapshot!(
+            format!("demo_explanations_{lang}"),
+            fs::read_to_string(&path).unwrap()
+        );
+        for row in rows(&path) {
+            let mut columns: Vec<&str> = AMOUNT_COLUMNS.iter().map(|c| row[*c].as_str()).collect();
+            let by_reason: Vec<&str> = row["excluded_by_reason"]
+                .split(';')
+                .filter_map(|p| p.split('=').nth(1))
+                .collect();
+            columns.extend(by_reason);
+            let paragraph = &row["explanation"];
+            let found = figures(paragraph);
+            assert!(!found.is_empty(), "{paragraph}");
+            for f in found {
+                assert!(
+                    columns.contains(&f.as_str()),
+                    "{lang}: {f} in {paragraph:?} is no column of its row"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn explain_shows_the_waterfall_the_lines_and_a_lines_story() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(run_demo(tmp.path(), &[]).status, 0);
+    let explain = |args: &[&str]| {
+        let mut cmd = incentives();
+        cmd.args(["explain", "--cycle", "2026-10", "--out"])
+            .arg(tmp.path())
+            .args(args);
+        run(&mut cmd)
+    };
+    let customer = explain(&["--partner", "SP001", "--customer", "C101"]);
+    assert_eq!(customer.status, 0, "{}", customer.stderr);
+    insta::assert_snapshot!("explain_sp001_c101", customer.stdout);
+    let line = explain(&["--partner", "SP001", "--line", "L010"]);
+    assert_eq!(line.status, 0, "{}", line.stderr);
+    insta::assert_snapshot!("explain_line_l010", line.stdout);
+    let partner = explain(&["--partner", "SP002", "--limit", "2"]);
+    assert_eq!(partner.status, 0, "{}", partner.stderr);
+    insta::assert_snapshot!("explain_sp002", partner.stdout);
+    assert_eq!(explain(&["--partner", "NOPE"]).status, 2);
+}
+
+#[test]
+fn a_broken_identity_fails_with_exit_4_and_publishes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = incentives();
+    cmd.env("INCENTIVES_BREAK_IDENTITY", "1")
+        .args(["run", "--first-cycle", "--cycle", "2026-10", "--input"])
+        .arg(fixture("demo/2026-10"))
+        .arg("--out")
+        .arg(tmp.path())
+        .arg("--state")
+        .arg(tmp.path().join(".state"));
+    let outcome = run(&mut cmd);
+    assert_eq!(outcome.status, 4, "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("consumption = eligible_base"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("difference -0.01"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!tmp.path().join("2026-10").exists());
+    let mut status = incentives();
+    status
+        .args(["status", "--state"])
+        .arg(tmp.path().join(".state"));
+    assert!(!run(&mut status).stdout.contains("2026-10"));
+}
