@@ -20,6 +20,22 @@ use std::process::ExitCode;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// No progress, no summary: only errors (on stderr) and the exit code.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    /// Format of the log lines written when stdout is not a terminal (cron, pipes).
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `… INFO phase finished phase="load" count=58 unit="rows" ms=3`
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,6 +68,35 @@ pub enum Command {
     /// Explain a partner's incentive from a published cycle: the waterfall from consumption to
     /// incentive, the lines behind each step (largest first), or one line's whole story.
     Explain(ExplainArgs),
+
+    /// Write a self-contained HTML report of a published cycle: totals per lever and currency,
+    /// top partners, and each partner's waterfall from consumption to incentive as an SVG chart
+    /// beside its explanation.
+    Report(ReportArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff): `incentives man > incentives.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The output folder the cycle was published to.
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+    #[arg(long, value_name = "YYYY-MM")]
+    pub cycle: Cycle,
+    /// Only this partner's waterfall.
+    #[arg(long, value_name = "ID")]
+    pub partner: Option<String>,
+    /// Where to write the page (default OUT/<cycle>-report.html, beside the cycle's folder).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -273,12 +318,50 @@ fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
+    use clap::CommandFactory;
+    use std::io::IsTerminal;
     let cli = Cli::parse();
+    let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none();
+    if !cli.quiet && !terminal {
+        let builder = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(false);
+        match cli.log_format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => builder.init(),
+        }
+    }
+    let progress: Box<dyn crate::progress::Progress> = if cli.quiet {
+        Box::new(crate::progress::Silent)
+    } else if terminal {
+        Box::new(crate::progress::Bars::new())
+    } else {
+        Box::new(crate::progress::Logs)
+    };
+    let quiet = cli.quiet;
     let result = match cli.command {
         Command::Run(args) => args
             .resolve()
-            .and_then(|config| run::run(&config))
-            .map(print_report),
+            .and_then(|config| run::run(&config, progress.as_ref()))
+            .map(|report| {
+                if !quiet {
+                    print!("{}", summary(&report, colour));
+                }
+            }),
+        Command::Generate(args) => args.resolve().and_then(|config| {
+            for dir in generate::generate(&config)? {
+                if !quiet {
+                    println!("wrote {}", dir.display());
+                }
+            }
+            Ok(())
+        }),
+        Command::Check(args) => crate::rules::load_rules(&args.rules)
+            .map(|set| print!("{}", crate::rules::summary(&set)))
+            .map_err(RunError::Rules),
+        Command::Status(args) => crate::state::status(&args.state).map(|text| print!("{text}")),
         Command::Explain(args) => crate::explain::view::render(
             &args.out.join(args.cycle.to_string()),
             &args.partner,
@@ -287,16 +370,35 @@ pub fn main() -> ExitCode {
             args.limit,
         )
         .map(|text| print!("{text}")),
-        Command::Status(args) => crate::state::status(&args.state).map(|text| print!("{text}")),
-        Command::Check(args) => crate::rules::load_rules(&args.rules)
-            .map(|set| print!("{}", crate::rules::summary(&set)))
-            .map_err(RunError::Rules),
-        Command::Generate(args) => args.resolve().and_then(|config| {
-            for dir in generate::generate(&config)? {
-                println!("wrote {}", dir.display());
-            }
+        Command::Report(args) => {
+            let output = args
+                .output
+                .clone()
+                .unwrap_or_else(|| args.out.join(format!("{}-report.html", args.cycle)));
+            crate::report::write_report(
+                &args.out.join(args.cycle.to_string()),
+                args.cycle,
+                args.partner.as_deref(),
+                &output,
+            )
+            .map(|()| {
+                if !quiet {
+                    println!("wrote {}", output.display());
+                }
+            })
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "incentives",
+                &mut std::io::stdout(),
+            );
             Ok(())
-        }),
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| RunError::Io(format!("man page: {e}"))),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
@@ -307,31 +409,114 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn print_report(report: RunReport) {
-    println!(
-        "cycle {}: {} bill lines read, {} accepted, {} rejected; {} partners",
-        report.cycle,
-        report.lines_read,
-        report.lines_accepted,
-        report.lines_rejected,
-        report.partners
+/// The one-screen summary at the end of `run`.
+pub fn summary(report: &RunReport, colour: bool) -> String {
+    use std::fmt::Write as _;
+    let b = |t: &str| {
+        if colour {
+            format!("\u{1b}[1m{t}\u{1b}[0m")
+        } else {
+            t.to_string()
+        }
+    };
+    let money = |m: &std::collections::BTreeMap<String, rust_decimal::Decimal>| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter()
+                .map(|(c, a)| format!("{a} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let counted = |m: &std::collections::BTreeMap<String, (rust_decimal::Decimal, u64)>| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter()
+                .map(|(c, (a, n))| format!("{a} {c} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let s = &report.summary;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        b(&format!("incentives: cycle {} done", report.cycle))
+    );
+    let _ = writeln!(
+        out,
+        "  bill lines      {} read, {} accepted, {} rejected; {} rejected rows in all",
+        report.lines_read, report.lines_accepted, report.lines_rejected, report.rejects
+    );
+    let _ = writeln!(out, "  partners        {}", report.partners);
+    let _ = writeln!(
+        out,
+        "  rule set        {} {}",
+        report.ruleset_name,
+        &report.ruleset_hash[..12.min(report.ruleset_hash.len())]
+    );
+    let _ = writeln!(
+        out,
+        "  ledger          {} rows, {} carried in",
+        report.ledger_rows, report.carried_in_rows
+    );
+    let _ = writeln!(
+        out,
+        "  {}",
+        b(&format!("incentive credited to {}", report.cycle))
+    );
+    if s.credited.is_empty() {
+        let _ = writeln!(out, "    none");
+    }
+    for (currency, levers) in &s.credited {
+        let total: rust_decimal::Decimal = levers.values().copied().sum();
+        let parts = levers
+            .iter()
+            .map(|(l, a)| format!("{l} {a}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(out, "    {currency} {total}  ({parts})");
+    }
+    let _ = writeln!(out, "  credited next cycle    {}", money(&s.deferred));
+    let _ = writeln!(
+        out,
+        "  vouchers deducted      {}",
+        money(&s.vouchers_deducted)
+    );
+    let _ = writeln!(
+        out,
+        "  expired                incentive {}; vouchers {}",
+        money(&s.incentive_expired),
+        money(&s.vouchers_expired)
+    );
+    let _ = writeln!(out, "  subsidies granted      {}", counted(&s.subsidies));
+    let _ = writeln!(
+        out,
+        "  withdrawals applied    {}; {} pending",
+        counted(&s.withdrawn),
+        s.pending_withdrawals
+    );
+    let _ = writeln!(
+        out,
+        "  identities (SPEC §6)   hold on all {} explanation rows",
+        s.explanation_rows
+    );
+    let _ = writeln!(
+        out,
+        "  outputs         {} ({} files)",
+        report.published.display(),
+        s.outputs.len()
     );
     if report.rejects > 0 {
-        eprintln!(
-            "warning: {} input row(s) rejected; see {}",
-            report.rejects,
+        let _ = writeln!(
+            out,
+            "  rejects         {}",
             report.published.join("rejects.csv").display()
         );
     }
-    println!(
-        "{} ledger rows ({} carried in) by rule set {}",
-        report.ledger_rows,
-        report.carried_in_rows,
-        &report.ruleset_hash[..12.min(report.ruleset_hash.len())]
-    );
-    println!(
-        "published {} in {} ms",
-        report.published.display(),
-        report.elapsed_ms
-    );
+    let _ = writeln!(out, "  time            {} ms", report.elapsed_ms);
+    out
 }

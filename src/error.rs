@@ -15,9 +15,13 @@ pub mod exit {
 /// A fault in the shape of an input file, found before any row is judged: the run cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StructuralError {
-    #[error("{file}: required file is missing from {dir}")]
+    #[error(
+        "{file}: required file is missing from {dir} (--input must be the folder holding the cycle's CSV exports)"
+    )]
     MissingFile { file: &'static str, dir: PathBuf },
-    #[error("{file}: line 1: required column `{column}` is missing (the header has: {header})")]
+    #[error(
+        "{file}: line 1: required column `{column}` is missing; add it or rename the header (the header has: {header})"
+    )]
     MissingColumn {
         file: &'static str,
         column: &'static str,

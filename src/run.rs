@@ -6,6 +6,7 @@ use crate::calendar::Cycle;
 use crate::error::RunError;
 use crate::evaluate::{self, Kind};
 use crate::load::{self, Bundle};
+use crate::progress::Progress;
 use crate::reconcile;
 use crate::rules;
 use crate::state::{ClosingBalances, CycleRecord, PendingPublication, StateStore};
@@ -45,7 +46,28 @@ pub struct RunReport {
     pub ledger_rows: usize,
     pub carried_in_rows: usize,
     pub ruleset_hash: String,
+    pub ruleset_name: String,
+    pub summary: Summary,
     pub elapsed_ms: u128,
+}
+
+/// The figures of the one-screen summary at the end of a run, per currency.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Incentive credited to the cycle (this run's rows and carried in), per lever.
+    pub credited: BTreeMap<String, BTreeMap<String, Decimal>>,
+    /// Incentive earned now and credited next cycle.
+    pub deferred: BTreeMap<String, Decimal>,
+    pub vouchers_deducted: BTreeMap<String, Decimal>,
+    pub vouchers_expired: BTreeMap<String, Decimal>,
+    pub incentive_expired: BTreeMap<String, Decimal>,
+    /// Σ and count of granted subsidies.
+    pub subsidies: BTreeMap<String, (Decimal, u64)>,
+    /// Σ and count of withdrawals applied.
+    pub withdrawn: BTreeMap<String, (Decimal, u64)>,
+    pub pending_withdrawals: usize,
+    pub explanation_rows: usize,
+    pub outputs: Vec<String>,
 }
 
 /// Most rejects listed on stderr when `--strict` refuses a bundle; all are counted.
@@ -80,7 +102,7 @@ fn finish_publications(state: &StateStore) -> Result<(), RunError> {
     Ok(())
 }
 
-pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
+pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let started_at = crate::calendar::format_instant(chrono::Utc::now());
     let mut phases = BTreeMap::new();
@@ -92,7 +114,32 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     state.check_chain(config.cycle, config.first_cycle)?;
     let prior = state.prior(config.cycle)?;
 
+    progress.start("load");
+    let load_started = Instant::now();
     let bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
+    let read: u64 = bundle.files.iter().map(|f| f.digest.rows_read).sum();
+    progress.finish("load", read, "rows", load_started.elapsed());
+    // The likeliest cron mistake: the right folder run as the wrong cycle. Publishing an empty
+    // month would hide it, so it fails like a structural error.
+    let lines_read = bundle.bill_lines.len() + bundle.rejected_lines.len();
+    if lines_read > 0
+        && bundle.bill_lines.is_empty()
+        && bundle
+            .rejected_lines
+            .iter()
+            .all(|l| l.reject.code == crate::reject::RejectCode::WrongCycle)
+    {
+        let seen = bundle
+            .rejected_lines
+            .first()
+            .map(|l| l.reject.value.clone())
+            .unwrap_or_default();
+        return Err(RunError::Usage(format!(
+            "every one of the {lines_read} bill lines in {} belongs to another cycle (the first says {seen:?}), not {}: check --cycle and --input",
+            config.input.display(),
+            config.cycle
+        )));
+    }
     phases.insert("load", started.elapsed().as_millis());
     fault_point("loaded");
 
@@ -108,11 +155,19 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         });
     }
 
+    progress.start("evaluate");
     let evaluate_started = Instant::now();
     let mut evaluation = evaluate::evaluate(&bundle, &rule_set, config.cycle, &prior);
+    progress.finish(
+        "evaluate",
+        bundle.bill_lines.len() as u64,
+        "lines",
+        evaluate_started.elapsed(),
+    );
     phases.insert("evaluate", evaluate_started.elapsed().as_millis());
 
     // Balances: subsidies, lots and withdrawals and expiry, vouchers.
+    progress.start("balances");
     let balances_started = Instant::now();
     let (stored_vouchers, prior_balances) = state.prior_balances(config.cycle)?;
     let (voucher_states, voucher_rejects) =
@@ -140,6 +195,12 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     rejects.extend(voucher_rejects);
     rejects.extend(settled.rejects.iter().cloned());
     rejects.sort_by(|a, b| (a.file, a.row, a.column).cmp(&(b.file, b.row, b.column)));
+    progress.finish(
+        "balances",
+        voucher_states.len() as u64 + settled.lots.len() as u64,
+        "vouchers and lots",
+        balances_started.elapsed(),
+    );
     phases.insert("balances", balances_started.elapsed().as_millis());
     if config.strict && !rejects.is_empty() {
         for reject in rejects.iter().take(STRICT_REJECTS_SHOWN) {
@@ -151,6 +212,8 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     }
 
     // SPEC §6, on the in-memory results, before anything is published.
+    progress.start("reconcile");
+    let reconcile_started = Instant::now();
     let mut explanations =
         explain::explanations(&bundle, &evaluation, &prior.carried, config.cycle);
     // Test hook (debug builds only): break an identity to prove a violation stops the run.
@@ -171,8 +234,15 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     if !violations.is_empty() {
         return Err(RunError::Reconciliation(violations));
     }
+    progress.finish(
+        "reconcile",
+        explanations.len() as u64,
+        "explanations",
+        reconcile_started.elapsed(),
+    );
     fault_point("reconciled");
 
+    progress.start("write");
     let write_started = Instant::now();
     let totals = reconcile::bill_line_totals(&bundle);
     write::sweep(&config.out, config.cycle, &[]);
@@ -203,6 +273,12 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         &explanations,
         config.lang,
     )?;
+    progress.finish(
+        "write",
+        staging.written().len() as u64,
+        "files",
+        write_started.elapsed(),
+    );
     phases.insert("write", write_started.elapsed().as_millis());
     let manifest = Manifest::new(
         config.cycle,
@@ -218,6 +294,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
             total_ms: started.elapsed().as_millis(),
         },
     );
+    let manifest_outputs: Vec<String> = staging.written().into_iter().map(|w| w.file).collect();
     let mut manifest = manifest;
     manifest.output_totals =
         reconcile::output_totals(&bundle, &evaluation, &matched, &explanations);
@@ -282,6 +359,63 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     fault_point("published");
     state.published(config.cycle)?;
 
+    let mut summary = Summary {
+        pending_withdrawals: settled.pending.len(),
+        explanation_rows: explanations.len(),
+        outputs: manifest_outputs,
+        ..Default::default()
+    };
+    for row in &evaluation.rows {
+        let currency = row.currency.to_string();
+        let add = |m: &mut BTreeMap<String, Decimal>| {
+            *m.entry(currency.clone()).or_default() += row.amount
+        };
+        match row.kind {
+            k if k.is_incentive() && row.credit_cycle == config.cycle => {
+                *summary
+                    .credited
+                    .entry(currency.clone())
+                    .or_default()
+                    .entry(evaluation.lever_name(&rule_set, row).to_string())
+                    .or_default() += row.amount;
+            }
+            k if k.is_incentive() => add(&mut summary.deferred),
+            Kind::Expiry => add(&mut summary.incentive_expired),
+            Kind::Subsidy => {
+                let e = summary.subsidies.entry(currency.clone()).or_default();
+                e.0 += row.amount;
+                e.1 += 1;
+            }
+            Kind::Withdrawal => {
+                let e = summary.withdrawn.entry(currency.clone()).or_default();
+                e.0 -= row.amount;
+                e.1 += 1;
+            }
+            _ => {}
+        }
+    }
+    for c in &prior.carried {
+        *summary
+            .credited
+            .entry(c.currency.clone())
+            .or_default()
+            .entry(c.lever.clone())
+            .or_default() += c.amount;
+    }
+    for d in &matched.deductions {
+        *summary
+            .vouchers_deducted
+            .entry(bundle.bill_lines[d.line as usize].currency.to_string())
+            .or_default() += d.amount;
+    }
+    for b in &matched.balances {
+        if !b.expired.is_zero() {
+            *summary
+                .vouchers_expired
+                .entry(voucher_states[b.voucher].voucher.currency.to_string())
+                .or_default() += b.expired;
+        }
+    }
     Ok(RunReport {
         cycle: config.cycle,
         published,
@@ -293,6 +427,8 @@ pub fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         ledger_rows: evaluation.rows.len(),
         carried_in_rows: prior.carried.len(),
         ruleset_hash: rule_set.hash.clone(),
+        ruleset_name: rule_set.name.clone(),
+        summary,
         elapsed_ms: started.elapsed().as_millis(),
     })
 }

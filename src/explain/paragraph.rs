@@ -33,6 +33,12 @@ pub fn paragraph(e: &Explanation, cycle: &str, lang: Lang, scale: u32) -> String
                     "Partner-level incentive of {} in {cur} for cycle {cycle}.",
                     e.partner_id
                 );
+            } else if !nz(e.consumption) && !nz(e.refunds) {
+                let _ = write!(
+                    p,
+                    "In cycle {cycle}, for customer {} of {} ({cur}), on its resellers' lines:",
+                    e.customer_id, e.partner_id
+                );
             } else {
                 let _ = write!(
                     p,
@@ -82,11 +88,17 @@ pub fn paragraph(e: &Explanation, cycle: &str, lang: Lang, scale: u32) -> String
             if nz(e.carried_in) {
                 let _ = write!(p, " {} earned last cycle is credited now.", m(e.carried_in));
             }
-            if nz(e.clawback_base) || nz(e.clawed_back) {
+            if nz(e.clawback_base) {
                 let _ = write!(
                     p,
                     " Refunds of {} clawed back {} at the rates their orders earned.",
                     m(e.clawback_base),
+                    m(e.clawed_back)
+                );
+            } else if nz(e.clawed_back) {
+                let _ = write!(
+                    p,
+                    " Refunds on its resellers' lines clawed back {} of override.",
                     m(e.clawed_back)
                 );
             }
@@ -129,6 +141,12 @@ pub fn paragraph(e: &Explanation, cycle: &str, lang: Lang, scale: u32) -> String
                     "合作伙伴 {} 在 {cycle} 账期以 {cur} 计的伙伴级激励。",
                     e.partner_id
                 );
+            } else if !nz(e.consumption) && !nz(e.refunds) {
+                let _ = write!(
+                    p,
+                    "{cycle} 账期，合作伙伴 {} 的客户 {}（{cur}），来自其名下云经销商的账单：",
+                    e.partner_id, e.customer_id
+                );
             } else {
                 let _ = write!(
                     p,
@@ -170,11 +188,17 @@ pub fn paragraph(e: &Explanation, cycle: &str, lang: Lang, scale: u32) -> String
             if nz(e.carried_in) {
                 let _ = write!(p, "上一账期产生、本账期计入的激励 {}。", m(e.carried_in));
             }
-            if nz(e.clawback_base) || nz(e.clawed_back) {
+            if nz(e.clawback_base) {
                 let _ = write!(
                     p,
                     "退款 {} 按原订单的激励比例扣回激励 {}。",
                     m(e.clawback_base),
+                    m(e.clawed_back)
+                );
+            } else if nz(e.clawed_back) {
+                let _ = write!(
+                    p,
+                    "名下云经销商账单的退款扣回转售激励 {}。",
                     m(e.clawed_back)
                 );
             }
