@@ -41,10 +41,11 @@ for n in "${SIZES[@]}"; do
     ours=$("$PY" benches/measure.py cmd "$BIN" run --first-cycle --cycle 2026-10 --input "$bundle" \
         --out "$out" --state "$out/state" --threads "$THREADS")
     [ "$(echo "$ours" | json status)" = 0 ] || { echo "incentives run failed on $n lines" >&2; exit 1; }
+    validate=$("$PY" benches/measure.py cmd "$BIN" --quiet validate --cycle 2026-10 --input "$bundle")
     load_s=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['timings']['phases_ms']['load'] / 1000)" "$out/2026-10/manifest.json")
     duck=$("$PY" benches/measure.py duckdb benches/anchor.sql "$bundle" "$THREADS")
     rm -rf "$out"
-    rows+=("$n $(echo "$ours" | json wall_s) $(echo "$duck" | json wall_s) $(echo "$ours" | json peak_rss_mb) $load_s")
+    rows+=("$n $(echo "$ours" | json wall_s) $(echo "$duck" | json wall_s) $(echo "$ours" | json peak_rss_mb) $load_s $(echo "$validate" | json wall_s) $(echo "$validate" | json peak_rss_mb)")
 done
 
 # Thread-count determinism at the smallest size: every output byte-identical but the manifest's
@@ -63,16 +64,17 @@ rm -rf "$one" "$two"
 
 echo
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; threads: $THREADS; duckdb $DUCKDB_VERSION"
-echo "ours_s: the whole run; load_s: its load-and-validate phase (manifest timings)"
-printf '%-12s %10s %10s %7s %8s %10s %12s %12s %8s\n' lines ours_s duckdb_s ratio load_s load_ratio peak_rss_mb lines_per_s growth
+echo "ours_s: the whole run (rss: its peak); load_s: its load phase (manifest timings);"
+echo "validate_s: incentives validate alone (load and validate all nine files, nothing written; vrss: its peak)"
+printf '%-10s %8s %9s %7s %7s %7s %10s %8s %8s %10s %7s\n' lines ours_s duckdb_s ratio load_s validate_s v_ratio vrss_mb rss_mb lines/s growth
 for r in "${rows[@]}"; do
-    read -r n ours duck rss load <<< "$r"
-    "$PY" - "$n" "$ours" "$duck" "$rss" "$load" "$prev_wall" <<'PY'
+    read -r n ours duck rss load vs vrss <<< "$r"
+    "$PY" - "$n" "$ours" "$duck" "$rss" "$load" "$vs" "$vrss" "$prev_wall" <<'PY'
 import sys
-n, ours, duck, rss, load, prev = sys.argv[1:7]
-n, ours, duck, rss, load = int(n), float(ours), float(duck), float(rss), float(load)
+n, ours, duck, rss, load, vs, vrss, prev = sys.argv[1:9]
+n, ours, duck, rss, load, vs, vrss = int(n), float(ours), float(duck), float(rss), float(load), float(vs), float(vrss)
 growth = f"{ours / float(prev):.2f}x" if prev else "-"
-print(f"{n:<12} {ours:10.2f} {duck:10.2f} {ours / duck:6.2f}x {load:8.2f} {load / duck:9.2f}x {rss:12.0f} {n / ours:12.0f} {growth:>8}")
+print(f"{n:<10} {ours:8.2f} {duck:9.2f} {ours / duck:6.2f}x {load:7.2f} {vs:10.2f} {vs / duck:7.2f}x {vrss:8.0f} {rss:8.0f} {n / ours:10.0f} {growth:>7}")
 PY
     prev_wall=$ours
 done

@@ -57,6 +57,10 @@ pub enum Command {
     /// disk: ten million lines take a few hundred megabytes of memory at most.
     Generate(GenerateArgs),
 
+    /// Load and validate a cycle's exports without running month-end: every rejected row with
+    /// file, row, column, value and reason; nothing is written. Exit 3 with --strict if any.
+    Validate(ValidateArgs),
+
     /// Check a rule set: every problem with file, line and column (exit 2), or its hash and a
     /// one-screen summary of levers and rules.
     Check(CheckArgs),
@@ -122,6 +126,20 @@ pub struct ExplainArgs {
 pub struct StatusArgs {
     #[arg(long, value_name = "DIR", default_value = "state")]
     pub state: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[arg(long, value_name = "YYYY-MM")]
+    pub cycle: Cycle,
+    #[arg(long, value_name = "DIR")]
+    pub input: PathBuf,
+    /// Exit 3 if any row is rejected.
+    #[arg(long)]
+    pub strict: bool,
+    /// Rejects listed (all are counted).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]
@@ -358,6 +376,7 @@ pub fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Validate(args) => validate(&args, quiet),
         Command::Check(args) => crate::rules::load_rules(&args.rules)
             .map(|set| print!("{}", crate::rules::summary(&set)))
             .map_err(RunError::Rules),
@@ -407,6 +426,45 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `incentives validate`: the loader alone.
+fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
+    if !args.input.is_dir() {
+        return Err(RunError::Usage(format!(
+            "--input {}: no such folder; it must hold the cycle's CSV exports",
+            args.input.display()
+        )));
+    }
+    let started = std::time::Instant::now();
+    let bundle = crate::load::load_bundle(&args.input, args.cycle)?;
+    if !quiet {
+        for f in &bundle.files {
+            if f.digest.present {
+                println!(
+                    "{:<24} {:>10} read {:>10} accepted {:>8} rejected",
+                    f.file, f.digest.rows_read, f.accepted, f.rejected
+                );
+            }
+        }
+        for r in bundle.rejects.iter().take(args.limit) {
+            println!("rejected: {r}");
+        }
+        if bundle.rejects.len() > args.limit {
+            println!("… and {} more", bundle.rejects.len() - args.limit);
+        }
+        println!(
+            "validated {} in {} ms",
+            args.input.display(),
+            started.elapsed().as_millis()
+        );
+    }
+    if args.strict && !bundle.rejects.is_empty() {
+        return Err(RunError::StrictRejects {
+            count: bundle.rejects.len(),
+        });
+    }
+    Ok(())
 }
 
 /// The one-screen summary at the end of `run`.

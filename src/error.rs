@@ -60,7 +60,9 @@ pub enum RunError {
     Rules(crate::rules::Problems),
     #[error(transparent)]
     Structural(#[from] StructuralError),
-    #[error("--strict: {count} input row(s) rejected; nothing was written")]
+    #[error(
+        "--strict: {count} input row(s) rejected; nothing was written (see the rejected rows above)"
+    )]
     StrictRejects { count: usize },
     #[error("{0}")]
     Io(String),

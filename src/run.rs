@@ -347,6 +347,8 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         carry: settled.carry,
         applied: settled.applied,
     };
+    progress.start("commit");
+    let commit_started = Instant::now();
     state.commit(
         &record,
         &deferred,
@@ -356,6 +358,12 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     )?;
     fault_point("committed");
     let published = write::publish(&config.out, config.cycle, &staged)?;
+    progress.finish(
+        "commit",
+        deferred.len() as u64 + evaluation.pool_deltas.len() as u64,
+        "state rows",
+        commit_started.elapsed(),
+    );
     fault_point("published");
     state.published(config.cycle)?;
 

@@ -232,6 +232,9 @@ pub struct Evaluation<'a> {
     pub pool_deltas: Vec<PoolDelta>,
     /// Ids that balance rows refer to (projects, lots, applications).
     pub refs: Vec<String>,
+    /// Journal ranks of partners and lines, computed once (ordering is redone when balance rows
+    /// are added).
+    ranks: Option<(Vec<u32>, Vec<u32>)>,
 }
 
 impl Evaluation<'_> {
@@ -291,24 +294,7 @@ impl Evaluation<'_> {
     /// Puts the rows in journal order: SPEC Appendix B's keys (partner, credit cycle, customer,
     /// line, lever, kind, ref, currency), by ranks computed once, then generation order.
     pub fn order_journal(&mut self, bundle: &Bundle, rules: &RuleSet) {
-        let mut partner_order: Vec<u32> = (0..bundle.partners.len() as u32).collect();
-        partner_order.sort_by(|&a, &b| {
-            let p = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
-            p(a).cmp(p(b))
-        });
-        let partner_rank = ranks(&partner_order, 0);
-        let lines = &bundle.bill_lines;
-        let mut line_order: Vec<u32> = (0..lines.len() as u32).collect();
-        line_order.par_sort_unstable_by(|&a, &b| {
-            let (a, b) = (&lines[a as usize], &lines[b as usize]);
-            (&a.customer_id, &a.line_id, a.source_row).cmp(&(
-                &b.customer_id,
-                &b.line_id,
-                b.source_row,
-            ))
-        });
-        // From 1: 0 is the partner-level rows' customer `*`, before every customer id.
-        let line_rank = ranks(&line_order, 1);
+        let (partner_rank, line_rank) = self.ranks.take().unwrap_or_else(|| journal_ranks(bundle));
         let this = &*self;
         let mut keyed: Vec<_> = (0..this.rows.len() as u32)
             .map(|i| {
@@ -329,7 +315,25 @@ impl Evaluation<'_> {
             .collect();
         keyed.par_sort_unstable_by(|a, b| a.cmp(b));
         self.journal = keyed.into_iter().map(|(_, i)| i).collect();
+        self.ranks = Some((partner_rank, line_rank));
     }
+}
+
+/// Ranks of partners (by id) and of lines (by customer id, line id; from 1, 0 being the
+/// partner-level rows' customer `*`, before every customer id).
+fn journal_ranks(bundle: &Bundle) -> (Vec<u32>, Vec<u32>) {
+    let mut partner_order: Vec<u32> = (0..bundle.partners.len() as u32).collect();
+    partner_order.sort_by(|&a, &b| {
+        let p = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
+        p(a).cmp(p(b))
+    });
+    let lines = &bundle.bill_lines;
+    let mut line_order: Vec<u32> = (0..lines.len() as u32).collect();
+    line_order.par_sort_unstable_by(|&a, &b| {
+        let (a, b) = (&lines[a as usize], &lines[b as usize]);
+        (&a.customer_id, &a.line_id, a.source_row).cmp(&(&b.customer_id, &b.line_id, b.source_row))
+    });
+    (ranks(&partner_order, 0), ranks(&line_order, 1))
 }
 
 /// The rank of each item, given the items in sorted order.
@@ -556,6 +560,7 @@ pub fn evaluate<'a>(
         external_rules,
         pool_deltas,
         refs: Vec::new(),
+        ranks: None,
     };
     evaluation.order_journal(bundle, rules);
     evaluation

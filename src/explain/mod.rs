@@ -73,11 +73,15 @@ impl Explanation {
     }
 }
 
-type Key = (String, String, Currency);
+/// A key borrowed from the bundle while summing (no allocation per line).
+type BorrowedKey<'a> = (&'a str, &'a str, Currency);
 
-fn entry(map: &mut BTreeMap<Key, Explanation>, key: Key) -> &mut Explanation {
-    map.entry(key.clone())
-        .or_insert_with(|| Explanation::new(key.0, key.1, key.2))
+fn entry<'a, 'm>(
+    map: &'m mut BTreeMap<BorrowedKey<'a>, Explanation>,
+    key: BorrowedKey<'a>,
+) -> &'m mut Explanation {
+    map.entry(key)
+        .or_insert_with(|| Explanation::new(key.0.to_string(), key.1.to_string(), key.2))
 }
 
 /// Whether a line is a refund or negative (SPEC: such lines are never `excluded`).
@@ -92,12 +96,12 @@ pub fn explanations(
     carried: &[CarriedRow],
     cycle: Cycle,
 ) -> Vec<Explanation> {
-    let mut map: BTreeMap<Key, Explanation> = BTreeMap::new();
+    let mut map: BTreeMap<BorrowedKey<'_>, Explanation> = BTreeMap::new();
     for (i, line) in bundle.bill_lines.iter().enumerate() {
-        let partner_id = bundle.partners.at(line.partner).partner_id.to_string();
+        let partner_id = bundle.partners.at(line.partner).partner_id.as_str();
         let e = entry(
             &mut map,
-            (partner_id, line.customer_id.to_string(), line.currency),
+            (partner_id, line.customer_id.as_str(), line.currency),
         );
         let outcome = &evaluation.outcomes[i];
         let rows = &evaluation.rows[outcome.rows.start as usize..outcome.rows.end as usize];
@@ -133,11 +137,10 @@ pub fn explanations(
         if !row.kind.is_incentive() {
             continue;
         }
-        let partner_id = bundle.partners.at(row.partner).partner_id.to_string();
-        let customer = row.line.map_or_else(
-            || "*".to_string(),
-            |l| bundle.bill_lines[l as usize].customer_id.to_string(),
-        );
+        let partner_id = bundle.partners.at(row.partner).partner_id.as_str();
+        let customer = row
+            .line
+            .map_or("*", |l| bundle.bill_lines[l as usize].customer_id.as_str());
         let e = entry(&mut map, (partner_id, customer, row.currency));
         if row.credit_cycle > cycle {
             e.deferred_out_incentive += row.amount;
@@ -156,7 +159,7 @@ pub fn explanations(
         if let Some(currency) = Currency::parse(&c.currency) {
             entry(
                 &mut map,
-                (c.partner_id.clone(), c.customer_id.clone(), currency),
+                (c.partner_id.as_str(), c.customer_id.as_str(), currency),
             )
             .carried_in += c.amount;
         }
@@ -164,7 +167,7 @@ pub fn explanations(
     // Rejected lines are counted where their partner, customer and currency have a row.
     for r in &bundle.rejected_lines {
         if let Some(currency) = Currency::parse(&r.currency)
-            && let Some(e) = map.get_mut(&(r.partner_id.clone(), r.customer_id.clone(), currency))
+            && let Some(e) = map.get_mut(&(r.partner_id.as_str(), r.customer_id.as_str(), currency))
         {
             e.rejected_lines += 1;
         }
@@ -221,17 +224,16 @@ pub fn check_identities(
         }
     };
     // What the journal and the carried rows credit to the cycle, per key.
-    let mut credited: BTreeMap<Key, Decimal> = BTreeMap::new();
+    let mut credited: BTreeMap<BorrowedKey<'_>, Decimal> = BTreeMap::new();
     for row in evaluation
         .rows
         .iter()
         .filter(|r| r.kind.is_incentive() && r.credit_cycle == cycle)
     {
-        let partner_id = bundle.partners.at(row.partner).partner_id.to_string();
-        let customer = row.line.map_or_else(
-            || "*".to_string(),
-            |l| bundle.bill_lines[l as usize].customer_id.to_string(),
-        );
+        let partner_id = bundle.partners.at(row.partner).partner_id.as_str();
+        let customer = row
+            .line
+            .map_or("*", |l| bundle.bill_lines[l as usize].customer_id.as_str());
         *credited
             .entry((partner_id, customer, row.currency))
             .or_default() += row.amount;
@@ -239,7 +241,7 @@ pub fn check_identities(
     for c in carried {
         if let Some(currency) = Currency::parse(&c.currency) {
             *credited
-                .entry((c.partner_id.clone(), c.customer_id.clone(), currency))
+                .entry((c.partner_id.as_str(), c.customer_id.as_str(), currency))
                 .or_default() += c.amount;
         }
     }
@@ -274,7 +276,7 @@ pub fn check_identities(
             e.earned_now + e.carried_in + e.clawed_back + e.tier + e.cap + e.override_,
         );
         let journal = credited
-            .remove(&(e.partner_id.clone(), e.customer_id.clone(), e.currency))
+            .remove(&(e.partner_id.as_str(), e.customer_id.as_str(), e.currency))
             .unwrap_or_default();
         push(
             key,
