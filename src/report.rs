@@ -11,32 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-type Row = BTreeMap<String, String>;
-
-fn read(path: &Path) -> Result<Vec<Row>, RunError> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| {
-        RunError::Usage(format!(
-            "{}: {e} (is this a published cycle folder?)",
-            path.display()
-        ))
-    })?;
-    let headers = reader
-        .headers()
-        .map_err(|e| RunError::Io(e.to_string()))?
-        .clone();
-    let mut rows = Vec::new();
-    for r in reader.records() {
-        let r = r.map_err(|e| RunError::Io(format!("{}: {e}", path.display())))?;
-        rows.push(
-            headers
-                .iter()
-                .zip(r.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect(),
-        );
-    }
-    Ok(rows)
-}
+use crate::explain::view::{Row, read};
 
 fn dec(s: &str) -> Decimal {
     parse_decimal(s, 28).unwrap_or_default()

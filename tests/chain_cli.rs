@@ -165,7 +165,7 @@ fn carried_in_and_clawbacks_across_cycles_to_the_cent() {
     // carried_in of M = deferred_out_incentive of M−1, key by key (SPEC §6).
     for (m, previous) in [("2026-10", "2026-09"), ("2026-11", "2026-10")] {
         let column = |cycle: &str, col: &str| -> BTreeMap<(String, String, String), String> {
-            rows(&c.out.join(cycle).join("explanations.csv"))
+            common::csv_rows(&c.out.join(cycle).join("explanations.csv"))
                 .into_iter()
                 .map(|r| {
                     (
@@ -399,22 +399,6 @@ fn a_run_killed_at_any_phase_loses_nothing() {
     }
 }
 
-/// Rows of an output CSV of a cycle, as maps.
-fn rows(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| {
-            headers
-                .iter()
-                .zip(r.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn vouchers_lots_and_withdrawals_carry_through_the_chain() {
     let c = Chain::new();
@@ -422,7 +406,7 @@ fn vouchers_lots_and_withdrawals_carry_through_the_chain() {
     c.ok("2026-10", "2026-10", false);
     c.ok("2026-11", "2026-11", false);
     let voucher = |cycle: &str| {
-        rows(&c.out.join(cycle).join("voucher_balances.csv"))
+        common::csv_rows(&c.out.join(cycle).join("voucher_balances.csv"))
             .into_iter()
             .find(|r| r["voucher_id"] == "V1")
             .map(|r| {
@@ -459,7 +443,7 @@ fn vouchers_lots_and_withdrawals_carry_through_the_chain() {
     );
 
     let lot = |cycle: &str, id: &str| {
-        rows(&c.out.join(cycle).join("expiry_report.csv"))
+        common::csv_rows(&c.out.join(cycle).join("expiry_report.csv"))
             .into_iter()
             .find(|r| r["kind"] == "incentive" && r["lot_id"] == id && r["partner_id"] == "SP1")
             .map(|r| r["balance"].clone())

@@ -7,28 +7,11 @@ mod common;
 use common::{incentives, repo, run};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 fn example() -> PathBuf {
     repo().join("../shared/examples/first-cycle")
-}
-
-fn records(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut reader =
-        csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            headers
-                .iter()
-                .zip(r.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
 }
 
 fn dec(s: &str) -> Decimal {
@@ -59,11 +42,11 @@ fn first_cycle_matches_the_worked_example() {
         ["partner_id", "credit_cycle", "lever", "kind", "currency"].map(|k| r[k].clone())
     };
     let mut want: BTreeMap<[String; 5], Decimal> = BTreeMap::new();
-    for r in records(&expected.join("expected_totals.csv")) {
+    for r in common::csv_rows(&expected.join("expected_totals.csv")) {
         *want.entry(key(&r)).or_default() += dec(&r["amount"]);
     }
     let mut got: BTreeMap<[String; 5], Decimal> = BTreeMap::new();
-    for r in records(&out.join("ledger.csv")) {
+    for r in common::csv_rows(&out.join("ledger.csv")) {
         *got.entry(key(&r)).or_default() += dec(&r["amount"]);
     }
     assert_eq!(got, want);
@@ -80,22 +63,22 @@ fn first_cycle_matches_the_worked_example() {
             .collect()
     };
     assert_eq!(
-        fates(records(&out.join("line_outcomes.csv"))),
-        fates(records(&expected.join("expected_outcomes.csv")))
+        fates(common::csv_rows(&out.join("line_outcomes.csv"))),
+        fates(common::csv_rows(&expected.join("expected_outcomes.csv")))
     );
 
     // Vouchers: balances and their report window; deductions per (line, voucher).
     let report: BTreeMap<(String, String), BTreeMap<String, String>> =
-        records(&out.join("expiry_report.csv"))
+        common::csv_rows(&out.join("expiry_report.csv"))
             .into_iter()
             .map(|r| ((r["kind"].clone(), r["lot_id"].clone()), r))
             .collect();
     let balances: BTreeMap<String, BTreeMap<String, String>> =
-        records(&out.join("voucher_balances.csv"))
+        common::csv_rows(&out.join("voucher_balances.csv"))
             .into_iter()
             .map(|r| (r["voucher_id"].clone(), r))
             .collect();
-    let want_vouchers = records(&expected.join("expected_vouchers.csv"));
+    let want_vouchers = common::csv_rows(&expected.join("expected_vouchers.csv"));
     assert_eq!(balances.len(), want_vouchers.len());
     for w in want_vouchers {
         let g = &balances[&w["voucher_id"]];
@@ -119,12 +102,14 @@ fn first_cycle_matches_the_worked_example() {
         m
     };
     assert_eq!(
-        deductions(records(&out.join("voucher_deductions.csv"))),
-        deductions(records(&expected.join("expected_voucher_deductions.csv")))
+        deductions(common::csv_rows(&out.join("voucher_deductions.csv"))),
+        deductions(common::csv_rows(
+            &expected.join("expected_voucher_deductions.csv")
+        ))
     );
 
     // Incentive lots after withdrawals and expiry, with their windows.
-    let want_lots = records(&expected.join("expected_lots.csv"));
+    let want_lots = common::csv_rows(&expected.join("expected_lots.csv"));
     assert_eq!(
         report.keys().filter(|k| k.0 == "incentive").count(),
         want_lots.len()
@@ -152,8 +137,8 @@ fn first_cycle_matches_the_worked_example() {
             .collect()
     };
     assert_eq!(
-        decisions(records(&out.join("subsidies.csv"))),
-        decisions(records(&expected.join("expected_subsidies.csv")))
+        decisions(common::csv_rows(&out.join("subsidies.csv"))),
+        decisions(common::csv_rows(&expected.join("expected_subsidies.csv")))
     );
 
     // Every figure of every explanation row (reason codes and paragraphs are free).
@@ -192,8 +177,10 @@ fn first_cycle_matches_the_worked_example() {
                 .collect()
         };
     assert_eq!(
-        figures(records(&out.join("explanations.csv"))),
-        figures(records(&expected.join("expected_explanations.csv")))
+        figures(common::csv_rows(&out.join("explanations.csv"))),
+        figures(common::csv_rows(
+            &expected.join("expected_explanations.csv")
+        ))
     );
 
     // The rows rejected, by file, row and column.
@@ -203,7 +190,7 @@ fn first_cycle_matches_the_worked_example() {
             .collect()
     };
     assert_eq!(
-        rejects(records(&out.join("rejects.csv"))),
-        rejects(records(&expected.join("expected_rejects.csv")))
+        rejects(common::csv_rows(&out.join("rejects.csv"))),
+        rejects(common::csv_rows(&expected.join("expected_rejects.csv")))
     );
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{fixture, incentives, run};
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
@@ -18,21 +17,6 @@ fn run_demo(out: &Path, extra: &[&str]) -> common::Outcome {
         .arg(out.join(".state"))
         .args(extra);
     run(&mut cmd)
-}
-
-fn rows(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| {
-            headers
-                .iter()
-                .zip(r.unwrap().iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
 }
 
 /// Every decimal number written in `text` (e.g. `1234.56`, `-20.00`).
@@ -92,7 +76,7 @@ fn explanations_in_both_languages_and_every_figure_is_a_column() {
             format!("demo_explanations_{lang}"),
             fs::read_to_string(&path).unwrap()
         );
-        for row in rows(&path) {
+        for row in common::csv_rows(&path) {
             let mut columns: Vec<&str> = AMOUNT_COLUMNS.iter().map(|c| row[*c].as_str()).collect();
             let by_reason: Vec<&str> = row["excluded_by_reason"]
                 .split(';')

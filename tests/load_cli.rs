@@ -192,13 +192,27 @@ fn validate_checks_the_exports_and_writes_nothing() {
         .arg(fixture("demo/2026-10"));
     let ok = run(&mut cmd);
     assert_eq!(ok.status, 0, "{}", ok.stderr);
-    assert!(ok.stdout.contains("bill_lines.csv                   58 read"), "{}", ok.stdout);
+    assert!(
+        ok.stdout
+            .contains("bill_lines.csv                   58 read"),
+        "{}",
+        ok.stdout
+    );
     let mut cmd = incentives();
     cmd.current_dir(tmp.path())
         .args(["validate", "--cycle", "2026-10", "--strict", "--input"])
         .arg(fixture("bad/wrong_cycle"));
     let bad = run(&mut cmd);
     assert_eq!(bad.status, 3);
-    assert!(bad.stdout.contains("rejected: bill_lines.csv row 3, column bill_cycle"), "{}", bad.stdout);
-    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing written");
+    assert!(
+        bad.stdout
+            .contains("rejected: bill_lines.csv row 3, column bill_cycle"),
+        "{}",
+        bad.stdout
+    );
+    assert_eq!(
+        fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
 }

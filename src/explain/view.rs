@@ -8,9 +8,11 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::Path;
 
-type Row = BTreeMap<String, String>;
+/// A row of a published CSV output, by column name.
+pub type Row = BTreeMap<String, String>;
 
-fn read(path: &Path) -> Result<Vec<Row>, RunError> {
+/// Reads a published CSV output (for `explain` and `report`, which work from written files).
+pub fn read(path: &Path) -> Result<Vec<Row>, RunError> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| {
         RunError::Usage(format!(
             "{}: {e} (is this a published cycle folder?)",

@@ -213,31 +213,7 @@ impl StateStore {
 
     /// Every cycle run, oldest first.
     pub fn chain(&self) -> Result<Vec<CycleRecord>, RunError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT cycle, run_at, first_cycle, ruleset_hash, input_hashes, lines_read, lines_accepted,
-                        lines_rejected, ledger_rows, credited, stale FROM cycles ORDER BY cycle",
-            )
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(CycleRecord {
-                    cycle: r.get(0)?,
-                    run_at: r.get(1)?,
-                    first_cycle: r.get::<_, i64>(2)? != 0,
-                    ruleset_hash: r.get(3)?,
-                    input_hashes: r.get(4)?,
-                    lines_read: r.get::<_, i64>(5)? as u64,
-                    lines_accepted: r.get::<_, i64>(6)? as u64,
-                    lines_rejected: r.get::<_, i64>(7)? as u64,
-                    ledger_rows: r.get::<_, i64>(8)? as u64,
-                    credited: r.get(9)?,
-                    stale: r.get::<_, i64>(10)? != 0,
-                })
-            })
-            .map_err(sql)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+        read_cycles(&self.conn)
     }
 
     /// SPEC §4's chain rules: M needs M−1, not stale, unless it is the first cycle.
@@ -722,6 +698,34 @@ impl StateStore {
     }
 }
 
+/// Every cycle of the `cycles` table, oldest first.
+fn read_cycles(conn: &Connection) -> Result<Vec<CycleRecord>, RunError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT cycle, run_at, first_cycle, ruleset_hash, input_hashes, lines_read, lines_accepted,
+                    lines_rejected, ledger_rows, credited, stale FROM cycles ORDER BY cycle",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(CycleRecord {
+                cycle: r.get(0)?,
+                run_at: r.get(1)?,
+                first_cycle: r.get::<_, i64>(2)? != 0,
+                ruleset_hash: r.get(3)?,
+                input_hashes: r.get(4)?,
+                lines_read: r.get::<_, i64>(5)? as u64,
+                lines_accepted: r.get::<_, i64>(6)? as u64,
+                lines_rejected: r.get::<_, i64>(7)? as u64,
+                ledger_rows: r.get::<_, i64>(8)? as u64,
+                credited: r.get(9)?,
+                stale: r.get::<_, i64>(10)? != 0,
+            })
+        })
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
 /// `incentives status`: the chain as a table. Reads without taking the lock (SQLite lets a
 /// reader see the last committed state while a run works).
 pub fn status(dir: &Path) -> Result<String, RunError> {
@@ -736,32 +740,7 @@ pub fn status(dir: &Path) -> Result<String, RunError> {
     }
     let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(sql)?;
-    let store_rows = {
-        let mut stmt = conn
-            .prepare(
-                "SELECT cycle, run_at, first_cycle, ruleset_hash, input_hashes, lines_read, lines_accepted,
-                        lines_rejected, ledger_rows, credited, stale FROM cycles ORDER BY cycle",
-            )
-            .map_err(sql)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(CycleRecord {
-                    cycle: r.get(0)?,
-                    run_at: r.get(1)?,
-                    first_cycle: r.get::<_, i64>(2)? != 0,
-                    ruleset_hash: r.get(3)?,
-                    input_hashes: r.get(4)?,
-                    lines_read: r.get::<_, i64>(5)? as u64,
-                    lines_accepted: r.get::<_, i64>(6)? as u64,
-                    lines_rejected: r.get::<_, i64>(7)? as u64,
-                    ledger_rows: r.get::<_, i64>(8)? as u64,
-                    credited: r.get(9)?,
-                    stale: r.get::<_, i64>(10)? != 0,
-                })
-            })
-            .map_err(sql)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sql)?
-    };
+    let store_rows = read_cycles(&conn)?;
     let mut out = String::new();
     let _ = writeln!(
         out,
