@@ -63,7 +63,14 @@ fn log_lines_can_be_json_and_quiet_is_quiet() {
         .collect();
     assert_eq!(
         phases,
-        ["load", "evaluate", "balances", "reconcile", "write", "commit"]
+        [
+            "load",
+            "evaluate",
+            "balances",
+            "reconcile",
+            "write",
+            "commit"
+        ]
     );
     let quiet = tempfile::tempdir().unwrap();
     let o = demo(quiet.path(), &["--quiet"]);
