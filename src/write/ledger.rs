@@ -63,14 +63,10 @@ pub fn write_ledgers(
             format!("{}-{}", row.earned_cycle, n + 1),
         )
     };
+    // One pass: each journal row is formatted once and written to the journal and to its
+    // partner's statement. The journal is in partner-id order, so each partner's rows are
+    // together; the carried rows are merged into the statements by the same keys.
     let mut journal = staging.csv("ledger.csv", LEDGER_COLUMNS)?;
-    for n in 0..evaluation.journal.len() {
-        journal.row(&cells_of(n).cells())?;
-    }
-    staging.finish_csv(journal)?;
-
-    // Statements: the journal is in partner-id order, so each partner's rows are together; the
-    // carried rows are merged in by the same keys.
     let mut carried_by_partner: BTreeMap<&str, Vec<&CarriedRow>> = BTreeMap::new();
     for c in carried {
         carried_by_partner
@@ -112,6 +108,7 @@ pub fn write_ledgers(
                 carried_rows.pop();
             }
             out.row(&cells.cells())?;
+            journal.row(&cells.cells())?;
             n += 1;
         }
         while let Some(c) = carried_rows.pop() {
@@ -119,7 +116,7 @@ pub fn write_ledgers(
         }
         staging.finish_csv(out)?;
     }
-    Ok(())
+    staging.finish_csv(journal)
 }
 
 type StatementKey<'a> = (
