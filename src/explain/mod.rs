@@ -13,6 +13,7 @@ use crate::load::Bundle;
 use crate::model::{BillType, Currency};
 use crate::vouchers::VoucherOutcome;
 use rust_decimal::Decimal;
+use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -77,7 +78,7 @@ impl Explanation {
 type BorrowedKey<'a> = (&'a str, &'a str, Currency);
 
 fn entry<'a, 'm>(
-    map: &'m mut BTreeMap<BorrowedKey<'a>, Explanation>,
+    map: &'m mut FxHashMap<BorrowedKey<'a>, Explanation>,
     key: BorrowedKey<'a>,
 ) -> &'m mut Explanation {
     map.entry(key)
@@ -96,7 +97,8 @@ pub fn explanations(
     carried: &[CarriedRow],
     cycle: Cycle,
 ) -> Vec<Explanation> {
-    let mut map: BTreeMap<BorrowedKey<'_>, Explanation> = BTreeMap::new();
+    // Hashed while summing (ten million lines), sorted once at the end.
+    let mut map: FxHashMap<BorrowedKey<'_>, Explanation> = FxHashMap::default();
     for (i, line) in bundle.bill_lines.iter().enumerate() {
         let partner_id = bundle.partners.at(line.partner).partner_id.as_str();
         let e = entry(
@@ -172,7 +174,9 @@ pub fn explanations(
             e.rejected_lines += 1;
         }
     }
-    let mut out: Vec<Explanation> = map.into_values().collect();
+    let mut keyed: Vec<(BorrowedKey<'_>, Explanation)> = map.into_iter().collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<Explanation> = keyed.into_iter().map(|(_, e)| e).collect();
     for e in &mut out {
         e.incentive = e.earned_now + e.carried_in + e.clawed_back + e.tier + e.cap + e.override_;
     }
@@ -224,7 +228,7 @@ pub fn check_identities(
         }
     };
     // What the journal and the carried rows credit to the cycle, per key.
-    let mut credited: BTreeMap<BorrowedKey<'_>, Decimal> = BTreeMap::new();
+    let mut credited: FxHashMap<BorrowedKey<'_>, Decimal> = FxHashMap::default();
     for row in evaluation
         .rows
         .iter()
@@ -285,7 +289,9 @@ pub fn check_identities(
             e.incentive,
         );
     }
-    for ((p, c, cur), amount) in credited {
+    let mut unexplained: Vec<_> = credited.into_iter().collect();
+    unexplained.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for ((p, c, cur), amount) in unexplained {
         push(
             format!("{p}/{c}/{cur}"),
             "ledger rows credited to the cycle have an explanation",
