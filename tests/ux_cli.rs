@@ -117,16 +117,21 @@ fn a_terminal_gets_bars_and_a_coloured_summary() {
             text.push(c);
         }
     }
+    // Redraws are joined by cursor movements, so a finished line may follow a spinner frame on
+    // the same segment: take every "✓ " wherever it starts.
     let mut lines: Vec<String> = Vec::new();
     for segment in text.split(['\r', '\n']) {
         let s = segment.trim_end();
-        if let Some(done) = s.strip_prefix("✓ ") {
-            let done = done.split(" in ").next().unwrap_or(done).to_string();
-            let line = format!("✓ {done}");
+        for (at, _) in s.match_indices("✓ ") {
+            let done = &s[at + "✓ ".len()..];
+            let line = format!("✓ {}", done.split(" in ").next().unwrap_or(done));
             if !lines.contains(&line) {
                 lines.push(line);
             }
-        } else if s.starts_with("incentives:") || s.starts_with("  ") {
+        }
+        if let Some(at) = s.find("incentives: cycle") {
+            lines.push(s[at..].to_string());
+        } else if s.starts_with("  ") {
             lines.push(s.to_string());
         }
     }

@@ -22,6 +22,7 @@ use crate::evaluate::{CarriedRow, PoolDelta, Prior, PriorPool};
 use crate::model::{Currency, Voucher};
 use crate::money::parse_decimal;
 use lock::StateLock;
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -369,6 +370,15 @@ impl StateStore {
             params![m],
         )
         .map_err(sql)?;
+        for table in [
+            "voucher_state",
+            "lot_state",
+            "lot_carry",
+            "applied_withdrawals",
+        ] {
+            tx.execute(&format!("DELETE FROM {table} WHERE cycle = ?1"), params![m])
+                .map_err(sql)?;
+        }
         tx.execute("DELETE FROM order_earnings WHERE cycle = ?1", params![m])
             .map_err(sql)?;
         tx.execute("UPDATE cycles SET stale = 1 WHERE cycle > ?1", params![m])
@@ -392,81 +402,68 @@ impl StateStore {
         )
         .map_err(sql)?;
         {
-            let mut insert = tx
-                .prepare(
-                    "INSERT INTO deferred_rows (created_cycle, credit_cycle, entry_id, partner_id, customer_id,
-                         line_id, order_id, lever, rule_id, kind, ref_id, earned_cycle, base, rate, amount,
-                         currency, ruleset_hash)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-                )
-                .map_err(sql)?;
-            for d in deferred {
-                insert
-                    .execute(params![
-                        m,
-                        d.credit_cycle,
-                        d.entry_id,
-                        d.partner_id,
-                        d.customer_id,
-                        d.line_id,
-                        d.order_id,
-                        d.lever,
-                        d.rule_id,
-                        d.kind,
-                        d.ref_id,
-                        d.earned_cycle,
-                        d.base,
-                        d.rate,
-                        d.amount_text,
-                        d.currency,
-                        d.ruleset_hash
-                    ])
-                    .map_err(sql)?;
-            }
-            let mut insert = tx
-                .prepare(
-                    "INSERT INTO order_earnings (cycle, order_id, lever, recipient_id, currency, earned, clawed,
-                         first_cycle, first_line_id, first_rate, first_rule_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .map_err(sql)?;
-            for p in pools {
-                let (fc, fl, fr, frule) = match &p.first {
-                    Some((c, l, r, rule)) => (
-                        Some(c.to_string()),
-                        Some(l.clone()),
-                        Some(r.map(|r| r.to_string()).unwrap_or_default()),
-                        Some(rule.clone()),
-                    ),
-                    None => (None, None, None, None),
-                };
-                insert
-                    .execute(params![
-                        m,
-                        p.order_id,
-                        p.lever,
-                        p.recipient,
-                        p.currency,
-                        p.earned.to_string(),
-                        p.clawed.to_string(),
-                        fc,
-                        fl,
-                        fr,
-                        frule
-                    ])
-                    .map_err(sql)?;
-            }
-        }
-        for table in [
-            "voucher_state",
-            "lot_state",
-            "lot_carry",
-            "applied_withdrawals",
-        ] {
-            tx.execute(&format!("DELETE FROM {table} WHERE cycle = ?1"), params![m])
-                .map_err(sql)?;
-        }
-        {
+            // The two large tables go in batches of rows per statement: a tenth of the
+            // statements for the same rows.
+            let text = |t: &str| Value::Text(t.to_string());
+            insert_batched(
+                &tx,
+                "INSERT INTO deferred_rows (created_cycle, credit_cycle, entry_id, partner_id, customer_id,
+                     line_id, order_id, lever, rule_id, kind, ref_id, earned_cycle, base, rate, amount,
+                     currency, ruleset_hash)",
+                17,
+                deferred.iter().map(|d| {
+                    vec![
+                        text(m),
+                        text(&d.credit_cycle),
+                        text(&d.entry_id),
+                        text(&d.partner_id),
+                        text(&d.customer_id),
+                        text(&d.line_id),
+                        text(&d.order_id),
+                        text(&d.lever),
+                        text(&d.rule_id),
+                        text(&d.kind),
+                        text(&d.ref_id),
+                        text(&d.earned_cycle),
+                        text(&d.base),
+                        text(&d.rate),
+                        text(&d.amount_text),
+                        text(&d.currency),
+                        text(&d.ruleset_hash),
+                    ]
+                }),
+            )?;
+            let optional = |t: Option<String>| t.map_or(Value::Null, Value::Text);
+            insert_batched(
+                &tx,
+                "INSERT INTO order_earnings (cycle, order_id, lever, recipient_id, currency, earned, clawed,
+                     first_cycle, first_line_id, first_rate, first_rule_id)",
+                11,
+                pools.iter().map(|p| {
+                    let (fc, fl, fr, frule) = match &p.first {
+                        Some((c, l, r, rule)) => (
+                            Some(c.to_string()),
+                            Some(l.clone()),
+                            Some(r.map(|r| r.to_string()).unwrap_or_default()),
+                            Some(rule.clone()),
+                        ),
+                        None => (None, None, None, None),
+                    };
+                    vec![
+                        text(m),
+                        text(&p.order_id),
+                        text(&p.lever),
+                        text(&p.recipient),
+                        text(&p.currency),
+                        Value::Text(p.earned.to_string()),
+                        Value::Text(p.clawed.to_string()),
+                        optional(fc),
+                        optional(fl),
+                        optional(fr),
+                        optional(frule),
+                    ]
+                }),
+            )?;
             let mut insert = tx
                 .prepare(
                     "INSERT INTO voucher_state (cycle, voucher_id, partner_id, voucher_type, face_value, closing,
@@ -724,6 +721,43 @@ fn read_cycles(conn: &Connection) -> Result<Vec<CycleRecord>, RunError> {
         })
         .map_err(sql)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+/// Rows per multi-row INSERT (× at most 17 values, well under SQLite's variable limit).
+const INSERT_BATCH: usize = 64;
+
+/// Inserts `rows` of `width` values with `head` (`INSERT INTO t (cols)`), many rows per statement.
+fn insert_batched(
+    tx: &rusqlite::Transaction<'_>,
+    head: &str,
+    width: usize,
+    rows: impl Iterator<Item = Vec<Value>>,
+) -> Result<(), RunError> {
+    let placeholders = |n: usize| {
+        let one = format!("({})", vec!["?"; width].join(","));
+        vec![one; n].join(",")
+    };
+    let mut full = tx
+        .prepare(&format!("{head} VALUES {}", placeholders(INSERT_BATCH)))
+        .map_err(sql)?;
+    let mut values: Vec<Value> = Vec::with_capacity(INSERT_BATCH * width);
+    let mut count = 0;
+    for row in rows {
+        values.extend(row);
+        count += 1;
+        if count == INSERT_BATCH {
+            full.execute(rusqlite::params_from_iter(values.drain(..)))
+                .map_err(sql)?;
+            count = 0;
+        }
+    }
+    if count > 0 {
+        tx.prepare(&format!("{head} VALUES {}", placeholders(count)))
+            .map_err(sql)?
+            .execute(rusqlite::params_from_iter(values.drain(..)))
+            .map_err(sql)?;
+    }
+    Ok(())
 }
 
 /// `incentives status`: the chain as a table. Reads without taking the lock (SQLite lets a
