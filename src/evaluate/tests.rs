@@ -985,3 +985,53 @@ fn every_line_gets_exactly_one_outcome_and_rows_stay_with_their_line() {
     journal.sort();
     assert_eq!(journal, (0..e.rows.len() as u32).collect::<Vec<_>>());
 }
+
+#[test]
+fn ranges_on_coupon_and_settlement_amounts() {
+    let rules = r#"
+[[rule]]
+id = "resale_base.no_coupon_large"
+lever = "resale_base"
+priority = 5
+rate = "0.10"
+when = { coupon_amount = { max = "0" }, settlement_amount = { min = "500.00" } }
+
+[[rule]]
+id = "resale_base.rest"
+lever = "resale_base"
+priority = 10
+rate = "0.01"
+when = { sales_mode = ["resale"] }
+"#;
+    let w = world(
+        &[
+            // No coupon, settlement 1,000.00 ≥ 500: 10 % of 1,000.00 = 100.00.
+            L { id: "A", ..BASE },
+            // A 100.00 coupon: 1 % of (1,000 − 100) = 9.00.
+            L {
+                id: "B",
+                coupon: "100.00",
+                order: "O2",
+                ..BASE
+            },
+            // Settlement 400.00 < 500: 1 % of 400.00 = 4.00.
+            L {
+                id: "C",
+                payable: "400.00",
+                order: "O3",
+                ..BASE
+            },
+        ],
+        &[],
+        &[("resale_base.toml", rules)],
+    );
+    let got: Vec<(String, String)> = rows(&w).into_iter().map(|r| (r.1, r.5)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("A".into(), "100.00".into()),
+            ("B".into(), "9.00".into()),
+            ("C".into(), "4.00".into())
+        ]
+    );
+}

@@ -120,39 +120,44 @@ fn condition(
             }
         }
     }
-    let mut bound = |v: &Option<String>, what: &str| -> Option<Decimal> {
-        let v = v.as_ref()?;
-        let d = decimal(v);
-        if d.is_none() {
+    let mut ranges = Vec::new();
+    for (field, range) in [
+        (AmountField::Payable, &c.payable_amount),
+        (AmountField::Coupon, &c.coupon_amount),
+        (AmountField::Settlement, &c.settlement_amount),
+    ] {
+        let Some(range) = range else { continue };
+        let mut bound = |v: &Option<String>, what: &str| -> Option<Decimal> {
+            let v = v.as_ref()?;
+            let d = decimal(v);
+            if d.is_none() {
+                report.at(
+                    file,
+                    text,
+                    span.clone(),
+                    format!("{} {what} {v:?} is not a decimal", field.name()),
+                );
+            }
+            d
+        };
+        let (min, max) = (bound(&range.min, "min"), bound(&range.max, "max"));
+        if let (Some(a), Some(b)) = (min, max)
+            && a > b
+        {
             report.at(
                 file,
                 text,
                 span.clone(),
-                format!("payable_amount {what} {v:?} is not a decimal"),
+                format!("{} range reversed: min {a} > max {b}", field.name()),
             );
         }
-        d
-    };
-    let (payable_min, payable_max) = match &c.payable_amount {
-        Some(range) => (bound(&range.min, "min"), bound(&range.max, "max")),
-        None => (None, None),
-    };
-    if let (Some(a), Some(b)) = (payable_min, payable_max)
-        && a > b
-    {
-        report.at(
-            file,
-            text,
-            span.clone(),
-            format!("payable_amount range reversed: min {a} > max {b}"),
-        );
+        ranges.push((field, min, max));
     }
     Condition {
         tests,
         partner_in_programme: c.partner_in_programme,
         partner_tags: c.partner_tags.clone(),
-        payable_min,
-        payable_max,
+        ranges,
     }
 }
 

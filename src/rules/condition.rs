@@ -2,6 +2,7 @@
 //! rule files; bound to a bundle ([`BoundCondition`]) every test on a code, an enum or a partner
 //! attribute becomes a table lookup, so matching ten million lines costs no string comparison.
 
+use super::AmountField;
 use super::format::{Conditions, TextCondition};
 use crate::load::Partners;
 use crate::model::{BillLine, CapabilityTag, Codes, OrderType, PartnerIdx};
@@ -119,8 +120,8 @@ pub struct Condition {
     pub tests: Vec<(Field, TextTest)>,
     pub partner_in_programme: Option<bool>,
     pub partner_tags: Option<Vec<String>>,
-    pub payable_min: Option<Decimal>,
-    pub payable_max: Option<Decimal>,
+    /// Inclusive bounds on amounts of the line.
+    pub ranges: Vec<(AmountField, Option<Decimal>, Option<Decimal>)>,
 }
 
 impl Condition {
@@ -156,8 +157,7 @@ impl Condition {
         self.tests.is_empty()
             && self.partner_in_programme.is_none()
             && self.partner_tags.is_none()
-            && self.payable_min.is_none()
-            && self.payable_max.is_none()
+            && self.ranges.is_empty()
     }
 
     /// Binds the condition to a bundle's codes and partners.
@@ -238,8 +238,7 @@ impl Condition {
             partner,
             partner_in_programme: self.partner_in_programme,
             partner_tags: self.partner_tags.clone(),
-            payable_min: self.payable_min,
-            payable_max: self.payable_max,
+            ranges: self.ranges.clone(),
         }
     }
 }
@@ -273,8 +272,7 @@ pub struct BoundCondition {
     partner: Option<Vec<bool>>,
     partner_in_programme: Option<bool>,
     partner_tags: Option<Vec<String>>,
-    payable_min: Option<Decimal>,
-    payable_max: Option<Decimal>,
+    ranges: Vec<(AmountField, Option<Decimal>, Option<Decimal>)>,
 }
 
 fn table_allows(table: &Option<Vec<bool>>, index: usize) -> bool {
@@ -319,8 +317,10 @@ impl BoundCondition {
                         && t.valid_to.is_none_or(|to| facts.trade_date <= to)
                 })
             })
-            && self.payable_min.is_none_or(|m| line.payable_amount >= m)
-            && self.payable_max.is_none_or(|m| line.payable_amount <= m)
+            && self.ranges.iter().all(|(field, min, max)| {
+                let value = field.of(line);
+                min.is_none_or(|m| value >= m) && max.is_none_or(|m| value <= m)
+            })
     }
 }
 

@@ -213,6 +213,8 @@ pub struct Conditions {
     /// The type of the line's order in `orders.csv` (a line without one matches no set).
     pub order_type: Option<TextCondition>,
     pub payable_amount: Option<AmountRange>,
+    pub coupon_amount: Option<AmountRange>,
+    pub settlement_amount: Option<AmountRange>,
 }
 
 /// A set of words (`["a", "b"]`) or a table of `in`, `not_in`, `prefix`, `not_prefix`.

@@ -87,16 +87,30 @@ pub enum AmountField {
     Settlement,
 }
 
+impl AmountField {
+    pub fn of(self, line: &crate::model::BillLine) -> Decimal {
+        match self {
+            AmountField::Payable => line.payable_amount,
+            AmountField::Coupon => line.coupon_amount,
+            AmountField::Settlement => line.settlement_amount,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AmountField::Payable => "payable_amount",
+            AmountField::Coupon => "coupon_amount",
+            AmountField::Settlement => "settlement_amount",
+        }
+    }
+}
+
 impl BaseExpr {
     pub fn of(&self, line: &crate::model::BillLine) -> Decimal {
         self.terms
             .iter()
             .fold(Decimal::ZERO, |sum, (negative, field)| {
-                let value = match field {
-                    AmountField::Payable => line.payable_amount,
-                    AmountField::Coupon => line.coupon_amount,
-                    AmountField::Settlement => line.settlement_amount,
-                };
+                let value = field.of(line);
                 if *negative { sum - value } else { sum + value }
             })
     }
