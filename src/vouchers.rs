@@ -608,7 +608,7 @@ mod tests {
         /// opening − deducted − expired = closing for every voucher.
         #[test]
         fn voucher_identities(
-            balances in prop::collection::vec(0u32..5_000, 1..5),
+            balances in prop::collection::vec(1u32..5_000, 1..5),
             settlements in prop::collection::vec(1u32..3_000, 1..8),
             restricted in prop::collection::vec(any::<bool>(), 5),
         ) {
