@@ -334,39 +334,6 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         staged: staged.clone(),
         out_root: absolute(&config.out),
     };
-    let closing = ClosingBalances {
-        // A voucher that has expired and holds nothing more is not carried on.
-        vouchers: matched
-            .balances
-            .iter()
-            .map(|b| (&voucher_states[b.voucher], b.closing))
-            .filter(|(v, closing)| !(closing.is_zero() && v.voucher.expires_at <= g))
-            .map(|(v, closing)| (v.voucher.clone(), v.partner_id.clone(), closing))
-            .collect(),
-        lots: settled.lots,
-        carry: settled.carry,
-        applied: settled.applied,
-    };
-    progress.start("commit");
-    let commit_started = Instant::now();
-    state.commit(
-        &record,
-        &deferred,
-        &evaluation.pool_deltas,
-        &closing,
-        &publication,
-    )?;
-    fault_point("committed");
-    let published = write::publish(&config.out, config.cycle, &staged)?;
-    progress.finish(
-        "commit",
-        deferred.len() as u64 + evaluation.pool_deltas.len() as u64,
-        "state rows",
-        commit_started.elapsed(),
-    );
-    fault_point("published");
-    state.published(config.cycle)?;
-
     let mut summary = Summary {
         pending_withdrawals: settled.pending.len(),
         explanation_rows: explanations.len(),
@@ -424,16 +391,55 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
                 .or_default() += b.expired;
         }
     }
+    let (partners, ledger_rows, carried_in_rows) = (
+        bundle.partners.len(),
+        evaluation.rows.len(),
+        prior.carried.len(),
+    );
+
+    let closing = ClosingBalances {
+        // A voucher that has expired and holds nothing more is not carried on.
+        vouchers: matched
+            .balances
+            .iter()
+            .map(|b| (&voucher_states[b.voucher], b.closing))
+            .filter(|(v, closing)| !(closing.is_zero() && v.voucher.expires_at <= g))
+            .map(|(v, closing)| (v.voucher.clone(), v.partner_id.clone(), closing))
+            .collect(),
+        lots: settled.lots,
+        carry: settled.carry,
+        applied: settled.applied,
+    };
+    // The state commit needs only what was gathered above: free the lines, rows and outcomes
+    // first, so the run's memory peaks in evaluation, not here.
+    let pool_deltas = std::mem::take(&mut evaluation.pool_deltas);
+    drop(explanations);
+    drop(evaluation);
+    drop(bundle);
+    progress.start("commit");
+    let commit_started = Instant::now();
+    state.commit(&record, &deferred, &pool_deltas, &closing, &publication)?;
+    fault_point("committed");
+    let published = write::publish(&config.out, config.cycle, &staged)?;
+    progress.finish(
+        "commit",
+        deferred.len() as u64 + pool_deltas.len() as u64,
+        "state rows",
+        commit_started.elapsed(),
+    );
+    fault_point("published");
+    state.published(config.cycle)?;
+
     Ok(RunReport {
         cycle: config.cycle,
         published,
         lines_read: record.lines_read,
         lines_accepted: record.lines_accepted,
         lines_rejected: record.lines_rejected,
-        partners: bundle.partners.len(),
+        partners,
         rejects: rejects.len(),
-        ledger_rows: evaluation.rows.len(),
-        carried_in_rows: prior.carried.len(),
+        ledger_rows,
+        carried_in_rows,
         ruleset_hash: rule_set.hash.clone(),
         ruleset_name: rule_set.name.clone(),
         summary,
