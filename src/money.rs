@@ -152,3 +152,30 @@ mod tests {
         assert_eq!(format_amount(dec("-5.1"), 2), "-5.10");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// (mantissa, scale) of an amount below 10^12 in magnitude with up to 8 places.
+    fn amount() -> impl Strategy<Value = (i128, u32)> {
+        (0u32..=8).prop_flat_map(|scale| {
+            let bound = 10i128.pow(12 + scale) - 1;
+            (-bound..=bound, Just(scale))
+        })
+    }
+
+    proptest! {
+        /// Any amount below 10^12 with up to 8 places, written as the grammar allows, parses back
+        /// to itself exactly; padding to a scale never changes the value.
+        #[test]
+        fn parse_and_format_round_trip((mantissa, scale) in amount()) {
+            let value = Decimal::from_i128_with_scale(mantissa, scale);
+            let text = value.to_string();
+            prop_assert_eq!(parse_decimal(&text, 8), Ok(value));
+            let padded = format_amount(value, 2);
+            prop_assert_eq!(parse_decimal(&padded, 8).map(|d| d == value), Ok(true));
+        }
+    }
+}
