@@ -169,8 +169,8 @@ pub struct GenerateArgs {
 
     /// Share of bill lines to make bad, 0 to 1 (e.g. 0.001); the rows planted and the reject each
     /// must get are written to DIR/expected_rejects.csv.
-    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
-    pub bad_rows: f64,
+    #[arg(long, value_name = "RATE", default_value = "0")]
+    pub bad_rows: rust_decimal::Decimal,
 
     /// Number of partners (default LINES/2,000, at least 8).
     #[arg(long, value_name = "P")]
@@ -192,13 +192,18 @@ pub struct GenerateArgs {
 
 impl GenerateArgs {
     pub fn resolve(self) -> Result<GenerateConfig, RunError> {
-        if !(0.0..=1.0).contains(&self.bad_rows) {
+        use rust_decimal::prelude::ToPrimitive;
+        if self.bad_rows < rust_decimal::Decimal::ZERO || self.bad_rows > rust_decimal::Decimal::ONE
+        {
             return Err(RunError::Usage(format!(
                 "--bad-rows {}: a share between 0 and 1",
                 self.bad_rows
             )));
         }
-        let bad_rows_ppm = (self.bad_rows * 1_000_000.0).round() as u64;
+        let bad_rows_ppm = (self.bad_rows * rust_decimal::Decimal::from(1_000_000))
+            .round()
+            .to_u64()
+            .unwrap_or(0);
         let previous = self
             .previous
             .as_deref()

@@ -214,22 +214,27 @@ impl<'a> Context<'a> {
             .then_some(link.distributor)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The row a lever's rule earns on line `i` for `partner`: the lever's base of the line at
+    /// the rule's rate, rounded once.
     fn row(
         &self,
-        line: u32,
+        i: u32,
         partner: PartnerIdx,
         lever: usize,
         rule: usize,
         kind: Kind,
         credit: Cycle,
-        base: Decimal,
-        rate: Option<Decimal>,
-        currency: Currency,
     ) -> LedgerRow {
+        let line = &self.bundle.bill_lines[i as usize];
+        let lever_def = &self.rules.levers[lever];
+        let base = lever_def
+            .base
+            .as_ref()
+            .map_or(Decimal::ZERO, |b| b.of(line));
+        let rate = lever_def.rules[rule].rate;
         let raw = rate.map_or(Decimal::ZERO, |r| r * base);
         LedgerRow {
-            line: Some(line),
+            line: Some(i),
             partner,
             lever: lever as u16,
             rule: rule as u16,
@@ -238,8 +243,8 @@ impl<'a> Context<'a> {
             credit_cycle: credit,
             base,
             rate,
-            amount: self.rules.rounding.round(raw, currency),
-            currency,
+            amount: self.rules.rounding.round(raw, line.currency),
+            currency: line.currency,
             ref_id: None,
         }
     }
@@ -261,19 +266,7 @@ impl<'a> Context<'a> {
             }
             if let Some(ri) = self.first_rule(li, &facts) {
                 let (credit, why) = self.credit(lever.credit, &facts);
-                let base = lever.base.as_ref().map_or(Decimal::ZERO, |b| b.of(line));
-                let rate = lever.rules[ri].rate;
-                rows.push(self.row(
-                    i,
-                    line.partner,
-                    li,
-                    ri,
-                    Kind::Earn,
-                    credit,
-                    base,
-                    rate,
-                    line.currency,
-                ));
+                rows.push(self.row(i, line.partner, li, ri, Kind::Earn, credit));
                 earned.push((li, credit, why));
             }
         }
@@ -290,19 +283,7 @@ impl<'a> Context<'a> {
                 continue;
             };
             if let Some(ri) = self.first_rule(li, &facts) {
-                let base = lever.base.as_ref().map_or(Decimal::ZERO, |b| b.of(line));
-                let rate = lever.rules[ri].rate;
-                rows.push(self.row(
-                    i,
-                    line.partner,
-                    li,
-                    ri,
-                    Kind::Earn,
-                    credit,
-                    base,
-                    rate,
-                    line.currency,
-                ));
+                rows.push(self.row(i, line.partner, li, ri, Kind::Earn, credit));
                 earned.push((li, credit, why));
             }
         }
@@ -318,32 +299,21 @@ impl<'a> Context<'a> {
                 continue;
             };
             let (credit, why) = self.credit(lever.credit, &facts);
-            let base = lever.base.as_ref().map_or(Decimal::ZERO, |b| b.of(line));
-            let rate = lever.rules[ri].rate;
-            rows.push(self.row(
-                i,
-                distributor,
-                li,
-                ri,
-                Kind::Override,
-                credit,
-                base,
-                rate,
-                line.currency,
-            ));
+            rows.push(self.row(i, distributor, li, ri, Kind::Override, credit));
             earned.push((li, credit, why));
         }
         let end = rows.len() as u32;
         if earned.is_empty() {
             return (Fate::Excluded, reason::NO_MATCHING_RULE, start..end);
         }
-        match earned.iter().any(|(_, credit, _)| *credit == self.cycle) {
-            true => (Fate::Earned, "", start..end),
-            false => (
+        if earned.iter().any(|(_, credit, _)| *credit == self.cycle) {
+            (Fate::Earned, "", start..end)
+        } else {
+            (
                 Fate::Deferred,
                 earned.iter().find_map(|(_, _, why)| *why).unwrap_or(""),
                 start..end,
-            ),
+            )
         }
     }
 
