@@ -244,6 +244,13 @@ pub struct Partner {
     pub exited_on: Option<NaiveDate>,
 }
 
+impl Partner {
+    /// Programme membership on a date: `joined_on ≤ date < exited_on` (SPEC §3).
+    pub fn in_programme_on(&self, date: NaiveDate) -> bool {
+        self.joined_on <= date && self.exited_on.is_none_or(|exit| date < exit)
+    }
+}
+
 /// `bill_lines.csv`: one charge to one customer in the cycle. `official_amount` and
 /// `discount_amount` are validated on load but not kept: no stage uses them (SPEC §3). Ten
 /// million of these are held at once, so the partner is an index and the codes are interned.
@@ -268,6 +275,13 @@ pub struct BillLine {
     pub market: Market,
     pub charge_mode: ChargeMode,
     pub bill_type: BillType,
+}
+
+impl BillLine {
+    /// A refund or a negative line: matched against what orders earned, never `excluded`.
+    pub fn is_negative(&self) -> bool {
+        self.bill_type == BillType::Refund || self.payable_amount < Decimal::ZERO
+    }
 }
 
 /// `orders.csv`: the purchase a yearly/monthly line or a refund comes from. Customer, times,

@@ -91,8 +91,7 @@ pub fn decide(
                 Decimal::ZERO,
             ),
             Some(d) => {
-                let in_programme =
-                    partner.joined_on <= d && partner.exited_on.is_none_or(|e| d < e);
+                let in_programme = partner.in_programme_on(d);
                 let threshold = policy.thresholds.get(&project.market);
                 let tag = policy
                     .qualifying_tags

@@ -110,8 +110,7 @@ pub fn match_vouchers(
             line,
             partner: line.partner,
             trade_date,
-            in_programme: partner.joined_on <= trade_date
-                && partner.exited_on.is_none_or(|e| trade_date < e),
+            in_programme: partner.in_programme_on(trade_date),
             order_type: None,
             tags: &[],
         };

@@ -134,8 +134,7 @@ impl<'a> Context<'a> {
     }
 
     fn in_programme(&self, partner: PartnerIdx, date: NaiveDate) -> bool {
-        let p = self.bundle.partners.at(partner);
-        p.joined_on <= date && p.exited_on.is_none_or(|exit| date < exit)
+        self.bundle.partners.at(partner).in_programme_on(date)
     }
 
     fn facts<'s>(&'s self, line: &'s BillLine) -> LineFacts<'s> {

@@ -11,7 +11,7 @@ mod context;
 
 use crate::calendar::Cycle;
 use crate::load::Bundle;
-use crate::model::{BillType, Currency, PartnerIdx};
+use crate::model::{Currency, PartnerIdx};
 use crate::rules::{LeverKind, RuleSet};
 use context::Context;
 use rayon::prelude::*;
@@ -404,14 +404,11 @@ pub fn evaluate<'a>(
 ) -> Evaluation<'a> {
     let ctx = Context::new(bundle, rules, cycle);
     let lines = &bundle.bill_lines;
-    let is_negative = |i: usize| {
-        lines[i].bill_type == BillType::Refund || lines[i].payable_amount < Decimal::ZERO
-    };
 
     // Positive lines by partner, in parallel; each partner's lines in file order.
     let mut by_partner: Vec<Vec<u32>> = vec![Vec::new(); bundle.partners.len()];
     for i in 0..lines.len() {
-        if !is_negative(i) {
+        if !lines[i].is_negative() {
             by_partner[lines[i].partner.0 as usize].push(i as u32);
         }
     }
@@ -534,7 +531,7 @@ pub fn evaluate<'a>(
 
     // Refunds and negative lines, after every positive line, in (trade time, line id) order.
     let mut negatives: Vec<u32> = (0..lines.len())
-        .filter(|&i| is_negative(i))
+        .filter(|&i| lines[i].is_negative())
         .map(|i| i as u32)
         .collect();
     negatives.sort_by(|&a, &b| {

@@ -10,7 +10,7 @@ pub use paragraph::{Lang, paragraph};
 use crate::calendar::Cycle;
 use crate::evaluate::{CarriedRow, Evaluation, Fate, Kind};
 use crate::load::Bundle;
-use crate::model::{BillType, Currency};
+use crate::model::Currency;
 use crate::vouchers::VoucherOutcome;
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
@@ -85,11 +85,6 @@ fn entry<'a, 'm>(
         .or_insert_with(|| Explanation::new(key.0.to_string(), key.1.to_string(), key.2))
 }
 
-/// Whether a line is a refund or negative (SPEC: such lines are never `excluded`).
-fn is_negative(line: &crate::model::BillLine) -> bool {
-    line.bill_type == BillType::Refund || line.payable_amount < Decimal::ZERO
-}
-
 /// Builds the cycle's explanations from the lines, their outcomes, the journal and the carried rows.
 pub fn explanations(
     bundle: &Bundle,
@@ -108,7 +103,7 @@ pub fn explanations(
         let outcome = &evaluation.outcomes[i];
         let rows = &evaluation.rows[outcome.rows.start as usize..outcome.rows.end as usize];
         let payable = line.payable_amount;
-        if is_negative(line) {
+        if line.is_negative() {
             e.refunds += payable;
             match outcome.fate {
                 Fate::ClawedBack => e.clawback_base += payable,
