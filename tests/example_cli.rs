@@ -5,6 +5,7 @@
 mod common;
 
 use common::{incentives, repo, run};
+use incentives::explain::AMOUNT_COLUMNS;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -151,27 +152,7 @@ fn first_cycle_matches_the_worked_example() {
                         r["customer_id"].clone(),
                         r["currency"].clone(),
                     );
-                    let values = [
-                        "consumption",
-                        "refunds",
-                        "eligible_base",
-                        "non_base",
-                        "excluded",
-                        "deferred_out_base",
-                        "deferred_out_non_base",
-                        "deferred_out_incentive",
-                        "clawback_base",
-                        "refund_not_earned",
-                        "earned_now",
-                        "carried_in",
-                        "clawed_back",
-                        "tier",
-                        "cap",
-                        "override",
-                        "incentive",
-                    ]
-                    .map(|c| dec(&r[c]))
-                    .to_vec();
+                    let values = AMOUNT_COLUMNS.map(|c| dec(&r[c])).to_vec();
                     (key, values)
                 })
                 .collect()

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{fixture, incentives, run};
+use incentives::explain::AMOUNT_COLUMNS;
 use std::fs;
 use std::path::Path;
 
@@ -44,26 +45,6 @@ fn figures(text: &str) -> Vec<String> {
     }
     found
 }
-
-const AMOUNT_COLUMNS: &[&str] = &[
-    "consumption",
-    "refunds",
-    "eligible_base",
-    "non_base",
-    "excluded",
-    "deferred_out_base",
-    "deferred_out_non_base",
-    "deferred_out_incentive",
-    "clawback_base",
-    "refund_not_earned",
-    "earned_now",
-    "carried_in",
-    "clawed_back",
-    "tier",
-    "cap",
-    "override",
-    "incentive",
-];
 
 #[test]
 fn explanations_in_both_languages_and_every_figure_is_a_column() {

@@ -44,7 +44,52 @@ pub struct Explanation {
     pub rejected_lines: u64,
 }
 
+/// The amount columns of `explanations.csv`, in their order (`excluded_by_reason` follows
+/// `excluded`); [`Explanation::amounts`] gives the values in the same order.
+pub const AMOUNT_COLUMNS: [&str; 17] = [
+    "consumption",
+    "refunds",
+    "eligible_base",
+    "non_base",
+    "excluded",
+    "deferred_out_base",
+    "deferred_out_non_base",
+    "deferred_out_incentive",
+    "clawback_base",
+    "refund_not_earned",
+    "earned_now",
+    "carried_in",
+    "clawed_back",
+    "tier",
+    "cap",
+    "override",
+    "incentive",
+];
+
 impl Explanation {
+    /// The figures of [`AMOUNT_COLUMNS`], in that order.
+    pub fn amounts(&self) -> [Decimal; 17] {
+        [
+            self.consumption,
+            self.refunds,
+            self.eligible_base,
+            self.non_base,
+            self.excluded,
+            self.deferred_out_base,
+            self.deferred_out_non_base,
+            self.deferred_out_incentive,
+            self.clawback_base,
+            self.refund_not_earned,
+            self.earned_now,
+            self.carried_in,
+            self.clawed_back,
+            self.tier,
+            self.cap,
+            self.override_,
+            self.incentive,
+        ]
+    }
+
     fn new(partner_id: String, customer_id: String, currency: Currency) -> Explanation {
         let z = Decimal::ZERO;
         Explanation {

@@ -50,27 +50,7 @@ pub fn write_explanations(
             .map(|(r, a)| format!("{r}={}", m(*a)))
             .collect::<Vec<_>>()
             .join(";");
-        let figures = [
-            m(e.consumption),
-            m(e.refunds),
-            m(e.eligible_base),
-            m(e.non_base),
-            m(e.excluded),
-        ];
-        let later = [
-            m(e.deferred_out_base),
-            m(e.deferred_out_non_base),
-            m(e.deferred_out_incentive),
-            m(e.clawback_base),
-            m(e.refund_not_earned),
-            m(e.earned_now),
-            m(e.carried_in),
-            m(e.clawed_back),
-            m(e.tier),
-            m(e.cap),
-            m(e.override_),
-            m(e.incentive),
-        ];
+        let figures = e.amounts().map(m);
         let rejected = e.rejected_lines.to_string();
         let text = paragraph(e, cycle, lang, scale);
         let mut cells = vec![
@@ -79,9 +59,10 @@ pub fn write_explanations(
             Out::Text(&e.customer_id),
             Out::Text(e.currency.as_str()),
         ];
-        cells.extend(figures.iter().map(|f| Out::Number(f)));
+        // `excluded_by_reason` sits after the fifth figure, `excluded`.
+        cells.extend(figures[..5].iter().map(|f| Out::Number(f)));
         cells.push(Out::Text(&by_reason));
-        cells.extend(later.iter().map(|f| Out::Number(f)));
+        cells.extend(figures[5..].iter().map(|f| Out::Number(f)));
         cells.push(Out::Number(&rejected));
         cells.push(Out::Text(&text));
         out.row(&cells)?;
