@@ -313,27 +313,6 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     let staged = staging.into_staged()?;
     fault_point("staged");
 
-    // The commit point: from here on the cycle is done, and is published right after.
-    let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
-    let record = CycleRecord {
-        cycle: config.cycle.to_string(),
-        run_at: started_at,
-        first_cycle: config.first_cycle,
-        ruleset_hash: rule_set.hash.clone(),
-        input_hashes: input_hashes(&bundle),
-        lines_read: lines.map_or(0, |f| f.digest.rows_read),
-        lines_accepted: lines.map_or(0, |f| f.accepted),
-        lines_rejected: lines.map_or(0, |f| f.rejected),
-        ledger_rows: evaluation.rows.len() as u64,
-        credited: credited(&evaluation, &prior, config.cycle),
-        stale: false,
-    };
-    let deferred = write::deferred_rows(&bundle, &rule_set, &evaluation, config.cycle);
-    let publication = PendingPublication {
-        cycle: config.cycle,
-        staged: staged.clone(),
-        out_root: absolute(&config.out),
-    };
     let mut summary = Summary {
         pending_withdrawals: settled.pending.len(),
         explanation_rows: explanations.len(),
@@ -391,6 +370,27 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
                 .or_default() += b.expired;
         }
     }
+    // The commit point: from here on the cycle is done, and is published right after.
+    let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
+    let record = CycleRecord {
+        cycle: config.cycle.to_string(),
+        run_at: started_at,
+        first_cycle: config.first_cycle,
+        ruleset_hash: rule_set.hash.clone(),
+        input_hashes: input_hashes(&bundle),
+        lines_read: lines.map_or(0, |f| f.digest.rows_read),
+        lines_accepted: lines.map_or(0, |f| f.accepted),
+        lines_rejected: lines.map_or(0, |f| f.rejected),
+        ledger_rows: evaluation.rows.len() as u64,
+        credited: credited(&summary),
+        stale: false,
+    };
+    let deferred = write::deferred_rows(&bundle, &rule_set, &evaluation, config.cycle);
+    let publication = PendingPublication {
+        cycle: config.cycle,
+        staged: staged.clone(),
+        out_root: absolute(&config.out),
+    };
     let (partners, ledger_rows, carried_in_rows) = (
         bundle.partners.len(),
         evaluation.rows.len(),
@@ -462,26 +462,18 @@ fn input_hashes(bundle: &Bundle) -> String {
     serde_json::to_string(&map).unwrap_or_default()
 }
 
-/// Σ amounts credited to the cycle per currency: this run's rows credited now plus the rows
-/// carried in, as `{"CNY": "123.45"}`.
-fn credited(
-    evaluation: &evaluate::Evaluation<'_>,
-    prior: &evaluate::Prior,
-    cycle: Cycle,
-) -> String {
-    let mut sums: BTreeMap<String, Decimal> = BTreeMap::new();
-    for row in evaluation.rows.iter().filter(|r| r.credit_cycle == cycle) {
-        if matches!(
-            row.kind,
-            Kind::Earn | Kind::Clawback | Kind::Tier | Kind::Cap | Kind::Override
-        ) {
-            *sums.entry(row.currency.to_string()).or_default() += row.amount;
-        }
-    }
-    for c in &prior.carried {
-        *sums.entry(c.currency.clone()).or_default() += c.amount;
-    }
-    let text: BTreeMap<String, String> =
-        sums.into_iter().map(|(c, a)| (c, a.to_string())).collect();
+/// Σ incentive credited to the cycle per currency (this run's rows and those carried in), as
+/// `{"CNY": "123.45"}`: the summary's per-lever figures added up.
+fn credited(summary: &Summary) -> String {
+    let text: BTreeMap<&str, String> = summary
+        .credited
+        .iter()
+        .map(|(currency, levers)| {
+            (
+                currency.as_str(),
+                levers.values().copied().sum::<Decimal>().to_string(),
+            )
+        })
+        .collect();
     serde_json::to_string(&text).unwrap_or_default()
 }
