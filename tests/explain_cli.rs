@@ -6,19 +6,6 @@ mod common;
 use common::{fixture, incentives, run};
 use incentives::explain::AMOUNT_COLUMNS;
 use std::fs;
-use std::path::Path;
-
-fn run_demo(out: &Path, extra: &[&str]) -> common::Outcome {
-    let mut cmd = incentives();
-    cmd.args(["run", "--first-cycle", "--cycle", "2026-10", "--input"])
-        .arg(fixture("demo/2026-10"))
-        .arg("--out")
-        .arg(out)
-        .arg("--state")
-        .arg(out.join(".state"))
-        .args(extra);
-    run(&mut cmd)
-}
 
 /// Every decimal number written in `text` (e.g. `1234.56`, `-20.00`).
 fn figures(text: &str) -> Vec<String> {
@@ -50,7 +37,7 @@ fn figures(text: &str) -> Vec<String> {
 fn explanations_in_both_languages_and_every_figure_is_a_column() {
     for lang in ["en", "zh"] {
         let tmp = tempfile::tempdir().unwrap();
-        let outcome = run_demo(tmp.path(), &["--lang", lang]);
+        let outcome = common::run_demo(tmp.path(), &["--lang", lang]);
         assert_eq!(outcome.status, 0, "{}", outcome.stderr);
         let path = tmp.path().join("2026-10/explanations.csv");
         insta::assert_snapshot!(
@@ -80,7 +67,7 @@ fn explanations_in_both_languages_and_every_figure_is_a_column() {
 #[test]
 fn explain_shows_the_waterfall_the_lines_and_a_lines_story() {
     let tmp = tempfile::tempdir().unwrap();
-    assert_eq!(run_demo(tmp.path(), &[]).status, 0);
+    assert_eq!(common::run_demo(tmp.path(), &[]).status, 0);
     let explain = |args: &[&str]| {
         let mut cmd = incentives();
         cmd.args(["explain", "--cycle", "2026-10", "--out"])

@@ -5,19 +5,6 @@ mod common;
 
 use common::{fixture, incentives, manifest_without_timings, run};
 use std::fs;
-use std::path::Path;
-
-fn run_bundle(input: &Path, out: &Path, extra: &[&str]) -> common::Outcome {
-    let mut cmd = incentives();
-    cmd.args(["run", "--first-cycle", "--cycle", "2026-10", "--input"])
-        .arg(input)
-        .arg("--out")
-        .arg(out)
-        .arg("--state")
-        .arg(out.join(".state"))
-        .args(extra);
-    run(&mut cmd)
-}
 
 /// Every class of bad input: no panic, the exit code of SPEC §7, and file/row/column/value named.
 #[test]
@@ -32,7 +19,7 @@ fn bad_bundles() {
     assert!(names.len() >= 15, "fixtures/bad has a bundle per class");
     for name in names {
         let tmp = tempfile::tempdir().unwrap();
-        let outcome = run_bundle(&fixture("bad").join(&name), tmp.path(), &[]);
+        let outcome = common::run_first_cycle(&fixture("bad").join(&name), tmp.path(), &[]);
         assert!(
             matches!(outcome.status, 0 | 3),
             "{name}: exit {} (never a panic)\n{}",
@@ -54,7 +41,7 @@ fn bad_bundles() {
 #[test]
 fn demo_bundle_loads_with_zero_rejects() {
     let tmp = tempfile::tempdir().unwrap();
-    let outcome = run_bundle(&fixture("demo/2026-10"), tmp.path(), &[]);
+    let outcome = common::run_first_cycle(&fixture("demo/2026-10"), tmp.path(), &[]);
     assert_eq!(outcome.status, 0, "{}", outcome.stderr);
     let published = tmp.path().join("2026-10");
     assert_eq!(
@@ -71,7 +58,7 @@ fn demo_bundle_loads_with_zero_rejects() {
 #[test]
 fn strict_fails_on_any_reject_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let outcome = run_bundle(&fixture("bad/wrong_cycle"), tmp.path(), &["--strict"]);
+    let outcome = common::run_first_cycle(&fixture("bad/wrong_cycle"), tmp.path(), &["--strict"]);
     assert_eq!(outcome.status, 3);
     assert!(!tmp.path().join("2026-10").exists());
     insta::assert_snapshot!("strict", outcome.render(tmp.path()));
@@ -82,13 +69,16 @@ fn a_failed_run_leaves_the_previous_result_untouched() {
     let tmp = tempfile::tempdir().unwrap();
     let published = tmp.path().join("2026-10");
     assert_eq!(
-        run_bundle(&fixture("bad/duplicate_id"), tmp.path(), &[]).status,
+        common::run_first_cycle(&fixture("bad/duplicate_id"), tmp.path(), &[]).status,
         0
     );
     let before = fs::read(published.join("rejects.csv")).unwrap();
 
     for failing in ["bad/missing_column", "bad/gbk_encoding", "bad/missing_file"] {
-        assert_eq!(run_bundle(&fixture(failing), tmp.path(), &[]).status, 3);
+        assert_eq!(
+            common::run_first_cycle(&fixture(failing), tmp.path(), &[]).status,
+            3
+        );
         assert_eq!(
             fs::read(published.join("rejects.csv")).unwrap(),
             before,
@@ -96,7 +86,7 @@ fn a_failed_run_leaves_the_previous_result_untouched() {
         );
     }
     assert_eq!(
-        run_bundle(&fixture("bad/wrong_cycle"), tmp.path(), &["--strict"]).status,
+        common::run_first_cycle(&fixture("bad/wrong_cycle"), tmp.path(), &["--strict"]).status,
         3
     );
     assert_eq!(fs::read(published.join("rejects.csv")).unwrap(), before);
@@ -106,11 +96,11 @@ fn a_failed_run_leaves_the_previous_result_untouched() {
 fn a_rerun_replaces_the_result_and_leaves_no_debris() {
     let tmp = tempfile::tempdir().unwrap();
     assert_eq!(
-        run_bundle(&fixture("bad/duplicate_id"), tmp.path(), &[]).status,
+        common::run_first_cycle(&fixture("bad/duplicate_id"), tmp.path(), &[]).status,
         0
     );
     assert_eq!(
-        run_bundle(&fixture("demo/2026-10"), tmp.path(), &[]).status,
+        common::run_first_cycle(&fixture("demo/2026-10"), tmp.path(), &[]).status,
         0
     );
     let entries: Vec<String> = fs::read_dir(tmp.path())
@@ -135,11 +125,11 @@ fn outputs_do_not_depend_on_the_thread_count() {
     let two = tempfile::tempdir().unwrap();
     for bundle in ["bad/bad_decimal", "demo/2026-10"] {
         assert_eq!(
-            run_bundle(&fixture(bundle), one.path(), &["--threads", "1"]).status,
+            common::run_first_cycle(&fixture(bundle), one.path(), &["--threads", "1"]).status,
             0
         );
         assert_eq!(
-            run_bundle(&fixture(bundle), two.path(), &["--threads", "2"]).status,
+            common::run_first_cycle(&fixture(bundle), two.path(), &["--threads", "2"]).status,
             0
         );
         let a = one.path().join("2026-10");
@@ -162,7 +152,7 @@ fn usage_errors_exit_2() {
     cmd.args(["run", "--cycle", "2026-13", "--input", "."]);
     let bad_cycle = run(&mut cmd);
     assert_eq!(bad_cycle.status, 2);
-    let missing_dir = run_bundle(&tmp.path().join("nowhere"), tmp.path(), &[]);
+    let missing_dir = common::run_first_cycle(&tmp.path().join("nowhere"), tmp.path(), &[]);
     assert_eq!(missing_dir.status, 2);
     insta::assert_snapshot!(
         "usage_errors",

@@ -46,22 +46,7 @@ fn broken_rule_sets() {
 #[test]
 fn run_refuses_a_rule_set_that_fails_check() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = incentives();
-    cmd.args([
-        "run",
-        "--first-cycle",
-        "--cycle",
-        "2026-10",
-        "--rules",
-        "fixtures/rules/tier_gap",
-        "--input",
-    ])
-    .arg(fixture("demo/2026-10"))
-    .arg("--out")
-    .arg(tmp.path())
-    .arg("--state")
-    .arg(tmp.path().join(".state"));
-    let outcome = run(&mut cmd);
+    let outcome = common::run_demo(tmp.path(), &["--rules", "fixtures/rules/tier_gap"]);
     assert_eq!(outcome.status, 2);
     assert!(
         outcome.stderr.contains("tier.toml:6:1"),
@@ -74,14 +59,7 @@ fn run_refuses_a_rule_set_that_fails_check() {
 #[test]
 fn demo_ledger_and_outcomes() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = incentives();
-    cmd.args(["run", "--first-cycle", "--cycle", "2026-10", "--input"])
-        .arg(fixture("demo/2026-10"))
-        .arg("--out")
-        .arg(tmp.path())
-        .arg("--state")
-        .arg(tmp.path().join(".state"));
-    let outcome = run(&mut cmd);
+    let outcome = common::run_demo(tmp.path(), &[]);
     assert_eq!(outcome.status, 0, "{}", outcome.stderr);
     let out = tmp.path().join("2026-10");
     let ledger = fs::read_to_string(out.join("ledger.csv")).unwrap();
@@ -126,22 +104,7 @@ fn demo_ledger_and_outcomes() {
 #[test]
 fn as_of_moves_the_expiry_report_windows() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = incentives();
-    cmd.args([
-        "run",
-        "--first-cycle",
-        "--cycle",
-        "2026-10",
-        "--as-of",
-        "2027-10-01T00:00:00+08:00",
-        "--input",
-    ])
-    .arg(fixture("demo/2026-10"))
-    .arg("--out")
-    .arg(tmp.path())
-    .arg("--state")
-    .arg(tmp.path().join(".state"));
-    let outcome = run(&mut cmd);
+    let outcome = common::run_demo(tmp.path(), &["--as-of", "2027-10-01T00:00:00+08:00"]);
     assert_eq!(outcome.status, 0, "{}", outcome.stderr);
     let report = fs::read_to_string(tmp.path().join("2026-10/expiry_report.csv")).unwrap();
     // SP004 left on 2026-10-15: its lot expires 2027-10-15, 14 days after the as-of date (not

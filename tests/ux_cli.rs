@@ -5,19 +5,6 @@ mod common;
 
 use common::{fixture, incentives, run};
 use std::fs;
-use std::path::Path;
-
-fn demo(out: &Path, extra: &[&str]) -> common::Outcome {
-    let mut cmd = incentives();
-    cmd.args(["run", "--first-cycle", "--cycle", "2026-10", "--input"])
-        .arg(fixture("demo/2026-10"))
-        .arg("--out")
-        .arg(out)
-        .arg("--state")
-        .arg(out.join(".state"))
-        .args(extra);
-    run(&mut cmd)
-}
 
 /// Log lines without their timestamps and durations.
 fn plain_logs(stderr: &str) -> String {
@@ -37,7 +24,7 @@ fn plain_logs(stderr: &str) -> String {
 #[test]
 fn cron_gets_plain_log_lines_and_the_summary() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = demo(tmp.path(), &[]);
+    let o = common::run_demo(tmp.path(), &[]);
     assert_eq!(o.status, 0, "{}", o.stderr);
     assert!(
         !o.stdout.contains('\u{1b}') && !o.stderr.contains('\u{1b}'),
@@ -50,7 +37,7 @@ fn cron_gets_plain_log_lines_and_the_summary() {
 #[test]
 fn log_lines_can_be_json_and_quiet_is_quiet() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = demo(tmp.path(), &["--log-format", "json"]);
+    let o = common::run_demo(tmp.path(), &["--log-format", "json"]);
     assert_eq!(o.status, 0);
     let phases: Vec<String> = o
         .stderr
@@ -73,7 +60,7 @@ fn log_lines_can_be_json_and_quiet_is_quiet() {
         ]
     );
     let quiet = tempfile::tempdir().unwrap();
-    let o = demo(quiet.path(), &["--quiet"]);
+    let o = common::run_demo(quiet.path(), &["--quiet"]);
     assert_eq!(
         (o.status, o.stdout.as_str(), o.stderr.as_str()),
         (0, "", "")
@@ -141,7 +128,7 @@ fn a_terminal_gets_bars_and_a_coloured_summary() {
 #[test]
 fn the_html_report_draws_each_partner_waterfall_from_the_explanations() {
     let tmp = tempfile::tempdir().unwrap();
-    assert_eq!(demo(tmp.path(), &[]).status, 0);
+    assert_eq!(common::run_demo(tmp.path(), &[]).status, 0);
     let mut cmd = incentives();
     cmd.args(["report", "--cycle", "2026-10", "--out"])
         .arg(tmp.path());

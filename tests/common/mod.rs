@@ -106,3 +106,22 @@ pub fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> 
         })
         .collect()
 }
+
+/// `incentives run --first-cycle --cycle 2026-10` on `input`, publishing to `out` with its state
+/// in `out/.state`, plus `extra` arguments.
+pub fn run_first_cycle(input: &Path, out: &Path, extra: &[&str]) -> Outcome {
+    let mut cmd = incentives();
+    cmd.args(["run", "--first-cycle", "--cycle", "2026-10", "--input"])
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .arg("--state")
+        .arg(out.join(".state"))
+        .args(extra);
+    run(&mut cmd)
+}
+
+/// The demo month (`fixtures/demo/2026-10`) run as a first cycle into `out`.
+pub fn run_demo(out: &Path, extra: &[&str]) -> Outcome {
+    run_first_cycle(&fixture("demo/2026-10"), out, extra)
+}
