@@ -297,6 +297,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "en")]
     pub lang: crate::explain::Lang,
 
+    /// Output format: every output table as CSV, or as Parquet (same columns; amounts as exact
+    /// DECIMAL(38,8)). manifest.json stays JSON.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: crate::write::Format,
+
     /// Worker threads (default: one per core). Outputs are identical whatever the count.
     #[arg(long, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
@@ -327,6 +332,7 @@ impl RunArgs {
             strict: self.strict,
             as_of: self.as_of,
             lang: self.lang,
+            format: self.format,
         })
     }
 }

@@ -67,6 +67,20 @@ pub fn parse_decimal(text: &str, max_places: u32) -> Result<Decimal, DecimalErro
     Decimal::try_from_i128_with_scale(mantissa, places).map_err(|_| DecimalError::OutOfRange)
 }
 
+/// [`format_amount`] into a buffer that is reused from row to row.
+pub fn write_amount(out: &mut String, amount: Decimal, min_scale: u32) {
+    use std::fmt::Write as _;
+    let mut value = amount;
+    if value.is_zero() {
+        value.set_sign_positive(true);
+    }
+    if value.scale() < min_scale {
+        value.rescale(min_scale);
+    }
+    out.clear();
+    let _ = write!(out, "{value}");
+}
+
 /// Writes an amount exactly, padded with zeros to at least `min_scale` places (`12.3` → `12.30`,
 /// `0.12345678` stays). Zero never prints as `-0`.
 pub fn format_amount(amount: Decimal, min_scale: u32) -> String {

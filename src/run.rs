@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
     /// Language of the explanation paragraphs.
     pub lang: explain::Lang,
+    /// CSV or Parquet outputs.
+    pub format: write::Format,
 }
 
 /// What a finished run reports to the person or cron job that started it.
@@ -246,33 +248,44 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     let write_started = Instant::now();
     let totals = reconcile::bill_line_totals(&bundle);
     write::sweep(&config.out, config.cycle, &[]);
-    let mut staging = Staging::begin(&config.out, config.cycle)?;
-    write::write_rejects(&mut staging, &rejects)?;
-    write::write_ledgers(
-        &mut staging,
-        &bundle,
-        &rule_set,
-        &evaluation,
-        &prior.carried,
-    )?;
-    write::write_outcomes(&mut staging, &bundle, &rule_set, &evaluation)?;
-    write::write_vouchers(&mut staging, &bundle, &rule_set, &voucher_states, &matched)?;
-    write::write_expiry_report(
-        &mut staging,
-        &rule_set,
-        &settled.report,
-        &voucher_states,
-        &matched,
-        report_at,
-    )?;
-    write::write_subsidies(&mut staging, &bundle, &rule_set, &decisions)?;
-    write::write_explanations(
-        &mut staging,
-        &rule_set,
-        &config.cycle.to_string(),
-        &explanations,
-        config.lang,
-    )?;
+    let staging = Staging::begin(&config.out, config.cycle, config.format)?;
+    // The journal and statements on one side, every other file on the other: two cores write
+    // at once (each side also formats in parallel).
+    let (deferred, others) = rayon::join(
+        || {
+            write::write_ledgers(
+                &staging,
+                &bundle,
+                &rule_set,
+                &evaluation,
+                &prior.carried,
+                config.cycle,
+            )
+        },
+        || -> Result<(), RunError> {
+            write::write_outcomes(&staging, &bundle, &rule_set, &evaluation)?;
+            write::write_explanations(
+                &staging,
+                &rule_set,
+                &config.cycle.to_string(),
+                &explanations,
+                config.lang,
+            )?;
+            write::write_rejects(&staging, &rejects)?;
+            write::write_vouchers(&staging, &bundle, &rule_set, &voucher_states, &matched)?;
+            write::write_expiry_report(
+                &staging,
+                &rule_set,
+                &settled.report,
+                &voucher_states,
+                &matched,
+                report_at,
+            )?;
+            write::write_subsidies(&staging, &bundle, &rule_set, &decisions)
+        },
+    );
+    let deferred = deferred?;
+    others?;
     progress.finish(
         "write",
         staging.written().len() as u64,
@@ -385,7 +398,6 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         credited: credited(&summary),
         stale: false,
     };
-    let deferred = write::deferred_rows(&bundle, &rule_set, &evaluation, config.cycle);
     let publication = PendingPublication {
         cycle: config.cycle,
         staged: staged.clone(),
@@ -418,15 +430,11 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     drop(bundle);
     progress.start("commit");
     let commit_started = Instant::now();
-    state.commit(&record, &deferred, &pool_deltas, &closing, &publication)?;
+    let state_rows = deferred.len() + pool_deltas.len() as u64;
+    state.commit(&record, deferred, &pool_deltas, &closing, &publication)?;
     fault_point("committed");
     let published = write::publish(&config.out, config.cycle, &staged)?;
-    progress.finish(
-        "commit",
-        deferred.len() as u64 + pool_deltas.len() as u64,
-        "state rows",
-        commit_started.elapsed(),
-    );
+    progress.finish("commit", state_rows, "state rows", commit_started.elapsed());
     fault_point("published");
     state.published(config.cycle)?;
 

@@ -5,14 +5,16 @@
 //!
 //! Tables (see `ARCHITECTURE.md` for the columns):
 //! - `cycles`: one row per cycle run: when, rule-set hash, input hashes, counts, totals, stale.
-//! - `deferred_rows`: ledger rows a run wrote for a later credit cycle (carried into it).
-//! - `order_earnings`: per cycle, what each (order, lever, recipient, currency) pool earned and
+//! - `cycle_rows`: the two large tables, in bulk (compressed CSV parts, `bulk.rs`):
+//!   `deferred_rows`, ledger rows a run wrote for a later credit cycle (carried into it), and
+//!   `order_earnings`, per cycle, what each (order, lever, recipient, currency) pool earned and
 //!   had clawed back in that cycle, and the cycle's earliest row of the pool.
 //! - `voucher_state`, `lot_state`, `lot_carry`: per cycle, closing voucher balances, incentive
 //!   lots, and negative nets not yet offset.
 //! - `applied_withdrawals`: per cycle, the applications it applied (an id applies once).
 //! - `publication`: a staged output folder whose state is committed but not yet published.
 
+mod bulk;
 mod lock;
 
 use crate::balances::{Lot, PriorBalances};
@@ -22,11 +24,13 @@ use crate::evaluate::{CarriedRow, PoolDelta, Prior, PriorPool};
 use crate::model::{Currency, Voucher};
 use crate::money::parse_decimal;
 use lock::StateLock;
-use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// Schema 2 keeps the two large tables in bulk (`cycle_rows`, see `bulk.rs`).
+const SCHEMA_VERSION: &str = "2";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,40 +47,14 @@ CREATE TABLE IF NOT EXISTS cycles (
     credited TEXT NOT NULL,
     stale INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS deferred_rows (
-    created_cycle TEXT NOT NULL,
-    credit_cycle TEXT NOT NULL,
-    entry_id TEXT NOT NULL,
-    partner_id TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    line_id TEXT NOT NULL,
-    order_id TEXT NOT NULL,
-    lever TEXT NOT NULL,
-    rule_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    ref_id TEXT NOT NULL,
-    earned_cycle TEXT NOT NULL,
-    base TEXT NOT NULL,
-    rate TEXT NOT NULL,
-    amount TEXT NOT NULL,
-    currency TEXT NOT NULL,
-    ruleset_hash TEXT NOT NULL,
-    PRIMARY KEY (created_cycle, entry_id)
-);
-CREATE INDEX IF NOT EXISTS deferred_by_credit ON deferred_rows (credit_cycle);
-CREATE TABLE IF NOT EXISTS order_earnings (
+CREATE TABLE IF NOT EXISTS cycle_rows (
     cycle TEXT NOT NULL,
-    order_id TEXT NOT NULL,
-    lever TEXT NOT NULL,
-    recipient_id TEXT NOT NULL,
-    currency TEXT NOT NULL,
-    earned TEXT NOT NULL,
-    clawed TEXT NOT NULL,
-    first_cycle TEXT,
-    first_line_id TEXT,
-    first_rate TEXT,
-    first_rule_id TEXT,
-    PRIMARY KEY (cycle, order_id, lever, recipient_id, currency)
+    name TEXT NOT NULL,
+    credit_cycle TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (cycle, name, credit_cycle, part)
 );
 CREATE TABLE IF NOT EXISTS voucher_state (
     cycle TEXT NOT NULL,
@@ -201,10 +179,23 @@ impl StateStore {
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')",
-            [],
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+            params![SCHEMA_VERSION],
         )
         .map_err(sql)?;
+        let version: String = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if version != SCHEMA_VERSION {
+            return Err(RunError::Usage(format!(
+                "{}: state schema {version} was written by an earlier release (this one reads schema {SCHEMA_VERSION}): start the chain again with its first cycle and a new --state folder",
+                dir.join("state.db").display()
+            )));
+        }
         Ok(StateStore {
             conn,
             dir: dir.to_path_buf(),
@@ -250,100 +241,71 @@ impl StateStore {
     pub fn prior(&self, m: Cycle) -> Result<Prior, RunError> {
         let key = m.to_string();
         let mut pools: BTreeMap<(String, String, String, String), PriorPool> = BTreeMap::new();
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT order_id, lever, recipient_id, currency, earned, clawed, first_cycle,
-                        first_line_id, first_rate, first_rule_id
-                 FROM order_earnings WHERE cycle < ?1 ORDER BY cycle",
-            )
-            .map_err(sql)?;
-        let mut rows = stmt.query(params![key]).map_err(sql)?;
-        while let Some(r) = rows.next().map_err(sql)? {
-            let get = |i: usize| r.get::<_, Option<String>>(i).map_err(sql);
-            let (order, lever, recipient, currency) = (
-                get(0)?.unwrap_or_default(),
-                get(1)?.unwrap_or_default(),
-                get(2)?.unwrap_or_default(),
-                get(3)?.unwrap_or_default(),
-            );
-            let earned = dec(&get(4)?.unwrap_or_default())?;
-            let clawed = dec(&get(5)?.unwrap_or_default())?;
-            let first = match (get(6)?, get(7)?) {
-                (Some(c), Some(l)) => Some((cycle(&c)?, l)),
-                _ => None,
-            };
-            let rate = get(8)?
-                .filter(|r| !r.is_empty())
-                .map(|r| dec(&r))
-                .transpose()?;
-            let rule = get(9)?.unwrap_or_default();
-            let pool = pools
-                .entry((
-                    order.clone(),
-                    lever.clone(),
-                    recipient.clone(),
-                    currency.clone(),
-                ))
-                .or_insert_with(|| PriorPool {
-                    order_id: order,
-                    lever,
-                    recipient,
-                    currency,
-                    earned: Decimal::ZERO,
-                    clawed: Decimal::ZERO,
-                    first_cycle: first.as_ref().map_or(m, |f| f.0),
-                    first_line: first.as_ref().map_or_else(String::new, |f| f.1.clone()),
-                    rate,
-                    rule_id: rule.clone(),
-                });
-            pool.earned += earned;
-            pool.clawed += clawed;
-            if let Some((c, line)) = first
-                && (pool.first_line.is_empty()
-                    || (c, line.as_str()) < (pool.first_cycle, pool.first_line.as_str()))
-            {
-                pool.first_cycle = c;
-                pool.first_line = line;
-                pool.rate = rate;
-                pool.rule_id = rule;
-            }
+        for data in self.parts("order_earnings", "cycle < ?1", &key)? {
+            bulk::decode_part(&data, POOL_COLUMNS, |r| {
+                let text = |i: usize| r[i].to_string();
+                let earned = dec(&r[4])?;
+                let clawed = dec(&r[5])?;
+                let first = if r[6].is_empty() {
+                    None
+                } else {
+                    Some((cycle(&r[6])?, text(7)))
+                };
+                let rate = (!r[8].is_empty()).then(|| dec(&r[8])).transpose()?;
+                let rule = text(9);
+                let pool = pools
+                    .entry((text(0), text(1), text(2), text(3)))
+                    .or_insert_with(|| PriorPool {
+                        order_id: text(0),
+                        lever: text(1),
+                        recipient: text(2),
+                        currency: text(3),
+                        earned: Decimal::ZERO,
+                        clawed: Decimal::ZERO,
+                        first_cycle: first.as_ref().map_or(m, |f| f.0),
+                        first_line: first.as_ref().map_or_else(String::new, |f| f.1.clone()),
+                        rate,
+                        rule_id: rule.clone(),
+                    });
+                pool.earned += earned;
+                pool.clawed += clawed;
+                if let Some((c, line)) = first
+                    && (pool.first_line.is_empty()
+                        || (c, line.as_str()) < (pool.first_cycle, pool.first_line.as_str()))
+                {
+                    pool.first_cycle = c;
+                    pool.first_line = line;
+                    pool.rate = rate;
+                    pool.rule_id = rule;
+                }
+                Ok(())
+            })?;
         }
-        drop(rows);
-        drop(stmt);
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT entry_id, partner_id, customer_id, line_id, order_id, lever, rule_id, kind, ref_id,
-                        earned_cycle, credit_cycle, base, rate, amount, currency, ruleset_hash
-                 FROM deferred_rows WHERE credit_cycle = ?1 AND created_cycle < ?1
-                 ORDER BY created_cycle, entry_id",
-            )
-            .map_err(sql)?;
-        let mut rows = stmt.query(params![key]).map_err(sql)?;
         let mut carried = Vec::new();
-        while let Some(r) = rows.next().map_err(sql)? {
-            let s = |i: usize| r.get::<_, String>(i).map_err(sql);
-            let amount_text = s(13)?;
-            carried.push(CarriedRow {
-                entry_id: s(0)?,
-                partner_id: s(1)?,
-                customer_id: s(2)?,
-                line_id: s(3)?,
-                order_id: s(4)?,
-                lever: s(5)?,
-                rule_id: s(6)?,
-                kind: s(7)?,
-                ref_id: s(8)?,
-                earned_cycle: s(9)?,
-                credit_cycle: s(10)?,
-                base: s(11)?,
-                rate: s(12)?,
-                amount: dec(&amount_text)?,
-                amount_text,
-                currency: s(14)?,
-                ruleset_hash: s(15)?,
-            });
+        for data in self.parts("deferred_rows", "credit_cycle = ?1 AND cycle < ?1", &key)? {
+            bulk::decode_part(&data, DEFERRED_COLUMNS, |r| {
+                let s = |i: usize| r[i].to_string();
+                carried.push(CarriedRow {
+                    entry_id: s(0),
+                    partner_id: s(1),
+                    customer_id: s(2),
+                    line_id: s(3),
+                    order_id: s(4),
+                    lever: s(5),
+                    rule_id: s(6),
+                    kind: s(7),
+                    ref_id: s(8),
+                    earned_cycle: s(9),
+                    credit_cycle: s(10),
+                    base: s(11),
+                    rate: s(12),
+                    amount: dec(&r[13])?,
+                    amount_text: s(13),
+                    currency: s(14),
+                    ruleset_hash: s(15),
+                });
+                Ok(())
+            })?;
         }
         Ok(Prior {
             pools: pools.into_values().collect(),
@@ -351,12 +313,28 @@ impl StateStore {
         })
     }
 
+    /// The stored parts of table `name` whose rows match `filter` (with `?1` bound to `key`),
+    /// in the order they were written (cycle, credit cycle, part).
+    fn parts(&self, name: &str, filter: &str, key: &str) -> Result<Vec<Vec<u8>>, RunError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT data FROM cycle_rows WHERE name = ?2 AND {filter}
+                 ORDER BY cycle, credit_cycle, part"
+            ))
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(params![key, name], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+    }
+
     /// The run's commit point: replaces everything cycle `m` wrote, marks later cycles stale,
     /// and records the staged folder to publish, in one transaction.
     pub fn commit(
         &mut self,
         record: &CycleRecord,
-        deferred: &[CarriedRow],
+        deferred: DeferredRows,
         pools: &[PoolDelta],
         balances: &ClosingBalances,
         publication: &PendingPublication,
@@ -365,11 +343,8 @@ impl StateStore {
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute("DELETE FROM cycles WHERE cycle = ?1", params![m])
             .map_err(sql)?;
-        tx.execute(
-            "DELETE FROM deferred_rows WHERE created_cycle = ?1",
-            params![m],
-        )
-        .map_err(sql)?;
+        tx.execute("DELETE FROM cycle_rows WHERE cycle = ?1", params![m])
+            .map_err(sql)?;
         for table in [
             "voucher_state",
             "lot_state",
@@ -379,8 +354,6 @@ impl StateStore {
             tx.execute(&format!("DELETE FROM {table} WHERE cycle = ?1"), params![m])
                 .map_err(sql)?;
         }
-        tx.execute("DELETE FROM order_earnings WHERE cycle = ?1", params![m])
-            .map_err(sql)?;
         tx.execute("UPDATE cycles SET stale = 1 WHERE cycle > ?1", params![m])
             .map_err(sql)?;
         tx.execute(
@@ -402,68 +375,31 @@ impl StateStore {
         )
         .map_err(sql)?;
         {
-            // The two large tables go in batches of rows per statement: a tenth of the
-            // statements for the same rows.
-            let text = |t: &str| Value::Text(t.to_string());
-            insert_batched(
-                &tx,
-                "INSERT INTO deferred_rows (created_cycle, credit_cycle, entry_id, partner_id, customer_id,
-                     line_id, order_id, lever, rule_id, kind, ref_id, earned_cycle, base, rate, amount,
-                     currency, ruleset_hash)",
-                17,
-                deferred.iter().map(|d| {
-                    vec![
-                        text(m),
-                        text(&d.credit_cycle),
-                        text(&d.entry_id),
-                        text(&d.partner_id),
-                        text(&d.customer_id),
-                        text(&d.line_id),
-                        text(&d.order_id),
-                        text(&d.lever),
-                        text(&d.rule_id),
-                        text(&d.kind),
-                        text(&d.ref_id),
-                        text(&d.earned_cycle),
-                        text(&d.base),
-                        text(&d.rate),
-                        text(&d.amount_text),
-                        text(&d.currency),
-                        text(&d.ruleset_hash),
-                    ]
-                }),
-            )?;
-            let optional = |t: Option<String>| t.map_or(Value::Null, Value::Text);
-            insert_batched(
-                &tx,
-                "INSERT INTO order_earnings (cycle, order_id, lever, recipient_id, currency, earned, clawed,
-                     first_cycle, first_line_id, first_rate, first_rule_id)",
-                11,
-                pools.iter().map(|p| {
-                    let (fc, fl, fr, frule) = match &p.first {
-                        Some((c, l, r, rule)) => (
-                            Some(c.to_string()),
-                            Some(l.clone()),
-                            Some(r.map(|r| r.to_string()).unwrap_or_default()),
-                            Some(rule.clone()),
-                        ),
-                        None => (None, None, None, None),
-                    };
-                    vec![
-                        text(m),
-                        text(&p.order_id),
-                        text(&p.lever),
-                        text(&p.recipient),
-                        text(&p.currency),
-                        Value::Text(p.earned.to_string()),
-                        Value::Text(p.clawed.to_string()),
-                        optional(fc),
-                        optional(fl),
-                        optional(fr),
-                        optional(frule),
-                    ]
-                }),
-            )?;
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO cycle_rows (cycle, name, credit_cycle, part, rows, data)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(sql)?;
+            let mut store = |name: &str, credit: &str, parts: Vec<bulk::Part>| {
+                for (n, part) in parts.into_iter().enumerate() {
+                    insert
+                        .execute(params![
+                            m,
+                            name,
+                            credit,
+                            n as i64,
+                            part.rows as i64,
+                            part.data
+                        ])
+                        .map_err(sql)?;
+                }
+                Ok::<(), RunError>(())
+            };
+            for (credit, parts) in deferred.finish()? {
+                store("deferred_rows", &credit, parts)?;
+            }
+            store("order_earnings", "", encode_pools(pools)?)?;
             let mut insert = tx
                 .prepare(
                     "INSERT INTO voucher_state (cycle, voucher_id, partner_id, voucher_type, face_value, closing,
@@ -723,41 +659,90 @@ fn read_cycles(conn: &Connection) -> Result<Vec<CycleRecord>, RunError> {
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
-/// Rows per multi-row INSERT (× at most 17 values, well under SQLite's variable limit).
-const INSERT_BATCH: usize = 64;
+/// Columns of a stored `order_earnings` part: one pool's change in the cycle that wrote it.
+const POOL_COLUMNS: &[&str] = &[
+    "order_id",
+    "lever",
+    "recipient_id",
+    "currency",
+    "earned",
+    "clawed",
+    "first_cycle",
+    "first_line_id",
+    "first_rate",
+    "first_rule_id",
+];
 
-/// Inserts `rows` of `width` values with `head` (`INSERT INTO t (cols)`), many rows per statement.
-fn insert_batched(
-    tx: &rusqlite::Transaction<'_>,
-    head: &str,
-    width: usize,
-    rows: impl Iterator<Item = Vec<Value>>,
-) -> Result<(), RunError> {
-    let placeholders = |n: usize| {
-        let one = format!("({})", vec!["?"; width].join(","));
-        vec![one; n].join(",")
-    };
-    let mut full = tx
-        .prepare(&format!("{head} VALUES {}", placeholders(INSERT_BATCH)))
-        .map_err(sql)?;
-    let mut values: Vec<Value> = Vec::with_capacity(INSERT_BATCH * width);
-    let mut count = 0;
-    for row in rows {
-        values.extend(row);
-        count += 1;
-        if count == INSERT_BATCH {
-            full.execute(rusqlite::params_from_iter(values.drain(..)))
-                .map_err(sql)?;
-            count = 0;
+/// Columns of a stored `deferred_rows` part: the ledger row as the run's journal wrote it.
+pub const DEFERRED_COLUMNS: &[&str] = crate::write::LEDGER_COLUMNS;
+
+fn encode_pools(pools: &[PoolDelta]) -> Result<Vec<bulk::Part>, RunError> {
+    let mut enc = bulk::PartsEncoder::new(POOL_COLUMNS);
+    for p in pools {
+        let (earned, clawed) = (p.earned.to_string(), p.clawed.to_string());
+        let (fc, fl, fr, frule) = match &p.first {
+            Some((c, l, r, rule)) => (
+                c.to_string(),
+                l.as_str(),
+                r.map(|r| r.to_string()).unwrap_or_default(),
+                rule.as_str(),
+            ),
+            None => (String::new(), "", String::new(), ""),
+        };
+        enc.row([
+            p.order_id.as_str(),
+            p.lever.as_str(),
+            p.recipient.as_str(),
+            p.currency.as_str(),
+            earned.as_str(),
+            clawed.as_str(),
+            fc.as_str(),
+            fl,
+            fr.as_str(),
+            frule,
+        ])?;
+    }
+    enc.finish()
+}
+
+/// Journal rows credited to later cycles, encoded as the writer goes, per credit cycle.
+#[derive(Default)]
+pub struct DeferredRows {
+    by_credit_cycle: BTreeMap<String, bulk::PartsEncoder>,
+    rows: u64,
+}
+
+impl DeferredRows {
+    /// Adds `rows` ledger rows credited to `credit_cycle`, formatted as CSV records of
+    /// [`DEFERRED_COLUMNS`] exactly as the journal wrote them.
+    pub fn csv_rows(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), RunError> {
+        if !self.by_credit_cycle.contains_key(credit_cycle) {
+            self.by_credit_cycle.insert(
+                credit_cycle.to_string(),
+                bulk::PartsEncoder::new(DEFERRED_COLUMNS),
+            );
         }
+        if let Some(enc) = self.by_credit_cycle.get_mut(credit_cycle) {
+            enc.csv_rows(csv, rows)?;
+        }
+        self.rows += rows;
+        Ok(())
     }
-    if count > 0 {
-        tx.prepare(&format!("{head} VALUES {}", placeholders(count)))
-            .map_err(sql)?
-            .execute(rusqlite::params_from_iter(values.drain(..)))
-            .map_err(sql)?;
+
+    pub fn len(&self) -> u64 {
+        self.rows
     }
-    Ok(())
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    fn finish(self) -> Result<BTreeMap<String, Vec<bulk::Part>>, RunError> {
+        self.by_credit_cycle
+            .into_iter()
+            .map(|(c, enc)| Ok((c, enc.finish()?)))
+            .collect()
+    }
 }
 
 /// `incentives status`: the chain as a table. Reads without taking the lock (SQLite lets a

@@ -12,14 +12,14 @@ use crate::vouchers::{VoucherOutcome, VoucherState};
 use chrono::{DateTime, Utc};
 
 pub fn write_vouchers(
-    staging: &mut Staging,
+    staging: &Staging,
     bundle: &Bundle,
     rules: &RuleSet,
     vouchers: &[VoucherState],
     outcome: &VoucherOutcome,
 ) -> Result<(), RunError> {
-    let mut out = staging.csv(
-        "voucher_deductions.csv",
+    let mut out = staging.table(
+        "voucher_deductions",
         &[
             "line_id",
             "voucher_id",
@@ -46,9 +46,9 @@ pub fn write_vouchers(
             Out::Number(&format_amount(d.balance_after, scale)),
         ])?;
     }
-    staging.finish_csv(out)?;
-    let mut out = staging.csv(
-        "voucher_balances.csv",
+    staging.finish(out)?;
+    let mut out = staging.table(
+        "voucher_balances",
         &[
             "voucher_id",
             "partner_id",
@@ -74,13 +74,13 @@ pub fn write_vouchers(
             Out::Text(&format_instant(v.voucher.expires_at)),
         ])?;
     }
-    staging.finish_csv(out)
+    staging.finish(out)
 }
 
 /// Lots (already in `lots`) and every voucher, sorted by partner, kind, lot or voucher id,
 /// currency; windows counted from `g` (bill generation, or `--as-of`).
 pub fn write_expiry_report(
-    staging: &mut Staging,
+    staging: &Staging,
     rules: &RuleSet,
     lots: &[ReportRow],
     vouchers: &[VoucherState],
@@ -138,8 +138,8 @@ pub fn write_expiry_report(
             b.currency,
         ))
     });
-    let mut out = staging.csv(
-        "expiry_report.csv",
+    let mut out = staging.table(
+        "expiry_report",
         &[
             "partner_id",
             "kind",
@@ -163,17 +163,17 @@ pub fn write_expiry_report(
             Out::Text(&r.reason),
         ])?;
     }
-    staging.finish_csv(out)
+    staging.finish(out)
 }
 
 pub fn write_subsidies(
-    staging: &mut Staging,
+    staging: &Staging,
     bundle: &Bundle,
     rules: &RuleSet,
     decisions: &[SubsidyDecision],
 ) -> Result<(), RunError> {
-    let mut out = staging.csv(
-        "subsidies.csv",
+    let mut out = staging.table(
+        "subsidies",
         &[
             "project_id",
             "partner_id",
@@ -201,5 +201,5 @@ pub fn write_subsidies(
             Out::Number(&format_amount(d.amount, scale)),
         ])?;
     }
-    staging.finish_csv(out)
+    staging.finish(out)
 }

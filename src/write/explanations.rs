@@ -34,38 +34,40 @@ const COLUMNS: &[&str] = &[
 ];
 
 pub fn write_explanations(
-    staging: &mut Staging,
+    staging: &Staging,
     rules: &RuleSet,
     cycle: &str,
     explanations: &[Explanation],
     lang: Lang,
 ) -> Result<(), RunError> {
-    let mut out = staging.csv("explanations.csv", COLUMNS)?;
-    for e in explanations {
-        let scale = rules.rounding.scale(e.currency);
-        let m = |d| format_amount(d, scale);
-        let by_reason = e
-            .excluded_by_reason
-            .iter()
-            .map(|(r, a)| format!("{r}={}", m(*a)))
-            .collect::<Vec<_>>()
-            .join(";");
-        let figures = e.amounts().map(m);
-        let rejected = e.rejected_lines.to_string();
-        let text = paragraph(e, cycle, lang, scale);
-        let mut cells = vec![
-            Out::Text(cycle),
-            Out::Text(&e.partner_id),
-            Out::Text(&e.customer_id),
-            Out::Text(e.currency.as_str()),
-        ];
-        // `excluded_by_reason` sits after the fifth figure, `excluded`.
-        cells.extend(figures[..5].iter().map(|f| Out::Number(f)));
-        cells.push(Out::Text(&by_reason));
-        cells.extend(figures[5..].iter().map(|f| Out::Number(f)));
-        cells.push(Out::Number(&rejected));
-        cells.push(Out::Text(&text));
-        out.row(&cells)?;
-    }
-    staging.finish_csv(out)
+    let mut out = staging.table("explanations", COLUMNS)?;
+    super::table::write_parallel(&mut out, explanations, COLUMNS.len(), |slice, batch| {
+        for e in slice {
+            let scale = rules.rounding.scale(e.currency);
+            let m = |d| format_amount(d, scale);
+            let by_reason = e
+                .excluded_by_reason
+                .iter()
+                .map(|(r, a)| format!("{r}={}", m(*a)))
+                .collect::<Vec<_>>()
+                .join(";");
+            let figures = e.amounts().map(m);
+            let rejected = e.rejected_lines.to_string();
+            let text = paragraph(e, cycle, lang, scale);
+            let mut cells = vec![
+                Out::Text(cycle),
+                Out::Text(&e.partner_id),
+                Out::Text(&e.customer_id),
+                Out::Text(e.currency.as_str()),
+            ];
+            // `excluded_by_reason` sits after the fifth figure, `excluded`.
+            cells.extend(figures[..5].iter().map(|f| Out::Number(f)));
+            cells.push(Out::Text(&by_reason));
+            cells.extend(figures[5..].iter().map(|f| Out::Number(f)));
+            cells.push(Out::Number(&rejected));
+            cells.push(Out::Text(&text));
+            batch.row(&cells);
+        }
+    })?;
+    staging.finish(out)
 }

@@ -1,15 +1,19 @@
 //! `ledger.csv`, `ledgers/<partner_id>.csv` and `line_outcomes.csv` (SPEC §5, Appendix B).
 
-use super::{Out, Staging};
+use super::{Batch, Encoded, Out, Staging};
 use crate::calendar::Cycle;
 use crate::error::RunError;
-use crate::evaluate::{CarriedRow, Evaluation, LedgerRow};
+use crate::evaluate::{CAP_RULE, CarriedRow, EXTERNAL_RULE, Evaluation, LedgerRow, NO_LEVER};
 use crate::load::Bundle;
-use crate::money::format_amount;
+use crate::money::write_amount;
 use crate::rules::RuleSet;
+use crate::state::DeferredRows;
+use rayon::prelude::*;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-const LEDGER_COLUMNS: &[&str] = &[
+pub const LEDGER_COLUMNS: &[&str] = &[
     "entry_id",
     "partner_id",
     "customer_id",
@@ -44,29 +48,27 @@ const OUTCOME_COLUMNS: &[&str] = &[
     "source_row",
 ];
 
-/// Writes the journal (`ledger.csv`, this run's rows) and every partner's statement
-/// (`ledgers/<partner_id>.csv`: its journal rows plus earlier runs' rows credited this cycle).
+/// Partners whose statements are formatted in parallel at a time: bounds the bytes held.
+const PARTNERS_PER_WINDOW: usize = 64;
+
+/// Writes the journal (`ledger`, this run's rows) and every partner's statement
+/// (`ledgers/<partner_id>`: its journal rows plus earlier runs' rows credited this cycle), and
+/// returns the journal rows credited to later cycles, as written, for the state store.
+///
+/// The journal is in partner-id order, so each partner's rows are one range of it: partners are
+/// formatted in parallel, a window at a time, and written in order; each row is formatted once
+/// for the journal, the statement and the state.
 pub fn write_ledgers(
-    staging: &mut Staging,
+    staging: &Staging,
     bundle: &Bundle,
     rules: &RuleSet,
     evaluation: &Evaluation<'_>,
     carried: &[CarriedRow],
-) -> Result<(), RunError> {
-    let cells_of = |n: usize| {
-        let row = &evaluation.rows[evaluation.journal[n] as usize];
-        LedgerCells::new(
-            bundle,
-            rules,
-            evaluation,
-            row,
-            format!("{}-{}", row.earned_cycle, n + 1),
-        )
-    };
-    // One pass: each journal row is formatted once and written to the journal and to its
-    // partner's statement. The journal is in partner-id order, so each partner's rows are
-    // together; the carried rows are merged into the statements by the same keys.
-    let mut journal = staging.csv("ledger.csv", LEDGER_COLUMNS)?;
+    cycle: Cycle,
+) -> Result<DeferredRows, RunError> {
+    let format = staging.format();
+    let names = RowNames::new(rules, evaluation);
+    // Each partner's range of the journal, with its carried rows, in partner-id order.
     let mut carried_by_partner: BTreeMap<&str, Vec<&CarriedRow>> = BTreeMap::new();
     for c in carried {
         carried_by_partner
@@ -81,6 +83,7 @@ pub fn write_ledgers(
         let row = &evaluation.rows[evaluation.journal[n] as usize];
         bundle.partners.at(row.partner).partner_id.as_str()
     };
+    let mut statements: Vec<(&str, Range<usize>, Vec<&CarriedRow>)> = Vec::new();
     let mut n = 0;
     let mut pending = carried_by_partner.into_iter().peekable();
     loop {
@@ -92,31 +95,109 @@ pub fn write_ledgers(
             (Some(j), None) => j,
             (None, Some(c)) => c,
         };
-        let mut carried_rows: Vec<&CarriedRow> = match next_carried {
+        let carried_rows = match next_carried {
             Some(c) if c == partner => pending.next().map(|(_, rows)| rows).unwrap_or_default(),
             _ => Vec::new(),
         };
-        carried_rows.reverse();
-        let mut out = staging.csv(&format!("ledgers/{partner}.csv"), LEDGER_COLUMNS)?;
+        let start = n;
         while n < evaluation.journal.len() && partner_of(n) == partner {
-            let cells = cells_of(n);
-            while let Some(c) = carried_rows
-                .last()
-                .filter(|c| carried_key(c) <= cells.key())
-            {
-                out.row(&carried_cells(c))?;
-                carried_rows.pop();
-            }
-            out.row(&cells.cells())?;
-            journal.row(&cells.cells())?;
             n += 1;
         }
-        while let Some(c) = carried_rows.pop() {
-            out.row(&carried_cells(c))?;
-        }
-        staging.finish_csv(out)?;
+        statements.push((partner, start..n, carried_rows));
     }
-    staging.finish_csv(journal)
+
+    let mut journal = staging.table("ledger", LEDGER_COLUMNS)?;
+    let mut deferred = DeferredRows::default();
+    let later = cycle.to_string();
+    for window in statements.chunks(PARTNERS_PER_WINDOW) {
+        let formatted: Vec<Result<Statement, RunError>> = window
+            .par_iter()
+            .map(|(_, range, carried_rows)| {
+                let mut rows = Batch::new(LEDGER_COLUMNS.len());
+                let mut cells = LedgerCells::default();
+                for n in range.clone() {
+                    let row = &evaluation.rows[evaluation.journal[n] as usize];
+                    cells.fill(bundle, rules, evaluation, &names, row, n);
+                    rows.row(&cells.cells());
+                }
+                // Rows credited to a later cycle, by that cycle, for the state store.
+                let mut later_rows: BTreeMap<&str, Batch> = BTreeMap::new();
+                for i in 0..rows.rows() {
+                    let credit = rows.cells(i).nth(CREDIT_CYCLE).unwrap_or("");
+                    if credit > later.as_str() {
+                        later_rows
+                            .entry(credit)
+                            .or_insert_with(|| Batch::new(LEDGER_COLUMNS.len()))
+                            .copy_row(&rows, i);
+                    }
+                }
+                let later_rows = later_rows
+                    .into_iter()
+                    .map(|(c, b)| Ok((c.to_string(), b.to_csv()?, b.rows() as u64)))
+                    .collect::<Result<Vec<_>, RunError>>()?;
+                let statement = if carried_rows.is_empty() {
+                    None
+                } else {
+                    Some(merge_carried(&rows, carried_rows).encode(format)?)
+                };
+                Ok(Statement {
+                    journal: rows.encode(format)?,
+                    statement,
+                    later: later_rows,
+                })
+            })
+            .collect();
+        for ((partner, ..), statement) in window.iter().zip(formatted) {
+            let statement = statement?;
+            journal.write(&statement.journal)?;
+            let mut out = staging.table(&format!("ledgers/{partner}"), LEDGER_COLUMNS)?;
+            out.write(statement.statement.as_ref().unwrap_or(&statement.journal))?;
+            staging.finish(out)?;
+            for (credit, csv, rows) in &statement.later {
+                deferred.csv_rows(credit, csv, *rows)?;
+            }
+        }
+    }
+    staging.finish(journal)?;
+    Ok(deferred)
+}
+
+/// One partner's rows, formatted: for the journal, for its statement when carried rows make it
+/// differ, and those credited to later cycles (credit cycle, CSV, rows).
+struct Statement {
+    journal: Encoded,
+    statement: Option<Encoded>,
+    later: Vec<(String, Vec<u8>, u64)>,
+}
+
+/// Positions in [`LEDGER_COLUMNS`] of the statement's sort keys after the partner.
+const CREDIT_CYCLE: usize = 10;
+const STATEMENT_KEY: [usize; 7] = [CREDIT_CYCLE, 2, 3, 5, 7, 8, 14];
+
+/// A partner's journal rows (in order) merged with its carried rows (in order) by the
+/// statement's sort keys; a carried row goes before a journal row of equal keys.
+fn merge_carried(rows: &Batch, carried: &[&CarriedRow]) -> Batch {
+    let mut merged = Batch::new(LEDGER_COLUMNS.len());
+    let key_of = |i: usize| -> [&str; 7] {
+        let cells: Vec<&str> = rows.cells(i).collect();
+        STATEMENT_KEY.map(|c| cells[c])
+    };
+    let mut next = 0;
+    for i in 0..rows.rows() {
+        let key = key_of(i);
+        while let Some(c) = carried
+            .get(next)
+            .filter(|c| <[&str; 7]>::from(carried_key(c)) <= key)
+        {
+            merged.row(&carried_cells(c));
+            next += 1;
+        }
+        merged.copy_row(rows, i);
+    }
+    for c in &carried[next..] {
+        merged.row(&carried_cells(c));
+    }
+    merged
 }
 
 type StatementKey<'a> = (
@@ -162,52 +243,55 @@ fn carried_cells(c: &CarriedRow) -> [Out<'_>; 16] {
     ]
 }
 
-/// The cells of the journal rows in order, for the state store (rows credited to later cycles).
-pub fn deferred_rows(
-    bundle: &Bundle,
-    rules: &RuleSet,
-    evaluation: &Evaluation<'_>,
-    cycle: Cycle,
-) -> Vec<CarriedRow> {
-    evaluation
-        .journal
-        .iter()
-        .enumerate()
-        .filter_map(|(n, &i)| {
-            let row = &evaluation.rows[i as usize];
-            (row.credit_cycle > cycle).then(|| {
-                let c = LedgerCells::new(
-                    bundle,
-                    rules,
-                    evaluation,
-                    row,
-                    format!("{}-{}", row.earned_cycle, n + 1),
-                );
-                CarriedRow {
-                    entry_id: c.entry_id,
-                    partner_id: c.partner_id.to_string(),
-                    customer_id: c.customer_id.to_string(),
-                    line_id: c.line_id.to_string(),
-                    order_id: c.order_id.to_string(),
-                    lever: c.lever.to_string(),
-                    rule_id: c.rule_id,
-                    kind: c.kind.to_string(),
-                    ref_id: c.ref_id.to_string(),
-                    earned_cycle: c.earned_cycle,
-                    credit_cycle: c.credit_cycle,
-                    base: c.base,
-                    rate: c.rate,
-                    amount: row.amount,
-                    amount_text: c.amount,
-                    currency: c.currency.to_string(),
-                    ruleset_hash: c.hash.to_string(),
-                }
-            })
-        })
-        .collect()
+/// Rule ids of a rule set's (lever, rule) pairs, made once: a ledger row names its rule
+/// without formatting it again.
+struct RowNames {
+    /// Per lever: its rules' ids, then the lever's cap id.
+    levers: Vec<Vec<String>>,
 }
 
-/// A ledger row's cells as text.
+impl RowNames {
+    fn new(rules: &RuleSet, evaluation: &Evaluation<'_>) -> RowNames {
+        let levers = rules
+            .levers
+            .iter()
+            .enumerate()
+            .map(|(li, lever)| {
+                (0..lever.rules.len() as u16)
+                    .chain([CAP_RULE])
+                    .map(|r| {
+                        crate::evaluate::rule_name(rules, &evaluation.external_rules, li as u16, r)
+                    })
+                    .collect()
+            })
+            .collect();
+        RowNames { levers }
+    }
+
+    fn rule_id<'a>(
+        &'a self,
+        evaluation: &Evaluation<'_>,
+        rules: &RuleSet,
+        row: &LedgerRow,
+    ) -> Cow<'a, str> {
+        let cached = self.levers.get(row.lever as usize).and_then(|rules_of| {
+            if row.rule == CAP_RULE {
+                rules_of.last()
+            } else if row.rule & EXTERNAL_RULE == 0 {
+                rules_of.get(row.rule as usize)
+            } else {
+                None
+            }
+        });
+        match cached {
+            Some(name) if row.lever != NO_LEVER => Cow::Borrowed(name.as_str()),
+            _ => Cow::Owned(evaluation.rule_id(rules, row)),
+        }
+    }
+}
+
+/// A ledger row's cells as text, in buffers reused from row to row.
+#[derive(Default)]
 struct LedgerCells<'a> {
     entry_id: String,
     partner_id: &'a str,
@@ -215,7 +299,7 @@ struct LedgerCells<'a> {
     line_id: &'a str,
     order_id: &'a str,
     lever: &'a str,
-    rule_id: String,
+    rule_id: Cow<'a, str>,
     kind: &'static str,
     earned_cycle: String,
     credit_cycle: String,
@@ -228,48 +312,41 @@ struct LedgerCells<'a> {
 }
 
 impl<'a> LedgerCells<'a> {
-    fn new(
+    /// Fills the cells of `row`, the journal's `n`-th (from 0).
+    fn fill(
+        &mut self,
         bundle: &'a Bundle,
         rules: &'a RuleSet,
         evaluation: &'a Evaluation<'_>,
+        names: &'a RowNames,
         row: &'a LedgerRow,
-        entry_id: String,
-    ) -> LedgerCells<'a> {
+        n: usize,
+    ) {
+        use std::fmt::Write as _;
         let line = row.line.map(|l| &bundle.bill_lines[l as usize]);
         let scale = rules.rounding.scale(row.currency);
-        LedgerCells {
-            entry_id,
-            partner_id: &bundle.partners.at(row.partner).partner_id,
-            customer_id: line.map_or("*", |l| l.customer_id.as_str()),
-            line_id: line.map_or("", |l| l.line_id.as_str()),
-            order_id: line.and_then(|l| l.order_id.as_deref()).unwrap_or(""),
-            lever: evaluation.lever_name(rules, row),
-            ref_id: evaluation.ref_id(row),
-            rule_id: evaluation.rule_id(rules, row),
-            kind: row.kind.as_str(),
-            earned_cycle: row.earned_cycle.to_string(),
-            credit_cycle: row.credit_cycle.to_string(),
-            base: format_amount(row.base, scale),
-            rate: row
-                .rate
-                .map(|r| r.normalize().to_string())
-                .unwrap_or_default(),
-            amount: format_amount(row.amount, scale),
-            currency: row.currency.as_str(),
-            hash: &rules.hash,
+        self.entry_id.clear();
+        let _ = write!(self.entry_id, "{}-{}", row.earned_cycle, n + 1);
+        self.partner_id = &bundle.partners.at(row.partner).partner_id;
+        self.customer_id = line.map_or("*", |l| l.customer_id.as_str());
+        self.line_id = line.map_or("", |l| l.line_id.as_str());
+        self.order_id = line.and_then(|l| l.order_id.as_deref()).unwrap_or("");
+        self.lever = evaluation.lever_name(rules, row);
+        self.ref_id = evaluation.ref_id(row);
+        self.rule_id = names.rule_id(evaluation, rules, row);
+        self.kind = row.kind.as_str();
+        self.earned_cycle.clear();
+        let _ = write!(self.earned_cycle, "{}", row.earned_cycle);
+        self.credit_cycle.clear();
+        let _ = write!(self.credit_cycle, "{}", row.credit_cycle);
+        write_amount(&mut self.base, row.base, scale);
+        self.rate.clear();
+        if let Some(r) = row.rate {
+            let _ = write!(self.rate, "{}", r.normalize());
         }
-    }
-
-    fn key(&self) -> StatementKey<'_> {
-        (
-            &self.credit_cycle,
-            self.customer_id,
-            self.line_id,
-            self.lever,
-            self.kind,
-            self.ref_id,
-            self.currency,
-        )
+        write_amount(&mut self.amount, row.amount, scale);
+        self.currency = row.currency.as_str();
+        self.hash = &rules.hash;
     }
 
     fn cells(&self) -> [Out<'_>; 16] {
@@ -296,84 +373,112 @@ impl<'a> LedgerCells<'a> {
 
 /// One row per input bill line, accepted or rejected, by line id then source row.
 pub fn write_outcomes(
-    staging: &mut Staging,
+    staging: &Staging,
     bundle: &Bundle,
     rules: &RuleSet,
     evaluation: &Evaluation<'_>,
 ) -> Result<(), RunError> {
+    #[derive(Clone, Copy)]
     enum Entry {
-        Accepted(usize),
-        Rejected(usize),
+        Accepted(u32),
+        Rejected(u32),
     }
     let lines = &bundle.bill_lines;
     let mut entries: Vec<(&str, u64, Entry)> = lines
         .iter()
         .enumerate()
-        .map(|(i, l)| (l.line_id.as_str(), l.source_row, Entry::Accepted(i)))
-        .chain(
-            bundle
-                .rejected_lines
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.line_id.as_str(), r.source_row(), Entry::Rejected(i))),
-        )
+        .map(|(i, l)| (l.line_id.as_str(), l.source_row, Entry::Accepted(i as u32)))
+        .chain(bundle.rejected_lines.iter().enumerate().map(|(i, r)| {
+            (
+                r.line_id.as_str(),
+                r.source_row(),
+                Entry::Rejected(i as u32),
+            )
+        }))
         .collect();
-    entries.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    entries.par_sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let names = RowNames::new(rules, evaluation);
 
-    let mut out = staging.csv("line_outcomes.csv", OUTCOME_COLUMNS)?;
-    for (_, source_row, entry) in entries {
-        let source_row = source_row.to_string();
-        match entry {
-            Entry::Accepted(i) => {
-                let line = &lines[i];
-                let outcome = &evaluation.outcomes[i];
-                let rows = &evaluation.rows[outcome.rows.start as usize..outcome.rows.end as usize];
-                let scale = rules.rounding.scale(line.currency);
-                let mut rule_ids: Vec<String> =
-                    rows.iter().map(|r| evaluation.rule_id(rules, r)).collect();
-                rule_ids.sort();
-                rule_ids.dedup();
-                let base = rows
-                    .first()
-                    .map(|r| format_amount(r.base, scale))
-                    .unwrap_or_default();
-                let incentive: rust_decimal::Decimal = rows.iter().map(|r| r.amount).sum();
-                let credit: Option<Cycle> = rows.iter().map(|r| r.credit_cycle).min();
-                out.row(&[
-                    Out::Text(&line.line_id),
-                    Out::Text(&bundle.partners.at(line.partner).partner_id),
-                    Out::Text(&line.customer_id),
-                    Out::Text(line.bill_type.as_str()),
-                    Out::Number(&format_amount(line.payable_amount, scale)),
-                    Out::Text(line.currency.as_str()),
-                    Out::Text(outcome.fate.as_str()),
-                    Out::Text(outcome.reason),
-                    Out::Text(&rule_ids.join(";")),
-                    Out::Number(&base),
-                    Out::Number(&format_amount(incentive, scale)),
-                    Out::Text(&credit.map(|c| c.to_string()).unwrap_or_default()),
-                    Out::Number(&source_row),
-                ])?;
-            }
-            Entry::Rejected(i) => {
-                let r = &bundle.rejected_lines[i];
-                out.row(&[
-                    Out::Text(&r.line_id),
-                    Out::Text(&r.partner_id),
-                    Out::Text(&r.customer_id),
-                    Out::Text(&r.bill_type),
-                    Out::Text(r.raw_payable()),
-                    Out::Text(&r.currency),
-                    Out::Text("rejected"),
-                    Out::Text(r.reject.code.as_str()),
-                    Out::Text(""),
-                    Out::Number(""),
-                    Out::Number(""),
-                    Out::Text(""),
-                    Out::Number(&source_row),
-                ])?;
+    let mut out = staging.table("line_outcomes", OUTCOME_COLUMNS)?;
+    super::table::write_parallel(&mut out, &entries, OUTCOME_COLUMNS.len(), |slice, batch| {
+        use std::fmt::Write as _;
+        let (mut source_row, mut payable, mut base, mut incentive, mut credit, mut rule_ids) = (
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        );
+        let mut ids: Vec<Cow<'_, str>> = Vec::new();
+        for &(_, row_number, entry) in slice {
+            source_row.clear();
+            let _ = write!(source_row, "{row_number}");
+            match entry {
+                Entry::Accepted(i) => {
+                    let line = &lines[i as usize];
+                    let outcome = &evaluation.outcomes[i as usize];
+                    let rows =
+                        &evaluation.rows[outcome.rows.start as usize..outcome.rows.end as usize];
+                    let scale = rules.rounding.scale(line.currency);
+                    ids.clear();
+                    ids.extend(rows.iter().map(|r| names.rule_id(evaluation, rules, r)));
+                    ids.sort();
+                    ids.dedup();
+                    rule_ids.clear();
+                    for (k, id) in ids.iter().enumerate() {
+                        if k > 0 {
+                            rule_ids.push(';');
+                        }
+                        rule_ids.push_str(id);
+                    }
+                    match rows.first() {
+                        Some(r) => write_amount(&mut base, r.base, scale),
+                        None => base.clear(),
+                    }
+                    let total: rust_decimal::Decimal = rows.iter().map(|r| r.amount).sum();
+                    write_amount(&mut incentive, total, scale);
+                    credit.clear();
+                    if let Some(c) = rows.iter().map(|r| r.credit_cycle).min() {
+                        let _ = write!(credit, "{c}");
+                    }
+                    write_amount(&mut payable, line.payable_amount, scale);
+                    batch.row(&[
+                        Out::Text(&line.line_id),
+                        Out::Text(&bundle.partners.at(line.partner).partner_id),
+                        Out::Text(&line.customer_id),
+                        Out::Text(line.bill_type.as_str()),
+                        Out::Number(&payable),
+                        Out::Text(line.currency.as_str()),
+                        Out::Text(outcome.fate.as_str()),
+                        Out::Text(outcome.reason),
+                        Out::Text(&rule_ids),
+                        Out::Number(&base),
+                        Out::Number(&incentive),
+                        Out::Text(&credit),
+                        Out::Number(&source_row),
+                    ]);
+                }
+                Entry::Rejected(i) => {
+                    let r = &bundle.rejected_lines[i as usize];
+                    batch.row(&[
+                        Out::Text(&r.line_id),
+                        Out::Text(&r.partner_id),
+                        Out::Text(&r.customer_id),
+                        Out::Text(&r.bill_type),
+                        Out::Text(r.raw_payable()),
+                        Out::Text(&r.currency),
+                        Out::Text("rejected"),
+                        Out::Text(r.reject.code.as_str()),
+                        Out::Text(""),
+                        Out::Number(""),
+                        Out::Number(""),
+                        Out::Text(""),
+                        Out::Number(&source_row),
+                    ]);
+                }
             }
         }
-    }
-    staging.finish_csv(out)
+    })?;
+    staging.finish(out)
 }

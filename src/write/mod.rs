@@ -6,16 +6,16 @@
 //! fails drops its staging folder and leaves the published one untouched.
 
 mod balances;
-mod csv_out;
 mod explanations;
 mod ledger;
 mod manifest;
+mod table;
 
 pub use balances::{write_expiry_report, write_subsidies, write_vouchers};
-pub use csv_out::{CsvOut, Out};
 pub use explanations::write_explanations;
-pub use ledger::{deferred_rows, write_ledgers, write_outcomes};
+pub use ledger::{LEDGER_COLUMNS, write_ledgers, write_outcomes};
 pub use manifest::{Identities, Manifest, Timings};
+pub use table::{Batch, Encoded, Format, Out, Table};
 
 use crate::calendar::Cycle;
 use crate::error::RunError;
@@ -38,13 +38,15 @@ pub struct WrittenFile {
 /// A cycle's outputs being written.
 pub struct Staging {
     dir: tempfile::TempDir,
-    written: Vec<WrittenFile>,
+    format: Format,
+    /// Filled by writers that may run on several threads.
+    written: std::sync::Mutex<Vec<WrittenFile>>,
 }
 
 impl Staging {
     /// Creates `out_root` if needed and a fresh hidden staging folder inside it (same file system,
     /// so the publishing rename is atomic).
-    pub fn begin(out_root: &Path, cycle: Cycle) -> Result<Staging, RunError> {
+    pub fn begin(out_root: &Path, cycle: Cycle, format: Format) -> Result<Staging, RunError> {
         fs::create_dir_all(out_root).map_err(|e| RunError::io(out_root.display(), e))?;
         let dir = tempfile::Builder::new()
             .prefix(&format!(".{cycle}.run-"))
@@ -52,7 +54,8 @@ impl Staging {
             .map_err(|e| RunError::io(out_root.display(), e))?;
         Ok(Staging {
             dir,
-            written: Vec::new(),
+            format,
+            written: Default::default(),
         })
     }
 
@@ -60,25 +63,35 @@ impl Staging {
         self.dir.path()
     }
 
-    /// Opens a CSV output (`name` may contain one folder level, e.g. `ledgers/P1.csv`).
-    pub fn csv(&self, name: &str, header: &[&str]) -> Result<CsvOut, RunError> {
-        CsvOut::create(self.dir.path(), name, header)
+    pub fn format(&self) -> Format {
+        self.format
     }
 
-    /// Records a finished CSV output.
-    pub fn finish_csv(&mut self, out: CsvOut) -> Result<(), RunError> {
-        let written = out.finish()?;
-        self.written.push(written);
+    /// Opens an output table in the run's format (`name` without extension; it may contain
+    /// one folder level, e.g. `ledgers/P1`).
+    pub fn table(&self, name: &str, columns: &[&str]) -> Result<Table, RunError> {
+        Table::create(self.dir.path(), name, columns, self.format)
+    }
+
+    /// Finishes (syncs) an output table and records it.
+    pub fn finish(&self, table: Table) -> Result<(), RunError> {
+        let written = table.finish()?;
+        self.record(written);
         Ok(())
     }
 
+    fn record(&self, written: WrittenFile) {
+        match self.written.lock() {
+            Ok(mut files) => files.push(written),
+            Err(poisoned) => poisoned.into_inner().push(written),
+        }
+    }
+
     /// Writes a small file whole (the manifest).
-    pub fn write_file(&mut self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
         let path = self.dir.path().join(name);
-        fs::write(&path, bytes)
-            .and_then(|_| fs::File::open(&path)?.sync_all())
-            .map_err(|e| RunError::io(path.display(), e))?;
-        self.written.push(WrittenFile {
+        fs::write(&path, bytes).map_err(|e| RunError::io(path.display(), e))?;
+        self.record(WrittenFile {
             file: name.to_string(),
             rows: None,
             sha256: hex::encode(Sha256::digest(bytes)),
@@ -88,18 +101,63 @@ impl Staging {
 
     /// The files written so far, sorted by name.
     pub fn written(&self) -> Vec<WrittenFile> {
-        let mut files = self.written.clone();
+        let mut files = match self.written.lock() {
+            Ok(files) => files.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
         files.sort_by(|a, b| a.file.cmp(&b.file));
         files
     }
 
-    /// Finishes the staged folder (synced, kept on disk) and returns its path, ready for the
-    /// state commit and then [`publish`].
+    /// Finishes the staged folder (every file and the folders synced, kept on disk) and
+    /// returns its path, ready for the state commit and then [`publish`].
     pub fn into_staged(self) -> Result<PathBuf, RunError> {
+        let files: Vec<PathBuf> = self
+            .written()
+            .iter()
+            .map(|w| self.dir.path().join(&w.file))
+            .collect();
+        sync_all(&files)?;
         let staged = self.dir.keep();
-        sync_dir(&staged).map_err(|e| RunError::io(staged.display(), e))?;
+        sync_dir(&staged.join("ledgers"))
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
+            .and_then(|_| sync_dir(&staged))
+            .map_err(|e| RunError::io(staged.display(), e))?;
         Ok(staged)
     }
+}
+
+/// fsync of every file, on a few threads at once: most of the data is written back already,
+/// and what remains is waited for together rather than file after file.
+fn sync_all(files: &[PathBuf]) -> Result<(), RunError> {
+    const SYNC_THREADS: usize = 8;
+    let per_thread = files.len().div_ceil(SYNC_THREADS).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    for path in chunk {
+                        fs::File::open(path)
+                            .and_then(|f| f.sync_all())
+                            .map_err(|e| RunError::io(path.display(), e))?;
+                    }
+                    Ok::<(), RunError>(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| RunError::Io("syncing outputs: a thread panicked".into()))??;
+        }
+        Ok(())
+    })
 }
 
 /// Makes `staged` (a hidden folder of `out_root`) the cycle's published result with one rename
@@ -189,8 +247,8 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// `rejects.csv` (SPEC Appendix B), rows already sorted by file, row, column.
-pub fn write_rejects(staging: &mut Staging, rejects: &[Reject]) -> Result<(), RunError> {
-    let mut out = staging.csv("rejects.csv", &["file", "row", "column", "value", "reason"])?;
+pub fn write_rejects(staging: &Staging, rejects: &[Reject]) -> Result<(), RunError> {
+    let mut out = staging.table("rejects", &["file", "row", "column", "value", "reason"])?;
     for r in rejects {
         let row = r.row.to_string();
         let reason = r.reason();
@@ -202,5 +260,5 @@ pub fn write_rejects(staging: &mut Staging, rejects: &[Reject]) -> Result<(), Ru
             Out::Text(&reason),
         ])?;
     }
-    staging.finish_csv(out)
+    staging.finish(out)
 }

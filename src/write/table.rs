@@ -1,0 +1,531 @@
+//! One output table, in CSV or Parquet, hashed as it is written.
+//!
+//! Writers fill [`Batch`]es of text cells (in parallel, a batch per partner or per slice of
+//! rows), [`Batch::encode`] turns a batch into what the file takes (CSV bytes, or the batch
+//! itself for Parquet), and [`Table::write`] appends it, in order, on one thread. So the cost of
+//! formatting is spread over the cores while the file's order stays fixed.
+//!
+//! Both formats hold the same cells: text as the CSV shows it (formula-neutralised, below);
+//! in Parquet, the amount columns are `DECIMAL(38, 8)` (every amount the engine reads or
+//! writes has at most 8 places, so nothing is rounded), the row numbers `INT64`, and an empty
+//! or non-decimal amount cell (a rejected line's raw payable) is null.
+
+use super::WrittenFile;
+use crate::error::RunError;
+use parquet::basic::Compression;
+use parquet::data_type::{
+    ByteArray, ByteArrayType, FixedLenByteArray, FixedLenByteArrayType, Int64Type,
+};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The output format (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// RFC 4180 CSV, UTF-8, `\n`-terminated.
+    #[default]
+    Csv,
+    /// Apache Parquet, Snappy-compressed, amounts as exact decimals.
+    Parquet,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// One output cell. Text is neutralised against formula injection; numbers are written as given.
+#[derive(Debug, Clone, Copy)]
+pub enum Out<'a> {
+    Text(&'a str),
+    Number(&'a str),
+}
+
+/// A text cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return
+/// first) gets a leading `'` (OWASP CSV injection guidance); anything else is written unaltered.
+pub fn neutralise(text: &str) -> Cow<'_, str> {
+    match text.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{text}")),
+        _ => Cow::Borrowed(text),
+    }
+}
+
+/// Rows of text cells, all cells in one string: no allocation per cell.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    text: String,
+    ends: Vec<usize>,
+    width: usize,
+}
+
+impl Batch {
+    pub fn new(width: usize) -> Batch {
+        Batch {
+            text: String::new(),
+            ends: Vec::new(),
+            width,
+        }
+    }
+
+    /// Appends one row (exactly `width` cells).
+    pub fn row(&mut self, cells: &[Out<'_>]) {
+        debug_assert_eq!(cells.len(), self.width);
+        for cell in cells {
+            match *cell {
+                Out::Text(t) => self.text.push_str(&neutralise(t)),
+                Out::Number(n) => self.text.push_str(n),
+            }
+            self.ends.push(self.text.len());
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.ends.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The cells of row `i`.
+    pub fn cells(&self, i: usize) -> impl Iterator<Item = &str> + '_ {
+        let first = i * self.width;
+        (first..first + self.width).map(move |c| {
+            let start = if c == 0 { 0 } else { self.ends[c - 1] };
+            &self.text[start..self.ends[c]]
+        })
+    }
+
+    /// Appends row `i` of `other` (same width).
+    pub fn copy_row(&mut self, other: &Batch, i: usize) {
+        for cell in other.cells(i) {
+            self.text.push_str(cell);
+            self.ends.push(self.text.len());
+        }
+    }
+
+    /// What [`Table::write`] takes for this format: CSV bytes are made here, so on the
+    /// caller's thread.
+    pub fn encode(self, format: Format) -> Result<Encoded, RunError> {
+        match format {
+            Format::Csv => {
+                let rows = self.rows() as u64;
+                Ok(Encoded::Csv(self.to_csv()?, rows))
+            }
+            Format::Parquet => Ok(Encoded::Rows(self)),
+        }
+    }
+
+    /// The rows as CSV records (no header).
+    pub fn to_csv(&self) -> Result<Vec<u8>, RunError> {
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::with_capacity(self.text.len() + self.ends.len() + 64));
+        for i in 0..self.rows() {
+            w.write_record(self.cells(i))
+                .map_err(|e| RunError::Io(format!("formatting CSV: {e}")))?;
+        }
+        w.into_inner()
+            .map_err(|e| RunError::Io(format!("formatting CSV: {}", e.error())))
+    }
+}
+
+/// Rows per slice that [`write_parallel`] formats on one thread.
+const SLICE_ROWS: usize = 1 << 14;
+
+/// Writes one row per item of `items` to `table`, in order: slices of the items are formatted
+/// in parallel by `fill` (a few slices at a time, so the bytes held stay bounded) and written
+/// in order on this thread. The file does not depend on the thread count.
+pub fn write_parallel<T: Sync>(
+    table: &mut Table,
+    items: &[T],
+    width: usize,
+    fill: impl Fn(&[T], &mut Batch) + Sync,
+) -> Result<(), RunError> {
+    use rayon::prelude::*;
+    let format = table.format();
+    let window = SLICE_ROWS * 2 * rayon::current_num_threads().max(1);
+    for part in items.chunks(window) {
+        let encoded: Vec<Result<Encoded, RunError>> = part
+            .par_chunks(SLICE_ROWS)
+            .map(|slice| {
+                let mut batch = Batch::new(width);
+                fill(slice, &mut batch);
+                batch.encode(format)
+            })
+            .collect();
+        for e in encoded {
+            table.write(&e?)?;
+        }
+    }
+    Ok(())
+}
+
+/// A batch ready for its file.
+pub enum Encoded {
+    Csv(Vec<u8>, u64),
+    Rows(Batch),
+}
+
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Sink = Hashing<BufWriter<File>>;
+
+/// An output table being written: `<name>.csv` or `<name>.parquet`.
+pub struct Table {
+    name: String,
+    path: PathBuf,
+    rows: u64,
+    body: Body,
+}
+
+enum Body {
+    Csv(Sink),
+    Parquet(Box<ParquetBody>),
+}
+
+struct ParquetBody {
+    writer: SerializedFileWriter<Sink>,
+    types: Vec<ColumnType>,
+    pending: Batch,
+}
+
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 1 << 16;
+
+/// Parquet's type of a column, by its name (the names are the contract, SPEC Appendix B).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnType {
+    Text,
+    Decimal,
+    Integer,
+}
+
+/// Every decimal place an output amount can have: inputs have at most 8, computed amounts are
+/// rounded to a currency scale, rates are checked to 8 places.
+pub const PARQUET_SCALE: u32 = 8;
+
+fn column_type(name: &str) -> ColumnType {
+    match name {
+        "row" | "source_row" | "rejected_lines" => ColumnType::Integer,
+        "base"
+        | "rate"
+        | "amount"
+        | "payable_amount"
+        | "incentive"
+        | "consumption"
+        | "refunds"
+        | "eligible_base"
+        | "non_base"
+        | "excluded"
+        | "deferred_out_base"
+        | "deferred_out_non_base"
+        | "deferred_out_incentive"
+        | "clawback_base"
+        | "refund_not_earned"
+        | "earned_now"
+        | "carried_in"
+        | "clawed_back"
+        | "tier"
+        | "cap"
+        | "override"
+        | "voucher_balance_after"
+        | "opening"
+        | "deducted"
+        | "expired"
+        | "closing"
+        | "balance"
+        | "annual_new_resource_amount" => ColumnType::Decimal,
+        _ => ColumnType::Text,
+    }
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> RunError {
+    RunError::Io(format!("{}: {e}", path.display()))
+}
+
+impl Table {
+    /// Creates `dir/<name>.<ext>` (`name` may hold one folder level, e.g. `ledgers/P1`) and
+    /// writes the header (CSV) or the schema (Parquet).
+    pub(super) fn create(
+        dir: &Path,
+        name: &str,
+        columns: &[&str],
+        format: Format,
+    ) -> Result<Table, RunError> {
+        let name = format!("{name}.{}", format.extension());
+        let path = dir.join(&name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| RunError::io(parent.display(), e))?;
+        }
+        let file = File::create(&path).map_err(|e| RunError::io(path.display(), e))?;
+        let mut sink = Hashing {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+        };
+        let body = match format {
+            Format::Csv => {
+                let mut header = Batch::new(columns.len());
+                header.row(&columns.iter().map(|c| Out::Number(c)).collect::<Vec<_>>());
+                sink.write_all(&header.to_csv()?)
+                    .map_err(|e| RunError::io(path.display(), e))?;
+                Body::Csv(sink)
+            }
+            Format::Parquet => {
+                let types: Vec<ColumnType> = columns.iter().map(|c| column_type(c)).collect();
+                let fields: Vec<String> = columns
+                    .iter()
+                    .zip(&types)
+                    .map(|(c, t)| match t {
+                        ColumnType::Text => format!("REQUIRED BYTE_ARRAY {c} (UTF8);"),
+                        ColumnType::Integer => format!("OPTIONAL INT64 {c};"),
+                        ColumnType::Decimal => format!(
+                            "OPTIONAL FIXED_LEN_BYTE_ARRAY (16) {c} (DECIMAL(38,{PARQUET_SCALE}));"
+                        ),
+                    })
+                    .collect();
+                let message = format!("message row {{ {} }}", fields.join(" "));
+                let schema = parquet::schema::parser::parse_message_type(&message)
+                    .map_err(|e| io_err(&path, e))?;
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_created_by(format!("incentives {}", env!("CARGO_PKG_VERSION")))
+                    .build();
+                let writer = SerializedFileWriter::new(sink, Arc::new(schema), Arc::new(props))
+                    .map_err(|e| io_err(&path, e))?;
+                Body::Parquet(Box::new(ParquetBody {
+                    writer,
+                    types,
+                    pending: Batch::new(columns.len()),
+                }))
+            }
+        };
+        Ok(Table {
+            name,
+            path,
+            rows: 0,
+            body,
+        })
+    }
+
+    pub fn format(&self) -> Format {
+        match self.body {
+            Body::Csv(_) => Format::Csv,
+            Body::Parquet(_) => Format::Parquet,
+        }
+    }
+
+    /// Appends one row.
+    pub fn row(&mut self, cells: &[Out<'_>]) -> Result<(), RunError> {
+        let mut batch = Batch::new(cells.len());
+        batch.row(cells);
+        self.write(&batch.encode(self.format())?)
+    }
+
+    /// Appends an encoded batch.
+    pub fn write(&mut self, encoded: &Encoded) -> Result<(), RunError> {
+        let path = &self.path;
+        match (&mut self.body, encoded) {
+            (Body::Csv(sink), Encoded::Csv(bytes, rows)) => {
+                sink.write_all(bytes)
+                    .map_err(|e| RunError::io(path.display(), e))?;
+                self.rows += rows;
+            }
+            (Body::Parquet(p), Encoded::Rows(batch)) => {
+                for i in 0..batch.rows() {
+                    p.pending.copy_row(batch, i);
+                    if p.pending.rows() == ROW_GROUP_ROWS {
+                        p.flush(path)?;
+                    }
+                }
+                self.rows += batch.rows() as u64;
+            }
+            (Body::Parquet(_), Encoded::Csv(..)) | (Body::Csv(_), Encoded::Rows(_)) => {
+                return Err(RunError::Io(format!(
+                    "{}: a batch encoded for the other format",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(self) -> Result<WrittenFile, RunError> {
+        let path = self.path;
+        let sink = match self.body {
+            Body::Csv(sink) => sink,
+            Body::Parquet(mut p) => {
+                p.flush(&path)?;
+                p.writer.into_inner().map_err(|e| io_err(&path, e))?
+            }
+        };
+        let Hashing { inner, hasher } = sink;
+        // Synced with every other output when the staging folder is finished: by then the
+        // kernel has written most of it back, and the syncs overlap.
+        inner
+            .into_inner()
+            .map_err(|e| RunError::io(path.display(), e.into_error()))?;
+        Ok(WrittenFile {
+            file: self.name,
+            rows: Some(self.rows),
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+}
+
+impl ParquetBody {
+    /// Writes the pending rows as one row group.
+    fn flush(&mut self, path: &Path) -> Result<(), RunError> {
+        let batch = std::mem::replace(&mut self.pending, Batch::new(self.types.len()));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rows = batch.rows();
+        let err = |e| io_err(path, e);
+        let mut group = self.writer.next_row_group().map_err(err)?;
+        let mut c = 0;
+        while let Some(mut column) = group.next_column().map_err(err)? {
+            let cells = (0..rows).map(|r| batch.cells(r).nth(c).unwrap_or(""));
+            match self.types.get(c).copied().unwrap_or(ColumnType::Text) {
+                ColumnType::Text => {
+                    let values: Vec<ByteArray> = cells
+                        .map(|s| ByteArray::from(s.as_bytes().to_vec()))
+                        .collect();
+                    column
+                        .typed::<ByteArrayType>()
+                        .write_batch(&values, None, None)
+                        .map_err(err)?;
+                }
+                ColumnType::Integer => {
+                    let mut values = Vec::with_capacity(rows);
+                    let mut defined = Vec::with_capacity(rows);
+                    for s in cells {
+                        match s.parse::<i64>() {
+                            Ok(v) => {
+                                values.push(v);
+                                defined.push(1);
+                            }
+                            Err(_) => defined.push(0),
+                        }
+                    }
+                    column
+                        .typed::<Int64Type>()
+                        .write_batch(&values, Some(&defined), None)
+                        .map_err(err)?;
+                }
+                ColumnType::Decimal => {
+                    let mut values = Vec::with_capacity(rows);
+                    let mut defined = Vec::with_capacity(rows);
+                    for s in cells {
+                        match decimal_cell(s) {
+                            Some(Ok(bytes)) => {
+                                values.push(FixedLenByteArray::from(bytes.to_vec()));
+                                defined.push(1);
+                            }
+                            Some(Err(())) => {
+                                return Err(io_err(
+                                    path,
+                                    format!(
+                                        "{s:?} has more than {PARQUET_SCALE} decimal places for a Parquet amount"
+                                    ),
+                                ));
+                            }
+                            None => defined.push(0),
+                        }
+                    }
+                    column
+                        .typed::<FixedLenByteArrayType>()
+                        .write_batch(&values, Some(&defined), None)
+                        .map_err(err)?;
+                }
+            }
+            column.close().map_err(err)?;
+            c += 1;
+        }
+        group.close().map_err(err)?;
+        Ok(())
+    }
+}
+
+/// A decimal cell as the 16 big-endian bytes of its value × 10^8: None when the cell is empty
+/// or not a decimal (a rejected line's raw amount), `Err` when it has more than 8 places.
+fn decimal_cell(text: &str) -> Option<Result<[u8; 16], ()>> {
+    let value = crate::money::parse_decimal(text, 28).ok()?;
+    let scale = value.scale();
+    if scale > PARQUET_SCALE {
+        return Some(Err(()));
+    }
+    let mantissa = value.mantissa() * 10i128.pow(PARQUET_SCALE - scale);
+    Some(Ok(mantissa.to_be_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised_and_nothing_else_changes() {
+        assert_eq!(neutralise("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(neutralise("+1"), "'+1");
+        assert_eq!(neutralise("-10000.00"), "'-10000.00");
+        assert_eq!(neutralise("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(neutralise("\tx"), "'\tx");
+        assert_eq!(neutralise("\rx"), "'\rx");
+        assert_eq!(neutralise("P00001"), "P00001");
+        assert_eq!(neutralise("a=b"), "a=b");
+        assert_eq!(neutralise(""), "");
+    }
+
+    #[test]
+    fn a_batch_neutralises_text_but_not_numbers_and_quotes_as_rfc_4180() {
+        let mut b = Batch::new(3);
+        b.row(&[Out::Text("-x"), Out::Number("-1.50"), Out::Text("a,\"b\"")]);
+        b.row(&[Out::Text(""), Out::Number(""), Out::Text("P1")]);
+        assert_eq!(b.rows(), 2);
+        assert_eq!(
+            String::from_utf8(b.to_csv().unwrap()).unwrap(),
+            "'-x,-1.50,\"a,\"\"b\"\"\"\n,,P1\n"
+        );
+    }
+
+    #[test]
+    fn decimal_cells_are_exact_at_scale_8() {
+        // 12.30 → 1230000000 × 10^-8; -0.00000001 → -1 × 10^-8.
+        assert_eq!(
+            decimal_cell("12.30"),
+            Some(Ok(1_230_000_000i128.to_be_bytes()))
+        );
+        assert_eq!(
+            decimal_cell("-0.00000001"),
+            Some(Ok((-1i128).to_be_bytes()))
+        );
+        assert_eq!(decimal_cell(""), None);
+        assert_eq!(decimal_cell("abc"), None);
+        assert_eq!(decimal_cell("0.123456789"), Some(Err(())));
+    }
+}
