@@ -10,8 +10,9 @@ pub use paragraph::{Lang, paragraph};
 use crate::calendar::Cycle;
 use crate::evaluate::{CarriedRow, Evaluation, Fate, Kind};
 use crate::load::Bundle;
-use crate::model::Currency;
+use crate::model::{Currency, PartnerIdx};
 use crate::vouchers::VoucherOutcome;
+use rayon::prelude::*;
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -122,105 +123,238 @@ impl Explanation {
 /// A key borrowed from the bundle while summing (no allocation per line).
 type BorrowedKey<'a> = (&'a str, &'a str, Currency);
 
-fn entry<'a, 'm>(
-    map: &'m mut FxHashMap<BorrowedKey<'a>, Explanation>,
-    key: BorrowedKey<'a>,
-) -> &'m mut Explanation {
-    map.entry(key)
-        .or_insert_with(|| Explanation::new(key.0.to_string(), key.1.to_string(), key.2))
+/// A partner's own lines and the incentive rows credited to it (overrides sit with the
+/// distributor), as indices, partners in partner-id order: the unit of parallel work.
+struct ByPartner {
+    /// Partner indices in partner-id order.
+    order: Vec<u32>,
+    lines: Grouped,
+    rows: Grouped,
 }
 
-/// Builds the cycle's explanations from the lines, their outcomes, the journal and the carried rows.
+/// Items grouped by partner: `items[starts[p]..starts[p + 1]]`, each group in input order.
+struct Grouped {
+    starts: Vec<usize>,
+    items: Vec<u32>,
+}
+
+impl Grouped {
+    /// A counting sort of `0..n` by `partner_of` (None: left out).
+    fn new(partners: usize, n: usize, partner_of: impl Fn(usize) -> Option<usize>) -> Grouped {
+        let mut starts = vec![0usize; partners + 1];
+        for i in 0..n {
+            if let Some(p) = partner_of(i) {
+                starts[p + 1] += 1;
+            }
+        }
+        for p in 0..partners {
+            starts[p + 1] += starts[p];
+        }
+        let mut next = starts.clone();
+        let mut items = vec![0u32; starts[partners]];
+        for i in 0..n {
+            if let Some(p) = partner_of(i) {
+                items[next[p]] = i as u32;
+                next[p] += 1;
+            }
+        }
+        Grouped { starts, items }
+    }
+
+    fn of(&self, partner: u32) -> &[u32] {
+        let p = partner as usize;
+        &self.items[self.starts[p]..self.starts[p + 1]]
+    }
+}
+
+impl ByPartner {
+    fn new(bundle: &Bundle, evaluation: &Evaluation<'_>) -> ByPartner {
+        let partners = bundle.partners.len();
+        let mut order: Vec<u32> = (0..partners as u32).collect();
+        order.sort_by(|&a, &b| {
+            let id = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
+            id(a).cmp(id(b))
+        });
+        let lines = Grouped::new(partners, bundle.bill_lines.len(), |i| {
+            Some(bundle.bill_lines[i].partner.0 as usize)
+        });
+        let rows = Grouped::new(partners, evaluation.rows.len(), |i| {
+            let row = &evaluation.rows[i];
+            row.kind.is_incentive().then_some(row.partner.0 as usize)
+        });
+        ByPartner { order, lines, rows }
+    }
+}
+
+/// One partner's explanations, sorted by customer and currency.
+fn partner_explanations(
+    bundle: &Bundle,
+    evaluation: &Evaluation<'_>,
+    carried: &[&CarriedRow],
+    cycle: Cycle,
+    partner: u32,
+    by: &ByPartner,
+) -> Vec<Explanation> {
+    let partner_id = bundle.partners.at(PartnerIdx(partner)).partner_id.as_str();
+    let mut map: FxHashMap<(&str, Currency), Explanation> = FxHashMap::default();
+    for &i in by.lines.of(partner) {
+        let line = &bundle.bill_lines[i as usize];
+        let e = slot(
+            &mut map,
+            partner_id,
+            line.customer_id.as_str(),
+            line.currency,
+        );
+        add_line(e, line, evaluation, i);
+    }
+    for &r in by.rows.of(partner) {
+        let row = &evaluation.rows[r as usize];
+        let customer = row
+            .line
+            .map_or("*", |l| bundle.bill_lines[l as usize].customer_id.as_str());
+        add_row(
+            slot(&mut map, partner_id, customer, row.currency),
+            row,
+            cycle,
+        );
+    }
+    for c in carried {
+        if let Some(currency) = Currency::parse(&c.currency) {
+            slot(&mut map, partner_id, c.customer_id.as_str(), currency).carried_in += c.amount;
+        }
+    }
+    let mut out: Vec<((&str, Currency), Explanation)> = map.into_iter().collect();
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter().map(|(_, e)| e).collect()
+}
+
+/// The explanation of (customer, currency) in a partner's map, created empty when new.
+fn slot<'a, 'm>(
+    map: &'m mut FxHashMap<(&'a str, Currency), Explanation>,
+    partner_id: &str,
+    customer: &'a str,
+    currency: Currency,
+) -> &'m mut Explanation {
+    map.entry((customer, currency))
+        .or_insert_with(|| Explanation::new(partner_id.to_string(), customer.to_string(), currency))
+}
+
+/// A line's figures in its own partner's explanation.
+fn add_line(
+    e: &mut Explanation,
+    line: &crate::model::BillLine,
+    evaluation: &Evaluation<'_>,
+    i: u32,
+) {
+    let outcome = &evaluation.outcomes[i as usize];
+    let rows = &evaluation.rows[outcome.rows.start as usize..outcome.rows.end as usize];
+    let payable = line.payable_amount;
+    if line.is_negative() {
+        e.refunds += payable;
+        match outcome.fate {
+            Fate::ClawedBack => e.clawback_base += payable,
+            _ => e.refund_not_earned += payable,
+        }
+        return;
+    }
+    e.consumption += payable;
+    let base = rows.first().map_or(Decimal::ZERO, |r| r.base);
+    match outcome.fate {
+        Fate::Earned => {
+            e.eligible_base += base;
+            e.non_base += payable - base;
+        }
+        Fate::Deferred => {
+            e.deferred_out_base += base;
+            e.deferred_out_non_base += payable - base;
+        }
+        _ => {
+            e.excluded += payable;
+            match e.excluded_by_reason.get_mut(outcome.reason) {
+                Some(sum) => *sum += payable,
+                None => {
+                    e.excluded_by_reason
+                        .insert(outcome.reason.to_string(), payable);
+                }
+            }
+        }
+    }
+}
+
+/// An incentive row's amount in its recipient's explanation.
+fn add_row(e: &mut Explanation, row: &crate::evaluate::LedgerRow, cycle: Cycle) {
+    if row.credit_cycle > cycle {
+        e.deferred_out_incentive += row.amount;
+        return;
+    }
+    match row.kind {
+        Kind::Earn => e.earned_now += row.amount,
+        Kind::Clawback => e.clawed_back += row.amount,
+        Kind::Tier => e.tier += row.amount,
+        Kind::Cap => e.cap += row.amount,
+        Kind::Override => e.override_ += row.amount,
+        _ => {}
+    }
+}
+
+/// Builds the cycle's explanations from the lines, their outcomes, the journal and the carried
+/// rows: each partner's in parallel, partners in partner-id order, so the result is sorted by
+/// (partner, customer, currency) whatever the thread count.
 pub fn explanations(
     bundle: &Bundle,
     evaluation: &Evaluation<'_>,
     carried: &[CarriedRow],
     cycle: Cycle,
 ) -> Vec<Explanation> {
-    // Hashed while summing (ten million lines), sorted once at the end.
-    let mut map: FxHashMap<BorrowedKey<'_>, Explanation> = FxHashMap::default();
-    for (i, line) in bundle.bill_lines.iter().enumerate() {
-        let partner_id = bundle.partners.at(line.partner).partner_id.as_str();
-        let e = entry(
-            &mut map,
-            (partner_id, line.customer_id.as_str(), line.currency),
-        );
-        let outcome = &evaluation.outcomes[i];
-        let rows = &evaluation.rows[outcome.rows.start as usize..outcome.rows.end as usize];
-        let payable = line.payable_amount;
-        if line.is_negative() {
-            e.refunds += payable;
-            match outcome.fate {
-                Fate::ClawedBack => e.clawback_base += payable,
-                _ => e.refund_not_earned += payable,
-            }
-            continue;
-        }
-        e.consumption += payable;
-        let base = rows.first().map_or(Decimal::ZERO, |r| r.base);
-        match outcome.fate {
-            Fate::Earned => {
-                e.eligible_base += base;
-                e.non_base += payable - base;
-            }
-            Fate::Deferred => {
-                e.deferred_out_base += base;
-                e.deferred_out_non_base += payable - base;
-            }
-            _ => {
-                e.excluded += payable;
-                *e.excluded_by_reason
-                    .entry(outcome.reason.to_string())
-                    .or_default() += payable;
-            }
-        }
-    }
-    for row in &evaluation.rows {
-        if !row.kind.is_incentive() {
-            continue;
-        }
-        let partner_id = bundle.partners.at(row.partner).partner_id.as_str();
-        let customer = row
-            .line
-            .map_or("*", |l| bundle.bill_lines[l as usize].customer_id.as_str());
-        let e = entry(&mut map, (partner_id, customer, row.currency));
-        if row.credit_cycle > cycle {
-            e.deferred_out_incentive += row.amount;
-            continue;
-        }
-        match row.kind {
-            Kind::Earn => e.earned_now += row.amount,
-            Kind::Clawback => e.clawed_back += row.amount,
-            Kind::Tier => e.tier += row.amount,
-            Kind::Cap => e.cap += row.amount,
-            Kind::Override => e.override_ += row.amount,
-            _ => {}
-        }
-    }
+    let by = ByPartner::new(bundle, evaluation);
+    // Carried rows by partner; those of a partner no longer in partners.csv still get a row.
+    let mut carried_of: Vec<Vec<&CarriedRow>> = vec![Vec::new(); bundle.partners.len()];
+    let mut orphans: Vec<&CarriedRow> = Vec::new();
     for c in carried {
-        if let Some(currency) = Currency::parse(&c.currency) {
-            entry(
-                &mut map,
-                (c.partner_id.as_str(), c.customer_id.as_str(), currency),
-            )
-            .carried_in += c.amount;
+        match bundle.partners.get(&c.partner_id) {
+            Some((p, _)) => carried_of[p.0 as usize].push(c),
+            None => orphans.push(c),
         }
+    }
+    let parts: Vec<Vec<Explanation>> = by
+        .order
+        .par_iter()
+        .map(|&p| partner_explanations(bundle, evaluation, &carried_of[p as usize], cycle, p, &by))
+        .collect();
+    let mut out: Vec<Explanation> = parts.into_iter().flatten().collect();
+    if !orphans.is_empty() {
+        let mut extra: BTreeMap<(&str, &str, Currency), Explanation> = BTreeMap::new();
+        for c in orphans {
+            if let Some(currency) = Currency::parse(&c.currency) {
+                extra
+                    .entry((c.partner_id.as_str(), c.customer_id.as_str(), currency))
+                    .or_insert_with(|| {
+                        Explanation::new(c.partner_id.clone(), c.customer_id.clone(), currency)
+                    })
+                    .carried_in += c.amount;
+            }
+        }
+        out.extend(extra.into_values());
+        out.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
     }
     // Rejected lines are counted where their partner, customer and currency have a row.
     for r in &bundle.rejected_lines {
         if let Some(currency) = Currency::parse(&r.currency)
-            && let Some(e) = map.get_mut(&(r.partner_id.as_str(), r.customer_id.as_str(), currency))
+            && let Ok(at) = out.binary_search_by(|e| {
+                key_of(e).cmp(&(r.partner_id.as_str(), r.customer_id.as_str(), currency))
+            })
         {
-            e.rejected_lines += 1;
+            out[at].rejected_lines += 1;
         }
     }
-    let mut keyed: Vec<(BorrowedKey<'_>, Explanation)> = map.into_iter().collect();
-    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<Explanation> = keyed.into_iter().map(|(_, e)| e).collect();
     for e in &mut out {
         e.incentive = e.earned_now + e.carried_in + e.clawed_back + e.tier + e.cap + e.override_;
     }
     out
+}
+
+fn key_of(e: &Explanation) -> BorrowedKey<'_> {
+    (e.partner_id.as_str(), e.customer_id.as_str(), e.currency)
 }
 
 /// An identity of SPEC §6 that does not hold: a bug, never bad input.
@@ -246,6 +380,79 @@ impl fmt::Display for Violation {
     }
 }
 
+/// A partner's explanations against what its rows credit to the cycle (`credited`, per
+/// customer and currency): the identities of each explanation, its agreement with the journal,
+/// and every credited key explained. Keys are formatted only for a violation.
+fn agree<'a>(
+    partner_id: &str,
+    own: &[&'a Explanation],
+    mut credited: FxHashMap<(&'a str, Currency), Decimal>,
+) -> Vec<Violation> {
+    let mut v = Vec::new();
+    let mut push =
+        |key: &dyn Fn() -> String, identity: &str, expected: Decimal, actual: Decimal| {
+            if expected != actual {
+                v.push(Violation {
+                    key: key(),
+                    identity: identity.to_string(),
+                    expected,
+                    actual,
+                });
+            }
+        };
+    for e in own {
+        let key = || format!("{}/{}/{}", e.partner_id, e.customer_id, e.currency);
+        push(
+            &key,
+            "consumption = eligible_base + non_base + excluded + deferred_out_base + deferred_out_non_base",
+            e.consumption,
+            e.eligible_base
+                + e.non_base
+                + e.excluded
+                + e.deferred_out_base
+                + e.deferred_out_non_base,
+        );
+        push(
+            &key,
+            "excluded = Σ excluded_by_reason",
+            e.excluded,
+            e.excluded_by_reason.values().copied().sum(),
+        );
+        push(
+            &key,
+            "refunds = clawback_base + refund_not_earned",
+            e.refunds,
+            e.clawback_base + e.refund_not_earned,
+        );
+        push(
+            &key,
+            "incentive = earned_now + carried_in + clawed_back + tier + cap + override",
+            e.incentive,
+            e.earned_now + e.carried_in + e.clawed_back + e.tier + e.cap + e.override_,
+        );
+        let journal = credited
+            .remove(&(e.customer_id.as_str(), e.currency))
+            .unwrap_or_default();
+        push(
+            &key,
+            "incentive = Σ ledger rows credited to the cycle",
+            journal,
+            e.incentive,
+        );
+    }
+    let mut unexplained: Vec<_> = credited.into_iter().collect();
+    unexplained.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for ((c, cur), amount) in unexplained {
+        push(
+            &|| format!("{partner_id}/{c}/{cur}"),
+            "ledger rows credited to the cycle have an explanation",
+            Decimal::ZERO,
+            amount,
+        );
+    }
+    v
+}
+
 /// Checks SPEC §6 on the in-memory results: every explanation's three identities and its
 /// agreement with the journal; every line once; payable conserved; voucher identities.
 pub fn check_identities(
@@ -256,7 +463,81 @@ pub fn check_identities(
     vouchers: &VoucherOutcome,
     cycle: Cycle,
 ) -> Vec<Violation> {
-    let mut v = Vec::new();
+    // What the journal and the carried rows credit to the cycle, per key, summed again here
+    // independently of `explanations` (per partner, in parallel), then compared.
+    let partners = bundle.partners.len();
+    let credited_rows = Grouped::new(partners, evaluation.rows.len(), |i| {
+        let row = &evaluation.rows[i];
+        (row.kind.is_incentive() && row.credit_cycle == cycle).then_some(row.partner.0 as usize)
+    });
+    let mut carried_of: Vec<Vec<&CarriedRow>> = vec![Vec::new(); partners];
+    let mut orphans: Vec<&CarriedRow> = Vec::new();
+    for c in carried {
+        match bundle.partners.get(&c.partner_id) {
+            Some((p, _)) => carried_of[p.0 as usize].push(c),
+            None => orphans.push(c),
+        }
+    }
+    let mut explained_of: FxHashMap<&str, Vec<&Explanation>> = FxHashMap::default();
+    for e in explanations {
+        explained_of
+            .entry(e.partner_id.as_str())
+            .or_default()
+            .push(e);
+    }
+    let mut order: Vec<u32> = (0..partners as u32).collect();
+    order.sort_by(|&a, &b| {
+        let id = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
+        id(a).cmp(id(b))
+    });
+    let per_partner: Vec<Vec<Violation>> = order
+        .par_iter()
+        .map(|&p| {
+            let partner_id = bundle.partners.at(PartnerIdx(p)).partner_id.as_str();
+            let mut credited: FxHashMap<(&str, Currency), Decimal> = FxHashMap::default();
+            for &r in credited_rows.of(p) {
+                let row = &evaluation.rows[r as usize];
+                let customer = row
+                    .line
+                    .map_or("*", |l| bundle.bill_lines[l as usize].customer_id.as_str());
+                *credited.entry((customer, row.currency)).or_default() += row.amount;
+            }
+            for c in &carried_of[p as usize] {
+                if let Some(currency) = Currency::parse(&c.currency) {
+                    *credited
+                        .entry((c.customer_id.as_str(), currency))
+                        .or_default() += c.amount;
+                }
+            }
+            let own = explained_of
+                .get(partner_id)
+                .map_or(&[][..], |v| v.as_slice());
+            agree(partner_id, own, credited)
+        })
+        .collect();
+    let mut v: Vec<Violation> = per_partner.into_iter().flatten().collect();
+    // Explanations and carried rows of partners no longer in partners.csv.
+    let mut stray: BTreeMap<&str, FxHashMap<(&str, Currency), Decimal>> = BTreeMap::new();
+    for c in orphans {
+        if let Some(currency) = Currency::parse(&c.currency) {
+            *stray
+                .entry(c.partner_id.as_str())
+                .or_default()
+                .entry((c.customer_id.as_str(), currency))
+                .or_default() += c.amount;
+        }
+    }
+    for partner_id in explained_of.keys() {
+        if bundle.partners.get(partner_id).is_none() {
+            stray.entry(partner_id).or_default();
+        }
+    }
+    for (partner_id, credited) in stray {
+        let own = explained_of
+            .get(partner_id)
+            .map_or(&[][..], |v| v.as_slice());
+        v.extend(agree(partner_id, own, credited));
+    }
     let mut push = |key: String, identity: &str, expected: Decimal, actual: Decimal| {
         if expected != actual {
             v.push(Violation {
@@ -267,78 +548,6 @@ pub fn check_identities(
             });
         }
     };
-    // What the journal and the carried rows credit to the cycle, per key.
-    let mut credited: FxHashMap<BorrowedKey<'_>, Decimal> = FxHashMap::default();
-    for row in evaluation
-        .rows
-        .iter()
-        .filter(|r| r.kind.is_incentive() && r.credit_cycle == cycle)
-    {
-        let partner_id = bundle.partners.at(row.partner).partner_id.as_str();
-        let customer = row
-            .line
-            .map_or("*", |l| bundle.bill_lines[l as usize].customer_id.as_str());
-        *credited
-            .entry((partner_id, customer, row.currency))
-            .or_default() += row.amount;
-    }
-    for c in carried {
-        if let Some(currency) = Currency::parse(&c.currency) {
-            *credited
-                .entry((c.partner_id.as_str(), c.customer_id.as_str(), currency))
-                .or_default() += c.amount;
-        }
-    }
-    for e in explanations {
-        let key = format!("{}/{}/{}", e.partner_id, e.customer_id, e.currency);
-        push(
-            key.clone(),
-            "consumption = eligible_base + non_base + excluded + deferred_out_base + deferred_out_non_base",
-            e.consumption,
-            e.eligible_base
-                + e.non_base
-                + e.excluded
-                + e.deferred_out_base
-                + e.deferred_out_non_base,
-        );
-        push(
-            key.clone(),
-            "excluded = Σ excluded_by_reason",
-            e.excluded,
-            e.excluded_by_reason.values().copied().sum(),
-        );
-        push(
-            key.clone(),
-            "refunds = clawback_base + refund_not_earned",
-            e.refunds,
-            e.clawback_base + e.refund_not_earned,
-        );
-        push(
-            key.clone(),
-            "incentive = earned_now + carried_in + clawed_back + tier + cap + override",
-            e.incentive,
-            e.earned_now + e.carried_in + e.clawed_back + e.tier + e.cap + e.override_,
-        );
-        let journal = credited
-            .remove(&(e.partner_id.as_str(), e.customer_id.as_str(), e.currency))
-            .unwrap_or_default();
-        push(
-            key,
-            "incentive = Σ ledger rows credited to the cycle",
-            journal,
-            e.incentive,
-        );
-    }
-    let mut unexplained: Vec<_> = credited.into_iter().collect();
-    unexplained.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    for ((p, c, cur), amount) in unexplained {
-        push(
-            format!("{p}/{c}/{cur}"),
-            "ledger rows credited to the cycle have an explanation",
-            Decimal::ZERO,
-            amount,
-        );
-    }
     push(
         "bill_lines.csv".into(),
         "every accepted line has exactly one outcome",
