@@ -9,6 +9,7 @@ pub mod error;
 pub mod evaluate;
 pub mod explain;
 pub mod generate;
+pub mod group;
 pub mod load;
 pub mod model;
 pub mod money;

@@ -251,7 +251,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     let staging = Staging::begin(&config.out, config.cycle, config.format)?;
     // The journal and statements on one side, every other file on the other: two cores write
     // at once (each side also formats in parallel).
-    let (deferred, others) = rayon::join(
+    let (deferred, (others, pool_rows)) = rayon::join(
         || {
             write::write_ledgers(
                 &staging,
@@ -262,30 +262,37 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
                 config.cycle,
             )
         },
-        || -> Result<(), RunError> {
-            write::write_outcomes(&staging, &bundle, &rule_set, &evaluation)?;
-            write::write_explanations(
-                &staging,
-                &rule_set,
-                &config.cycle.to_string(),
-                &explanations,
-                config.lang,
-            )?;
-            write::write_rejects(&staging, &rejects)?;
-            write::write_vouchers(&staging, &bundle, &rule_set, &voucher_states, &matched)?;
-            write::write_expiry_report(
-                &staging,
-                &rule_set,
-                &settled.report,
-                &voucher_states,
-                &matched,
-                report_at,
-            )?;
-            write::write_subsidies(&staging, &bundle, &rule_set, &decisions)
+        || {
+            rayon::join(
+                || -> Result<(), RunError> {
+                    write::write_outcomes(&staging, &bundle, &rule_set, &evaluation)?;
+                    write::write_explanations(
+                        &staging,
+                        &rule_set,
+                        &config.cycle.to_string(),
+                        &explanations,
+                        config.lang,
+                    )?;
+                    write::write_rejects(&staging, &rejects)?;
+                    write::write_vouchers(&staging, &bundle, &rule_set, &voucher_states, &matched)?;
+                    write::write_expiry_report(
+                        &staging,
+                        &rule_set,
+                        &settled.report,
+                        &voucher_states,
+                        &matched,
+                        report_at,
+                    )?;
+                    write::write_subsidies(&staging, &bundle, &rule_set, &decisions)
+                },
+                // The state's pool rows, encoded now: the commit runs after the lines are freed.
+                || crate::state::encode_pools(&evaluation.pool_deltas),
+            )
         },
     );
     let deferred = deferred?;
     others?;
+    let pool_rows = pool_rows?;
     progress.finish(
         "write",
         staging.written().len() as u64,
@@ -424,14 +431,13 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     };
     // The state commit needs only what was gathered above: free the lines, rows and outcomes
     // first, so the run's memory peaks in evaluation, not here.
-    let pool_deltas = std::mem::take(&mut evaluation.pool_deltas);
     drop(explanations);
     drop(evaluation);
     drop(bundle);
     progress.start("commit");
     let commit_started = Instant::now();
-    let state_rows = deferred.len() + pool_deltas.len() as u64;
-    state.commit(&record, deferred, &pool_deltas, &closing, &publication)?;
+    let state_rows = deferred.len() + pool_rows.len();
+    state.commit(&record, deferred, pool_rows, &closing, &publication)?;
     fault_point("committed");
     let published = write::publish(&config.out, config.cycle, &staged)?;
     progress.finish("commit", state_rows, "state rows", commit_started.elapsed());

@@ -1,9 +1,9 @@
 //! The rule set bound to one bundle and cycle, and the per-line work of evaluation.
 
-use super::{Fate, Kind, LedgerRow, Pool, reason};
+use super::{Fate, Kind, LedgerRow, Pools, reason};
 use crate::calendar::Cycle;
 use crate::load::Bundle;
-use crate::model::{BillLine, CapabilityTag, Currency, DistributorLink, Order, PartnerIdx};
+use crate::model::{BillLine, CapabilityTag, DistributorLink, Order, PartnerIdx};
 use crate::rules::{BoundCondition, LeverKind, LineFacts, RuleSet};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
 use rust_decimal::Decimal;
@@ -332,8 +332,7 @@ impl<'a> Context<'a> {
     pub fn negative_line(
         &self,
         i: u32,
-        pools_by_order: &HashMap<&str, Vec<(u16, PartnerIdx, Currency)>>,
-        pools: &mut HashMap<(&'a str, u16, PartnerIdx, Currency), Pool<'a>>,
+        pools: &mut Pools<'a>,
         rows: &mut Vec<LedgerRow>,
     ) -> (Fate, &'a str) {
         let line = &self.bundle.bill_lines[i as usize];
@@ -344,27 +343,19 @@ impl<'a> Context<'a> {
         let Some(original) = self.original_order(line) else {
             return (Fate::RefundNotEarned, reason::NO_ORDER);
         };
-        let keys: Vec<(u16, PartnerIdx, Currency)> = pools_by_order
-            .get(original)
-            .map(|list| {
-                list.iter()
-                    .filter(|(_, _, c)| *c == line.currency)
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
+        // The order's pools in its own currency, in (lever, recipient) order.
+        let keys: Vec<usize> = pools
+            .of_order(original)
+            .filter(|&p| pools.get(p).is_some_and(|p| p.currency() == line.currency))
+            .collect();
         if keys.is_empty() {
             return (Fate::RefundNotEarned, reason::ORDER_NEVER_EARNED);
         }
-        for (lever, recipient, currency) in keys {
-            let Some((&(order, ..), _)) =
-                pools.get_key_value(&(original, lever, recipient, currency))
-            else {
+        for p in keys {
+            let Some(pool) = pools.get_mut(p) else {
                 continue;
             };
-            let Some(pool) = pools.get_mut(&(order, lever, recipient, currency)) else {
-                continue;
-            };
+            let (lever, recipient, currency) = (pool.lever(), pool.recipient(), pool.currency());
             let lever_def = &self.rules.levers[lever as usize];
             let base = lever_def
                 .base

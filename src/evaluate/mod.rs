@@ -16,8 +16,9 @@ use crate::rules::{LeverKind, RuleSet};
 use context::Context;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
-use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::ops::Range;
 
 /// What a ledger row records.
@@ -141,18 +142,18 @@ pub struct CarriedRow {
     pub ruleset_hash: String,
 }
 
-/// What this cycle changed in one pool.
+/// What this cycle changed in one pool, by name (for the state store).
 #[derive(Debug, Clone, PartialEq)]
-pub struct PoolDelta {
-    pub order_id: String,
-    pub lever: String,
-    pub recipient: String,
-    pub currency: String,
+pub struct PoolDelta<'a> {
+    pub order_id: &'a str,
+    pub lever: &'a str,
+    pub recipient: &'a str,
+    pub currency: Currency,
     pub earned: Decimal,
     /// Clawed back this cycle, as a positive amount.
     pub clawed: Decimal,
     /// This cycle's earliest row of the pool: (earned cycle, line id, rate, rule id).
-    pub first: Option<(Cycle, String, Option<Decimal>, String)>,
+    pub first: Option<(Cycle, &'a str, Option<Decimal>, Cow<'a, str>)>,
 }
 
 /// One ledger entry.
@@ -229,12 +230,9 @@ pub struct Evaluation<'a> {
     /// Rule ids of earlier rule sets that clawback rows refer to (see [`EXTERNAL_RULE`]).
     pub external_rules: Vec<String>,
     /// What this cycle added to the pools of what orders earned.
-    pub pool_deltas: Vec<PoolDelta>,
+    pub pool_deltas: Vec<PoolDelta<'a>>,
     /// Ids that balance rows refer to (projects, lots, applications).
     pub refs: Vec<String>,
-    /// Journal ranks of partners and lines, computed once (ordering is redone when balance rows
-    /// are added).
-    ranks: Option<(Vec<u32>, Vec<u32>)>,
 }
 
 impl Evaluation<'_> {
@@ -292,12 +290,11 @@ impl Evaluation<'_> {
     }
 
     /// Puts the rows in journal order: SPEC Appendix B's keys (partner, credit cycle, customer,
-    /// line, lever, kind, ref, currency), by ranks computed once, then generation order.
+    /// line, lever, kind, ref, currency), then generation order. Each partner's rows are sorted
+    /// on their own, in parallel, and partners follow in id order.
     pub fn order_journal(&mut self, bundle: &Bundle, rules: &RuleSet) {
-        let (partner_rank, line_rank) = self.ranks.take().unwrap_or_else(|| journal_ranks(bundle));
-        // Lever names, kinds and ref ids ranked once, so the sort compares a few small integers
-        // (about 28 bytes a row instead of string slices).
-        let lever_of = |row: &LedgerRow| self.lever_name(rules, row);
+        // Lever names, kinds and ref ids ranked once, so the sort compares small integers
+        // where it can and strings (customer, line) only within a partner.
         let subsidy_lever = rules
             .subsidy
             .as_ref()
@@ -324,50 +321,52 @@ impl Evaluation<'_> {
         let ref_rank = ranks(&ref_order, 1);
         let rank_in = |list: &[&str], name: &str| list.binary_search(&name).unwrap_or(0) as u8;
         let this = &*self;
-        let mut keyed: Vec<(JournalKey, u32)> = (0..this.rows.len() as u32)
-            .map(|i| {
-                let row = &this.rows[i as usize];
-                let cycle = row.credit_cycle.year() as u32 * 12 + row.credit_cycle.month();
-                (
-                    (
-                        partner_rank[row.partner.0 as usize],
-                        cycle,
-                        row.line.map_or(0, |l| line_rank[l as usize]),
-                        rank_in(&lever_names, lever_of(row)),
-                        rank_in(&kinds, row.kind.as_str()),
-                        row.ref_id.map_or(0, |r| ref_rank[r as usize]),
-                        row.currency.code(),
-                    ),
-                    i,
-                )
+        let partners = bundle.partners.len();
+        let by_partner = crate::group::Grouped::new(partners, this.rows.len(), |i| {
+            Some(this.rows[i].partner.0 as usize)
+        });
+        let mut partner_order: Vec<u32> = (0..partners as u32).collect();
+        partner_order.sort_by(|&a, &b| {
+            let p = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
+            p(a).cmp(p(b))
+        });
+        let lines = &bundle.bill_lines;
+        let sorted: Vec<Vec<u32>> = partner_order
+            .par_iter()
+            .map(|&p| {
+                // (credit cycle, customer, line id, source row, lever, kind, ref, currency), row.
+                let mut keyed: Vec<(JournalKey<'_>, u32)> = by_partner
+                    .of(p)
+                    .iter()
+                    .map(|&i| {
+                        let row = &this.rows[i as usize];
+                        let line = row.line.map(|l| &lines[l as usize]);
+                        (
+                            (
+                                row.credit_cycle,
+                                line.map_or("*", |l| l.customer_id.as_str()),
+                                line.map_or("", |l| l.line_id.as_str()),
+                                line.map_or(0, |l| l.source_row),
+                                rank_in(&lever_names, this.lever_name(rules, row)),
+                                rank_in(&kinds, row.kind.as_str()),
+                                row.ref_id.map_or(0, |r| ref_rank[r as usize]),
+                                row.currency.code(),
+                            ),
+                            i,
+                        )
+                    })
+                    .collect();
+                keyed.sort_unstable();
+                keyed.into_iter().map(|(_, i)| i).collect()
             })
             .collect();
-        keyed.par_sort_unstable();
-        self.journal = keyed.into_iter().map(|(_, i)| i).collect();
-        self.ranks = Some((partner_rank, line_rank));
+        self.journal = sorted.concat();
     }
 }
 
-/// Ranks of partners (by id) and of lines (by customer id, line id; from 1, 0 being the
-/// partner-level rows' customer `*`, before every customer id).
-fn journal_ranks(bundle: &Bundle) -> (Vec<u32>, Vec<u32>) {
-    let mut partner_order: Vec<u32> = (0..bundle.partners.len() as u32).collect();
-    partner_order.sort_by(|&a, &b| {
-        let p = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
-        p(a).cmp(p(b))
-    });
-    let lines = &bundle.bill_lines;
-    let mut line_order: Vec<u32> = (0..lines.len() as u32).collect();
-    line_order.par_sort_unstable_by(|&a, &b| {
-        let (a, b) = (&lines[a as usize], &lines[b as usize]);
-        (&a.customer_id, &a.line_id, a.source_row).cmp(&(&b.customer_id, &b.line_id, b.source_row))
-    });
-    (ranks(&partner_order, 0), ranks(&line_order, 1))
-}
-
-/// A row's journal sort key: partner, credit cycle, line (customer, line id), lever, kind, ref,
-/// currency, each as a rank or a small integer.
-type JournalKey = (u32, u32, u32, u8, u8, u32, [u8; 3]);
+/// A row's journal sort key within its partner: credit cycle, customer, line id (and source
+/// row), lever, kind, ref, currency, each as a value, a rank or a small integer.
+type JournalKey<'a> = (Cycle, &'a str, &'a str, u64, u8, u8, u32, [u8; 3]);
 
 /// The rank of each item, given the items in sorted order.
 fn ranks(sorted: &[u32], first: u32) -> Vec<u32> {
@@ -381,19 +380,246 @@ fn ranks(sorted: &[u32], first: u32) -> Vec<u32> {
 /// One partner's rows and the outcomes of its lines (by line index).
 type Partition<'a> = (Vec<LedgerRow>, Vec<(u32, Outcome<'a>)>);
 
+/// Which pool a row belongs to: (order, lever, recipient, currency), with the order id's hash
+/// first so that sorting and searching compare integers, and strings only on a tie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct PoolKey<'a> {
+    hash: u64,
+    order: &'a str,
+    lever: u16,
+    partner: PartnerIdx,
+    currency: Currency,
+}
+
+/// A fixed hash of an order id (the same in every run: it orders the state's pool rows).
+fn order_hash(order: &str) -> u64 {
+    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(order)
+}
+
 /// One pool of what an order earned: per (order, lever, recipient, currency).
 #[derive(Debug, Clone)]
-struct Pool<'a> {
-    earned: Decimal,
-    clawed: Decimal,
+pub(crate) struct Pool<'a> {
+    key: PoolKey<'a>,
+    pub(crate) earned: Decimal,
+    pub(crate) clawed: Decimal,
     /// The earliest earn or override row by (earned cycle, line id): its rate and rule apply.
     first: (Cycle, &'a str),
-    rate: Option<Decimal>,
-    rule: u16,
+    pub(crate) rate: Option<Decimal>,
+    pub(crate) rule: u16,
     earned_now: Decimal,
-    clawed_now: Decimal,
+    pub(crate) clawed_now: Decimal,
     /// This cycle's earliest row of the pool.
     first_now: Option<((Cycle, &'a str), Option<Decimal>, u16)>,
+}
+
+/// Every pool, sorted by key: what a refund's original order earned is one range of it.
+pub(crate) struct Pools<'a> {
+    pools: Vec<Pool<'a>>,
+}
+
+impl<'a> Pools<'a> {
+    /// The pools of `order` (in (lever, recipient, currency) order), as indices.
+    pub(crate) fn of_order(&self, order: &str) -> Range<usize> {
+        let hash = order_hash(order);
+        let start = self
+            .pools
+            .partition_point(|p| (p.key.hash, p.key.order) < (hash, order));
+        let end = start
+            + self.pools[start..]
+                .iter()
+                .take_while(|p| p.key.hash == hash && p.key.order == order)
+                .count();
+        start..end
+    }
+
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut Pool<'a>> {
+        self.pools.get_mut(i)
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&Pool<'a>> {
+        self.pools.get(i)
+    }
+}
+
+impl Pool<'_> {
+    pub(crate) fn lever(&self) -> u16 {
+        self.key.lever
+    }
+    pub(crate) fn recipient(&self) -> PartnerIdx {
+        self.key.partner
+    }
+    pub(crate) fn currency(&self) -> Currency {
+        self.key.currency
+    }
+}
+
+/// What each order earned, per (lever, recipient, currency): earlier cycles' pools from the
+/// state, then this cycle's earn and override rows (grouped by a parallel sort).
+fn build_pools<'a>(
+    bundle: &'a Bundle,
+    rules: &'a RuleSet,
+    prior: &'a Prior,
+    rows: &[LedgerRow],
+    external_rules: &mut Vec<String>,
+) -> Pools<'a> {
+    let lines = &bundle.bill_lines;
+    let mut prior_pools: Vec<Pool<'a>> = Vec::with_capacity(prior.pools.len());
+    for p in &prior.pools {
+        let (Some(lever), Some((partner, _)), Some(currency)) = (
+            rules.lever_index(&p.lever),
+            bundle.partners.get(&p.recipient),
+            Currency::parse(&p.currency),
+        ) else {
+            continue;
+        };
+        let rule = match rules.levers[lever]
+            .rules
+            .iter()
+            .position(|r| r.id == p.rule_id)
+        {
+            Some(r) => r as u16,
+            None => {
+                external_rules.push(p.rule_id.clone());
+                EXTERNAL_RULE | (external_rules.len() as u16 - 1)
+            }
+        };
+        prior_pools.push(Pool {
+            key: PoolKey {
+                hash: order_hash(&p.order_id),
+                order: p.order_id.as_str(),
+                lever: lever as u16,
+                partner,
+                currency,
+            },
+            earned: p.earned,
+            clawed: p.clawed,
+            first: (p.first_cycle, p.first_line.as_str()),
+            rate: p.rate,
+            rule,
+            earned_now: Decimal::ZERO,
+            clawed_now: Decimal::ZERO,
+            first_now: None,
+        });
+    }
+    prior_pools.par_sort_unstable_by_key(|p| p.key);
+
+    // This cycle's earn and override rows with an order, sorted by (pool, first-row key).
+    let mut earning: Vec<(PoolKey<'a>, (Cycle, &'a str), u32)> = rows
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, row)| {
+            let (Some(line), Kind::Earn | Kind::Override) = (row.line, row.kind) else {
+                return None;
+            };
+            let line = &lines[line as usize];
+            let order = line.order_id.as_deref()?;
+            Some((
+                PoolKey {
+                    hash: order_hash(order),
+                    order,
+                    lever: row.lever,
+                    partner: row.partner,
+                    currency: row.currency,
+                },
+                (row.earned_cycle, line.line_id.as_str()),
+                i as u32,
+            ))
+        })
+        .collect();
+    earning.par_sort_unstable();
+    let mut now: Vec<Pool<'a>> = Vec::new();
+    for (key, first, i) in earning {
+        let row = &rows[i as usize];
+        match now.last_mut() {
+            Some(pool) if pool.key == key => {
+                pool.earned += row.amount;
+                pool.earned_now += row.amount;
+            }
+            _ => now.push(Pool {
+                key,
+                earned: row.amount,
+                clawed: Decimal::ZERO,
+                // Sorted by the first-row key within a pool: the first seen is the earliest.
+                first,
+                rate: row.rate,
+                rule: row.rule,
+                earned_now: row.amount,
+                clawed_now: Decimal::ZERO,
+                first_now: Some((first, row.rate, row.rule)),
+            }),
+        }
+    }
+
+    // Merge: a pool of both keeps the earlier cycles' sums and the earliest first row.
+    let mut pools = Vec::with_capacity(prior_pools.len() + now.len());
+    let (mut a, mut b) = (
+        prior_pools.into_iter().peekable(),
+        now.into_iter().peekable(),
+    );
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (Some(x), Some(y)) if x.key < y.key => a.next(),
+            (Some(x), Some(y)) if y.key < x.key => b.next(),
+            _ => match (a.next(), b.next()) {
+                (Some(mut old), Some(new)) => {
+                    old.earned += new.earned_now;
+                    old.earned_now = new.earned_now;
+                    if new.first < old.first {
+                        old.first = new.first;
+                        old.rate = new.rate;
+                        old.rule = new.rule;
+                    }
+                    old.first_now = new.first_now;
+                    Some(old)
+                }
+                (old, new) => old.or(new),
+            },
+        };
+        pools.extend(next);
+    }
+    Pools { pools }
+}
+
+/// What this cycle added to each pool, by name, in pool order, for the state store.
+fn pool_deltas<'a>(
+    bundle: &'a Bundle,
+    rules: &'a RuleSet,
+    external_rules: &[String],
+    pools: &Pools<'a>,
+) -> Vec<PoolDelta<'a>> {
+    pools
+        .pools
+        .iter()
+        .filter(|p| !p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now.is_some())
+        .map(|p| {
+            let lever = &rules.levers[p.key.lever as usize];
+            PoolDelta {
+                order_id: p.key.order,
+                lever: lever.name.as_str(),
+                recipient: bundle.partners.at(p.key.partner).partner_id.as_str(),
+                currency: p.key.currency,
+                earned: p.earned_now,
+                clawed: p.clawed_now,
+                first: p.first_now.map(|((c, line), rate, rule)| {
+                    let id = if rule & EXTERNAL_RULE == 0 && rule != CAP_RULE {
+                        lever
+                            .rules
+                            .get(rule as usize)
+                            .map(|r| Cow::Borrowed(r.id.as_str()))
+                    } else {
+                        None
+                    };
+                    let id = id.unwrap_or_else(|| {
+                        Cow::Owned(rule_name(rules, external_rules, p.key.lever, rule))
+                    });
+                    (c, line, rate, id)
+                }),
+            }
+        })
+        .collect()
 }
 
 pub fn evaluate<'a>(
@@ -432,7 +658,14 @@ pub fn evaluate<'a>(
         })
         .collect();
 
-    let mut rows: Vec<LedgerRow> = Vec::new();
+    // Sized once: the positive lines' rows, and room for about one row per negative line and
+    // the partner-level rows, so the largest vector of the run is never copied to grow.
+    let negatives_count = lines.len() - by_partner.iter().map(Vec::len).sum::<usize>();
+    let mut rows: Vec<LedgerRow> = Vec::with_capacity(
+        partitions.iter().map(|(r, _)| r.len()).sum::<usize>()
+            + 2 * negatives_count
+            + 4 * bundle.partners.len() * rules.levers.len().max(1),
+    );
     let mut outcomes: Vec<Outcome<'a>> = vec![
         Outcome {
             fate: Fate::Excluded,
@@ -450,84 +683,8 @@ pub fn evaluate<'a>(
         }
     }
 
-    // What each order earned, per (lever, recipient, currency): earlier cycles' pools from the
-    // state, then this cycle's earn and override rows.
     let mut external_rules: Vec<String> = Vec::new();
-    let mut pools: HashMap<(&'a str, u16, PartnerIdx, Currency), Pool<'a>> = HashMap::default();
-    for p in &prior.pools {
-        let (Some(lever), Some((partner, _)), Some(currency)) = (
-            rules.lever_index(&p.lever),
-            bundle.partners.get(&p.recipient),
-            Currency::parse(&p.currency),
-        ) else {
-            continue;
-        };
-        let rule = match rules.levers[lever]
-            .rules
-            .iter()
-            .position(|r| r.id == p.rule_id)
-        {
-            Some(r) => r as u16,
-            None => {
-                external_rules.push(p.rule_id.clone());
-                EXTERNAL_RULE | (external_rules.len() as u16 - 1)
-            }
-        };
-        pools.insert(
-            (p.order_id.as_str(), lever as u16, partner, currency),
-            Pool {
-                earned: p.earned,
-                clawed: p.clawed,
-                first: (p.first_cycle, p.first_line.as_str()),
-                rate: p.rate,
-                rule,
-                earned_now: Decimal::ZERO,
-                clawed_now: Decimal::ZERO,
-                first_now: None,
-            },
-        );
-    }
-    for row in &rows {
-        let (Some(line), Kind::Earn | Kind::Override) = (row.line, row.kind) else {
-            continue;
-        };
-        let Some(order) = lines[line as usize].order_id.as_deref() else {
-            continue;
-        };
-        let key = (row.earned_cycle, lines[line as usize].line_id.as_str());
-        let pool = pools
-            .entry((order, row.lever, row.partner, row.currency))
-            .or_insert(Pool {
-                earned: Decimal::ZERO,
-                clawed: Decimal::ZERO,
-                first: key,
-                rate: row.rate,
-                rule: row.rule,
-                earned_now: Decimal::ZERO,
-                clawed_now: Decimal::ZERO,
-                first_now: None,
-            });
-        pool.earned += row.amount;
-        pool.earned_now += row.amount;
-        if key < pool.first {
-            pool.first = key;
-            pool.rate = row.rate;
-            pool.rule = row.rule;
-        }
-        if pool.first_now.is_none_or(|(first, ..)| key < first) {
-            pool.first_now = Some((key, row.rate, row.rule));
-        }
-    }
-    let mut pools_by_order: HashMap<&str, Vec<(u16, PartnerIdx, Currency)>> = HashMap::default();
-    for &(order, lever, partner, currency) in pools.keys() {
-        pools_by_order
-            .entry(order)
-            .or_default()
-            .push((lever, partner, currency));
-    }
-    for list in pools_by_order.values_mut() {
-        list.sort();
-    }
+    let mut pools = build_pools(bundle, rules, prior, &rows, &mut external_rules);
 
     // Refunds and negative lines, after every positive line, in (trade time, line id) order.
     let mut negatives: Vec<u32> = (0..lines.len())
@@ -540,7 +697,7 @@ pub fn evaluate<'a>(
     });
     for i in negatives {
         let start = rows.len() as u32;
-        let (fate, why) = ctx.negative_line(i, &pools_by_order, &mut pools, &mut rows);
+        let (fate, why) = ctx.negative_line(i, &mut pools, &mut rows);
         outcomes[i as usize] = Outcome {
             fate,
             reason: why,
@@ -551,37 +708,7 @@ pub fn evaluate<'a>(
     ctx.tiers(&mut rows);
     ctx.caps(&mut rows, &prior.carried);
 
-    // What this cycle added to each pool, for the state store.
-    let mut pool_deltas: Vec<PoolDelta> = pools
-        .iter()
-        .filter(|(_, p)| {
-            !p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now.is_some()
-        })
-        .map(|(&(order, lever, partner, currency), p)| PoolDelta {
-            order_id: order.to_string(),
-            lever: rules.levers[lever as usize].name.clone(),
-            recipient: bundle.partners.at(partner).partner_id.to_string(),
-            currency: currency.to_string(),
-            earned: p.earned_now,
-            clawed: p.clawed_now,
-            first: p.first_now.map(|((c, line), rate, rule)| {
-                (
-                    c,
-                    line.to_string(),
-                    rate,
-                    rule_name(rules, &external_rules, lever, rule),
-                )
-            }),
-        })
-        .collect();
-    pool_deltas.sort_by(|a, b| {
-        (&a.order_id, &a.lever, &a.recipient, &a.currency).cmp(&(
-            &b.order_id,
-            &b.lever,
-            &b.recipient,
-            &b.currency,
-        ))
-    });
+    let pool_deltas = pool_deltas(bundle, rules, &external_rules, &pools);
 
     let mut evaluation = Evaluation {
         rows,
@@ -590,7 +717,6 @@ pub fn evaluate<'a>(
         external_rules,
         pool_deltas,
         refs: Vec::new(),
-        ranks: None,
     };
     evaluation.order_journal(bundle, rules);
     evaluation

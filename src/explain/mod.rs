@@ -9,6 +9,7 @@ pub use paragraph::{Lang, paragraph};
 
 use crate::calendar::Cycle;
 use crate::evaluate::{CarriedRow, Evaluation, Fate, Kind};
+use crate::group::Grouped;
 use crate::load::Bundle;
 use crate::model::{Currency, PartnerIdx};
 use crate::vouchers::VoucherOutcome;
@@ -130,41 +131,6 @@ struct ByPartner {
     order: Vec<u32>,
     lines: Grouped,
     rows: Grouped,
-}
-
-/// Items grouped by partner: `items[starts[p]..starts[p + 1]]`, each group in input order.
-struct Grouped {
-    starts: Vec<usize>,
-    items: Vec<u32>,
-}
-
-impl Grouped {
-    /// A counting sort of `0..n` by `partner_of` (None: left out).
-    fn new(partners: usize, n: usize, partner_of: impl Fn(usize) -> Option<usize>) -> Grouped {
-        let mut starts = vec![0usize; partners + 1];
-        for i in 0..n {
-            if let Some(p) = partner_of(i) {
-                starts[p + 1] += 1;
-            }
-        }
-        for p in 0..partners {
-            starts[p + 1] += starts[p];
-        }
-        let mut next = starts.clone();
-        let mut items = vec![0u32; starts[partners]];
-        for i in 0..n {
-            if let Some(p) = partner_of(i) {
-                items[next[p]] = i as u32;
-                next[p] += 1;
-            }
-        }
-        Grouped { starts, items }
-    }
-
-    fn of(&self, partner: u32) -> &[u32] {
-        let p = partner as usize;
-        &self.items[self.starts[p]..self.starts[p + 1]]
-    }
 }
 
 impl ByPartner {

@@ -335,7 +335,7 @@ impl StateStore {
         &mut self,
         record: &CycleRecord,
         deferred: DeferredRows,
-        pools: &[PoolDelta],
+        pools: PoolRows,
         balances: &ClosingBalances,
         publication: &PendingPublication,
     ) -> Result<(), RunError> {
@@ -399,7 +399,7 @@ impl StateStore {
             for (credit, parts) in deferred.finish()? {
                 store("deferred_rows", &credit, parts)?;
             }
-            store("order_earnings", "", encode_pools(pools)?)?;
+            store("order_earnings", "", pools.parts)?;
             let mut insert = tx
                 .prepare(
                     "INSERT INTO voucher_state (cycle, voucher_id, partner_id, voucher_type, face_value, closing,
@@ -676,23 +676,49 @@ const POOL_COLUMNS: &[&str] = &[
 /// Columns of a stored `deferred_rows` part: the ledger row as the run's journal wrote it.
 pub const DEFERRED_COLUMNS: &[&str] = crate::write::LEDGER_COLUMNS;
 
-fn encode_pools(pools: &[PoolDelta]) -> Result<Vec<bulk::Part>, RunError> {
+/// What the cycle changed in the pools of what orders earned, encoded for [`StateStore::commit`]
+/// (made while the outputs are written, before the lines are freed).
+pub struct PoolRows {
+    parts: Vec<bulk::Part>,
+    rows: u64,
+}
+
+impl PoolRows {
+    pub fn len(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+}
+
+pub fn encode_pools(pools: &[PoolDelta<'_>]) -> Result<PoolRows, RunError> {
     let mut enc = bulk::PartsEncoder::new(POOL_COLUMNS);
+    let (mut earned, mut clawed, mut fc, mut fr) =
+        (String::new(), String::new(), String::new(), String::new());
     for p in pools {
-        let (earned, clawed) = (p.earned.to_string(), p.clawed.to_string());
-        let (fc, fl, fr, frule) = match &p.first {
-            Some((c, l, r, rule)) => (
-                c.to_string(),
-                l.as_str(),
-                r.map(|r| r.to_string()).unwrap_or_default(),
-                rule.as_str(),
-            ),
-            None => (String::new(), "", String::new(), ""),
+        use std::fmt::Write as _;
+        earned.clear();
+        let _ = write!(earned, "{}", p.earned);
+        clawed.clear();
+        let _ = write!(clawed, "{}", p.clawed);
+        fc.clear();
+        fr.clear();
+        let (fl, frule) = match &p.first {
+            Some((c, l, r, rule)) => {
+                let _ = write!(fc, "{c}");
+                if let Some(r) = r {
+                    let _ = write!(fr, "{r}");
+                }
+                (*l, rule.as_ref())
+            }
+            None => ("", ""),
         };
         enc.row([
-            p.order_id.as_str(),
-            p.lever.as_str(),
-            p.recipient.as_str(),
+            p.order_id,
+            p.lever,
+            p.recipient,
             p.currency.as_str(),
             earned.as_str(),
             clawed.as_str(),
@@ -702,7 +728,10 @@ fn encode_pools(pools: &[PoolDelta]) -> Result<Vec<bulk::Part>, RunError> {
             frule,
         ])?;
     }
-    enc.finish()
+    Ok(PoolRows {
+        parts: enc.finish()?,
+        rows: pools.len() as u64,
+    })
 }
 
 /// Journal rows credited to later cycles, encoded as the writer goes, per credit cycle.
