@@ -1,6 +1,6 @@
 //! `ledger.csv`, `ledgers/<partner_id>.csv` and `line_outcomes.csv` (SPEC §5, Appendix B).
 
-use super::{Batch, Encoded, Out, Staging};
+use super::{Batch, Encoded, Format, Out, Staging};
 use crate::calendar::Cycle;
 use crate::error::RunError;
 use crate::evaluate::{CAP_RULE, CarriedRow, EXTERNAL_RULE, Evaluation, LedgerRow, NO_LEVER};
@@ -108,53 +108,63 @@ pub fn write_ledgers(
 
     let mut journal = staging.table("ledger", LEDGER_COLUMNS)?;
     let mut deferred = DeferredRows::default();
-    let later = cycle.to_string();
     for window in statements.chunks(PARTNERS_PER_WINDOW) {
-        let formatted: Vec<Result<Statement, RunError>> = window
+        let formatted: Vec<Statement> = window
             .par_iter()
             .map(|(_, range, carried_rows)| {
-                let mut rows = Batch::new(LEDGER_COLUMNS.len());
+                let width = LEDGER_COLUMNS.len();
+                let mut journal = Batch::new(width, format);
+                // A statement differs from the journal only by carried rows, merged by the
+                // statement's sort keys (a carried row before a journal row of equal keys).
+                let mut statement = (!carried_rows.is_empty()).then(|| Batch::new(width, format));
+                let mut carried_next = 0;
+                // Rows credited to a later cycle, by that cycle, as CSV for the state store.
+                let mut later: BTreeMap<String, Batch> = BTreeMap::new();
                 let mut cells = LedgerCells::default();
                 for n in range.clone() {
                     let row = &evaluation.rows[evaluation.journal[n] as usize];
                     cells.fill(bundle, rules, evaluation, &names, row, n);
-                    rows.row(&cells.cells());
-                }
-                // Rows credited to a later cycle, by that cycle, for the state store.
-                let mut later_rows: BTreeMap<&str, Batch> = BTreeMap::new();
-                for i in 0..rows.rows() {
-                    let credit = rows.cells(i).nth(CREDIT_CYCLE).unwrap_or("");
-                    if credit > later.as_str() {
-                        later_rows
-                            .entry(credit)
-                            .or_insert_with(|| Batch::new(LEDGER_COLUMNS.len()))
-                            .copy_row(&rows, i);
+                    let row_cells = cells.cells();
+                    if let Some(st) = statement.as_mut() {
+                        while let Some(c) = carried_rows
+                            .get(carried_next)
+                            .filter(|c| carried_key(c) <= cells.key())
+                        {
+                            st.row(&carried_cells(c));
+                            carried_next += 1;
+                        }
+                        st.row(&row_cells);
+                    }
+                    journal.row(&row_cells);
+                    if row.credit_cycle > cycle {
+                        if !later.contains_key(cells.credit_cycle.as_str()) {
+                            later
+                                .insert(cells.credit_cycle.clone(), Batch::new(width, Format::Csv));
+                        }
+                        if let Some(b) = later.get_mut(cells.credit_cycle.as_str()) {
+                            b.row(&row_cells);
+                        }
                     }
                 }
-                let later_rows = later_rows
-                    .into_iter()
-                    .map(|(c, b)| Ok((c.to_string(), b.to_csv()?, b.rows() as u64)))
-                    .collect::<Result<Vec<_>, RunError>>()?;
-                let statement = if carried_rows.is_empty() {
-                    None
-                } else {
-                    Some(merge_carried(&rows, carried_rows).encode(format)?)
-                };
-                Ok(Statement {
-                    journal: rows.encode(format)?,
-                    statement,
-                    later: later_rows,
-                })
+                if let Some(st) = statement.as_mut() {
+                    for c in &carried_rows[carried_next..] {
+                        st.row(&carried_cells(c));
+                    }
+                }
+                Statement {
+                    journal: journal.encode(),
+                    statement: statement.map(Batch::encode),
+                    later: later.into_iter().collect(),
+                }
             })
             .collect();
         for ((partner, ..), statement) in window.iter().zip(formatted) {
-            let statement = statement?;
             journal.write(&statement.journal)?;
             let mut out = staging.table(&format!("ledgers/{partner}"), LEDGER_COLUMNS)?;
             out.write(statement.statement.as_ref().unwrap_or(&statement.journal))?;
             staging.finish(out)?;
-            for (credit, csv, rows) in &statement.later {
-                deferred.csv_rows(credit, csv, *rows)?;
+            for (credit, rows) in &statement.later {
+                deferred.csv_rows(credit, rows.csv_bytes(), rows.rows() as u64)?;
             }
         }
     }
@@ -167,37 +177,7 @@ pub fn write_ledgers(
 struct Statement {
     journal: Encoded,
     statement: Option<Encoded>,
-    later: Vec<(String, Vec<u8>, u64)>,
-}
-
-/// Positions in [`LEDGER_COLUMNS`] of the statement's sort keys after the partner.
-const CREDIT_CYCLE: usize = 10;
-const STATEMENT_KEY: [usize; 7] = [CREDIT_CYCLE, 2, 3, 5, 7, 8, 14];
-
-/// A partner's journal rows (in order) merged with its carried rows (in order) by the
-/// statement's sort keys; a carried row goes before a journal row of equal keys.
-fn merge_carried(rows: &Batch, carried: &[&CarriedRow]) -> Batch {
-    let mut merged = Batch::new(LEDGER_COLUMNS.len());
-    let key_of = |i: usize| -> [&str; 7] {
-        let cells: Vec<&str> = rows.cells(i).collect();
-        STATEMENT_KEY.map(|c| cells[c])
-    };
-    let mut next = 0;
-    for i in 0..rows.rows() {
-        let key = key_of(i);
-        while let Some(c) = carried
-            .get(next)
-            .filter(|c| <[&str; 7]>::from(carried_key(c)) <= key)
-        {
-            merged.row(&carried_cells(c));
-            next += 1;
-        }
-        merged.copy_row(rows, i);
-    }
-    for c in &carried[next..] {
-        merged.row(&carried_cells(c));
-    }
-    merged
+    later: Vec<(String, Batch)>,
 }
 
 type StatementKey<'a> = (
@@ -347,6 +327,19 @@ impl<'a> LedgerCells<'a> {
         write_amount(&mut self.amount, row.amount, scale);
         self.currency = row.currency.as_str();
         self.hash = &rules.hash;
+    }
+
+    /// The statement's sort keys after the partner (SPEC Appendix B).
+    fn key(&self) -> StatementKey<'_> {
+        (
+            &self.credit_cycle,
+            self.customer_id,
+            self.line_id,
+            self.lever,
+            self.kind,
+            self.ref_id,
+            self.currency,
+        )
     }
 
     fn cells(&self) -> [Out<'_>; 16] {

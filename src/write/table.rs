@@ -60,19 +60,33 @@ pub fn neutralise(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// Rows of text cells, all cells in one string: no allocation per cell.
-#[derive(Debug, Clone, Default)]
+/// Rows of cells, all in one buffer (no allocation per cell): for CSV the rows as the file
+/// will hold them (quoted where RFC 4180 needs it), for Parquet the cells' text.
+#[derive(Debug, Clone)]
 pub struct Batch {
+    format: Format,
     text: String,
+    /// Parquet: where each cell ends. CSV: unused.
     ends: Vec<usize>,
+    rows: usize,
     width: usize,
 }
 
+/// Whether a CSV field must be quoted (RFC 4180; what the csv crate's `Necessary` style does
+/// for a field that is not a record's only one).
+fn needs_quotes(field: &str) -> bool {
+    field
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+}
+
 impl Batch {
-    pub fn new(width: usize) -> Batch {
+    pub fn new(width: usize, format: Format) -> Batch {
         Batch {
+            format,
             text: String::new(),
             ends: Vec::new(),
+            rows: 0,
             width,
         }
     }
@@ -80,63 +94,75 @@ impl Batch {
     /// Appends one row (exactly `width` cells).
     pub fn row(&mut self, cells: &[Out<'_>]) {
         debug_assert_eq!(cells.len(), self.width);
-        for cell in cells {
-            match *cell {
-                Out::Text(t) => self.text.push_str(&neutralise(t)),
-                Out::Number(n) => self.text.push_str(n),
+        for (c, cell) in cells.iter().enumerate() {
+            let text = match *cell {
+                Out::Text(t) => neutralise(t),
+                Out::Number(n) => Cow::Borrowed(n),
+            };
+            match self.format {
+                Format::Csv => {
+                    if c > 0 {
+                        self.text.push(',');
+                    }
+                    if needs_quotes(&text) {
+                        self.text.push('"');
+                        for ch in text.chars() {
+                            if ch == '"' {
+                                self.text.push('"');
+                            }
+                            self.text.push(ch);
+                        }
+                        self.text.push('"');
+                    } else {
+                        self.text.push_str(&text);
+                    }
+                }
+                Format::Parquet => {
+                    self.text.push_str(&text);
+                    self.ends.push(self.text.len());
+                }
             }
-            self.ends.push(self.text.len());
         }
+        if self.format == Format::Csv {
+            self.text.push('\n');
+        }
+        self.rows += 1;
     }
 
     pub fn rows(&self) -> usize {
-        self.ends.len().checked_div(self.width).unwrap_or(0)
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.rows == 0
     }
 
-    /// The cells of row `i`.
-    pub fn cells(&self, i: usize) -> impl Iterator<Item = &str> + '_ {
-        let first = i * self.width;
-        (first..first + self.width).map(move |c| {
-            let start = if c == 0 { 0 } else { self.ends[c - 1] };
-            &self.text[start..self.ends[c]]
-        })
+    /// Cell `c` of row `r` (Parquet batches; a CSV batch holds its rows as bytes only).
+    fn cell(&self, r: usize, c: usize) -> &str {
+        let i = r * self.width + c;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.ends.get(i).map_or("", |&end| &self.text[start..end])
     }
 
-    /// Appends row `i` of `other` (same width).
-    pub fn copy_row(&mut self, other: &Batch, i: usize) {
-        for cell in other.cells(i) {
-            self.text.push_str(cell);
-            self.ends.push(self.text.len());
+    /// The CSV bytes of a CSV batch.
+    pub fn csv_bytes(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+
+    /// What [`Table::write`] takes for this batch.
+    pub fn encode(self) -> Encoded {
+        match self.format {
+            Format::Csv => Encoded::Csv(self.text.into_bytes(), self.rows as u64),
+            Format::Parquet => Encoded::Rows(self),
         }
     }
 
-    /// What [`Table::write`] takes for this format: CSV bytes are made here, so on the
-    /// caller's thread.
-    pub fn encode(self, format: Format) -> Result<Encoded, RunError> {
-        match format {
-            Format::Csv => {
-                let rows = self.rows() as u64;
-                Ok(Encoded::Csv(self.to_csv()?, rows))
-            }
-            Format::Parquet => Ok(Encoded::Rows(self)),
-        }
-    }
-
-    /// The rows as CSV records (no header).
-    pub fn to_csv(&self) -> Result<Vec<u8>, RunError> {
-        let mut w = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_writer(Vec::with_capacity(self.text.len() + self.ends.len() + 64));
-        for i in 0..self.rows() {
-            w.write_record(self.cells(i))
-                .map_err(|e| RunError::Io(format!("formatting CSV: {e}")))?;
-        }
-        w.into_inner()
-            .map_err(|e| RunError::Io(format!("formatting CSV: {}", e.error())))
+    /// Appends the rows of `other` (same width and format).
+    fn append(&mut self, other: &Batch) {
+        let offset = self.text.len();
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|e| e + offset));
+        self.rows += other.rows;
     }
 }
 
@@ -156,16 +182,16 @@ pub fn write_parallel<T: Sync>(
     let format = table.format();
     let window = SLICE_ROWS * 2 * rayon::current_num_threads().max(1);
     for part in items.chunks(window) {
-        let encoded: Vec<Result<Encoded, RunError>> = part
+        let encoded: Vec<Encoded> = part
             .par_chunks(SLICE_ROWS)
             .map(|slice| {
-                let mut batch = Batch::new(width);
+                let mut batch = Batch::new(width, format);
                 fill(slice, &mut batch);
-                batch.encode(format)
+                batch.encode()
             })
             .collect();
         for e in encoded {
-            table.write(&e?)?;
+            table.write(&e)?;
         }
     }
     Ok(())
@@ -290,9 +316,9 @@ impl Table {
         };
         let body = match format {
             Format::Csv => {
-                let mut header = Batch::new(columns.len());
+                let mut header = Batch::new(columns.len(), Format::Csv);
                 header.row(&columns.iter().map(|c| Out::Number(c)).collect::<Vec<_>>());
-                sink.write_all(&header.to_csv()?)
+                sink.write_all(header.csv_bytes())
                     .map_err(|e| RunError::io(path.display(), e))?;
                 Body::Csv(sink)
             }
@@ -321,7 +347,7 @@ impl Table {
                 Body::Parquet(Box::new(ParquetBody {
                     writer,
                     types,
-                    pending: Batch::new(columns.len()),
+                    pending: Batch::new(columns.len(), Format::Parquet),
                 }))
             }
         };
@@ -342,9 +368,9 @@ impl Table {
 
     /// Appends one row.
     pub fn row(&mut self, cells: &[Out<'_>]) -> Result<(), RunError> {
-        let mut batch = Batch::new(cells.len());
+        let mut batch = Batch::new(cells.len(), self.format());
         batch.row(cells);
-        self.write(&batch.encode(self.format())?)
+        self.write(&batch.encode())
     }
 
     /// Appends an encoded batch.
@@ -357,11 +383,9 @@ impl Table {
                 self.rows += rows;
             }
             (Body::Parquet(p), Encoded::Rows(batch)) => {
-                for i in 0..batch.rows() {
-                    p.pending.copy_row(batch, i);
-                    if p.pending.rows() == ROW_GROUP_ROWS {
-                        p.flush(path)?;
-                    }
+                p.pending.append(batch);
+                if p.pending.rows() >= ROW_GROUP_ROWS {
+                    p.flush(path)?;
                 }
                 self.rows += batch.rows() as u64;
             }
@@ -401,7 +425,10 @@ impl Table {
 impl ParquetBody {
     /// Writes the pending rows as one row group.
     fn flush(&mut self, path: &Path) -> Result<(), RunError> {
-        let batch = std::mem::replace(&mut self.pending, Batch::new(self.types.len()));
+        let batch = std::mem::replace(
+            &mut self.pending,
+            Batch::new(self.types.len(), Format::Parquet),
+        );
         if batch.is_empty() {
             return Ok(());
         }
@@ -410,7 +437,7 @@ impl ParquetBody {
         let mut group = self.writer.next_row_group().map_err(err)?;
         let mut c = 0;
         while let Some(mut column) = group.next_column().map_err(err)? {
-            let cells = (0..rows).map(|r| batch.cells(r).nth(c).unwrap_or(""));
+            let cells = (0..rows).map(|r| batch.cell(r, c));
             match self.types.get(c).copied().unwrap_or(ColumnType::Text) {
                 ColumnType::Text => {
                     let values: Vec<ByteArray> = cells
@@ -503,13 +530,32 @@ mod tests {
 
     #[test]
     fn a_batch_neutralises_text_but_not_numbers_and_quotes_as_rfc_4180() {
-        let mut b = Batch::new(3);
-        b.row(&[Out::Text("-x"), Out::Number("-1.50"), Out::Text("a,\"b\"")]);
-        b.row(&[Out::Text(""), Out::Number(""), Out::Text("P1")]);
+        let mut b = Batch::new(4, Format::Csv);
+        b.row(&[
+            Out::Text("-x"),
+            Out::Number("-1.50"),
+            Out::Text("a,\"b\""),
+            Out::Text("two\nlines"),
+        ]);
+        b.row(&[
+            Out::Text(""),
+            Out::Number(""),
+            Out::Text("P1"),
+            Out::Text("x"),
+        ]);
         assert_eq!(b.rows(), 2);
+        let expected = "'-x,-1.50,\"a,\"\"b\"\"\",\"two\nlines\"\n,,P1,x\n";
+        assert_eq!(String::from_utf8(b.csv_bytes().to_vec()).unwrap(), expected);
+        // The same cells through the csv crate give the same bytes.
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::new());
+        w.write_record(["'-x", "-1.50", "a,\"b\"", "two\nlines"])
+            .unwrap();
+        w.write_record(["", "", "P1", "x"]).unwrap();
         assert_eq!(
-            String::from_utf8(b.to_csv().unwrap()).unwrap(),
-            "'-x,-1.50,\"a,\"\"b\"\"\"\n,,P1\n"
+            String::from_utf8(w.into_inner().unwrap()).unwrap(),
+            expected
         );
     }
 
