@@ -8,35 +8,38 @@ use chrono::{DateTime, NaiveDate, Utc};
 use std::fmt;
 use std::str::FromStr;
 
-/// A bill cycle (账期), `YYYY-MM`.
+/// A bill cycle (账期), `YYYY-MM`. Four bytes: every ledger row holds two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cycle {
-    year: i32,
-    month: u32,
+    year: u16,
+    month: u8,
 }
 
 impl Cycle {
     pub fn new(year: i32, month: u32) -> Option<Self> {
-        ((1..=12).contains(&month) && (1..=9999).contains(&year)).then_some(Cycle { year, month })
+        ((1..=12).contains(&month) && (1..=9999).contains(&year)).then_some(Cycle {
+            year: year as u16,
+            month: month as u8,
+        })
     }
 
     pub fn year(self) -> i32 {
-        self.year
+        i32::from(self.year)
     }
 
     pub fn month(self) -> u32 {
-        self.month
+        u32::from(self.month)
     }
 
     pub fn first_day(self) -> NaiveDate {
         // `new` guarantees a valid month, so the first of it always exists.
-        NaiveDate::from_ymd_opt(self.year, self.month, 1).unwrap_or(NaiveDate::MIN)
+        NaiveDate::from_ymd_opt(self.year(), self.month(), 1).unwrap_or(NaiveDate::MIN)
     }
 
     pub fn next(self) -> Cycle {
         if self.month == 12 {
             Cycle {
-                year: self.year + 1,
+                year: self.year.saturating_add(1),
                 month: 1,
             }
         } else {
@@ -50,7 +53,7 @@ impl Cycle {
     pub fn previous(self) -> Cycle {
         if self.month == 1 {
             Cycle {
-                year: self.year - 1,
+                year: self.year.saturating_sub(1),
                 month: 12,
             }
         } else {

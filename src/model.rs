@@ -284,15 +284,13 @@ impl BillLine {
     }
 }
 
-/// `orders.csv`: the purchase a yearly/monthly line or a refund comes from. Customer, times,
-/// amount and currency are validated on load but not kept: the rules read the order's type, a
-/// refund's original order and the project.
+/// `orders.csv`: the purchase a yearly/monthly line or a refund comes from. Partner, customer,
+/// times, amount, currency and project are validated on load but not kept (millions of orders
+/// a month): the rules read the order's type and a refund's original order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
     pub order_id: Id,
-    pub partner: PartnerIdx,
     pub order_type: OrderType,
-    pub project_id: Option<Id>,
     pub original_order_id: Option<Id>,
 }
 

@@ -118,7 +118,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
 
     progress.start("load");
     let load_started = Instant::now();
-    let bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
+    let mut bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
     let read: u64 = bundle.files.iter().map(|f| f.digest.rows_read).sum();
     progress.finish("load", read, "rows", load_started.elapsed());
     // The likeliest cron mistake: the right folder run as the wrong cycle. Publishing an empty
@@ -159,7 +159,9 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
 
     progress.start("evaluate");
     let evaluate_started = Instant::now();
-    let mut evaluation = evaluate::evaluate(&bundle, &rule_set, config.cycle, &prior);
+    let orders = std::mem::take(&mut bundle.orders);
+    let mut evaluation = evaluate::evaluate_with(&bundle, &orders, &rule_set, config.cycle, &prior);
+    drop(orders);
     progress.finish(
         "evaluate",
         bundle.bill_lines.len() as u64,
@@ -216,6 +218,10 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     // SPEC §6, on the in-memory results, before anything is published.
     progress.start("reconcile");
     let reconcile_started = Instant::now();
+    // The state's pool rows are encoded (compressed) first and the pools freed: after the rows
+    // they are the largest thing evaluation leaves.
+    let pool_rows = crate::state::encode_pools(evaluation.pool_deltas(&bundle, &rule_set))?;
+    evaluation.free_pools();
     let mut explanations =
         explain::explanations(&bundle, &evaluation, &prior.carried, config.cycle);
     // Test hook (debug builds only): break an identity to prove a violation stops the run.
@@ -251,7 +257,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     let staging = Staging::begin(&config.out, config.cycle, config.format)?;
     // The journal and statements on one side, every other file on the other: two cores write
     // at once (each side also formats in parallel).
-    let (deferred, (others, pool_rows)) = rayon::join(
+    let (deferred, others) = rayon::join(
         || {
             write::write_ledgers(
                 &staging,
@@ -262,37 +268,30 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
                 config.cycle,
             )
         },
-        || {
-            rayon::join(
-                || -> Result<(), RunError> {
-                    write::write_outcomes(&staging, &bundle, &rule_set, &evaluation)?;
-                    write::write_explanations(
-                        &staging,
-                        &rule_set,
-                        &config.cycle.to_string(),
-                        &explanations,
-                        config.lang,
-                    )?;
-                    write::write_rejects(&staging, &rejects)?;
-                    write::write_vouchers(&staging, &bundle, &rule_set, &voucher_states, &matched)?;
-                    write::write_expiry_report(
-                        &staging,
-                        &rule_set,
-                        &settled.report,
-                        &voucher_states,
-                        &matched,
-                        report_at,
-                    )?;
-                    write::write_subsidies(&staging, &bundle, &rule_set, &decisions)
-                },
-                // The state's pool rows, encoded now: the commit runs after the lines are freed.
-                || crate::state::encode_pools(&evaluation.pool_deltas),
-            )
+        || -> Result<(), RunError> {
+            write::write_outcomes(&staging, &bundle, &rule_set, &evaluation)?;
+            write::write_explanations(
+                &staging,
+                &rule_set,
+                &config.cycle.to_string(),
+                &explanations,
+                config.lang,
+            )?;
+            write::write_rejects(&staging, &rejects)?;
+            write::write_vouchers(&staging, &bundle, &rule_set, &voucher_states, &matched)?;
+            write::write_expiry_report(
+                &staging,
+                &rule_set,
+                &settled.report,
+                &voucher_states,
+                &matched,
+                report_at,
+            )?;
+            write::write_subsidies(&staging, &bundle, &rule_set, &decisions)
         },
     );
     let deferred = deferred?;
     others?;
-    let pool_rows = pool_rows?;
     progress.finish(
         "write",
         staging.written().len() as u64,

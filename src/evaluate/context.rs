@@ -6,6 +6,7 @@ use crate::load::Bundle;
 use crate::model::{BillLine, CapabilityTag, DistributorLink, Order, PartnerIdx};
 use crate::rules::{BoundCondition, LeverKind, LineFacts, RuleSet};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
+use rayon::prelude::*;
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap as HashMap;
 use std::ops::Range;
@@ -17,7 +18,7 @@ struct BoundDeferral<'a> {
     cutoff: Option<DateTime<Utc>>,
 }
 
-pub(super) struct Context<'a> {
+pub(super) struct Context<'a, 'o> {
     pub bundle: &'a Bundle,
     pub rules: &'a RuleSet,
     pub cycle: Cycle,
@@ -30,16 +31,24 @@ pub(super) struct Context<'a> {
     tag_ranges: Vec<Range<usize>>,
     /// Links per reseller, by start date.
     links: HashMap<PartnerIdx, Vec<&'a DistributorLink>>,
-    orders: HashMap<&'a str, &'a Order>,
+    /// Orders sorted by id, for the few lookups a run makes (refunds, order-type conditions).
+    orders: Vec<&'o Order>,
     /// The zone's offset when it does not change anywhere near the cycle (most zones, most
     /// months): a trade date is then one addition instead of a time-zone lookup.
     fixed_offset: Option<FixedOffset>,
     /// Whether any condition reads the order type (else the order lookup is skipped).
     needs_order_type: bool,
+    /// Every reason an outcome can give, `""` first: outcomes store an index into it.
+    reasons: Vec<&'a str>,
 }
 
-impl<'a> Context<'a> {
-    pub fn new(bundle: &'a Bundle, rules: &'a RuleSet, cycle: Cycle) -> Context<'a> {
+impl<'a, 'o> Context<'a, 'o> {
+    pub fn new(
+        bundle: &'a Bundle,
+        orders: &'o [Order],
+        rules: &'a RuleSet,
+        cycle: Cycle,
+    ) -> Context<'a, 'o> {
         let bind = |c: &crate::rules::Condition| c.bind(&bundle.codes, &bundle.partners);
         let exclusions = rules.exclusions.iter().map(|e| bind(&e.when)).collect();
         let lever_rules = rules
@@ -88,11 +97,8 @@ impl<'a> Context<'a> {
         for list in links.values_mut() {
             list.sort_by_key(|l| l.valid_from);
         }
-        let orders = bundle
-            .orders
-            .iter()
-            .map(|o| (o.order_id.as_str(), o))
-            .collect();
+        let mut orders: Vec<&Order> = orders.iter().collect();
+        orders.par_sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
         let needs_order_type = rules
             .levers
             .iter()
@@ -107,7 +113,25 @@ impl<'a> Context<'a> {
                     .filter_map(|n| n.when.as_ref()),
             )
             .any(|c| c.reads_order_type());
+        // Every source of a reason: the engine's own codes, exclusions, deferrals.
+        let mut reasons: Vec<&'a str> = vec![
+            "",
+            reason::NO_MATCHING_RULE,
+            reason::ORDER_NEVER_EARNED,
+            reason::NO_ORDER,
+        ];
+        reasons.extend(rules.exclusions.iter().map(|e| e.reason.as_str()));
+        reasons.extend(
+            rules
+                .timings
+                .iter()
+                .flat_map(|t| &t.next_cycle)
+                .map(|n| n.reason.as_str()),
+        );
+        let mut seen = std::collections::HashSet::new();
+        reasons.retain(|r| seen.insert(*r));
         Context {
+            reasons,
             bundle,
             rules,
             cycle,
@@ -121,6 +145,31 @@ impl<'a> Context<'a> {
             fixed_offset: fixed_offset_near(rules.time_zone, cycle),
             needs_order_type,
         }
+    }
+
+    /// Every reason an outcome can give, in the order of [`Context::reason_id`].
+    pub fn reasons(&self) -> &[&'a str] {
+        &self.reasons
+    }
+
+    /// The index of a reason this context gave (every one is in `reasons`, built from the
+    /// same sources; a miss is a bug, caught by the debug assertion and the tests).
+    pub fn reason_id(&self, why: &str) -> u16 {
+        let found = self
+            .reasons
+            .iter()
+            .position(|r| std::ptr::eq(*r, why))
+            .or_else(|| self.reasons.iter().position(|r| *r == why));
+        debug_assert!(found.is_some(), "reason {why:?} not in the table");
+        found.unwrap_or(0) as u16
+    }
+
+    /// The order with this id (ids are unique among accepted orders).
+    fn order(&self, id: &str) -> Option<&'o Order> {
+        self.orders
+            .binary_search_by(|o| o.order_id.as_str().cmp(id))
+            .ok()
+            .map(|i| self.orders[i])
     }
 
     fn trade_date(&self, line: &BillLine) -> NaiveDate {
@@ -147,7 +196,7 @@ impl<'a> Context<'a> {
             // Looked up only when some condition reads it.
             order_type: self
                 .needs_order_type
-                .then(|| line.order_id.as_deref().and_then(|o| self.orders.get(o)))
+                .then(|| line.order_id.as_deref().and_then(|o| self.order(o)))
                 .flatten()
                 .map(|o| o.order_type),
             tags: &self.tags[self.tag_ranges[line.partner.0 as usize].clone()],
@@ -318,11 +367,10 @@ impl<'a> Context<'a> {
 
     /// The order a refund claws back from: its `original_order_id`, else that of its order in
     /// `orders.csv`, else its own order.
-    fn original_order(&self, line: &'a BillLine) -> Option<&'a str> {
+    fn original_order<'s>(&'s self, line: &'s BillLine) -> Option<&'s str> {
         line.original_order_id.as_deref().or_else(|| {
             let own = line.order_id.as_deref()?;
-            self.orders
-                .get(own)
+            self.order(own)
                 .and_then(|o| o.original_order_id.as_deref())
                 .or(Some(own))
         })

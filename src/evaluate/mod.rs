@@ -205,9 +205,10 @@ impl Fate {
 /// The outcome of one accepted bill line: its fate, why, and the ledger rows it wrote (a range
 /// of `Evaluation::rows`, which keeps each line's rows together).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome<'a> {
+pub struct Outcome {
     pub fate: Fate,
-    pub reason: &'a str,
+    /// Index into [`Evaluation::reasons`] (see [`Evaluation::reason`]): 12 bytes a line, not 32.
+    pub reason: u16,
     pub rows: Range<u32>,
 }
 
@@ -224,18 +225,68 @@ pub struct Evaluation<'a> {
     /// In generation order: each line's rows together, then tiers, then caps.
     pub rows: Vec<LedgerRow>,
     /// One per accepted bill line, by index.
-    pub outcomes: Vec<Outcome<'a>>,
+    pub outcomes: Vec<Outcome>,
+    /// Every reason code an outcome can give (`""` first), in a fixed order.
+    pub reasons: Vec<&'a str>,
     /// Row indices in journal order (SPEC Appendix B's sort keys).
     pub journal: Vec<u32>,
     /// Rule ids of earlier rule sets that clawback rows refer to (see [`EXTERNAL_RULE`]).
     pub external_rules: Vec<String>,
-    /// What this cycle added to the pools of what orders earned.
-    pub pool_deltas: Vec<PoolDelta<'a>>,
+    /// What each order earned (earlier cycles and this one), for refunds and the state store.
+    pools: Pools<'a>,
     /// Ids that balance rows refer to (projects, lots, applications).
     pub refs: Vec<String>,
 }
 
-impl Evaluation<'_> {
+impl<'a> Evaluation<'a> {
+    /// What this cycle added to each pool, by name, in pool order, for the state store.
+    pub fn pool_deltas(
+        &self,
+        bundle: &'a Bundle,
+        rules: &'a RuleSet,
+    ) -> impl Iterator<Item = PoolDelta<'_>> + '_ {
+        self.pools
+            .pools
+            .iter()
+            .filter(|p| !p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now != NO_ROW)
+            .map(move |p| {
+                let lever = &rules.levers[p.key.lever as usize];
+                let first = (p.first_now != NO_ROW).then(|| {
+                    let row = &self.rows[p.first_now as usize];
+                    let line = row
+                        .line
+                        .map_or("", |l| bundle.bill_lines[l as usize].line_id.as_str());
+                    let id = match lever.rules.get(row.rule as usize) {
+                        Some(r) if row.rule & EXTERNAL_RULE == 0 => Cow::Borrowed(r.id.as_str()),
+                        _ => Cow::Owned(self.rule_id(rules, row)),
+                    };
+                    (row.earned_cycle, line, row.rate, id)
+                });
+                PoolDelta {
+                    order_id: p.key.order,
+                    lever: lever.name.as_str(),
+                    recipient: bundle.partners.at(p.key.partner).partner_id.as_str(),
+                    currency: p.key.currency,
+                    earned: p.earned_now,
+                    clawed: p.clawed_now,
+                    first,
+                }
+            })
+    }
+
+    /// The reason code of an outcome (`""` for a line that earned).
+    pub fn reason(&self, outcome: &Outcome) -> &'a str {
+        self.reasons
+            .get(outcome.reason as usize)
+            .copied()
+            .unwrap_or("")
+    }
+
+    /// Frees the pools once refunds are matched and [`Evaluation::pool_deltas`] was taken.
+    pub fn free_pools(&mut self) {
+        self.pools = Pools { pools: Vec::new() };
+    }
+
     pub fn rule_id(&self, rules: &RuleSet, row: &LedgerRow) -> String {
         rule_name(rules, &self.external_rules, row.lever, row.rule)
     }
@@ -377,8 +428,11 @@ fn ranks(sorted: &[u32], first: u32) -> Vec<u32> {
     rank
 }
 
+/// Partners evaluated in parallel at a time.
+const PARTNERS_PER_WINDOW: usize = 64;
+
 /// One partner's rows and the outcomes of its lines (by line index).
-type Partition<'a> = (Vec<LedgerRow>, Vec<(u32, Outcome<'a>)>);
+type Partition = (Vec<LedgerRow>, Vec<(u32, Outcome)>);
 
 /// Which pool a row belongs to: (order, lever, recipient, currency), with the order id's hash
 /// first so that sorting and searching compare integers, and strings only on a tie.
@@ -408,11 +462,15 @@ pub(crate) struct Pool<'a> {
     pub(crate) rule: u16,
     earned_now: Decimal,
     pub(crate) clawed_now: Decimal,
-    /// This cycle's earliest row of the pool.
-    first_now: Option<((Cycle, &'a str), Option<Decimal>, u16)>,
+    /// This cycle's earliest row of the pool (index into the rows), or [`NO_ROW`].
+    first_now: u32,
 }
 
+/// No row of this cycle.
+const NO_ROW: u32 = u32::MAX;
+
 /// Every pool, sorted by key: what a refund's original order earned is one range of it.
+#[derive(Debug)]
 pub(crate) struct Pools<'a> {
     pools: Vec<Pool<'a>>,
 }
@@ -498,128 +556,101 @@ fn build_pools<'a>(
             rule,
             earned_now: Decimal::ZERO,
             clawed_now: Decimal::ZERO,
-            first_now: None,
+            first_now: NO_ROW,
         });
     }
     prior_pools.par_sort_unstable_by_key(|p| p.key);
 
-    // This cycle's earn and override rows with an order, sorted by (pool, first-row key).
-    let mut earning: Vec<(PoolKey<'a>, (Cycle, &'a str), u32)> = rows
+    // This cycle's earn and override rows with an order, as (order-id hash, row): sorted by the
+    // hash first, the rest of the pool key and the order id only on a tie.
+    let order_of = |i: u32| {
+        let row = &rows[i as usize];
+        row.line
+            .and_then(|l| lines[l as usize].order_id.as_deref())
+            .unwrap_or("")
+    };
+    let key_of = |hash: u64, i: u32| {
+        let row = &rows[i as usize];
+        PoolKey {
+            hash,
+            order: order_of(i),
+            lever: row.lever,
+            partner: row.partner,
+            currency: row.currency,
+        }
+    };
+    let mut earning: Vec<(u64, u32)> = rows
         .par_iter()
         .enumerate()
         .filter_map(|(i, row)| {
             let (Some(line), Kind::Earn | Kind::Override) = (row.line, row.kind) else {
                 return None;
             };
-            let line = &lines[line as usize];
-            let order = line.order_id.as_deref()?;
-            Some((
-                PoolKey {
-                    hash: order_hash(order),
-                    order,
-                    lever: row.lever,
-                    partner: row.partner,
-                    currency: row.currency,
-                },
-                (row.earned_cycle, line.line_id.as_str()),
-                i as u32,
-            ))
+            let order = lines[line as usize].order_id.as_deref()?;
+            Some((order_hash(order), i as u32))
         })
         .collect();
-    earning.par_sort_unstable();
-    let mut now: Vec<Pool<'a>> = Vec::new();
-    for (key, first, i) in earning {
+    earning.par_sort_unstable_by(|&(ha, a), &(hb, b)| {
+        ha.cmp(&hb)
+            .then_with(|| key_of(ha, a).cmp(&key_of(hb, b)))
+            .then(a.cmp(&b))
+    });
+
+    // Each run of equal keys is one pool of this cycle; merged in key order with the earlier
+    // cycles' pools (a pool of both keeps their sums and the earliest first row).
+    let first_key = |i: u32| {
         let row = &rows[i as usize];
-        match now.last_mut() {
-            Some(pool) if pool.key == key => {
-                pool.earned += row.amount;
-                pool.earned_now += row.amount;
+        let line = row.line.map_or("", |l| lines[l as usize].line_id.as_str());
+        (row.earned_cycle, line)
+    };
+    let mut pools: Vec<Pool<'a>> = Vec::with_capacity(prior_pools.len() + earning.len() / 2);
+    let mut prior_iter = prior_pools.into_iter().peekable();
+    let mut k = 0;
+    while k < earning.len() {
+        let (hash, first_row) = earning[k];
+        let key = key_of(hash, first_row);
+        let mut earned = Decimal::ZERO;
+        let mut earliest = first_row;
+        while k < earning.len() && earning[k].0 == hash && key_of(hash, earning[k].1) == key {
+            let i = earning[k].1;
+            earned += rows[i as usize].amount;
+            if first_key(i) < first_key(earliest) {
+                earliest = i;
             }
-            _ => now.push(Pool {
+            k += 1;
+        }
+        while let Some(old) = prior_iter.next_if(|p| p.key < key) {
+            pools.push(old);
+        }
+        let row = &rows[earliest as usize];
+        let mut pool = match prior_iter.next_if(|p| p.key == key) {
+            Some(mut old) => {
+                old.earned += earned;
+                if first_key(earliest) < old.first {
+                    old.first = first_key(earliest);
+                    old.rate = row.rate;
+                    old.rule = row.rule;
+                }
+                old
+            }
+            None => Pool {
                 key,
-                earned: row.amount,
+                earned,
                 clawed: Decimal::ZERO,
-                // Sorted by the first-row key within a pool: the first seen is the earliest.
-                first,
+                first: first_key(earliest),
                 rate: row.rate,
                 rule: row.rule,
-                earned_now: row.amount,
+                earned_now: Decimal::ZERO,
                 clawed_now: Decimal::ZERO,
-                first_now: Some((first, row.rate, row.rule)),
-            }),
-        }
-    }
-
-    // Merge: a pool of both keeps the earlier cycles' sums and the earliest first row.
-    let mut pools = Vec::with_capacity(prior_pools.len() + now.len());
-    let (mut a, mut b) = (
-        prior_pools.into_iter().peekable(),
-        now.into_iter().peekable(),
-    );
-    loop {
-        let next = match (a.peek(), b.peek()) {
-            (None, None) => break,
-            (Some(_), None) => a.next(),
-            (None, Some(_)) => b.next(),
-            (Some(x), Some(y)) if x.key < y.key => a.next(),
-            (Some(x), Some(y)) if y.key < x.key => b.next(),
-            _ => match (a.next(), b.next()) {
-                (Some(mut old), Some(new)) => {
-                    old.earned += new.earned_now;
-                    old.earned_now = new.earned_now;
-                    if new.first < old.first {
-                        old.first = new.first;
-                        old.rate = new.rate;
-                        old.rule = new.rule;
-                    }
-                    old.first_now = new.first_now;
-                    Some(old)
-                }
-                (old, new) => old.or(new),
+                first_now: NO_ROW,
             },
         };
-        pools.extend(next);
+        pool.earned_now = earned;
+        pool.first_now = earliest;
+        pools.push(pool);
     }
+    pools.extend(prior_iter);
     Pools { pools }
-}
-
-/// What this cycle added to each pool, by name, in pool order, for the state store.
-fn pool_deltas<'a>(
-    bundle: &'a Bundle,
-    rules: &'a RuleSet,
-    external_rules: &[String],
-    pools: &Pools<'a>,
-) -> Vec<PoolDelta<'a>> {
-    pools
-        .pools
-        .iter()
-        .filter(|p| !p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now.is_some())
-        .map(|p| {
-            let lever = &rules.levers[p.key.lever as usize];
-            PoolDelta {
-                order_id: p.key.order,
-                lever: lever.name.as_str(),
-                recipient: bundle.partners.at(p.key.partner).partner_id.as_str(),
-                currency: p.key.currency,
-                earned: p.earned_now,
-                clawed: p.clawed_now,
-                first: p.first_now.map(|((c, line), rate, rule)| {
-                    let id = if rule & EXTERNAL_RULE == 0 && rule != CAP_RULE {
-                        lever
-                            .rules
-                            .get(rule as usize)
-                            .map(|r| Cow::Borrowed(r.id.as_str()))
-                    } else {
-                        None
-                    };
-                    let id = id.unwrap_or_else(|| {
-                        Cow::Owned(rule_name(rules, external_rules, p.key.lever, rule))
-                    });
-                    (c, line, rate, id)
-                }),
-            }
-        })
-        .collect()
 }
 
 pub fn evaluate<'a>(
@@ -628,7 +659,19 @@ pub fn evaluate<'a>(
     cycle: Cycle,
     prior: &'a Prior,
 ) -> Evaluation<'a> {
-    let ctx = Context::new(bundle, rules, cycle);
+    evaluate_with(bundle, &bundle.orders, rules, cycle, prior)
+}
+
+/// [`evaluate`] with the orders apart from the bundle: nothing after evaluation reads them, so
+/// a run moves them out of the bundle and frees them as soon as this returns.
+pub fn evaluate_with<'a>(
+    bundle: &'a Bundle,
+    orders: &[crate::model::Order],
+    rules: &'a RuleSet,
+    cycle: Cycle,
+    prior: &'a Prior,
+) -> Evaluation<'a> {
+    let ctx = Context::new(bundle, orders, rules, cycle);
     let lines = &bundle.bill_lines;
 
     // Positive lines by partner, in parallel; each partner's lines in file order.
@@ -638,48 +681,54 @@ pub fn evaluate<'a>(
             by_partner[lines[i].partner.0 as usize].push(i as u32);
         }
     }
-    let partitions: Vec<Partition<'a>> = by_partner
-        .par_iter()
-        .map(|indices| {
-            let mut rows = Vec::new();
-            let mut outcomes = Vec::with_capacity(indices.len());
-            for &i in indices {
-                let (fate, reason, range) = ctx.positive_line(i, &mut rows);
-                outcomes.push((
-                    i,
-                    Outcome {
-                        fate,
-                        reason,
-                        rows: range,
-                    },
-                ));
-            }
-            (rows, outcomes)
-        })
-        .collect();
-
-    // Sized once: the positive lines' rows, and room for about one row per negative line and
-    // the partner-level rows, so the largest vector of the run is never copied to grow.
-    let negatives_count = lines.len() - by_partner.iter().map(Vec::len).sum::<usize>();
-    let mut rows: Vec<LedgerRow> = Vec::with_capacity(
-        partitions.iter().map(|(r, _)| r.len()).sum::<usize>()
-            + 2 * negatives_count
-            + 4 * bundle.partners.len() * rules.levers.len().max(1),
-    );
-    let mut outcomes: Vec<Outcome<'a>> = vec![
+    let positives: usize = by_partner.iter().map(Vec::len).sum();
+    // At most one row per line lever and override lever per positive line: reserved once,
+    // so the run's largest vector never moves to grow (pages never written are never resident).
+    let per_line = rules
+        .levers
+        .iter()
+        .filter(|l| matches!(l.kind, LeverKind::Line | LeverKind::Override))
+        .count()
+        .max(1);
+    let mut rows: Vec<LedgerRow> = Vec::with_capacity(positives * per_line);
+    let mut outcomes: Vec<Outcome> = vec![
         Outcome {
             fate: Fate::Excluded,
-            reason: reason::NO_MATCHING_RULE,
+            reason: ctx.reason_id(reason::NO_MATCHING_RULE),
             rows: 0..0
         };
         lines.len()
     ];
-    for (part_rows, part_outcomes) in partitions {
-        let offset = rows.len() as u32;
-        rows.extend(part_rows);
-        for (i, outcome) in part_outcomes {
-            let rows = outcome.rows.start + offset..outcome.rows.end + offset;
-            outcomes[i as usize] = Outcome { rows, ..outcome };
+    // A window of partners at a time, each partner on its own; windows appended in partner
+    // order, so rows are in the same order whatever the thread count, and what a window holds
+    // apart from the result stays small.
+    for window in by_partner.chunks(PARTNERS_PER_WINDOW) {
+        let partitions: Vec<Partition> = window
+            .par_iter()
+            .map(|indices| {
+                let mut rows = Vec::new();
+                let mut outcomes = Vec::with_capacity(indices.len());
+                for &i in indices {
+                    let (fate, reason, range) = ctx.positive_line(i, &mut rows);
+                    outcomes.push((
+                        i,
+                        Outcome {
+                            fate,
+                            reason: ctx.reason_id(reason),
+                            rows: range,
+                        },
+                    ));
+                }
+                (rows, outcomes)
+            })
+            .collect();
+        for (part_rows, part_outcomes) in partitions {
+            let offset = rows.len() as u32;
+            rows.extend(part_rows);
+            for (i, outcome) in part_outcomes {
+                let rows = outcome.rows.start + offset..outcome.rows.end + offset;
+                outcomes[i as usize] = Outcome { rows, ..outcome };
+            }
         }
     }
 
@@ -700,7 +749,7 @@ pub fn evaluate<'a>(
         let (fate, why) = ctx.negative_line(i, &mut pools, &mut rows);
         outcomes[i as usize] = Outcome {
             fate,
-            reason: why,
+            reason: ctx.reason_id(why),
             rows: start..rows.len() as u32,
         };
     }
@@ -708,14 +757,13 @@ pub fn evaluate<'a>(
     ctx.tiers(&mut rows);
     ctx.caps(&mut rows, &prior.carried);
 
-    let pool_deltas = pool_deltas(bundle, rules, &external_rules, &pools);
-
     let mut evaluation = Evaluation {
         rows,
         outcomes,
         journal: Vec::new(),
         external_rules,
-        pool_deltas,
+        pools,
+        reasons: ctx.reasons().to_vec(),
         refs: Vec::new(),
     };
     evaluation.order_journal(bundle, rules);
@@ -731,7 +779,7 @@ fn sum_by<K: Ord>(items: impl Iterator<Item = (K, Decimal)>) -> BTreeMap<K, Deci
     sums
 }
 
-impl<'a> Context<'a> {
+impl<'a> Context<'a, '_> {
     /// Tier rows: one per partner and currency on the gross base of the lever it is on.
     fn tiers(&self, rows: &mut Vec<LedgerRow>) {
         for (li, lever) in self.rules.levers.iter().enumerate() {

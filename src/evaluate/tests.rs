@@ -182,7 +182,13 @@ fn fates(w: &World) -> Vec<(String, &'static str, String)> {
         .bill_lines
         .iter()
         .zip(&e.outcomes)
-        .map(|(l, o)| (l.line_id.to_string(), o.fate.as_str(), o.reason.to_string()))
+        .map(|(l, o)| {
+            (
+                l.line_id.to_string(),
+                o.fate.as_str(),
+                e.reason(o).to_string(),
+            )
+        })
         .collect()
 }
 

@@ -236,11 +236,11 @@ fn add_line(
         }
         _ => {
             e.excluded += payable;
-            match e.excluded_by_reason.get_mut(outcome.reason) {
+            let reason = evaluation.reason(outcome);
+            match e.excluded_by_reason.get_mut(reason) {
                 Some(sum) => *sum += payable,
                 None => {
-                    e.excluded_by_reason
-                        .insert(outcome.reason.to_string(), payable);
+                    e.excluded_by_reason.insert(reason.to_string(), payable);
                 }
             }
         }

@@ -42,7 +42,7 @@ pub(super) fn parse_order(row: &Row<'_, OrderColumn>, partners: &Partners) -> Ch
         return Err(field_count_fault(row));
     }
     let order_id = row.cell(C::OrderId).id()?;
-    let (partner, _) = partners.known(row.cell(C::PartnerId))?;
+    partners.known(row.cell(C::PartnerId))?;
     row.cell(C::CustomerId).id()?;
     let order_type = row
         .cell(C::OrderType)
@@ -51,11 +51,10 @@ pub(super) fn parse_order(row: &Row<'_, OrderColumn>, partners: &Partners) -> Ch
     row.cell(C::PaidAt).optional_instant()?;
     row.cell(C::Amount).decimal()?;
     row.cell(C::Currency).currency()?;
+    row.cell(C::ProjectId).optional_id()?;
     Ok(Order {
         order_id,
-        partner,
         order_type,
-        project_id: row.cell(C::ProjectId).optional_id()?,
         original_order_id: row.cell(C::OriginalOrderId).optional_id()?,
     })
 }

@@ -693,12 +693,14 @@ impl PoolRows {
     }
 }
 
-pub fn encode_pools(pools: &[PoolDelta<'_>]) -> Result<PoolRows, RunError> {
+pub fn encode_pools<'a>(pools: impl Iterator<Item = PoolDelta<'a>>) -> Result<PoolRows, RunError> {
     let mut enc = bulk::PartsEncoder::new(POOL_COLUMNS);
     let (mut earned, mut clawed, mut fc, mut fr) =
         (String::new(), String::new(), String::new(), String::new());
+    let mut rows = 0;
     for p in pools {
         use std::fmt::Write as _;
+        rows += 1;
         earned.clear();
         let _ = write!(earned, "{}", p.earned);
         clawed.clear();
@@ -730,7 +732,7 @@ pub fn encode_pools(pools: &[PoolDelta<'_>]) -> Result<PoolRows, RunError> {
     }
     Ok(PoolRows {
         parts: enc.finish()?,
-        rows: pools.len() as u64,
+        rows,
     })
 }
 

@@ -444,7 +444,7 @@ pub fn write_outcomes(
                         Out::Number(&payable),
                         Out::Text(line.currency.as_str()),
                         Out::Text(outcome.fate.as_str()),
-                        Out::Text(outcome.reason),
+                        Out::Text(evaluation.reason(outcome)),
                         Out::Text(&rule_ids),
                         Out::Number(&base),
                         Out::Number(&incentive),
