@@ -160,7 +160,14 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     progress.start("evaluate");
     let evaluate_started = Instant::now();
     let orders = std::mem::take(&mut bundle.orders);
-    let mut evaluation = evaluate::evaluate_with(&bundle, &orders, &rule_set, config.cycle, &prior);
+    let mut evaluation = evaluate::evaluate_with(
+        &bundle,
+        &orders,
+        &rule_set,
+        config.cycle,
+        &prior,
+        evaluate::Journal::Later,
+    );
     drop(orders);
     progress.finish(
         "evaluate",
@@ -220,7 +227,9 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     let reconcile_started = Instant::now();
     // The state's pool rows are encoded (compressed) first and the pools freed: after the rows
     // they are the largest thing evaluation leaves.
-    let pool_rows = crate::state::encode_pools(evaluation.pool_deltas(&bundle, &rule_set))?;
+    let pool_rows = crate::state::encode_pools(evaluation.pool_count(), |range| {
+        evaluation.pool_deltas_in(&bundle, &rule_set, range)
+    })?;
     evaluation.free_pools();
     let mut explanations =
         explain::explanations(&bundle, &evaluation, &prior.carried, config.cycle);

@@ -239,14 +239,21 @@ pub struct Evaluation<'a> {
 }
 
 impl<'a> Evaluation<'a> {
-    /// What this cycle added to each pool, by name, in pool order, for the state store.
-    pub fn pool_deltas(
+    /// How many pools there are.
+    pub fn pool_count(&self) -> usize {
+        self.pools.pools.len()
+    }
+
+    /// What this cycle added to the pools in `range` (of [`Evaluation::pool_count`]), by name,
+    /// in pool order, for the state store; ranges let the state encode them in parallel.
+    pub fn pool_deltas_in(
         &self,
         bundle: &'a Bundle,
         rules: &'a RuleSet,
+        range: Range<usize>,
     ) -> impl Iterator<Item = PoolDelta<'_>> + '_ {
-        self.pools
-            .pools
+        self.pools.pools
+            [range.start.min(self.pools.pools.len())..range.end.min(self.pools.pools.len())]
             .iter()
             .filter(|p| !p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now != NO_ROW)
             .map(move |p| {
@@ -282,7 +289,7 @@ impl<'a> Evaluation<'a> {
             .unwrap_or("")
     }
 
-    /// Frees the pools once refunds are matched and [`Evaluation::pool_deltas`] was taken.
+    /// Frees the pools once refunds are matched and [`Evaluation::pool_deltas_in`] was taken.
     pub fn free_pools(&mut self) {
         self.pools = Pools { pools: Vec::new() };
     }
@@ -659,7 +666,7 @@ pub fn evaluate<'a>(
     cycle: Cycle,
     prior: &'a Prior,
 ) -> Evaluation<'a> {
-    evaluate_with(bundle, &bundle.orders, rules, cycle, prior)
+    evaluate_with(bundle, &bundle.orders, rules, cycle, prior, Journal::Order)
 }
 
 /// [`evaluate`] with the orders apart from the bundle: nothing after evaluation reads them, so
@@ -670,6 +677,7 @@ pub fn evaluate_with<'a>(
     rules: &'a RuleSet,
     cycle: Cycle,
     prior: &'a Prior,
+    journal: Journal,
 ) -> Evaluation<'a> {
     let ctx = Context::new(bundle, orders, rules, cycle);
     let lines = &bundle.bill_lines;
@@ -766,8 +774,19 @@ pub fn evaluate_with<'a>(
         reasons: ctx.reasons().to_vec(),
         refs: Vec::new(),
     };
-    evaluation.order_journal(bundle, rules);
+    // A run orders the journal once, after the balance rows join it (`run.rs`).
+    if journal == Journal::Order {
+        evaluation.order_journal(bundle, rules);
+    }
     evaluation
+}
+
+/// Whether [`evaluate_with`] puts the rows in journal order before returning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    Order,
+    /// The caller adds rows and calls [`Evaluation::order_journal`] itself.
+    Later,
 }
 
 /// Σ of amounts per key, for tiers and caps.

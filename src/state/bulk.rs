@@ -31,17 +31,35 @@ pub struct Part {
     pub data: Vec<u8>,
 }
 
-/// Formats one CSV record (RFC 4180, `\n`-terminated) into `out`.
+/// Formats one CSV record (RFC 4180, `\n`-terminated, quoted only where needed) into `out`.
 fn record<I, F>(out: &mut Vec<u8>, fields: I) -> Result<(), RunError>
 where
     I: IntoIterator<Item = F>,
     F: AsRef<[u8]>,
 {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(out);
-    w.write_record(fields).map_err(io_err)?;
-    w.flush().map_err(io_err)
+    for (i, field) in fields.into_iter().enumerate() {
+        let field = field.as_ref();
+        if i > 0 {
+            out.push(b',');
+        }
+        if field
+            .iter()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+        {
+            out.push(b'"');
+            for &b in field {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(field);
+        }
+    }
+    out.push(b'\n');
+    Ok(())
 }
 
 impl PartsEncoder {

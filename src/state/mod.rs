@@ -693,7 +693,36 @@ impl PoolRows {
     }
 }
 
-pub fn encode_pools<'a>(pools: impl Iterator<Item = PoolDelta<'a>>) -> Result<PoolRows, RunError> {
+/// Encodes `count` pools given by `deltas(range)`, slices of them in parallel (a part each), in
+/// order: the parts do not depend on the thread count.
+pub fn encode_pools<'a, I>(
+    count: usize,
+    deltas: impl Fn(std::ops::Range<usize>) -> I + Sync,
+) -> Result<PoolRows, RunError>
+where
+    I: Iterator<Item = PoolDelta<'a>>,
+{
+    use rayon::prelude::*;
+    let slices: Vec<std::ops::Range<usize>> = (0..count.div_ceil(bulk::PART_ROWS as usize))
+        .map(|k| k * bulk::PART_ROWS as usize..((k + 1) * bulk::PART_ROWS as usize).min(count))
+        .collect();
+    let encoded: Vec<Result<PoolRows, RunError>> = slices
+        .into_par_iter()
+        .map(|r| encode_slice(deltas(r)))
+        .collect();
+    let mut all = PoolRows {
+        parts: Vec::new(),
+        rows: 0,
+    };
+    for e in encoded {
+        let e = e?;
+        all.parts.extend(e.parts);
+        all.rows += e.rows;
+    }
+    Ok(all)
+}
+
+fn encode_slice<'a>(pools: impl Iterator<Item = PoolDelta<'a>>) -> Result<PoolRows, RunError> {
     let mut enc = bulk::PartsEncoder::new(POOL_COLUMNS);
     let (mut earned, mut clawed, mut fc, mut fr) =
         (String::new(), String::new(), String::new(), String::new());
