@@ -8,10 +8,10 @@
 #     DECIMAL, on 2 threads;
 #   - checks that --threads 1 and --threads 2 give byte-identical outputs at the smallest size;
 #   - prints a table: lines, our wall time, DuckDB's, the ratio, peak RSS, lines/s, growth.
-# Usage: benches/anchor.sh [LINES ...]   (default: 1000000 10000000)
+# Usage: benches/anchor.sh [LINES ...]   (default: 1000000 3000000 10000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZES=("${@:-1000000 10000000}")
+SIZES=("${@:-1000000 3000000 10000000}")
 read -r -a SIZES <<< "${SIZES[*]}"
 BENCH_DATA=${BENCH_DATA:-target/bench-data}
 VENV=${BENCH_VENV:-target/bench-venv}
@@ -31,6 +31,7 @@ json() { "$PY" -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
 rows=()
 prev_wall=""
+first_wall=""
 for n in "${SIZES[@]}"; do
     bundle="$BENCH_DATA/seed1-$n"
     if [ ! -f "$bundle/generator.json" ]; then
@@ -77,5 +78,10 @@ growth = f"{ours / float(prev):.2f}x" if prev else "-"
 print(f"{n:<10} {ours:8.2f} {duck:9.2f} {ours / duck:6.2f}x {load:7.2f} {vs:10.2f} {vs / duck:7.2f}x {vrss:8.0f} {rss:8.0f} {n / ours:10.0f} {growth:>7}")
 PY
     prev_wall=$ours
+    [ -n "$first_wall" ] || first_wall=$ours
 done
+if [ "${#rows[@]}" -gt 1 ]; then
+    "$PY" -c "import sys; a, b, n, m = map(float, sys.argv[1:5]); print(f'growth {int(n)} -> {int(m)} lines: {b / a:.2f}x (SPEC: at most {m / n * 1.1:.0f}x)')" \
+        "$first_wall" "$prev_wall" "${SIZES[0]}" "${SIZES[${#SIZES[@]}-1]}"
+fi
 echo "outputs identical with --threads 1 and 2 at ${SIZES[0]} lines: $same"

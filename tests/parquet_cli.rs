@@ -162,3 +162,19 @@ fn parquet_outputs_do_not_depend_on_the_thread_count() {
         common::manifest_without_timings(&b.join("manifest.json"))
     );
 }
+
+#[test]
+fn explain_on_a_parquet_cycle_says_what_to_do() {
+    let pq = tempfile::tempdir().unwrap();
+    assert_eq!(
+        common::run_demo(pq.path(), &["--format", "parquet"]).status,
+        0
+    );
+    let mut cmd = common::incentives();
+    cmd.args(["explain", "--cycle", "2026-10", "--out"])
+        .arg(pq.path())
+        .args(["--partner", "SP001"]);
+    let out = common::run(&mut cmd);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--format parquet"), "{}", out.stderr);
+}

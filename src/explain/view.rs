@@ -13,6 +13,13 @@ pub type Row = BTreeMap<String, String>;
 
 /// Reads a published CSV output (for `explain` and `report`, which work from written files).
 pub fn read(path: &Path) -> Result<Vec<Row>, RunError> {
+    if !path.exists() && path.with_extension("parquet").exists() {
+        return Err(RunError::Usage(format!(
+            "{}: this cycle was published with --format parquet; explain and report read the CSV outputs: run the cycle again without --format parquet (or read {} with a Parquet reader)",
+            path.display(),
+            path.with_extension("parquet").display()
+        )));
+    }
     let mut reader = csv::Reader::from_path(path).map_err(|e| {
         RunError::Usage(format!(
             "{}: {e} (is this a published cycle folder?)",

@@ -3,7 +3,7 @@
 //! evaluating the cycle. Each is kept as CSV text (a header row, then one record per row,
 //! every value as exact text) compressed with Snappy's frame format, in parts of at most
 //! [`PART_ROWS`] rows, one SQLite row per part (`cycle_rows`), inside the run's one
-//! transaction. `snap -d` or any Snappy-framed reader turns a part back into plain CSV.
+//! transaction. Any reader of the Snappy framing format turns a part back into plain CSV.
 
 use crate::error::RunError;
 use std::io::{Read, Write};
