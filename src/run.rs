@@ -159,6 +159,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
 
     progress.start("evaluate");
     let evaluate_started = Instant::now();
+    bundle.group_lines_by_partner();
     let orders = std::mem::take(&mut bundle.orders);
     let mut evaluation = evaluate::evaluate_with(
         &bundle,

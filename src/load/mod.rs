@@ -57,6 +57,42 @@ pub struct Bundle {
     pub files: Vec<FileReport>,
 }
 
+impl Bundle {
+    /// Puts the accepted bill lines in partner order (file order within a partner), in place.
+    /// Every stage after loading works partner by partner: with each partner's lines side by
+    /// side in memory, those passes read memory in order instead of jumping across it (at ten
+    /// million lines, a cache and TLB miss per line per pass). Nothing depends on the lines'
+    /// positions: outputs are sorted by their own keys, and rows keep their generation order.
+    pub fn group_lines_by_partner(&mut self) {
+        let lines = &mut self.bill_lines;
+        let partners = self.partners.len();
+        // Where each line goes: a counting sort by partner, stable.
+        let mut next = vec![0u32; partners + 1];
+        for l in lines.iter() {
+            next[l.partner.0 as usize + 1] += 1;
+        }
+        for p in 0..partners {
+            next[p + 1] += next[p];
+        }
+        let mut dest: Vec<u32> = lines
+            .iter()
+            .map(|l| {
+                let slot = &mut next[l.partner.0 as usize];
+                *slot += 1;
+                *slot - 1
+            })
+            .collect();
+        // Apply the permutation by following its cycles: each swap puts one line in place.
+        for i in 0..lines.len() {
+            while dest[i] as usize != i {
+                let d = dest[i] as usize;
+                lines.swap(i, d);
+                dest.swap(i, d);
+            }
+        }
+    }
+}
+
 /// One input file's line in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileReport {
