@@ -623,4 +623,35 @@ mod tests {
             })
         ));
     }
+
+    #[test]
+    fn lines_grouped_by_partner_keep_file_order_within_each() {
+        // Partners SP1 (index 0) and SP4 (index 3) interleaved: L1 SP4, L2 SP1, L3 SP4, L4 SP1,
+        // L5 SP1. Grouped: SP1's L2, L4, L5 (rows 3, 5, 6), then SP4's L1, L3 (rows 2, 4).
+        let mut lines = crate::testkit::LINE_HEADER.to_string();
+        for (id, partner) in [
+            ("L1", "SP4"),
+            ("L2", "SP1"),
+            ("L3", "SP4"),
+            ("L4", "SP1"),
+            ("L5", "SP1"),
+        ] {
+            let market = if partner == "SP4" { "intl" } else { "cn" };
+            let _ = writeln!(
+                lines,
+                "{id},2026-10,{partner},C1,resale,{market},hws.service.type.ec2,on_demand,usage,2026-10-05T10:00:00+08:00,,1.00,1.00,1.00,CNY"
+            );
+        }
+        let mut b = crate::testkit::bundle(&[("bill_lines.csv", &lines)]);
+        b.group_lines_by_partner();
+        let order: Vec<(&str, u64)> = b
+            .bill_lines
+            .iter()
+            .map(|l| (l.line_id.as_str(), l.source_row))
+            .collect();
+        assert_eq!(
+            order,
+            vec![("L2", 3), ("L4", 5), ("L5", 6), ("L1", 2), ("L3", 4)]
+        );
+    }
 }
