@@ -376,39 +376,57 @@ impl<'a, 'o> Context<'a, 'o> {
         })
     }
 
-    /// Evaluates a refund or negative line against the pools of its original order.
-    pub fn negative_line(
-        &self,
-        i: u32,
-        pools: &mut Pools<'a>,
-        rows: &mut Vec<LedgerRow>,
-    ) -> (Fate, &'a str) {
+    /// What a refund or negative line will do, found without changing anything (so lines
+    /// are planned in parallel): its fate if it claws nothing, else each pool of its original
+    /// order in its currency with the line's base for that lever and the credit cycle.
+    pub fn plan_negative(&self, i: u32, pools: &Pools<'a>) -> NegativePlan<'a> {
         let line = &self.bundle.bill_lines[i as usize];
         let facts = self.facts(line);
         if let Some(why) = self.exclusion(&facts) {
-            return (Fate::RefundNotEarned, why);
+            return NegativePlan::NotEarned(why);
         }
         let Some(original) = self.original_order(line) else {
-            return (Fate::RefundNotEarned, reason::NO_ORDER);
+            return NegativePlan::NotEarned(reason::NO_ORDER);
         };
         // The order's pools in its own currency, in (lever, recipient) order.
-        let keys: Vec<usize> = pools
+        let claws: Vec<(usize, Decimal, Cycle)> = pools
             .of_order(original)
-            .filter(|&p| pools.get(p).is_some_and(|p| p.currency() == line.currency))
+            .into_iter()
+            .filter_map(|p| {
+                let pool = pools.get(p).filter(|p| p.currency() == line.currency)?;
+                let lever = pool.lever() as usize;
+                let base = self.rules.levers[lever]
+                    .base
+                    .as_ref()
+                    .map_or(Decimal::ZERO, |b| b.of(line));
+                let (credit, _) = self.credit(self.lever_timing(lever), &facts);
+                Some((p, base, credit))
+            })
             .collect();
-        if keys.is_empty() {
-            return (Fate::RefundNotEarned, reason::ORDER_NEVER_EARNED);
+        if claws.is_empty() {
+            return NegativePlan::NotEarned(reason::ORDER_NEVER_EARNED);
         }
-        for p in keys {
+        NegativePlan::ClawBack(claws)
+    }
+
+    /// Carries out a plan, in (trade time, line id) order: each clawback at the pool's rate,
+    /// never more than the pool still holds after the refunds before it.
+    pub fn apply_negative(
+        &self,
+        i: u32,
+        plan: NegativePlan<'a>,
+        pools: &mut Pools<'a>,
+        rows: &mut Vec<LedgerRow>,
+    ) -> (Fate, &'a str) {
+        let claws = match plan {
+            NegativePlan::NotEarned(why) => return (Fate::RefundNotEarned, why),
+            NegativePlan::ClawBack(claws) => claws,
+        };
+        for (p, base, credit) in claws {
             let Some(pool) = pools.get_mut(p) else {
                 continue;
             };
             let (lever, recipient, currency) = (pool.lever(), pool.recipient(), pool.currency());
-            let lever_def = &self.rules.levers[lever as usize];
-            let base = lever_def
-                .base
-                .as_ref()
-                .map_or(Decimal::ZERO, |b| b.of(line));
             let raw = self
                 .rules
                 .rounding
@@ -421,7 +439,6 @@ impl<'a, 'o> Context<'a, 'o> {
                 .round(raw.max(-remaining).min(Decimal::ZERO), currency);
             pool.clawed -= amount;
             pool.clawed_now -= amount;
-            let (credit, _) = self.credit(self.lever_timing(lever as usize), &facts);
             rows.push(LedgerRow {
                 line: Some(i),
                 partner: recipient,
@@ -439,6 +456,13 @@ impl<'a, 'o> Context<'a, 'o> {
         }
         (Fate::ClawedBack, "")
     }
+}
+
+/// What a negative line does: nothing (and why), or claw back from these pools (pool, the
+/// line's base for the pool's lever, credit cycle).
+pub(super) enum NegativePlan<'a> {
+    NotEarned(&'a str),
+    ClawBack(Vec<(usize, Decimal, Cycle)>),
 }
 
 /// The zone's offset if it is the same at every hour from 40 days before the cycle to 40 days

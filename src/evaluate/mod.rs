@@ -291,7 +291,10 @@ impl<'a> Evaluation<'a> {
 
     /// Frees the pools once refunds are matched and [`Evaluation::pool_deltas_in`] was taken.
     pub fn free_pools(&mut self) {
-        self.pools = Pools { pools: Vec::new() };
+        self.pools = Pools {
+            pools: Vec::new(),
+            index: Vec::new(),
+        };
     }
 
     pub fn rule_id(&self, rules: &RuleSet, row: &LedgerRow) -> String {
@@ -476,25 +479,26 @@ pub(crate) struct Pool<'a> {
 /// No row of this cycle.
 const NO_ROW: u32 = u32::MAX;
 
-/// Every pool, sorted by key: what a refund's original order earned is one range of it.
+/// Every pool, recipient by recipient (partner index order, each by key), and an index of them
+/// sorted by key: what a refund's original order earned is one range of the index.
 #[derive(Debug)]
 pub(crate) struct Pools<'a> {
     pools: Vec<Pool<'a>>,
+    /// (order-id hash, pool) sorted by the pools' keys.
+    index: Vec<(u64, u32)>,
 }
 
 impl<'a> Pools<'a> {
-    /// The pools of `order` (in (lever, recipient, currency) order), as indices.
-    pub(crate) fn of_order(&self, order: &str) -> Range<usize> {
+    /// The pools of `order`, in (lever, recipient, currency) order.
+    pub(crate) fn of_order(&self, order: &str) -> Vec<usize> {
         let hash = order_hash(order);
-        let start = self
-            .pools
-            .partition_point(|p| (p.key.hash, p.key.order) < (hash, order));
-        let end = start
-            + self.pools[start..]
-                .iter()
-                .take_while(|p| p.key.hash == hash && p.key.order == order)
-                .count();
-        start..end
+        let key = |&(h, i): &(u64, u32)| (h, self.pools[i as usize].key.order);
+        let start = self.index.partition_point(|e| key(e) < (hash, order));
+        self.index[start..]
+            .iter()
+            .take_while(|e| key(e) == (hash, order))
+            .map(|&(_, i)| i as usize)
+            .collect()
     }
 
     pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut Pool<'a>> {
@@ -519,7 +523,9 @@ impl Pool<'_> {
 }
 
 /// What each order earned, per (lever, recipient, currency): earlier cycles' pools from the
-/// state, then this cycle's earn and override rows (grouped by a parallel sort).
+/// state, then this cycle's earn and override rows. Every row of a pool has the pool's
+/// recipient, so pools are built recipient by recipient (a window of partners in parallel,
+/// each from its own rows), then indexed by key for the refunds.
 fn build_pools<'a>(
     bundle: &'a Bundle,
     rules: &'a RuleSet,
@@ -528,7 +534,9 @@ fn build_pools<'a>(
     external_rules: &mut Vec<String>,
 ) -> Pools<'a> {
     let lines = &bundle.bill_lines;
-    let mut prior_pools: Vec<Pool<'a>> = Vec::with_capacity(prior.pools.len());
+    let partners = bundle.partners.len();
+    let mut prior_of: Vec<Vec<Pool<'a>>> = vec![Vec::new(); partners];
+    let mut prior_count = 0;
     for p in &prior.pools {
         let (Some(lever), Some((partner, _)), Some(currency)) = (
             rules.lever_index(&p.lever),
@@ -548,7 +556,8 @@ fn build_pools<'a>(
                 EXTERNAL_RULE | (external_rules.len() as u16 - 1)
             }
         };
-        prior_pools.push(Pool {
+        prior_count += 1;
+        prior_of[partner.0 as usize].push(Pool {
             key: PoolKey {
                 hash: order_hash(&p.order_id),
                 order: p.order_id.as_str(),
@@ -566,98 +575,122 @@ fn build_pools<'a>(
             first_now: NO_ROW,
         });
     }
-    prior_pools.par_sort_unstable_by_key(|p| p.key);
 
-    // This cycle's earn and override rows with an order, as (order-id hash, row): sorted by the
-    // hash first, the rest of the pool key and the order id only on a tie.
+    // This cycle's earn and override rows with an order, by recipient.
     let order_of = |i: u32| {
         let row = &rows[i as usize];
-        row.line
-            .and_then(|l| lines[l as usize].order_id.as_deref())
-            .unwrap_or("")
-    };
-    let key_of = |hash: u64, i: u32| {
-        let row = &rows[i as usize];
-        PoolKey {
-            hash,
-            order: order_of(i),
-            lever: row.lever,
-            partner: row.partner,
-            currency: row.currency,
+        match (row.line, row.kind) {
+            (Some(l), Kind::Earn | Kind::Override) => lines[l as usize].order_id.as_deref(),
+            _ => None,
         }
     };
-    let mut earning: Vec<(u64, u32)> = rows
-        .par_iter()
-        .enumerate()
-        .filter_map(|(i, row)| {
-            let (Some(line), Kind::Earn | Kind::Override) = (row.line, row.kind) else {
-                return None;
-            };
-            let order = lines[line as usize].order_id.as_deref()?;
-            Some((order_hash(order), i as u32))
-        })
-        .collect();
-    earning.par_sort_unstable_by(|&(ha, a), &(hb, b)| {
-        ha.cmp(&hb)
-            .then_with(|| key_of(ha, a).cmp(&key_of(hb, b)))
-            .then(a.cmp(&b))
+    let earning = crate::group::Grouped::new(partners, rows.len(), |i| {
+        order_of(i as u32).map(|_| rows[i].partner.0 as usize)
     });
-
-    // Each run of equal keys is one pool of this cycle; merged in key order with the earlier
-    // cycles' pools (a pool of both keeps their sums and the earliest first row).
     let first_key = |i: u32| {
         let row = &rows[i as usize];
         let line = row.line.map_or("", |l| lines[l as usize].line_id.as_str());
         (row.earned_cycle, line)
     };
-    let mut pools: Vec<Pool<'a>> = Vec::with_capacity(prior_pools.len() + earning.len() / 2);
-    let mut prior_iter = prior_pools.into_iter().peekable();
-    let mut k = 0;
-    while k < earning.len() {
-        let (hash, first_row) = earning[k];
-        let key = key_of(hash, first_row);
-        let mut earned = Decimal::ZERO;
-        let mut earliest = first_row;
-        while k < earning.len() && earning[k].0 == hash && key_of(hash, earning[k].1) == key {
-            let i = earning[k].1;
-            earned += rows[i as usize].amount;
-            if first_key(i) < first_key(earliest) {
-                earliest = i;
+    let one_recipient = |p: u32, mut prior: Vec<Pool<'a>>| -> Vec<Pool<'a>> {
+        // (key, first-row key, row), sorted: each run of equal keys is one pool, its first
+        // element the pool's earliest row of this cycle.
+        let mut items: Vec<(PoolKey<'a>, (Cycle, &'a str), u32)> = earning
+            .of(p)
+            .iter()
+            .filter_map(|&i| {
+                let order = order_of(i)?;
+                let row = &rows[i as usize];
+                Some((
+                    PoolKey {
+                        hash: order_hash(order),
+                        order,
+                        lever: row.lever,
+                        partner: row.partner,
+                        currency: row.currency,
+                    },
+                    first_key(i),
+                    i,
+                ))
+            })
+            .collect();
+        items.sort_unstable();
+        prior.sort_unstable_by_key(|pool| pool.key);
+        let mut out: Vec<Pool<'a>> = Vec::with_capacity(prior.len() + items.len());
+        let mut prior = prior.into_iter().peekable();
+        let mut k = 0;
+        while k < items.len() {
+            let (key, first, earliest) = items[k];
+            let mut earned = Decimal::ZERO;
+            while k < items.len() && items[k].0 == key {
+                earned += rows[items[k].2 as usize].amount;
+                k += 1;
             }
-            k += 1;
-        }
-        while let Some(old) = prior_iter.next_if(|p| p.key < key) {
-            pools.push(old);
-        }
-        let row = &rows[earliest as usize];
-        let mut pool = match prior_iter.next_if(|p| p.key == key) {
-            Some(mut old) => {
-                old.earned += earned;
-                if first_key(earliest) < old.first {
-                    old.first = first_key(earliest);
-                    old.rate = row.rate;
-                    old.rule = row.rule;
+            while let Some(old) = prior.next_if(|old| old.key < key) {
+                out.push(old);
+            }
+            let row = &rows[earliest as usize];
+            // A pool of both keeps the earlier cycles' sums and the earliest first row.
+            let mut pool = match prior.next_if(|old| old.key == key) {
+                Some(mut old) => {
+                    old.earned += earned;
+                    if first < old.first {
+                        old.first = first;
+                        old.rate = row.rate;
+                        old.rule = row.rule;
+                    }
+                    old
                 }
-                old
-            }
-            None => Pool {
-                key,
-                earned,
-                clawed: Decimal::ZERO,
-                first: first_key(earliest),
-                rate: row.rate,
-                rule: row.rule,
-                earned_now: Decimal::ZERO,
-                clawed_now: Decimal::ZERO,
-                first_now: NO_ROW,
-            },
-        };
-        pool.earned_now = earned;
-        pool.first_now = earliest;
-        pools.push(pool);
+                None => Pool {
+                    key,
+                    earned,
+                    clawed: Decimal::ZERO,
+                    first,
+                    rate: row.rate,
+                    rule: row.rule,
+                    earned_now: Decimal::ZERO,
+                    clawed_now: Decimal::ZERO,
+                    first_now: NO_ROW,
+                },
+            };
+            pool.earned_now = earned;
+            pool.first_now = earliest;
+            out.push(pool);
+        }
+        out.extend(prior);
+        out
+    };
+    let mut pools: Vec<Pool<'a>> = Vec::with_capacity(
+        prior_count
+            + (0..partners as u32)
+                .map(|p| earning.of(p).len())
+                .sum::<usize>(),
+    );
+    let recipients: Vec<u32> = (0..partners as u32).collect();
+    for window in recipients.chunks(PARTNERS_PER_WINDOW) {
+        let priors: Vec<Vec<Pool<'a>>> = window
+            .iter()
+            .map(|&p| std::mem::take(&mut prior_of[p as usize]))
+            .collect();
+        let built: Vec<Vec<Pool<'a>>> = window
+            .par_iter()
+            .zip(priors)
+            .map(|(&p, prior)| one_recipient(p, prior))
+            .collect();
+        for b in built {
+            pools.extend(b);
+        }
     }
-    pools.extend(prior_iter);
-    Pools { pools }
+    let mut index: Vec<(u64, u32)> = pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.key.hash, i as u32))
+        .collect();
+    index.par_sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| pools[a.1 as usize].key.cmp(&pools[b.1 as usize].key))
+    });
+    Pools { pools, index }
 }
 
 pub fn evaluate<'a>(
@@ -752,9 +785,15 @@ pub fn evaluate_with<'a>(
         let (a, b) = (&lines[a as usize], &lines[b as usize]);
         (a.trade_time, &a.line_id).cmp(&(b.trade_time, &b.line_id))
     });
-    for i in negatives {
+    // Planned in parallel (lookups only), then carried out in order (each takes what the
+    // refunds before it left in the pools).
+    let plans: Vec<context::NegativePlan<'a>> = negatives
+        .par_iter()
+        .map(|&i| ctx.plan_negative(i, &pools))
+        .collect();
+    for (i, plan) in negatives.into_iter().zip(plans) {
         let start = rows.len() as u32;
-        let (fate, why) = ctx.negative_line(i, &mut pools, &mut rows);
+        let (fate, why) = ctx.apply_negative(i, plan, &mut pools, &mut rows);
         outcomes[i as usize] = Outcome {
             fate,
             reason: ctx.reason_id(why),
