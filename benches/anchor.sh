@@ -3,6 +3,8 @@
 #   - builds the release binary;
 #   - generates bundles of 1M and 10M lines (seed 1), cached under $BENCH_DATA;
 #   - times a full `incentives run --first-cycle --threads 2` on each and records peak RSS;
+#     every timed command starts with the bundle in the page cache (read once before it), so
+#     neither side pays for disk reads the other does not;
 #   - times DuckDB (from PyPI, in a venv this script makes) running benches/anchor.sql, which
 #     reads the same bill_lines.csv + partners.csv and computes the two base levers with exact
 #     DECIMAL, on 2 threads;
@@ -39,11 +41,15 @@ for n in "${SIZES[@]}"; do
         "$BIN" generate --cycle 2026-10 --lines "$n" --seed 1 --out "$bundle" >/dev/null
     fi
     out=$(mktemp -d "$BENCH_DATA/out.XXXXXX")
+    warm() { cat "$bundle"/*.csv > /dev/null; }
+    warm
     ours=$("$PY" benches/measure.py cmd "$BIN" run --first-cycle --cycle 2026-10 --input "$bundle" \
         --out "$out" --state "$out/state" --threads "$THREADS")
     [ "$(echo "$ours" | json status)" = 0 ] || { echo "incentives run failed on $n lines" >&2; exit 1; }
+    warm
     validate=$("$PY" benches/measure.py cmd "$BIN" --quiet validate --cycle 2026-10 --input "$bundle")
     load_s=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['timings']['phases_ms']['load'] / 1000)" "$out/2026-10/manifest.json")
+    warm
     duck=$("$PY" benches/measure.py duckdb benches/anchor.sql "$bundle" "$THREADS")
     rm -rf "$out"
     rows+=("$n $(echo "$ours" | json wall_s) $(echo "$duck" | json wall_s) $(echo "$ours" | json peak_rss_mb) $load_s $(echo "$validate" | json wall_s) $(echo "$validate" | json peak_rss_mb)")
