@@ -386,11 +386,7 @@ impl<'a> Evaluation<'a> {
         let by_partner = crate::group::Grouped::new(partners, this.rows.len(), |i| {
             Some(this.rows[i].partner.0 as usize)
         });
-        let mut partner_order: Vec<u32> = (0..partners as u32).collect();
-        partner_order.sort_by(|&a, &b| {
-            let p = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
-            p(a).cmp(p(b))
-        });
+        let partner_order = bundle.partners.in_id_order();
         let lines = &bundle.bill_lines;
         let sorted: Vec<Vec<u32>> = partner_order
             .par_iter()

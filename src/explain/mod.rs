@@ -136,11 +136,7 @@ struct ByPartner {
 impl ByPartner {
     fn new(bundle: &Bundle, evaluation: &Evaluation<'_>) -> ByPartner {
         let partners = bundle.partners.len();
-        let mut order: Vec<u32> = (0..partners as u32).collect();
-        order.sort_by(|&a, &b| {
-            let id = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
-            id(a).cmp(id(b))
-        });
+        let order = bundle.partners.in_id_order();
         let lines = Grouped::new(partners, bundle.bill_lines.len(), |i| {
             Some(bundle.bill_lines[i].partner.0 as usize)
         });
@@ -451,11 +447,7 @@ pub fn check_identities(
             .or_default()
             .push(e);
     }
-    let mut order: Vec<u32> = (0..partners as u32).collect();
-    order.sort_by(|&a, &b| {
-        let id = |i: u32| &bundle.partners.at(PartnerIdx(i)).partner_id;
-        id(a).cmp(id(b))
-    });
+    let order = bundle.partners.in_id_order();
     let per_partner: Vec<Vec<Violation>> = order
         .par_iter()
         .map(|&p| {

@@ -110,6 +110,17 @@ pub struct Partners {
 }
 
 impl Partners {
+    /// Partner indices in partner-id order: the order of every output sorted by partner.
+    pub fn in_id_order(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.list.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            self.list[a as usize]
+                .partner_id
+                .cmp(&self.list[b as usize].partner_id)
+        });
+        order
+    }
+
     fn new(list: Vec<Partner>) -> Partners {
         let index = list
             .iter()
