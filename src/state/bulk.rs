@@ -20,7 +20,7 @@ pub struct PartsEncoder {
     header: &'static [&'static str],
     current: Option<snap::write::FrameEncoder<Vec<u8>>>,
     rows_in_current: u64,
-    scratch: Vec<u8>,
+    scratch: String,
     done: Vec<Part>,
 }
 
@@ -31,35 +31,19 @@ pub struct Part {
     pub data: Vec<u8>,
 }
 
-/// Formats one CSV record (RFC 4180, `\n`-terminated, quoted only where needed) into `out`.
-fn record<I, F>(out: &mut Vec<u8>, fields: I) -> Result<(), RunError>
+/// Formats one CSV record (`\n`-terminated) into `out`, with the outputs' field writer.
+fn record<I, F>(out: &mut String, fields: I)
 where
     I: IntoIterator<Item = F>,
-    F: AsRef<[u8]>,
+    F: AsRef<str>,
 {
     for (i, field) in fields.into_iter().enumerate() {
-        let field = field.as_ref();
         if i > 0 {
-            out.push(b',');
+            out.push(',');
         }
-        if field
-            .iter()
-            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
-        {
-            out.push(b'"');
-            for &b in field {
-                if b == b'"' {
-                    out.push(b'"');
-                }
-                out.push(b);
-            }
-            out.push(b'"');
-        } else {
-            out.extend_from_slice(field);
-        }
+        crate::write::push_csv_field(out, field.as_ref());
     }
-    out.push(b'\n');
-    Ok(())
+    out.push('\n');
 }
 
 impl PartsEncoder {
@@ -68,7 +52,7 @@ impl PartsEncoder {
             header,
             current: None,
             rows_in_current: 0,
-            scratch: Vec::new(),
+            scratch: String::new(),
             done: Vec::new(),
         }
     }
@@ -77,12 +61,12 @@ impl PartsEncoder {
     pub fn row<I, F>(&mut self, fields: I) -> Result<(), RunError>
     where
         I: IntoIterator<Item = F>,
-        F: AsRef<[u8]>,
+        F: AsRef<str>,
     {
         let mut line = std::mem::take(&mut self.scratch);
         line.clear();
-        record(&mut line, fields)?;
-        let result = self.csv_rows(&line, 1);
+        record(&mut line, fields);
+        let result = self.csv_rows(line.as_bytes(), 1);
         self.scratch = line;
         result
     }
@@ -90,10 +74,10 @@ impl PartsEncoder {
     /// Appends `rows` records already formatted as CSV (as many fields as the header each).
     pub fn csv_rows(&mut self, csv: &[u8], rows: u64) -> Result<(), RunError> {
         if self.current.is_none() {
-            let mut head = Vec::new();
-            record(&mut head, self.header)?;
+            let mut head = String::new();
+            record(&mut head, self.header);
             let mut e = snap::write::FrameEncoder::new(Vec::new());
-            e.write_all(&head).map_err(io_err)?;
+            e.write_all(head.as_bytes()).map_err(io_err)?;
             self.current = Some(e);
         }
         if let Some(e) = self.current.as_mut() {

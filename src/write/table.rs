@@ -80,6 +80,23 @@ fn needs_quotes(field: &str) -> bool {
         .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
 }
 
+/// Appends one CSV field to `out`, quoted (quotes doubled) only where RFC 4180 needs it. The one
+/// CSV field writer of the engine: output tables and the state's parts both use it.
+pub fn push_csv_field(out: &mut String, field: &str) {
+    if needs_quotes(field) {
+        out.push('"');
+        for ch in field.chars() {
+            if ch == '"' {
+                out.push('"');
+            }
+            out.push(ch);
+        }
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
 impl Batch {
     pub fn new(width: usize, format: Format) -> Batch {
         Batch {
@@ -104,18 +121,7 @@ impl Batch {
                     if c > 0 {
                         self.text.push(',');
                     }
-                    if needs_quotes(&text) {
-                        self.text.push('"');
-                        for ch in text.chars() {
-                            if ch == '"' {
-                                self.text.push('"');
-                            }
-                            self.text.push(ch);
-                        }
-                        self.text.push('"');
-                    } else {
-                        self.text.push_str(&text);
-                    }
+                    push_csv_field(&mut self.text, &text);
                 }
                 Format::Parquet => {
                     self.text.push_str(&text);
