@@ -270,14 +270,7 @@ pub fn explanations(
 ) -> Vec<Explanation> {
     let by = ByPartner::new(bundle, evaluation);
     // Carried rows by partner; those of a partner no longer in partners.csv still get a row.
-    let mut carried_of: Vec<Vec<&CarriedRow>> = vec![Vec::new(); bundle.partners.len()];
-    let mut orphans: Vec<&CarriedRow> = Vec::new();
-    for c in carried {
-        match bundle.partners.get(&c.partner_id) {
-            Some((p, _)) => carried_of[p.0 as usize].push(c),
-            None => orphans.push(c),
-        }
-    }
+    let (carried_of, orphans) = carried_by_partner(bundle, carried);
     let parts: Vec<Vec<Explanation>> = by
         .order
         .par_iter()
@@ -313,6 +306,21 @@ pub fn explanations(
         e.incentive = e.earned_now + e.carried_in + e.clawed_back + e.tier + e.cap + e.override_;
     }
     out
+}
+
+/// Carried rows by partner index, and those of partners not in this cycle's partners.csv.
+type CarriedByPartner<'c> = (Vec<Vec<&'c CarriedRow>>, Vec<&'c CarriedRow>);
+
+fn carried_by_partner<'c>(bundle: &Bundle, carried: &'c [CarriedRow]) -> CarriedByPartner<'c> {
+    let mut of: Vec<Vec<&CarriedRow>> = vec![Vec::new(); bundle.partners.len()];
+    let mut orphans = Vec::new();
+    for c in carried {
+        match bundle.partners.get(&c.partner_id) {
+            Some((p, _)) => of[p.0 as usize].push(c),
+            None => orphans.push(c),
+        }
+    }
+    (of, orphans)
 }
 
 fn key_of(e: &Explanation) -> BorrowedKey<'_> {
@@ -432,14 +440,7 @@ pub fn check_identities(
         let row = &evaluation.rows[i];
         (row.kind.is_incentive() && row.credit_cycle == cycle).then_some(row.partner.0 as usize)
     });
-    let mut carried_of: Vec<Vec<&CarriedRow>> = vec![Vec::new(); partners];
-    let mut orphans: Vec<&CarriedRow> = Vec::new();
-    for c in carried {
-        match bundle.partners.get(&c.partner_id) {
-            Some((p, _)) => carried_of[p.0 as usize].push(c),
-            None => orphans.push(c),
-        }
-    }
+    let (carried_of, orphans) = carried_by_partner(bundle, carried);
     let mut explained_of: FxHashMap<&str, Vec<&Explanation>> = FxHashMap::default();
     for e in explanations {
         explained_of
