@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use compact_str::CompactString;
 use rust_decimal::Decimal;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 use strum::{EnumString, IntoStaticStr};
 
@@ -170,7 +170,10 @@ impl Currency {
     /// The code, if it is an ISO 4217 code in use.
     pub fn parse(code: &str) -> Option<Currency> {
         let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
-        ISO_4217.binary_search(&code).ok().map(|_| Currency(bytes))
+        ISO_4217
+            .binary_search_by(|c| c.as_bytes().cmp(&bytes[..]))
+            .ok()
+            .map(|_| Currency(bytes))
     }
 
     /// The code's three bytes (they sort as the code does).
@@ -204,7 +207,7 @@ pub struct Code(pub u32);
 #[derive(Debug, Default, Clone)]
 pub struct Codes {
     names: Vec<CompactString>,
-    index: HashMap<CompactString, Code>,
+    index: FxHashMap<CompactString, Code>,
 }
 
 impl Codes {

@@ -25,7 +25,7 @@ use crate::model::{
 use crate::reject::{Reject, RejectCode};
 use cell::{Checked, Fault};
 use rayon::prelude::*;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::path::Path;
 use table::{Cell, Chunk, Row, Schema, Table};
 
@@ -106,7 +106,7 @@ pub struct FileReport {
 #[derive(Debug, Default)]
 pub struct Partners {
     list: Vec<Partner>,
-    index: HashMap<Id, PartnerIdx>,
+    index: FxHashMap<Id, PartnerIdx>,
 }
 
 impl Partners {
@@ -277,8 +277,8 @@ where
 /// take a few hundred milliseconds and 16 bytes each. Returns (duplicate, first) positions,
 /// in file order of the duplicates.
 fn find_duplicates<T: Sync>(rows: &[T], id_of: impl Fn(&T) -> &str + Sync) -> Vec<(usize, usize)> {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    use std::hash::BuildHasher;
+    let hasher = rustc_hash::FxBuildHasher;
     let mut keyed: Vec<(u64, u32)> = rows
         .par_iter()
         .enumerate()
