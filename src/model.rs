@@ -170,10 +170,7 @@ impl Currency {
     /// The code, if it is an ISO 4217 code in use.
     pub fn parse(code: &str) -> Option<Currency> {
         let bytes: [u8; 3] = code.as_bytes().try_into().ok()?;
-        ISO_4217
-            .binary_search_by(|c| c.as_bytes().cmp(&bytes[..]))
-            .ok()
-            .map(|_| Currency(bytes))
+        ISO_4217.binary_search(&code).ok().map(|_| Currency(bytes))
     }
 
     /// The code's three bytes (they sort as the code does).
