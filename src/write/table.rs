@@ -12,16 +12,20 @@
 
 use super::WrittenFile;
 use crate::error::RunError;
+use bytes::Bytes;
 use parquet::basic::Compression;
+use parquet::column::writer::{ColumnCloseResult, get_column_writer, get_typed_column_writer};
 use parquet::data_type::{
     ByteArray, ByteArrayType, FixedLenByteArray, FixedLenByteArrayType, Int64Type,
 };
-use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -143,13 +147,6 @@ impl Batch {
         self.rows == 0
     }
 
-    /// Cell `c` of row `r` (Parquet batches; a CSV batch holds its rows as bytes only).
-    fn cell(&self, r: usize, c: usize) -> &str {
-        let i = r * self.width + c;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.ends.get(i).map_or("", |&end| &self.text[start..end])
-    }
-
     /// The CSV bytes of a CSV batch.
     pub fn csv_bytes(&self) -> &[u8] {
         self.text.as_bytes()
@@ -159,16 +156,8 @@ impl Batch {
     pub fn encode(self) -> Encoded {
         match self.format {
             Format::Csv => Encoded::Csv(self.text.into_bytes(), self.rows as u64),
-            Format::Parquet => Encoded::Rows(self),
+            Format::Parquet => Encoded::Rows(Arc::new(CellText::new(self))),
         }
-    }
-
-    /// Appends the rows of `other` (same width and format).
-    fn append(&mut self, other: &Batch) {
-        let offset = self.text.len();
-        self.text.push_str(&other.text);
-        self.ends.extend(other.ends.iter().map(|e| e + offset));
-        self.rows += other.rows;
     }
 }
 
@@ -206,7 +195,7 @@ pub fn write_parallel<T: Sync>(
 /// A batch ready for its file.
 pub enum Encoded {
     Csv(Vec<u8>, u64),
-    Rows(Batch),
+    Rows(Arc<CellText>),
 }
 
 struct Hashing<W> {
@@ -244,7 +233,9 @@ enum Body {
 struct ParquetBody {
     writer: SerializedFileWriter<Sink>,
     types: Vec<ColumnType>,
-    pending: Batch,
+    /// Batches not yet in a row group, and their rows.
+    pending: Vec<Arc<CellText>>,
+    pending_rows: usize,
 }
 
 /// Rows per Parquet row group.
@@ -297,6 +288,17 @@ fn column_type(name: &str) -> ColumnType {
     }
 }
 
+/// Whether a column's values repeat enough for dictionary encoding. Ids distinct per row and
+/// amounts (a 16-byte value hashed per cell, rarely repeated) are written plain: the
+/// dictionary cost more to build than it saved in bytes. Rates repeat (one per rule).
+fn dictionary_pays(name: &str) -> bool {
+    match name {
+        "entry_id" | "line_id" | "order_id" | "explanation" => false,
+        "rate" => true,
+        _ => column_type(name) != ColumnType::Decimal,
+    }
+}
+
 fn io_err(path: &Path, e: impl std::fmt::Display) -> RunError {
     RunError::Io(format!("{}: {e}", path.display()))
 }
@@ -344,16 +346,20 @@ impl Table {
                 let message = format!("message row {{ {} }}", fields.join(" "));
                 let schema = parquet::schema::parser::parse_message_type(&message)
                     .map_err(|e| io_err(&path, e))?;
-                let props = WriterProperties::builder()
+                let mut props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
-                    .set_created_by(format!("incentives {}", env!("CARGO_PKG_VERSION")))
-                    .build();
+                    .set_created_by(format!("incentives {}", env!("CARGO_PKG_VERSION")));
+                for c in columns.iter().filter(|c| !dictionary_pays(c)) {
+                    props = props.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+                }
+                let props = props.build();
                 let writer = SerializedFileWriter::new(sink, Arc::new(schema), Arc::new(props))
                     .map_err(|e| io_err(&path, e))?;
                 Body::Parquet(Box::new(ParquetBody {
                     writer,
                     types,
-                    pending: Batch::new(columns.len(), Format::Parquet),
+                    pending: Vec::new(),
+                    pending_rows: 0,
                 }))
             }
         };
@@ -389,11 +395,12 @@ impl Table {
                 self.rows += rows;
             }
             (Body::Parquet(p), Encoded::Rows(batch)) => {
-                p.pending.append(batch);
-                if p.pending.rows() >= ROW_GROUP_ROWS {
+                p.pending.push(Arc::clone(batch));
+                p.pending_rows += batch.rows;
+                if p.pending_rows >= ROW_GROUP_ROWS {
                     p.flush(path)?;
                 }
-                self.rows += batch.rows() as u64;
+                self.rows += batch.rows as u64;
             }
             (Body::Parquet(_), Encoded::Csv(..)) | (Body::Csv(_), Encoded::Rows(_)) => {
                 return Err(RunError::Io(format!(
@@ -429,80 +436,156 @@ impl Table {
 }
 
 impl ParquetBody {
-    /// Writes the pending rows as one row group.
+    /// Writes the pending rows as one row group. Each column chunk is encoded (statistics,
+    /// dictionary, Snappy) into a buffer of its own on every core, then the chunks are spliced
+    /// into the file in column order: the bytes are those a column-by-column writer makes.
     fn flush(&mut self, path: &Path) -> Result<(), RunError> {
-        let batch = std::mem::replace(
-            &mut self.pending,
-            Batch::new(self.types.len(), Format::Parquet),
-        );
-        if batch.is_empty() {
+        use rayon::prelude::*;
+        let batches = std::mem::take(&mut self.pending);
+        let rows = std::mem::take(&mut self.pending_rows);
+        if rows == 0 {
             return Ok(());
         }
-        let rows = batch.rows();
         let err = |e| io_err(path, e);
+        let descr = self.writer.schema_descr();
+        let columns: Vec<ColumnDescPtr> = (0..self.types.len()).map(|c| descr.column(c)).collect();
+        let props = self.writer.properties().clone();
+        let cells = &batches;
+        let chunks = columns
+            .into_par_iter()
+            .zip(self.types.par_iter())
+            .enumerate()
+            .map(|(c, (column, ty))| encode_column(cells, rows, c, *ty, column, props.clone()))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| io_err(path, e))?;
         let mut group = self.writer.next_row_group().map_err(err)?;
-        let mut c = 0;
-        while let Some(mut column) = group.next_column().map_err(err)? {
-            let cells = (0..rows).map(|r| batch.cell(r, c));
-            match self.types.get(c).copied().unwrap_or(ColumnType::Text) {
-                ColumnType::Text => {
-                    let values: Vec<ByteArray> = cells
-                        .map(|s| ByteArray::from(s.as_bytes().to_vec()))
-                        .collect();
-                    column
-                        .typed::<ByteArrayType>()
-                        .write_batch(&values, None, None)
-                        .map_err(err)?;
-                }
-                ColumnType::Integer => {
-                    let mut values = Vec::with_capacity(rows);
-                    let mut defined = Vec::with_capacity(rows);
-                    for s in cells {
-                        match s.parse::<i64>() {
-                            Ok(v) => {
-                                values.push(v);
-                                defined.push(1);
-                            }
-                            Err(_) => defined.push(0),
-                        }
-                    }
-                    column
-                        .typed::<Int64Type>()
-                        .write_batch(&values, Some(&defined), None)
-                        .map_err(err)?;
-                }
-                ColumnType::Decimal => {
-                    let mut values = Vec::with_capacity(rows);
-                    let mut defined = Vec::with_capacity(rows);
-                    for s in cells {
-                        match decimal_cell(s) {
-                            Some(Ok(bytes)) => {
-                                values.push(FixedLenByteArray::from(bytes.to_vec()));
-                                defined.push(1);
-                            }
-                            Some(Err(())) => {
-                                return Err(io_err(
-                                    path,
-                                    format!(
-                                        "{s:?} has more than {PARQUET_SCALE} decimal places for a Parquet amount"
-                                    ),
-                                ));
-                            }
-                            None => defined.push(0),
-                        }
-                    }
-                    column
-                        .typed::<FixedLenByteArrayType>()
-                        .write_batch(&values, Some(&defined), None)
-                        .map_err(err)?;
-                }
-            }
-            column.close().map_err(err)?;
-            c += 1;
+        for (bytes, close) in chunks {
+            group.append_column(&bytes, close).map_err(err)?;
         }
         group.close().map_err(err)?;
         Ok(())
     }
+}
+
+/// A Parquet batch's cells as slices of one shared buffer, so a text cell becomes a
+/// `ByteArray` without a copy of its own, and a batch written to two files is not copied.
+pub struct CellText {
+    text: Arc<String>,
+    /// The same buffer, for cells handed to the Parquet writer.
+    bytes: Bytes,
+    ends: Vec<usize>,
+    rows: usize,
+    width: usize,
+}
+
+impl CellText {
+    fn new(batch: Batch) -> CellText {
+        let text = Arc::new(batch.text);
+        CellText {
+            rows: batch.rows,
+            width: batch.width,
+            ends: batch.ends,
+            bytes: Bytes::from_owner(SharedText(Arc::clone(&text))),
+            text,
+        }
+    }
+
+    /// The byte range of cell `c` of row `r`.
+    fn range(&self, r: usize, c: usize) -> Range<usize> {
+        let i = r * self.width + c;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        start..self.ends[i]
+    }
+
+    /// Cell `c` of row `r` as text.
+    fn str(&self, r: usize, c: usize) -> &str {
+        self.text.get(self.range(r, c)).unwrap_or("")
+    }
+}
+
+/// A batch's text as the owner of a `Bytes` buffer.
+struct SharedText(Arc<String>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// Encodes column `c` of `batches` (`rows` rows in all) as one column chunk in a buffer of
+/// its own.
+fn encode_column(
+    batches: &[Arc<CellText>],
+    rows: usize,
+    c: usize,
+    ty: ColumnType,
+    column: ColumnDescPtr,
+    props: WriterPropertiesPtr,
+) -> Result<(Bytes, ColumnCloseResult), String> {
+    let cells = || {
+        batches
+            .iter()
+            .flat_map(|b| (0..b.rows).map(move |r| (b, r)))
+    };
+    let mut sink = TrackedWrite::new(Vec::new());
+    let close = {
+        let writer = get_column_writer(
+            column,
+            props,
+            Box::new(SerializedPageWriter::new(&mut sink)),
+        );
+        let e = |e: parquet::errors::ParquetError| e.to_string();
+        match ty {
+            ColumnType::Text => {
+                let values: Vec<ByteArray> = cells()
+                    .map(|(b, r)| ByteArray::from(b.bytes.slice(b.range(r, c))))
+                    .collect();
+                let mut w = get_typed_column_writer::<ByteArrayType>(writer);
+                w.write_batch(&values, None, None).map_err(e)?;
+                w.close().map_err(e)?
+            }
+            ColumnType::Integer => {
+                let mut values = Vec::with_capacity(rows);
+                let mut defined = Vec::with_capacity(rows);
+                for (b, r) in cells() {
+                    match b.str(r, c).parse::<i64>() {
+                        Ok(v) => {
+                            values.push(v);
+                            defined.push(1);
+                        }
+                        Err(_) => defined.push(0),
+                    }
+                }
+                let mut w = get_typed_column_writer::<Int64Type>(writer);
+                w.write_batch(&values, Some(&defined), None).map_err(e)?;
+                w.close().map_err(e)?
+            }
+            ColumnType::Decimal => {
+                let mut values = Vec::with_capacity(rows);
+                let mut defined = Vec::with_capacity(rows);
+                for (b, r) in cells() {
+                    let s = b.str(r, c);
+                    match decimal_cell(s) {
+                        Some(Ok(bytes)) => {
+                            values.push(FixedLenByteArray::from(bytes.to_vec()));
+                            defined.push(1);
+                        }
+                        Some(Err(())) => {
+                            return Err(format!(
+                                "{s:?} has more than {PARQUET_SCALE} decimal places for a Parquet amount"
+                            ));
+                        }
+                        None => defined.push(0),
+                    }
+                }
+                let mut w = get_typed_column_writer::<FixedLenByteArrayType>(writer);
+                w.write_batch(&values, Some(&defined), None).map_err(e)?;
+                w.close().map_err(e)?
+            }
+        }
+    };
+    let bytes = sink.into_inner().map_err(|e| e.to_string())?;
+    Ok((Bytes::from(bytes), close))
 }
 
 /// A decimal cell as the 16 big-endian bytes of its value × 10^8: None when the cell is empty
