@@ -2,13 +2,15 @@
 # The benchmark of SPEC §8, in one run on one machine:
 #   - builds the release binary;
 #   - generates bundles of 1M and 10M lines (seed 1), cached under $BENCH_DATA;
-#   - times a full `incentives run --first-cycle --threads 2` on each and records peak RSS;
+#   - times a full `incentives run --first-cycle --threads 2` on each, with CSV outputs (the
+#     default) and with `--format parquet`, and records peak RSS;
 #     every timed command starts with the bundle in the page cache (read once before it), so
 #     neither side pays for disk reads the other does not;
 #   - times DuckDB (from PyPI, in a venv this script makes) running benches/anchor.sql, which
 #     reads the same bill_lines.csv + partners.csv and computes the two base levers with exact
 #     DECIMAL, on 2 threads;
-#   - checks that --threads 1 and --threads 2 give byte-identical outputs at the smallest size;
+#   - checks that --threads 1 and --threads 2 give byte-identical outputs at the smallest size,
+#     in both formats;
 #   - prints a table: lines, our wall time, DuckDB's, the ratio, peak RSS, lines/s, growth.
 # Usage: benches/anchor.sh [LINES ...]   (default: 1000000 3000000 10000000)
 set -euo pipefail
@@ -46,42 +48,53 @@ for n in "${SIZES[@]}"; do
     ours=$("$PY" benches/measure.py cmd "$BIN" run --first-cycle --cycle 2026-10 --input "$bundle" \
         --out "$out" --state "$out/state" --threads "$THREADS")
     [ "$(echo "$ours" | json status)" = 0 ] || { echo "incentives run failed on $n lines" >&2; exit 1; }
+    load_s=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['timings']['phases_ms']['load'] / 1000)" "$out/2026-10/manifest.json")
+    rm -rf "$out"; out=$(mktemp -d "$BENCH_DATA/out.XXXXXX")
+    warm
+    pq=$("$PY" benches/measure.py cmd "$BIN" run --first-cycle --format parquet --cycle 2026-10 \
+        --input "$bundle" --out "$out" --state "$out/state" --threads "$THREADS")
+    [ "$(echo "$pq" | json status)" = 0 ] || { echo "incentives run --format parquet failed on $n lines" >&2; exit 1; }
+    rm -rf "$out"
     warm
     validate=$("$PY" benches/measure.py cmd "$BIN" --quiet validate --cycle 2026-10 --input "$bundle")
-    load_s=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['timings']['phases_ms']['load'] / 1000)" "$out/2026-10/manifest.json")
     warm
     duck=$("$PY" benches/measure.py duckdb benches/anchor.sql "$bundle" "$THREADS")
-    rm -rf "$out"
-    rows+=("$n $(echo "$ours" | json wall_s) $(echo "$duck" | json wall_s) $(echo "$ours" | json peak_rss_mb) $load_s $(echo "$validate" | json wall_s) $(echo "$validate" | json peak_rss_mb)")
+    rows+=("$n $(echo "$ours" | json wall_s) $(echo "$duck" | json wall_s) $(echo "$ours" | json peak_rss_mb) $load_s $(echo "$validate" | json wall_s) $(echo "$validate" | json peak_rss_mb) $(echo "$pq" | json wall_s) $(echo "$pq" | json peak_rss_mb)")
 done
 
 # Thread-count determinism at the smallest size: every output byte-identical but the manifest's
 # timings.
 n=${SIZES[0]}
-one=$(mktemp -d "$BENCH_DATA/t1.XXXXXX"); two=$(mktemp -d "$BENCH_DATA/t2.XXXXXX")
-"$BIN" run --first-cycle --cycle 2026-10 --input "$BENCH_DATA/seed1-$n" --out "$one" --state "$one/state" --threads 1 >/dev/null 2>&1
-"$BIN" run --first-cycle --cycle 2026-10 --input "$BENCH_DATA/seed1-$n" --out "$two" --state "$two/state" --threads 2 >/dev/null 2>&1
 strip='import json,sys; m=json.load(open(sys.argv[1])); m.pop("timings",None); print(json.dumps(m,sort_keys=True))'
 same=yes
-for f in $(cd "$one/2026-10" && find . -type f ! -name manifest.json | sort); do
-    cmp -s "$one/2026-10/$f" "$two/2026-10/$f" || same=no
+for format in csv parquet; do
+    one=$(mktemp -d "$BENCH_DATA/t1.XXXXXX"); two=$(mktemp -d "$BENCH_DATA/t2.XXXXXX")
+    for t in 1 2; do
+        dir=$one; [ "$t" = 2 ] && dir=$two
+        "$BIN" run --first-cycle --format "$format" --cycle 2026-10 --input "$BENCH_DATA/seed1-$n" \
+            --out "$dir" --state "$dir/state" --threads "$t" >/dev/null 2>&1
+    done
+    for f in $(cd "$one/2026-10" && find . -type f ! -name manifest.json | sort); do
+        cmp -s "$one/2026-10/$f" "$two/2026-10/$f" || same=no
+    done
+    [ "$("$PY" -c "$strip" "$one/2026-10/manifest.json")" = "$("$PY" -c "$strip" "$two/2026-10/manifest.json")" ] || same=no
+    rm -rf "$one" "$two"
 done
-[ "$("$PY" -c "$strip" "$one/2026-10/manifest.json")" = "$("$PY" -c "$strip" "$two/2026-10/manifest.json")" ] || same=no
-rm -rf "$one" "$two"
 
 echo
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; threads: $THREADS; duckdb $DUCKDB_VERSION"
 echo "ours_s: the whole run (rss: its peak); load_s: its load phase (manifest timings);"
 echo "validate_s: incentives validate alone (load and validate all nine files, nothing written; vrss: its peak)"
-printf '%-10s %8s %9s %7s %7s %7s %10s %8s %8s %10s %7s\n' lines ours_s duckdb_s ratio load_s validate_s v_ratio vrss_mb rss_mb lines/s growth
+echo "pq_s: the whole run with --format parquet (pq_rss: its peak)"
+printf '%-10s %8s %9s %7s %7s %7s %10s %8s %8s %10s %7s %7s %8s %7s\n' lines ours_s duckdb_s ratio load_s validate_s v_ratio vrss_mb rss_mb lines/s growth pq_s pq_ratio pq_rss
 for r in "${rows[@]}"; do
-    read -r n ours duck rss load vs vrss <<< "$r"
-    "$PY" - "$n" "$ours" "$duck" "$rss" "$load" "$vs" "$vrss" "$prev_wall" <<'PY'
+    read -r n ours duck rss load vs vrss pq pqrss <<< "$r"
+    "$PY" - "$n" "$ours" "$duck" "$rss" "$load" "$vs" "$vrss" "$pq" "$pqrss" "$prev_wall" <<'PY'
 import sys
-n, ours, duck, rss, load, vs, vrss, prev = sys.argv[1:9]
-n, ours, duck, rss, load, vs, vrss = int(n), float(ours), float(duck), float(rss), float(load), float(vs), float(vrss)
+n, ours, duck, rss, load, vs, vrss, pq, pqrss, prev = sys.argv[1:11]
+n, ours, duck, rss, load, vs, vrss, pq, pqrss = int(n), float(ours), float(duck), float(rss), float(load), float(vs), float(vrss), float(pq), float(pqrss)
 growth = f"{ours / float(prev):.2f}x" if prev else "-"
-print(f"{n:<10} {ours:8.2f} {duck:9.2f} {ours / duck:6.2f}x {load:7.2f} {vs:10.2f} {vs / duck:7.2f}x {vrss:8.0f} {rss:8.0f} {n / ours:10.0f} {growth:>7}")
+print(f"{n:<10} {ours:8.2f} {duck:9.2f} {ours / duck:6.2f}x {load:7.2f} {vs:10.2f} {vs / duck:7.2f}x {vrss:8.0f} {rss:8.0f} {n / ours:10.0f} {growth:>7} {pq:7.2f} {pq / duck:7.2f}x {pqrss:7.0f}")
 PY
     prev_wall=$ours
     [ -n "$first_wall" ] || first_wall=$ours
@@ -90,4 +103,4 @@ if [ "${#rows[@]}" -gt 1 ]; then
     "$PY" -c "import sys; a, b, n, m = map(float, sys.argv[1:5]); print(f'growth {int(n)} -> {int(m)} lines: {b / a:.2f}x (SPEC: at most {m / n * 1.1:.0f}x)')" \
         "$first_wall" "$prev_wall" "${SIZES[0]}" "${SIZES[${#SIZES[@]}-1]}"
 fi
-echo "outputs identical with --threads 1 and 2 at ${SIZES[0]} lines: $same"
+echo "outputs identical with --threads 1 and 2 at ${SIZES[0]} lines (CSV and Parquet): $same"

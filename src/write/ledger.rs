@@ -111,7 +111,7 @@ pub fn write_ledgers(
     for window in statements.chunks(PARTNERS_PER_WINDOW) {
         let formatted: Vec<Statement> = window
             .par_iter()
-            .map(|(_, range, carried_rows)| {
+            .map(|(partner, range, carried_rows)| {
                 let width = LEDGER_COLUMNS.len();
                 let mut journal = Batch::new(width, format);
                 // A statement differs from the journal only by carried rows, merged by the
@@ -151,18 +151,23 @@ pub fn write_ledgers(
                         st.row(&carried_cells(c));
                     }
                 }
-                Statement {
-                    journal: journal.encode(),
-                    statement: statement.map(Batch::encode),
-                    later: later.into_iter().collect(),
+                // The statement's file is written here, so its encoding and hashing run on
+                // every core; only the journal is written in order.
+                let journal = journal.encode();
+                let mut out = staging.table(&format!("ledgers/{partner}"), LEDGER_COLUMNS)?;
+                match statement {
+                    Some(st) => out.write(&st.encode())?,
+                    None => out.write(&journal)?,
                 }
+                staging.finish(out)?;
+                Ok(Statement {
+                    journal,
+                    later: later.into_iter().collect(),
+                })
             })
-            .collect();
-        for ((partner, ..), statement) in window.iter().zip(formatted) {
+            .collect::<Result<_, RunError>>()?;
+        for statement in formatted {
             journal.write(&statement.journal)?;
-            let mut out = staging.table(&format!("ledgers/{partner}"), LEDGER_COLUMNS)?;
-            out.write(statement.statement.as_ref().unwrap_or(&statement.journal))?;
-            staging.finish(out)?;
             for (credit, rows) in &statement.later {
                 deferred.csv_rows(credit, rows.csv_bytes(), rows.rows() as u64)?;
             }
@@ -172,11 +177,10 @@ pub fn write_ledgers(
     Ok(deferred)
 }
 
-/// One partner's rows, formatted: for the journal, for its statement when carried rows make it
-/// differ, and those credited to later cycles (credit cycle, CSV, rows).
+/// One partner's rows, formatted (its statement already written): for the journal, and those
+/// credited to later cycles (credit cycle, CSV, rows).
 struct Statement {
     journal: Encoded,
-    statement: Option<Encoded>,
     later: Vec<(String, Batch)>,
 }
 
@@ -377,19 +381,20 @@ pub fn write_outcomes(
         Rejected(u32),
     }
     let lines = &bundle.bill_lines;
-    let mut entries: Vec<(&str, u64, Entry)> = lines
+    let accepted = lines
         .iter()
         .enumerate()
-        .map(|(i, l)| (l.line_id.as_str(), l.source_row, Entry::Accepted(i as u32)))
-        .chain(bundle.rejected_lines.iter().enumerate().map(|(i, r)| {
-            (
-                r.line_id.as_str(),
-                r.source_row(),
-                Entry::Rejected(i as u32),
-            )
-        }))
-        .collect();
-    entries.par_sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        .map(|(i, l)| (l.line_id.as_str(), l.source_row, Entry::Accepted(i as u32)));
+    let rejected = bundle.rejected_lines.iter().enumerate().map(|(i, r)| {
+        (
+            r.line_id.as_str(),
+            r.source_row(),
+            Entry::Rejected(i as u32),
+        )
+    });
+    let entries = merge_sorted(accepted.collect(), rejected.collect(), |a, b| {
+        (a.0, a.1).cmp(&(b.0, b.1))
+    });
     let names = RowNames::new(rules, evaluation);
 
     let mut out = staging.table("line_outcomes", OUTCOME_COLUMNS)?;
@@ -474,4 +479,66 @@ pub fn write_outcomes(
         }
     })?;
     staging.finish(out)
+}
+
+/// `first` and `second` sorted (each only if it is not already: exports usually come in line-id
+/// order) and merged into `first`'s vector from its back, so nothing of `first`'s size is
+/// allocated twice.
+fn merge_sorted<T: Copy + Send>(
+    mut first: Vec<T>,
+    mut second: Vec<T>,
+    order: impl Fn(&T, &T) -> std::cmp::Ordering + Sync,
+) -> Vec<T> {
+    for v in [&mut first, &mut second] {
+        if !v.is_sorted_by(|a, b| order(a, b).is_le()) {
+            v.par_sort_unstable_by(&order);
+        }
+    }
+    let Some(&fill) = second.first() else {
+        return first;
+    };
+    let (mut i, mut j) = (first.len(), second.len());
+    first.resize(i + j, fill);
+    // Invariant: first[..i] and second[..j] are what is left to place, below slot i + j.
+    while j > 0 {
+        if i > 0 && order(&first[i - 1], &second[j - 1]).is_gt() {
+            first[i + j - 1] = first[i - 1];
+            i -= 1;
+        } else {
+            first[i + j - 1] = second[j - 1];
+            j -= 1;
+        }
+    }
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_sorted;
+    use proptest::prelude::*;
+
+    #[test]
+    fn merging_keeps_every_entry_in_order() {
+        // [1, 4, 9] and the unsorted [8, 0, 4] → 0, 1, 4, 4, 8, 9.
+        let merged = merge_sorted(vec![1, 4, 9], vec![8, 0, 4], |a: &i32, b| a.cmp(b));
+        assert_eq!(merged, vec![0, 1, 4, 4, 8, 9]);
+        assert_eq!(
+            merge_sorted(vec![], vec![2, 1], |a: &i32, b| a.cmp(b)),
+            [1, 2]
+        );
+        assert_eq!(
+            merge_sorted(vec![3, 1], vec![], |a: &i32, b| a.cmp(b)),
+            [1, 3]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn merging_equals_sorting_both(a in prop::collection::vec(0u8..50, 0..200),
+                                       b in prop::collection::vec(0u8..50, 0..50)) {
+            let mut expected = [a.clone(), b.clone()].concat();
+            expected.sort();
+            prop_assert_eq!(merge_sorted(a, b, |x: &u8, y| x.cmp(y)), expected);
+        }
+    }
 }
