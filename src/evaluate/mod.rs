@@ -738,9 +738,10 @@ pub fn evaluate_with<'a>(
     ];
     // A window of partners at a time, each partner on its own; windows appended in partner
     // order, so rows are in the same order whatever the thread count, and what a window holds
-    // apart from the result stays small.
-    for window in by_partner.chunks(PARTNERS_PER_WINDOW) {
-        let partitions: Vec<Partition> = window
+    // apart from the result stays small. A window is appended while the next one is
+    // evaluated: the copy into the run's largest vector (its first touch) is work of its own.
+    let evaluate_window = |window: &[Vec<u32>]| -> Vec<Partition> {
+        window
             .par_iter()
             .map(|indices| {
                 let mut rows = Vec::new();
@@ -758,16 +759,29 @@ pub fn evaluate_with<'a>(
                 }
                 (rows, outcomes)
             })
-            .collect();
-        for (part_rows, part_outcomes) in partitions {
-            let offset = rows.len() as u32;
-            rows.extend(part_rows);
-            for (i, outcome) in part_outcomes {
-                let rows = outcome.rows.start + offset..outcome.rows.end + offset;
-                outcomes[i as usize] = Outcome { rows, ..outcome };
+            .collect()
+    };
+    let append =
+        |partitions: Vec<Partition>, rows: &mut Vec<LedgerRow>, outcomes: &mut [Outcome]| {
+            for (part_rows, part_outcomes) in partitions {
+                let offset = rows.len() as u32;
+                rows.extend(part_rows);
+                for (i, outcome) in part_outcomes {
+                    let rows = outcome.rows.start + offset..outcome.rows.end + offset;
+                    outcomes[i as usize] = Outcome { rows, ..outcome };
+                }
             }
-        }
+        };
+    let mut evaluated: Vec<Partition> = Vec::new();
+    for window in by_partner.chunks(PARTNERS_PER_WINDOW) {
+        let previous = std::mem::take(&mut evaluated);
+        let (next, ()) = rayon::join(
+            || evaluate_window(window),
+            || append(previous, &mut rows, &mut outcomes),
+        );
+        evaluated = next;
     }
+    append(evaluated, &mut rows, &mut outcomes);
 
     let mut external_rules: Vec<String> = Vec::new();
     let mut pools = build_pools(bundle, rules, prior, &rows, &mut external_rules);
