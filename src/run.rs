@@ -159,11 +159,15 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
 
     progress.start("evaluate");
     let evaluate_started = Instant::now();
-    bundle.group_lines_by_partner();
+    // Grouping the lines is one thread's walk through memory; the orders are sorted beside it.
     let orders = std::mem::take(&mut bundle.orders);
+    let (orders_by_id, ()) = rayon::join(
+        || evaluate::OrdersById::new(&orders),
+        || bundle.group_lines_by_partner(),
+    );
     let mut evaluation = evaluate::evaluate_with(
         &bundle,
-        &orders,
+        orders_by_id,
         &rule_set,
         config.cycle,
         &prior,

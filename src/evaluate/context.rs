@@ -32,7 +32,7 @@ pub(super) struct Context<'a, 'o> {
     /// Links per reseller, by start date.
     links: HashMap<PartnerIdx, Vec<&'a DistributorLink>>,
     /// Orders sorted by id, for the few lookups a run makes (refunds, order-type conditions).
-    orders: Vec<&'o Order>,
+    orders: OrdersById<'o>,
     /// The zone's offset when it does not change anywhere near the cycle (most zones, most
     /// months): a trade date is then one addition instead of a time-zone lookup.
     fixed_offset: Option<FixedOffset>,
@@ -42,10 +42,22 @@ pub(super) struct Context<'a, 'o> {
     reasons: Vec<&'a str>,
 }
 
+/// The accepted orders sorted by id, for lookups by binary search. Built on its own so a run
+/// can sort them while it groups the lines by partner.
+pub struct OrdersById<'o>(Vec<&'o Order>);
+
+impl<'o> OrdersById<'o> {
+    pub fn new(orders: &'o [Order]) -> OrdersById<'o> {
+        let mut sorted: Vec<&Order> = orders.iter().collect();
+        sorted.par_sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
+        OrdersById(sorted)
+    }
+}
+
 impl<'a, 'o> Context<'a, 'o> {
     pub fn new(
         bundle: &'a Bundle,
-        orders: &'o [Order],
+        orders: OrdersById<'o>,
         rules: &'a RuleSet,
         cycle: Cycle,
     ) -> Context<'a, 'o> {
@@ -97,8 +109,6 @@ impl<'a, 'o> Context<'a, 'o> {
         for list in links.values_mut() {
             list.sort_by_key(|l| l.valid_from);
         }
-        let mut orders: Vec<&Order> = orders.iter().collect();
-        orders.par_sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
         let needs_order_type = rules
             .levers
             .iter()
@@ -166,10 +176,11 @@ impl<'a, 'o> Context<'a, 'o> {
 
     /// The order with this id (ids are unique among accepted orders).
     fn order(&self, id: &str) -> Option<&'o Order> {
-        self.orders
+        let orders = &self.orders.0;
+        orders
             .binary_search_by(|o| o.order_id.as_str().cmp(id))
             .ok()
-            .map(|i| self.orders[i])
+            .map(|i| orders[i])
     }
 
     fn trade_date(&self, line: &BillLine) -> NaiveDate {

@@ -14,6 +14,7 @@ use crate::load::Bundle;
 use crate::model::{Currency, PartnerIdx};
 use crate::rules::{LeverKind, RuleSet};
 use context::Context;
+pub use context::OrdersById;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 use std::borrow::Cow;
@@ -695,14 +696,15 @@ pub fn evaluate<'a>(
     cycle: Cycle,
     prior: &'a Prior,
 ) -> Evaluation<'a> {
-    evaluate_with(bundle, &bundle.orders, rules, cycle, prior, Journal::Order)
+    let orders = OrdersById::new(&bundle.orders);
+    evaluate_with(bundle, orders, rules, cycle, prior, Journal::Order)
 }
 
 /// [`evaluate`] with the orders apart from the bundle: nothing after evaluation reads them, so
 /// a run moves them out of the bundle and frees them as soon as this returns.
 pub fn evaluate_with<'a>(
     bundle: &'a Bundle,
-    orders: &[crate::model::Order],
+    orders: OrdersById<'_>,
     rules: &'a RuleSet,
     cycle: Cycle,
     prior: &'a Prior,
