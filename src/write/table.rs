@@ -561,14 +561,13 @@ fn encode_column(
                 w.close().map_err(e)?
             }
             ColumnType::Decimal => {
-                // Every value's 16 bytes in one buffer, handed over as slices of it.
-                let mut raw = Vec::with_capacity(rows * 16);
+                let mut values = Vec::with_capacity(rows);
                 let mut defined = Vec::with_capacity(rows);
                 for (b, r) in cells() {
                     let s = b.str(r, c);
                     match decimal_cell(s) {
                         Some(Ok(bytes)) => {
-                            raw.extend_from_slice(&bytes);
+                            values.push(FixedLenByteArray::from(bytes.to_vec()));
                             defined.push(1);
                         }
                         Some(Err(())) => {
@@ -579,12 +578,6 @@ fn encode_column(
                         None => defined.push(0),
                     }
                 }
-                let raw = Bytes::from(raw);
-                let values: Vec<FixedLenByteArray> = (0..raw.len() / 16)
-                    .map(|k| {
-                        FixedLenByteArray::from(ByteArray::from(raw.slice(k * 16..k * 16 + 16)))
-                    })
-                    .collect();
                 let mut w = get_typed_column_writer::<FixedLenByteArrayType>(writer);
                 w.write_batch(&values, Some(&defined), None).map_err(e)?;
                 w.close().map_err(e)?
