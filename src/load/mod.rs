@@ -1,7 +1,7 @@
 //! Stage 1: load and validate a cycle bundle (SPEC §2, Appendix A).
 //!
-//! Every file is streamed through [`table::Table`] in chunks; each chunk's records are checked in
-//! parallel (rayon) and kept in file order, so results never depend on the thread count. A record
+//! Every file is streamed through [`table::Table`] in windows of whole records; each window is
+//! tokenized and its records checked in parallel (rayon) and kept in file order, so results never depend on the thread count. A record
 //! either becomes a typed row or a [`Reject`] naming file, row, column, value and reason. Faults in
 //! a file's shape (missing file or column, not UTF-8) stop the run instead ([`StructuralError`]).
 
@@ -24,14 +24,11 @@ use crate::model::{
 };
 use crate::reject::{Reject, RejectCode};
 use cell::{Checked, Fault};
+use csv::StringRecord;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use std::path::Path;
-use table::{Cell, Chunk, Row, Schema, Table};
-
-/// Records read and checked together; large enough to keep both cores busy, small enough to
-/// bound memory to a few megabytes of raw text. While one chunk is checked, the next is read.
-const CHUNK_ROWS: usize = 32 * 1024;
+use table::{Cell, Row, Schema, Sizes, Table, Window};
 
 /// Records one task checks in a row (with its own scratch state, e.g. a code table).
 const TASK_ROWS: usize = 256;
@@ -189,14 +186,32 @@ struct Read<T, E> {
     digest: FileDigest,
 }
 
-/// Streams `dir/<S::FILE>`, checking its records in parallel tasks of [`TASK_ROWS`] while the
-/// next chunk is read. Each task has its own scratch state `L`; `merge` folds a task's state
-/// into the file's, in file order, and may rewrite the task's rows (so the outcome never depends
-/// on how tasks were scheduled).
+/// Streams `dir/<S::FILE>` in windows of whole records: each window is tokenized in parallel
+/// blocks and its records checked in parallel tasks of [`TASK_ROWS`] while the next window is
+/// read. Each task has its own scratch state `L`; `merge` folds a task's state into the file's,
+/// in file order, and may rewrite the task's rows (so the outcome never depends on how tasks
+/// were scheduled).
 fn read_file<S, T, E, L, P, M>(
     dir: &Path,
     check: P,
     mut merge: M,
+) -> Result<Read<T, E>, StructuralError>
+where
+    S: Schema,
+    T: Send,
+    E: Send,
+    L: Default + Send,
+    P: Fn(&Row<'_, S>, &mut L) -> Result<T, E> + Sync,
+    M: FnMut(L, &mut [T]) + Send,
+{
+    read_file_with(dir, Sizes::default(), check, &mut merge)
+}
+
+fn read_file_with<S, T, E, L, P, M>(
+    dir: &Path,
+    sizes: Sizes,
+    check: P,
+    merge: &mut M,
 ) -> Result<Read<T, E>, StructuralError>
 where
     S: Schema,
@@ -211,34 +226,59 @@ where
         failed: Vec::new(),
         digest: FileDigest::default(),
     };
-    let Some(Table { layout, mut source }) = Table::<S>::open(dir)? else {
+    let Some(Table { layout, mut source }) = Table::<S>::open(dir, sizes)? else {
         return Ok(read);
     };
-    let (mut current, mut next) = (Chunk::default(), Chunk::default());
-    let mut more = source.read_chunk(CHUNK_ROWS, &mut current)?;
-    read.rows
-        .reserve(source.estimated_remaining() + CHUNK_ROWS + CHUNK_ROWS / 8);
+    let (mut current, mut next) = (Window::default(), Window::default());
+    let mut more = source.read_window(&mut current)?;
+    // Record 1 is the header.
+    let mut last_row = 1;
+    let (file, header) = (S::FILE, source.header().to_vec());
+    // One result buffer per task, kept from window to window: allocated once, not freed by
+    // the merging thread and faulted in again by a worker for every window.
+    let mut buffers: Vec<Vec<Result<T, E>>> = Vec::new();
     while more {
-        let check_chunk = || {
-            let tasks: Vec<(L, Vec<Result<T, E>>)> = current
-                .records()
-                .par_chunks(TASK_ROWS)
-                .map(|task| {
-                    let mut local = L::default();
-                    let results = task
-                        .iter()
-                        .map(|(number, record)| check(&layout.row(*number, record), &mut local))
-                        .collect();
-                    (local, results)
-                })
+        let check_window = |window: &mut Window,
+                            buffers: &mut Vec<Vec<Result<T, E>>>,
+                            last_row: u64|
+         -> Result<_, StructuralError> {
+            let last_row = window.tokenize(file, &header, last_row)?;
+            let tasks: Vec<&[(u64, StringRecord)]> = window
+                .chunks()
+                .iter()
+                .flat_map(|chunk| chunk.records().chunks(TASK_ROWS))
                 .collect();
-            tasks
+            buffers.resize_with(buffers.len().max(tasks.len()), Vec::new);
+            let locals: Vec<L> =
+                tasks
+                    .par_iter()
+                    .zip(buffers.par_iter_mut())
+                    .map(|(task, results)| {
+                        let mut local = L::default();
+                        results.clear();
+                        results.extend(task.iter().map(|(number, record)| {
+                            check(&layout.row(*number, record), &mut local)
+                        }));
+                        local
+                    })
+                    .collect();
+            Ok((last_row, locals))
         };
-        let (tasks, read_next) =
-            rayon::join(check_chunk, || source.read_chunk(CHUNK_ROWS, &mut next));
-        for (local, results) in tasks {
+        let (checked, read_next) = rayon::join(
+            || check_window(&mut current, &mut buffers, last_row),
+            || source.read_window(&mut next),
+        );
+        let (window_last, locals) = checked?;
+        if read.rows.is_empty() {
+            let rows = window_last - 1;
+            let remaining = source.estimated_remaining(rows, current.end());
+            read.rows
+                .reserve(rows as usize + remaining + remaining / 64);
+        }
+        last_row = window_last;
+        for (local, results) in locals.into_iter().zip(buffers.iter_mut()) {
             let start = read.rows.len();
-            for result in results {
+            for result in results.drain(..) {
                 match result {
                     Ok(row) => read.rows.push(row),
                     Err(e) => read.failed.push(e),
@@ -249,7 +289,7 @@ where
         more = read_next?;
         std::mem::swap(&mut current, &mut next);
     }
-    read.digest = source.finish()?;
+    read.digest = source.finish(last_row - 1)?;
     Ok(read)
 }
 
@@ -532,16 +572,15 @@ mod tests {
     }
 
     #[test]
-    fn order_and_row_numbers_survive_chunking() {
-        // More records than one chunk, with a bad one on each side of the chunk boundary.
-        let n = CHUNK_ROWS + 10;
+    fn order_and_row_numbers_survive_windows_and_blocks() {
+        // 300 records of ~100 bytes through windows of 2 KiB cut into blocks of 300 bytes: many
+        // windows and blocks, with bad records wherever they fall. Record i is row i + 2 (the
+        // header is row 1), and every record comes back once, in file order.
+        let n = 300;
+        let bad = |i: usize| i % 7 == 3 || i == n - 1;
         let mut lines = String::from(HEADER);
         for i in 0..n {
-            let payable = if i == CHUNK_ROWS - 1 || i == CHUNK_ROWS {
-                "x"
-            } else {
-                "1.00"
-            };
+            let payable = if bad(i) { "x" } else { "1.00" };
             writeln!(
                 lines,
                 "L{i},2026-10,SP1,C1,resale,cn,hws.service.type.ec2,on_demand,usage,\
@@ -549,19 +588,39 @@ mod tests {
             )
             .unwrap();
         }
-        let dir = bundle(&[("partners.csv", PARTNERS), ("bill_lines.csv", &lines)]);
-        let b = load_bundle(dir.path(), cycle()).unwrap();
-        assert_eq!(b.bill_lines.len(), n - 2);
-        // Record i is row i + 2 (the header is row 1).
-        assert!(
-            b.bill_lines
-                .windows(2)
-                .all(|w| w[0].source_row < w[1].source_row)
+        let dir = bundle(&[("bill_lines.csv", &lines)]);
+        let sizes = Sizes {
+            window: 2048,
+            block: 300,
+        };
+        let mut tasks = 0;
+        let read = read_file_with::<bill_lines::Column, _, _, (), _, _>(
+            dir.path(),
+            sizes,
+            |row, _| {
+                let id = row.cell(bill_lines::Column::LineId).text.to_string();
+                match row.cell(bill_lines::Column::PayableAmount).decimal() {
+                    Ok(_) => Ok((row.number, id)),
+                    Err(_) => Err(row.number),
+                }
+            },
+            &mut |_, _| tasks += 1,
+        )
+        .unwrap();
+        let expected_ok: Vec<(u64, String)> = (0..n)
+            .filter(|&i| !bad(i))
+            .map(|i| (i as u64 + 2, format!("L{i}")))
+            .collect();
+        let expected_failed: Vec<u64> = (0..n).filter(|&i| bad(i)).map(|i| i as u64 + 2).collect();
+        assert_eq!(read.rows, expected_ok);
+        assert_eq!(read.failed, expected_failed);
+        assert_eq!(read.digest.rows_read, n as u64);
+        assert!(tasks > 1, "the records were checked in several tasks");
+        use sha2::Digest;
+        assert_eq!(
+            read.digest.sha256,
+            hex::encode(sha2::Sha256::digest(&lines))
         );
-        assert_eq!(b.bill_lines[0].source_row, 2);
-        assert_eq!(b.bill_lines.last().unwrap().source_row, n as u64 + 1);
-        let rows: Vec<u64> = b.rejects.iter().map(|r| r.row).collect();
-        assert_eq!(rows, vec![CHUNK_ROWS as u64 + 1, CHUNK_ROWS as u64 + 2]);
     }
 
     #[test]
