@@ -236,10 +236,10 @@ where
     let (file, header) = (S::FILE, source.header().to_vec());
     // One result buffer per task, kept from window to window: allocated once, not freed by
     // the merging thread and faulted in again by a worker for every window.
-    let mut buffers: Vec<Vec<Result<T, E>>> = Vec::new();
+    let mut buffers: Vec<TaskResults<T, E>> = Vec::new();
     while more {
         let check_window = |window: &mut Window,
-                            buffers: &mut Vec<Vec<Result<T, E>>>,
+                            buffers: &mut Vec<TaskResults<T, E>>,
                             last_row: u64|
          -> Result<_, StructuralError> {
             let last_row = window.tokenize(file, &header, last_row)?;
@@ -248,20 +248,21 @@ where
                 .iter()
                 .flat_map(|chunk| chunk.records().chunks(TASK_ROWS))
                 .collect();
-            buffers.resize_with(buffers.len().max(tasks.len()), Vec::new);
-            let locals: Vec<L> =
-                tasks
-                    .par_iter()
-                    .zip(buffers.par_iter_mut())
-                    .map(|(task, results)| {
-                        let mut local = L::default();
-                        results.clear();
-                        results.extend(task.iter().map(|(number, record)| {
-                            check(&layout.row(*number, record), &mut local)
-                        }));
-                        local
-                    })
-                    .collect();
+            buffers.resize_with(buffers.len().max(tasks.len()), TaskResults::default);
+            let locals: Vec<L> = tasks
+                .par_iter()
+                .zip(buffers.par_iter_mut())
+                .map(|(task, results)| {
+                    let mut local = L::default();
+                    for (number, record) in task.iter() {
+                        match check(&layout.row(*number, record), &mut local) {
+                            Ok(row) => results.kept.push(row),
+                            Err(e) => results.failed.push(e),
+                        }
+                    }
+                    local
+                })
+                .collect();
             Ok((last_row, locals))
         };
         let (checked, read_next) = rayon::join(
@@ -276,21 +277,59 @@ where
                 .reserve(rows as usize + remaining + remaining / 64);
         }
         last_row = window_last;
-        for (local, results) in locals.into_iter().zip(buffers.iter_mut()) {
-            let start = read.rows.len();
-            for result in results.drain(..) {
-                match result {
-                    Ok(row) => read.rows.push(row),
-                    Err(e) => read.failed.push(e),
-                }
-            }
-            merge(local, &mut read.rows[start..]);
+        let tasks = &mut buffers[..locals.len()];
+        for (local, results) in locals.into_iter().zip(tasks.iter_mut()) {
+            merge(local, &mut results.kept);
+            read.failed.append(&mut results.failed);
         }
+        append_in_parallel(&mut read.rows, tasks);
         more = read_next?;
         std::mem::swap(&mut current, &mut next);
     }
     read.digest = source.finish(last_row - 1)?;
     Ok(read)
+}
+
+/// What one task of [`read_file`] kept and turned away.
+struct TaskResults<T, E> {
+    kept: Vec<T>,
+    failed: Vec<E>,
+}
+
+impl<T, E> Default for TaskResults<T, E> {
+    fn default() -> Self {
+        TaskResults {
+            kept: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+}
+
+/// Moves every task's kept rows, in task order, to the end of `rows`, each task's by a job of
+/// its own: the fresh pages of `rows` (1.9 GB of bill lines at ten million) are then first
+/// touched on every core instead of on the merging thread alone.
+fn append_in_parallel<T: Send, E: Send>(rows: &mut Vec<T>, tasks: &mut [TaskResults<T, E>]) {
+    let total: usize = tasks.iter().map(|t| t.kept.len()).sum();
+    rows.reserve(total);
+    let mut spare = &mut rows.spare_capacity_mut()[..total];
+    let mut slots = Vec::with_capacity(tasks.len());
+    for task in tasks.iter() {
+        let (head, tail) = std::mem::take(&mut spare).split_at_mut(task.kept.len());
+        slots.push(head);
+        spare = tail;
+    }
+    slots
+        .into_par_iter()
+        .zip(tasks.par_iter_mut())
+        .for_each(|(slots, task)| {
+            for (slot, row) in slots.iter_mut().zip(task.kept.drain(..)) {
+                slot.write(row);
+            }
+        });
+    // SAFETY: the `total` slots after the old length were each written just above: the slots
+    // were split into runs of exactly each task's length, and each task drained into its run.
+    // (Had a job panicked, the length would stay and the moved rows leak, never be read.)
+    unsafe { rows.set_len(rows.len() + total) };
 }
 
 /// Reads an ordinary (not bill-line) file: each row keeps its record number, failures are
