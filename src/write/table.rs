@@ -18,7 +18,7 @@ use parquet::column::writer::{ColumnCloseResult, get_column_writer, get_typed_co
 use parquet::data_type::{
     ByteArray, ByteArrayType, FixedLenByteArray, FixedLenByteArrayType, Int64Type,
 };
-use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use sha2::{Digest, Sha256};
@@ -301,14 +301,18 @@ fn column_type(name: &str) -> ColumnType {
     }
 }
 
-/// Whether a column's values repeat enough for dictionary encoding. Ids distinct per row and
+/// Columns whose every row holds a value of its own (ids, explanation paragraphs).
+fn distinct_per_row(name: &str) -> bool {
+    matches!(name, "entry_id" | "line_id" | "order_id" | "explanation")
+}
+
+/// Whether a column's values repeat enough for dictionary encoding. Values distinct per row and
 /// amounts (a 16-byte value hashed per cell, rarely repeated) are written plain: the
 /// dictionary cost more to build than it saved in bytes. Rates repeat (one per rule).
 fn dictionary_pays(name: &str) -> bool {
     match name {
-        "entry_id" | "line_id" | "order_id" | "explanation" => false,
         "rate" => true,
-        _ => column_type(name) != ColumnType::Decimal,
+        _ => !distinct_per_row(name) && column_type(name) != ColumnType::Decimal,
     }
 }
 
@@ -364,6 +368,14 @@ impl Table {
                     .set_created_by(format!("incentives {}", env!("CARGO_PKG_VERSION")));
                 for c in columns.iter().filter(|c| !dictionary_pays(c)) {
                     props = props.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+                }
+                // Min and max of values distinct per row prune nothing (row groups follow
+                // partners, not ids) and cost a comparison per cell.
+                for c in columns.iter().filter(|c| distinct_per_row(c)) {
+                    props = props.set_column_statistics_enabled(
+                        ColumnPath::from(*c),
+                        EnabledStatistics::None,
+                    );
                 }
                 let props = props.build();
                 let writer = SerializedFileWriter::new(sink, Arc::new(schema), Arc::new(props))
