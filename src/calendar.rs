@@ -27,6 +27,24 @@ impl Cycle {
         i32::from(self.year)
     }
 
+    /// Appends `YYYY-MM` to `out`, as `Display` writes it, without the formatting machinery
+    /// (two cycles are written on each of millions of ledger rows).
+    pub fn push_to(self, out: &mut String) {
+        let digit = |n: u16| char::from(b'0' + (n % 10) as u8);
+        let (y, m) = (self.year, u16::from(self.month));
+        for c in [
+            digit(y / 1000),
+            digit(y / 100),
+            digit(y / 10),
+            digit(y),
+            '-',
+        ] {
+            out.push(c);
+        }
+        out.push(digit(m / 10));
+        out.push(digit(m));
+    }
+
     pub fn month(self) -> u32 {
         u32::from(self.month)
     }
@@ -146,6 +164,20 @@ pub fn one_year_after_n(date: NaiveDate, years: u32) -> NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cycle_is_pushed_as_it_displays() {
+        for (year, month) in [(2026, 10), (2026, 1), (1, 12), (999, 7), (9999, 12)] {
+            let c = Cycle::new(year, month).unwrap();
+            let mut out = String::from("x");
+            c.push_to(&mut out);
+            assert_eq!(out, format!("x{c}"));
+        }
+        // 0999-07: the year padded to four digits.
+        let mut out = String::new();
+        Cycle::new(999, 7).unwrap().push_to(&mut out);
+        assert_eq!(out, "0999-07");
+    }
 
     #[test]
     fn cycles_parse_strictly_and_step() {

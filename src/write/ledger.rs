@@ -310,7 +310,8 @@ impl<'a> LedgerCells<'a> {
         let line = row.line.map(|l| &bundle.bill_lines[l as usize]);
         let scale = rules.rounding.scale(row.currency);
         self.entry_id.clear();
-        let _ = write!(self.entry_id, "{}-{}", row.earned_cycle, n + 1);
+        row.earned_cycle.push_to(&mut self.entry_id);
+        let _ = write!(self.entry_id, "-{}", n + 1);
         self.partner_id = &bundle.partners.at(row.partner).partner_id;
         self.customer_id = line.map_or("*", |l| l.customer_id.as_str());
         self.line_id = line.map_or("", |l| l.line_id.as_str());
@@ -320,9 +321,9 @@ impl<'a> LedgerCells<'a> {
         self.rule_id = names.rule_id(evaluation, rules, row);
         self.kind = row.kind.as_str();
         self.earned_cycle.clear();
-        let _ = write!(self.earned_cycle, "{}", row.earned_cycle);
+        row.earned_cycle.push_to(&mut self.earned_cycle);
         self.credit_cycle.clear();
-        let _ = write!(self.credit_cycle, "{}", row.credit_cycle);
+        row.credit_cycle.push_to(&mut self.credit_cycle);
         write_amount(&mut self.base, row.base, scale);
         self.rate.clear();
         if let Some(r) = row.rate {
@@ -437,7 +438,7 @@ pub fn write_outcomes(
                     write_amount(&mut incentive, total, scale);
                     credit.clear();
                     if let Some(c) = rows.iter().map(|r| r.credit_cycle).min() {
-                        let _ = write!(credit, "{c}");
+                        c.push_to(&mut credit);
                     }
                     write_amount(&mut payable, line.payable_amount, scale);
                     batch.row(&[
