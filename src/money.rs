@@ -69,7 +69,18 @@ pub fn parse_decimal(text: &str, max_places: u32) -> Result<Decimal, DecimalErro
 
 /// [`format_amount`] into a buffer that is reused from row to row.
 pub fn write_amount(out: &mut String, amount: Decimal, min_scale: u32) {
+    out.clear();
+    push_amount(out, amount, min_scale);
+}
+
+/// Appends an amount to `out` as [`write_amount`] writes it.
+pub fn push_amount(out: &mut String, amount: Decimal, min_scale: u32) {
     use std::fmt::Write as _;
+    let _ = write!(out, "{}", padded(amount, min_scale));
+}
+
+/// The amount as written: at least `min_scale` places, zero without a sign.
+fn padded(amount: Decimal, min_scale: u32) -> Decimal {
     let mut value = amount;
     if value.is_zero() {
         value.set_sign_positive(true);
@@ -77,21 +88,13 @@ pub fn write_amount(out: &mut String, amount: Decimal, min_scale: u32) {
     if value.scale() < min_scale {
         value.rescale(min_scale);
     }
-    out.clear();
-    let _ = write!(out, "{value}");
+    value
 }
 
 /// Writes an amount exactly, padded with zeros to at least `min_scale` places (`12.3` → `12.30`,
 /// `0.12345678` stays). Zero never prints as `-0`.
 pub fn format_amount(amount: Decimal, min_scale: u32) -> String {
-    let mut value = amount;
-    if value.is_zero() {
-        value.set_sign_positive(true);
-    }
-    if value.scale() < min_scale {
-        value.rescale(min_scale);
-    }
-    value.to_string()
+    padded(amount, min_scale).to_string()
 }
 
 #[cfg(test)]

@@ -51,8 +51,7 @@ pub fn write_explanations(
                 .map(|(r, a)| format!("{r}={}", m(*a)))
                 .collect::<Vec<_>>()
                 .join(";");
-            let figures = e.amounts().map(m);
-            let rejected = e.rejected_lines.to_string();
+            let figures = e.amounts().map(|d| Out::Amount(d, scale));
             let text = paragraph(e, cycle, lang, scale);
             let mut cells = vec![
                 Out::Text(cycle),
@@ -61,10 +60,10 @@ pub fn write_explanations(
                 Out::Text(e.currency.as_str()),
             ];
             // `excluded_by_reason` sits after the fifth figure, `excluded`.
-            cells.extend(figures[..5].iter().map(|f| Out::Number(f)));
+            cells.extend_from_slice(&figures[..5]);
             cells.push(Out::Text(&by_reason));
-            cells.extend(figures[5..].iter().map(|f| Out::Number(f)));
-            cells.push(Out::Number(&rejected));
+            cells.extend_from_slice(&figures[5..]);
+            cells.push(Out::Count(e.rejected_lines));
             cells.push(Out::Text(&text));
             batch.row(&cells);
         }

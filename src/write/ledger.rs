@@ -5,10 +5,10 @@ use crate::calendar::Cycle;
 use crate::error::RunError;
 use crate::evaluate::{CAP_RULE, CarriedRow, EXTERNAL_RULE, Evaluation, LedgerRow, NO_LEVER};
 use crate::load::Bundle;
-use crate::money::write_amount;
 use crate::rules::RuleSet;
 use crate::state::DeferredRows;
 use rayon::prelude::*;
+use rust_decimal::Decimal;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -287,9 +287,11 @@ struct LedgerCells<'a> {
     kind: &'static str,
     earned_cycle: String,
     credit_cycle: String,
-    base: String,
+    base: Decimal,
     rate: String,
-    amount: String,
+    amount: Decimal,
+    /// The currency's scale, the least number of places amounts are written with.
+    scale: u32,
     currency: &'a str,
     hash: &'a str,
     ref_id: &'a str,
@@ -324,12 +326,13 @@ impl<'a> LedgerCells<'a> {
         row.earned_cycle.push_to(&mut self.earned_cycle);
         self.credit_cycle.clear();
         row.credit_cycle.push_to(&mut self.credit_cycle);
-        write_amount(&mut self.base, row.base, scale);
+        self.base = row.base;
+        self.scale = scale;
         self.rate.clear();
         if let Some(r) = row.rate {
             let _ = write!(self.rate, "{}", r.normalize());
         }
-        write_amount(&mut self.amount, row.amount, scale);
+        self.amount = row.amount;
         self.currency = row.currency.as_str();
         self.hash = &rules.hash;
     }
@@ -360,9 +363,9 @@ impl<'a> LedgerCells<'a> {
             Out::Text(self.ref_id),
             Out::Text(&self.earned_cycle),
             Out::Text(&self.credit_cycle),
-            Out::Number(&self.base),
+            Out::Amount(self.base, self.scale),
             Out::Number(&self.rate),
-            Out::Number(&self.amount),
+            Out::Amount(self.amount, self.scale),
             Out::Text(self.currency),
             Out::Text(self.hash),
         ]
@@ -399,19 +402,9 @@ pub fn write_outcomes(
 
     let mut out = staging.table("line_outcomes", OUTCOME_COLUMNS)?;
     super::table::write_parallel(&mut out, &entries, OUTCOME_COLUMNS.len(), |slice, batch| {
-        use std::fmt::Write as _;
-        let (mut source_row, mut payable, mut base, mut incentive, mut credit, mut rule_ids) = (
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-        );
+        let (mut credit, mut rule_ids) = (String::new(), String::new());
         let mut ids: Vec<Cow<'_, str>> = Vec::new();
         for &(_, row_number, entry) in slice {
-            source_row.clear();
-            let _ = write!(source_row, "{row_number}");
             match entry {
                 Entry::Accepted(i) => {
                     let line = &lines[i as usize];
@@ -430,31 +423,29 @@ pub fn write_outcomes(
                         }
                         rule_ids.push_str(id);
                     }
-                    match rows.first() {
-                        Some(r) => write_amount(&mut base, r.base, scale),
-                        None => base.clear(),
-                    }
-                    let total: rust_decimal::Decimal = rows.iter().map(|r| r.amount).sum();
-                    write_amount(&mut incentive, total, scale);
+                    let base = match rows.first() {
+                        Some(r) => Out::Amount(r.base, scale),
+                        None => Out::Number(""),
+                    };
+                    let total: Decimal = rows.iter().map(|r| r.amount).sum();
                     credit.clear();
                     if let Some(c) = rows.iter().map(|r| r.credit_cycle).min() {
                         c.push_to(&mut credit);
                     }
-                    write_amount(&mut payable, line.payable_amount, scale);
                     batch.row(&[
                         Out::Text(&line.line_id),
                         Out::Text(&bundle.partners.at(line.partner).partner_id),
                         Out::Text(&line.customer_id),
                         Out::Text(line.bill_type.as_str()),
-                        Out::Number(&payable),
+                        Out::Amount(line.payable_amount, scale),
                         Out::Text(line.currency.as_str()),
                         Out::Text(outcome.fate.as_str()),
                         Out::Text(evaluation.reason(outcome)),
                         Out::Text(&rule_ids),
-                        Out::Number(&base),
-                        Out::Number(&incentive),
+                        base,
+                        Out::Amount(total, scale),
                         Out::Text(&credit),
-                        Out::Number(&source_row),
+                        Out::Count(row_number),
                     ]);
                 }
                 Entry::Rejected(i) => {
@@ -472,7 +463,7 @@ pub fn write_outcomes(
                         Out::Number(""),
                         Out::Number(""),
                         Out::Text(""),
-                        Out::Number(&source_row),
+                        Out::Count(row_number),
                     ]);
                 }
             }

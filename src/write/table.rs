@@ -21,6 +21,7 @@ use parquet::data_type::{
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath};
+use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::fs::File;
@@ -53,6 +54,30 @@ impl Format {
 pub enum Out<'a> {
     Text(&'a str),
     Number(&'a str),
+    /// An amount, written as [`crate::money::write_amount`] writes it with this minimum scale;
+    /// Parquet takes the value itself, never its text.
+    Amount(Decimal, u32),
+    /// A count or a row number.
+    Count(u64),
+}
+
+/// A Parquet cell's value when it was given as a number rather than as text.
+#[derive(Debug, Clone, Copy)]
+enum Typed {
+    Text,
+    Amount(Decimal, u32),
+    Count(u64),
+}
+
+impl Typed {
+    /// The cell's text as CSV would hold it (for a typed cell in a text column).
+    fn text(self) -> Option<String> {
+        match self {
+            Typed::Text => None,
+            Typed::Amount(d, scale) => Some(crate::money::format_amount(d, scale)),
+            Typed::Count(n) => Some(n.to_string()),
+        }
+    }
 }
 
 /// A text cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return
@@ -70,8 +95,9 @@ pub fn neutralise(text: &str) -> Cow<'_, str> {
 pub struct Batch {
     format: Format,
     text: String,
-    /// Parquet: where each cell ends. CSV: unused.
+    /// Parquet: where each cell's text ends, and what was given as a number. CSV: unused.
     ends: Vec<usize>,
+    typed: Vec<Typed>,
     rows: usize,
     width: usize,
 }
@@ -107,6 +133,7 @@ impl Batch {
             format,
             text: String::new(),
             ends: Vec::new(),
+            typed: Vec::new(),
             rows: 0,
             width,
         }
@@ -114,22 +141,41 @@ impl Batch {
 
     /// Appends one row (exactly `width` cells).
     pub fn row(&mut self, cells: &[Out<'_>]) {
+        use std::fmt::Write as _;
         debug_assert_eq!(cells.len(), self.width);
         for (c, cell) in cells.iter().enumerate() {
-            let text = match *cell {
-                Out::Text(t) => neutralise(t),
-                Out::Number(n) => Cow::Borrowed(n),
-            };
             match self.format {
                 Format::Csv => {
                     if c > 0 {
                         self.text.push(',');
                     }
-                    push_csv_field(&mut self.text, &text);
+                    match *cell {
+                        Out::Text(t) => push_csv_field(&mut self.text, &neutralise(t)),
+                        Out::Number(n) => push_csv_field(&mut self.text, n),
+                        // Digits, sign and point: never quoted.
+                        Out::Amount(d, scale) => {
+                            crate::money::push_amount(&mut self.text, d, scale)
+                        }
+                        Out::Count(n) => {
+                            let _ = write!(self.text, "{n}");
+                        }
+                    }
                 }
                 Format::Parquet => {
-                    self.text.push_str(&text);
+                    let typed = match *cell {
+                        Out::Text(t) => {
+                            self.text.push_str(&neutralise(t));
+                            Typed::Text
+                        }
+                        Out::Number(n) => {
+                            self.text.push_str(n);
+                            Typed::Text
+                        }
+                        Out::Amount(d, scale) => Typed::Amount(d, scale),
+                        Out::Count(n) => Typed::Count(n),
+                    };
                     self.ends.push(self.text.len());
+                    self.typed.push(typed);
                 }
             }
         }
@@ -155,9 +201,14 @@ impl Batch {
         start..self.ends.get(i).copied().unwrap_or(start)
     }
 
-    /// Cell `c` of row `r` (Parquet batches).
-    fn cell(&self, r: usize, c: usize) -> &str {
-        &self.text[self.range(r, c)]
+    /// Cell `c` of row `r` (Parquet batches): its value when given as a number, else its text.
+    fn cell(&self, r: usize, c: usize) -> (Typed, &str) {
+        let typed = self
+            .typed
+            .get(r * self.width + c)
+            .copied()
+            .unwrap_or(Typed::Text);
+        (typed, &self.text[self.range(r, c)])
     }
 
     /// The CSV bytes of a CSV batch.
@@ -536,7 +587,10 @@ fn encode_column(
                 let values: Vec<ByteArray> = batches
                     .iter()
                     .flat_map(|(b, text)| {
-                        (0..b.rows).map(move |r| ByteArray::from(text.slice(b.range(r, c))))
+                        (0..b.rows).map(move |r| match b.cell(r, c).0.text() {
+                            None => ByteArray::from(text.slice(b.range(r, c))),
+                            Some(owned) => ByteArray::from(owned.into_bytes()),
+                        })
                     })
                     .collect();
                 let mut w = get_typed_column_writer::<ByteArrayType>(writer);
@@ -546,13 +600,18 @@ fn encode_column(
             ColumnType::Integer => {
                 let mut values = Vec::with_capacity(rows);
                 let mut defined = Vec::with_capacity(rows);
-                for s in cells() {
-                    match s.parse::<i64>() {
-                        Ok(v) => {
+                for (typed, s) in cells() {
+                    let value = match typed {
+                        Typed::Count(n) => i64::try_from(n).ok(),
+                        Typed::Text => s.parse::<i64>().ok(),
+                        Typed::Amount(..) => typed.text().and_then(|t| t.parse::<i64>().ok()),
+                    };
+                    match value {
+                        Some(v) => {
                             values.push(v);
                             defined.push(1);
                         }
-                        Err(_) => defined.push(0),
+                        None => defined.push(0),
                     }
                 }
                 let mut w = get_typed_column_writer::<Int64Type>(writer);
@@ -562,15 +621,20 @@ fn encode_column(
             ColumnType::Decimal => {
                 let mut values = Vec::with_capacity(rows);
                 let mut defined = Vec::with_capacity(rows);
-                for s in cells() {
-                    match decimal_cell(s) {
-                        Some(Ok(bytes)) => {
+                for (typed, s) in cells() {
+                    let value = match typed {
+                        Typed::Amount(d, _) => Some(d),
+                        Typed::Count(n) => Some(Decimal::from(n)),
+                        Typed::Text => crate::money::parse_decimal(s, 28).ok(),
+                    };
+                    match value.map(|v| (v, scaled(v))) {
+                        Some((_, Some(bytes))) => {
                             values.push(FixedLenByteArray::from(bytes.to_vec()));
                             defined.push(1);
                         }
-                        Some(Err(())) => {
+                        Some((v, None)) => {
                             return Err(format!(
-                                "{s:?} has more than {PARQUET_SCALE} decimal places for a Parquet amount"
+                                "{v} has more than {PARQUET_SCALE} decimal places for a Parquet amount"
                             ));
                         }
                         None => defined.push(0),
@@ -586,16 +650,15 @@ fn encode_column(
     Ok((Bytes::from(bytes), close))
 }
 
-/// A decimal cell as the 16 big-endian bytes of its value × 10^8: None when the cell is empty
-/// or not a decimal (a rejected line's raw amount), `Err` when it has more than 8 places.
-fn decimal_cell(text: &str) -> Option<Result<[u8; 16], ()>> {
-    let value = crate::money::parse_decimal(text, 28).ok()?;
+/// An amount as the 16 big-endian bytes of its value × 10^8; None when it has more than 8
+/// places. An empty or non-decimal text cell (a rejected line's raw amount) is null instead.
+fn scaled(value: Decimal) -> Option<[u8; 16]> {
     let scale = value.scale();
     if scale > PARQUET_SCALE {
-        return Some(Err(()));
+        return None;
     }
     let mantissa = value.mantissa() * 10i128.pow(PARQUET_SCALE - scale);
-    Some(Ok(mantissa.to_be_bytes()))
+    Some(mantissa.to_be_bytes())
 }
 
 #[cfg(test)]
@@ -647,18 +710,26 @@ mod tests {
     }
 
     #[test]
-    fn decimal_cells_are_exact_at_scale_8() {
+    fn amounts_are_exact_at_scale_8() {
+        let d = |s: &str| crate::money::parse_decimal(s, 28).unwrap();
         // 12.30 → 1230000000 × 10^-8; -0.00000001 → -1 × 10^-8.
-        assert_eq!(
-            decimal_cell("12.30"),
-            Some(Ok(1_230_000_000i128.to_be_bytes()))
-        );
-        assert_eq!(
-            decimal_cell("-0.00000001"),
-            Some(Ok((-1i128).to_be_bytes()))
-        );
-        assert_eq!(decimal_cell(""), None);
-        assert_eq!(decimal_cell("abc"), None);
-        assert_eq!(decimal_cell("0.123456789"), Some(Err(())));
+        assert_eq!(scaled(d("12.30")), Some(1_230_000_000i128.to_be_bytes()));
+        assert_eq!(scaled(d("-0.00000001")), Some((-1i128).to_be_bytes()));
+        assert_eq!(scaled(d("0.123456789")), None);
+    }
+
+    #[test]
+    fn typed_cells_write_the_csv_text_of_their_value() {
+        // An amount cell is what write_amount writes: 12.3 at scale 2 is 12.30, -0 is 0.00;
+        // a count is its digits.
+        let d = |s: &str| crate::money::parse_decimal(s, 28).unwrap();
+        let mut typed = Batch::new(4, Format::Csv);
+        typed.row(&[
+            Out::Amount(d("12.3"), 2),
+            Out::Amount(d("-0"), 2),
+            Out::Amount(d("0.12345678"), 2),
+            Out::Count(42),
+        ]);
+        assert_eq!(typed.csv_bytes(), b"12.30,0.00,0.12345678,42\n");
     }
 }
