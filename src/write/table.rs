@@ -61,6 +61,9 @@ pub enum Out<'a> {
     Count(u64),
 }
 
+/// A Parquet cell given as text (see `Batch::typed`).
+const TEXT: u32 = u32::MAX;
+
 /// A Parquet cell's value when it was given as a number rather than as text.
 #[derive(Debug, Clone, Copy)]
 enum Typed {
@@ -95,9 +98,12 @@ pub fn neutralise(text: &str) -> Cow<'_, str> {
 pub struct Batch {
     format: Format,
     text: String,
-    /// Parquet: where each cell's text ends, and what was given as a number. CSV: unused.
+    /// Parquet: where each cell's text ends. CSV: unused.
     ends: Vec<usize>,
-    typed: Vec<Typed>,
+    /// Parquet: per cell, [`TEXT`] or where its value is in `values` (cells given as numbers
+    /// only, so a text cell costs 4 bytes more, not a value's 24).
+    typed: Vec<u32>,
+    values: Vec<Typed>,
     rows: usize,
     width: usize,
 }
@@ -134,6 +140,7 @@ impl Batch {
             text: String::new(),
             ends: Vec::new(),
             typed: Vec::new(),
+            values: Vec::new(),
             rows: 0,
             width,
         }
@@ -175,7 +182,13 @@ impl Batch {
                         Out::Count(n) => Typed::Count(n),
                     };
                     self.ends.push(self.text.len());
-                    self.typed.push(typed);
+                    match typed {
+                        Typed::Text => self.typed.push(TEXT),
+                        value => {
+                            self.typed.push(self.values.len() as u32);
+                            self.values.push(value);
+                        }
+                    }
                 }
             }
         }
@@ -203,11 +216,10 @@ impl Batch {
 
     /// Cell `c` of row `r` (Parquet batches): its value when given as a number, else its text.
     fn cell(&self, r: usize, c: usize) -> (Typed, &str) {
-        let typed = self
-            .typed
-            .get(r * self.width + c)
-            .copied()
-            .unwrap_or(Typed::Text);
+        let typed = match self.typed.get(r * self.width + c) {
+            Some(&i) if i != TEXT => self.values.get(i as usize).copied().unwrap_or(Typed::Text),
+            _ => Typed::Text,
+        };
         (typed, &self.text[self.range(r, c)])
     }
 
