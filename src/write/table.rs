@@ -61,9 +61,6 @@ pub enum Out<'a> {
     Count(u64),
 }
 
-/// A Parquet cell given as text (see `Batch::typed`).
-const TEXT: u32 = u32::MAX;
-
 /// A Parquet cell's value when it was given as a number rather than as text.
 #[derive(Debug, Clone, Copy)]
 enum Typed {
@@ -92,20 +89,59 @@ pub fn neutralise(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// Rows of cells, all in one buffer (no allocation per cell): for CSV the rows as the file
-/// will hold them (quoted where RFC 4180 needs it), for Parquet the cells' text.
+/// Rows of cells without an allocation per cell: for CSV the rows in one buffer as the file
+/// will hold them (quoted where RFC 4180 needs it); for Parquet each column's cells side by
+/// side, as its column chunk reads them.
 #[derive(Debug, Clone)]
 pub struct Batch {
     format: Format,
+    /// CSV: the rows' bytes.
     text: String,
-    /// Parquet: where each cell's text ends. CSV: unused.
-    ends: Vec<usize>,
-    /// Parquet: per cell, [`TEXT`] or where its value is in `values` (cells given as numbers
-    /// only, so a text cell costs 4 bytes more, not a value's 24).
-    typed: Vec<u32>,
-    values: Vec<Typed>,
+    /// Parquet: the cells, column by column.
+    columns: Vec<Cells>,
     rows: usize,
     width: usize,
+}
+
+/// One column of a Parquet batch.
+#[derive(Debug, Clone, Default)]
+struct Cells {
+    /// The text cells' text, one after the other.
+    text: String,
+    /// Where each cell's text ends.
+    ends: Vec<usize>,
+    /// Empty while every cell is text; then one per cell.
+    typed: Vec<Typed>,
+}
+
+impl Cells {
+    fn push(&mut self, typed: Typed) {
+        self.ends.push(self.text.len());
+        if self.typed.is_empty() && matches!(typed, Typed::Text) {
+            return;
+        }
+        self.typed.resize(self.ends.len() - 1, Typed::Text);
+        self.typed.push(typed);
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Where cell `r`'s text sits in `text`.
+    fn range(&self, r: usize) -> Range<usize> {
+        let start = match r {
+            0 => 0,
+            _ => self.ends.get(r - 1).copied().unwrap_or(0),
+        };
+        start..self.ends.get(r).copied().unwrap_or(start)
+    }
+
+    /// Cell `r`: its value when given as a number, else its text.
+    fn cell(&self, r: usize) -> (Typed, &str) {
+        let typed = self.typed.get(r).copied().unwrap_or(Typed::Text);
+        (typed, &self.text[self.range(r)])
+    }
 }
 
 /// Whether a CSV field must be quoted (RFC 4180; what the csv crate's `Necessary` style does
@@ -135,12 +171,14 @@ pub fn push_csv_field(out: &mut String, field: &str) {
 
 impl Batch {
     pub fn new(width: usize, format: Format) -> Batch {
+        let columns = match format {
+            Format::Csv => Vec::new(),
+            Format::Parquet => vec![Cells::default(); width],
+        };
         Batch {
             format,
             text: String::new(),
-            ends: Vec::new(),
-            typed: Vec::new(),
-            values: Vec::new(),
+            columns,
             rows: 0,
             width,
         }
@@ -169,26 +207,22 @@ impl Batch {
                     }
                 }
                 Format::Parquet => {
+                    let Some(column) = self.columns.get_mut(c) else {
+                        continue;
+                    };
                     let typed = match *cell {
                         Out::Text(t) => {
-                            self.text.push_str(&neutralise(t));
+                            column.text.push_str(&neutralise(t));
                             Typed::Text
                         }
                         Out::Number(n) => {
-                            self.text.push_str(n);
+                            column.text.push_str(n);
                             Typed::Text
                         }
                         Out::Amount(d, scale) => Typed::Amount(d, scale),
                         Out::Count(n) => Typed::Count(n),
                     };
-                    self.ends.push(self.text.len());
-                    match typed {
-                        Typed::Text => self.typed.push(TEXT),
-                        value => {
-                            self.typed.push(self.values.len() as u32);
-                            self.values.push(value);
-                        }
-                    }
+                    column.push(typed);
                 }
             }
         }
@@ -204,23 +238,6 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.rows == 0
-    }
-
-    /// Where cell `c` of row `r` sits in the text (Parquet batches; a CSV batch holds its rows
-    /// as bytes only).
-    fn range(&self, r: usize, c: usize) -> Range<usize> {
-        let i = r * self.width + c;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        start..self.ends.get(i).copied().unwrap_or(start)
-    }
-
-    /// Cell `c` of row `r` (Parquet batches): its value when given as a number, else its text.
-    fn cell(&self, r: usize, c: usize) -> (Typed, &str) {
-        let typed = match self.typed.get(r * self.width + c) {
-            Some(&i) if i != TEXT => self.values.get(i as usize).copied().unwrap_or(Typed::Text),
-            _ => Typed::Text,
-        };
-        (typed, &self.text[self.range(r, c)])
     }
 
     /// The CSV bytes of a CSV batch.
@@ -540,17 +557,11 @@ impl ParquetBody {
         let descr = self.writer.schema_descr();
         let columns: Vec<ColumnDescPtr> = (0..self.types.len()).map(|c| descr.column(c)).collect();
         let props = self.writer.properties().clone();
-        // Each batch's text once as a `Bytes`, so text cells reach the writer as slices of it
-        // rather than a copy each (measured at 10M: 8-10 s of the write phase).
-        let views: Vec<(&Batch, Bytes)> = batches
-            .iter()
-            .map(|b| (&**b, Bytes::from_owner(SharedText(Arc::clone(b)))))
-            .collect();
         let chunks = columns
             .into_par_iter()
             .zip(self.types.par_iter())
             .enumerate()
-            .map(|(c, (column, ty))| encode_column(&views, rows, c, *ty, column, props.clone()))
+            .map(|(c, (column, ty))| encode_column(&batches, rows, c, *ty, column, props.clone()))
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| io_err(path, e))?;
         let mut group = self.writer.next_row_group().map_err(err)?;
@@ -562,30 +573,31 @@ impl ParquetBody {
     }
 }
 
-/// A batch's text as the owner of a `Bytes` buffer.
-struct SharedText(Arc<Batch>);
+/// A batch column's text as the owner of a `Bytes` buffer: text cells reach the writer as
+/// slices of it rather than a copy each (measured at 10M: 8-10 s of the write phase).
+struct SharedText(Arc<Batch>, usize);
 
 impl AsRef<[u8]> for SharedText {
     fn as_ref(&self) -> &[u8] {
-        self.0.text.as_bytes()
+        self.0
+            .columns
+            .get(self.1)
+            .map_or(&[], |c| c.text.as_bytes())
     }
 }
 
-/// Encodes column `c` of `batches` (`rows` rows in all; each with its text as `Bytes`) as one
-/// column chunk in a buffer of its own.
+/// Encodes column `c` of `batches` (`rows` rows in all) as one column chunk in a buffer of its
+/// own.
 fn encode_column(
-    batches: &[(&Batch, Bytes)],
+    batches: &[Arc<Batch>],
     rows: usize,
     c: usize,
     ty: ColumnType,
     column: ColumnDescPtr,
     props: WriterPropertiesPtr,
 ) -> Result<(Bytes, ColumnCloseResult), String> {
-    let cells = || {
-        batches
-            .iter()
-            .flat_map(|(b, _)| (0..b.rows).map(move |r| b.cell(r, c)))
-    };
+    let columns = || batches.iter().filter_map(|b| b.columns.get(c));
+    let cells = || columns().flat_map(|col| (0..col.len()).map(move |r| col.cell(r)));
     let mut sink = TrackedWrite::new(Vec::new());
     let close = {
         let writer = get_column_writer(
@@ -596,15 +608,19 @@ fn encode_column(
         let e = |e: parquet::errors::ParquetError| e.to_string();
         match ty {
             ColumnType::Text => {
-                let values: Vec<ByteArray> = batches
-                    .iter()
-                    .flat_map(|(b, text)| {
-                        (0..b.rows).map(move |r| match b.cell(r, c).0.text() {
-                            None => ByteArray::from(text.slice(b.range(r, c))),
+                let mut values: Vec<ByteArray> = Vec::with_capacity(rows);
+                for batch in batches {
+                    let Some(col) = batch.columns.get(c) else {
+                        continue;
+                    };
+                    let text = Bytes::from_owner(SharedText(Arc::clone(batch), c));
+                    for r in 0..col.len() {
+                        values.push(match col.cell(r).0.text() {
+                            None => ByteArray::from(text.slice(col.range(r))),
                             Some(owned) => ByteArray::from(owned.into_bytes()),
-                        })
-                    })
-                    .collect();
+                        });
+                    }
+                }
                 let mut w = get_typed_column_writer::<ByteArrayType>(writer);
                 w.write_batch(&values, None, None).map_err(e)?;
                 w.close().map_err(e)?
