@@ -10,6 +10,7 @@ mod explanations;
 mod ledger;
 mod manifest;
 mod table;
+mod writeback;
 
 pub use balances::{write_expiry_report, write_subsidies, write_vouchers};
 pub use explanations::write_explanations;

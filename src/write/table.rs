@@ -11,6 +11,7 @@
 //! or non-decimal amount cell (a rejected line's raw payable) is null.
 
 use super::WrittenFile;
+use super::writeback::WritebackFile;
 use crate::error::RunError;
 use bytes::Bytes;
 use parquet::basic::Compression;
@@ -309,7 +310,7 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-type Sink = Hashing<BufWriter<File>>;
+type Sink = Hashing<BufWriter<WritebackFile>>;
 
 /// An output table being written: `<name>.csv` or `<name>.parquet`.
 pub struct Table {
@@ -416,7 +417,7 @@ impl Table {
         }
         let file = File::create(&path).map_err(|e| RunError::io(path.display(), e))?;
         let mut sink = Hashing {
-            inner: BufWriter::with_capacity(1 << 20, file),
+            inner: BufWriter::with_capacity(1 << 20, WritebackFile::new(file)),
             hasher: Sha256::new(),
         };
         let body = match format {
@@ -525,8 +526,8 @@ impl Table {
             }
         };
         let Hashing { inner, hasher } = sink;
-        // Synced with every other output when the staging folder is finished: by then the
-        // kernel has written most of it back, and the syncs overlap.
+        // Synced with every other output when the staging folder is finished: its writeback was
+        // started block by block as it was written, so by then little is left to wait for.
         inner
             .into_inner()
             .map_err(|e| RunError::io(path.display(), e.into_error()))?;
