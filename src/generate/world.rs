@@ -485,7 +485,9 @@ impl World {
                 if budget < 1 {
                     break;
                 }
-                let submitted = add_days(start, rng.random_range(0..25));
+                // From the 10th: the newest opening lot is notified on the 10th, and a
+                // withdrawal may draw only on lots notified by the day it is submitted.
+                let submitted = add_days(start, rng.random_range(9..25));
                 let decided = if status == "submitted" {
                     String::new()
                 } else {
@@ -509,5 +511,56 @@ impl World {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn first_cycle_withdrawals_draw_only_on_lots_notified_by_their_submission() {
+        // A withdrawal may use only lots notified on or before its submission day (SPEC §4.9),
+        // and a generated bundle loads with zero rejects (SPEC §7). The newest opening lot is
+        // notified on the 10th of the chain's first month, so with 2 000 partners some have
+        // that lot alone; a withdrawal submitted from the 1st to the 9th would be rejected.
+        let cycle: Cycle = "2026-10".parse().unwrap();
+        let world = World::new(7, 2_000, 40_000, cycle);
+        let mut lots: BTreeMap<String, Vec<(NaiveDate, i64)>> = BTreeMap::new();
+        for (p, _, notified, cents) in world.opening_lots() {
+            lots.entry(world.partners[p].id())
+                .or_default()
+                .push((notified, cents));
+        }
+        let mut drawn: BTreeMap<String, i64> = BTreeMap::new();
+        let csv = world.withdrawals_csv(cycle, 0);
+        let mut checked = 0;
+        for row in csv.lines().skip(1) {
+            let f: Vec<&str> = row.split(',').collect();
+            let (partner, amount, submitted, status) = (f[1], f[2], &f[4][..10], f[5]);
+            if !matches!(status, "approved" | "paid") {
+                continue;
+            }
+            let submitted: NaiveDate = submitted.parse().unwrap();
+            let (units, hundredths) = amount.split_once('.').unwrap();
+            let cents = units.parse::<i64>().unwrap() * 100 + hundredths.parse::<i64>().unwrap();
+            let total = drawn.entry(partner.to_string()).or_default();
+            *total += cents;
+            let available: i64 = lots[partner]
+                .iter()
+                .filter(|(notified, _)| *notified <= submitted)
+                .map(|(_, c)| c)
+                .sum();
+            assert!(
+                *total <= available,
+                "{row}: {total} cents drawn > {available} available"
+            );
+            checked += 1;
+        }
+        assert!(
+            checked > 100,
+            "enough withdrawals to mean something: {checked}"
+        );
     }
 }
