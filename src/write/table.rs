@@ -187,7 +187,6 @@ impl Batch {
 
     /// Appends one row (exactly `width` cells).
     pub fn row(&mut self, cells: &[Out<'_>]) {
-        use std::fmt::Write as _;
         debug_assert_eq!(cells.len(), self.width);
         for (c, cell) in cells.iter().enumerate() {
             match self.format {
@@ -202,9 +201,7 @@ impl Batch {
                         Out::Amount(d, scale) => {
                             crate::money::push_amount(&mut self.text, d, scale)
                         }
-                        Out::Count(n) => {
-                            let _ = write!(self.text, "{n}");
-                        }
+                        Out::Count(n) => self.text.push_str(itoa::Buffer::new().format(n)),
                     }
                 }
                 Format::Parquet => {
