@@ -489,11 +489,15 @@ impl<'a> Pools<'a> {
     /// The pools of `order`, in (lever, recipient, currency) order.
     pub(crate) fn of_order(&self, order: &str) -> Vec<usize> {
         let hash = order_hash(order);
-        let key = |&(h, i): &(u64, u32)| (h, self.pools[i as usize].key.order);
-        let start = self.index.partition_point(|e| key(e) < (hash, order));
+        // The hash decides nearly every step of the search; a pool (a random place in a large
+        // vector) is read only where hashes are equal.
+        let order_of = |i: u32| self.pools[i as usize].key.order;
+        let start = self
+            .index
+            .partition_point(|&(h, i)| h < hash || (h == hash && order_of(i) < order));
         self.index[start..]
             .iter()
-            .take_while(|e| key(e) == (hash, order))
+            .take_while(|&&(h, i)| h == hash && order_of(i) == order)
             .map(|&(_, i)| i as usize)
             .collect()
     }
