@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark of SPEC §8, in one run on one machine:
 #   - builds the release binary;
-#   - generates bundles of 1M and 10M lines (seed 1), cached under $BENCH_DATA;
+#   - generates bundles of 1M, 3M and 10M lines (seed 1), cached under $BENCH_DATA (made again
+#     when the generator's source changes);
 #   - times a full `incentives run --first-cycle --threads 2` on each, with CSV outputs (the
 #     default) and with `--format parquet`, and records peak RSS;
 #     every timed command starts with the bundle in the page cache (read once before it), so
@@ -12,6 +13,8 @@
 #   - checks that --threads 1 and --threads 2 give byte-identical outputs at the smallest size,
 #     in both formats;
 #   - prints a table: lines, our wall time, DuckDB's, the ratio, peak RSS, lines/s, growth.
+# Every timed command runs $BENCH_REPEAT times (default 3): the table shows the median wall time
+# and the highest peak RSS of those runs (single runs on this VM move by +-15 %).
 # Usage: benches/anchor.sh [LINES ...]   (default: 1000000 3000000 10000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +24,7 @@ BENCH_DATA=${BENCH_DATA:-target/bench-data}
 VENV=${BENCH_VENV:-target/bench-venv}
 DUCKDB_VERSION=2.0.1
 THREADS=2
+REPEAT=${BENCH_REPEAT:-3}
 
 cargo build --release --locked --quiet
 BIN=target/release/incentives
@@ -30,35 +34,58 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import duckdb" 2>/dev
 fi
 PY="$VENV/bin/python"
 mkdir -p "$BENCH_DATA"
+GENERATOR_SOURCE=$(cat src/generate/*.rs | sha256sum | cut -c1-16)
 
 json() { "$PY" -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+# Median wall_s (and load_s when present) and highest peak_rss_mb of JSON lines on stdin.
+combine() {
+    "$PY" -c '
+import json, statistics, sys
+runs = [json.loads(l) for l in sys.stdin if l.strip()]
+out = {"wall_s": statistics.median(r["wall_s"] for r in runs),
+       "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+       "status": max(r["status"] for r in runs)}
+if all("load_s" in r for r in runs):
+    out["load_s"] = statistics.median(r["load_s"] for r in runs)
+print(json.dumps(out))'
+}
+# One whole run of ours on $bundle, as JSON with its load phase: measure_run [--format parquet]
+measure_run() {
+    local out result
+    out=$(mktemp -d "$BENCH_DATA/out.XXXXXX")
+    warm
+    result=$("$PY" benches/measure.py cmd "$BIN" run --first-cycle "$@" --cycle 2026-10 --input "$bundle" \
+        --out "$out" --state "$out/state" --threads "$THREADS")
+    if [ "$(echo "$result" | json status)" = 0 ]; then
+        "$PY" -c "import json,sys; r=json.loads(sys.argv[1]); m=json.load(open(sys.argv[2])); r['load_s']=m['timings']['phases_ms']['load']/1000; print(json.dumps(r))" \
+            "$result" "$out/2026-10/manifest.json"
+    else
+        echo "$result"
+    fi
+    rm -rf "$out"
+}
+repeat() { for _ in $(seq "$REPEAT"); do "$@"; done | combine; }
+warm() { cat "$bundle"/*.csv > /dev/null; }
 
 rows=()
 prev_wall=""
 first_wall=""
 for n in "${SIZES[@]}"; do
     bundle="$BENCH_DATA/seed1-$n"
-    if [ ! -f "$bundle/generator.json" ]; then
+    # A cached bundle is used only if the generator's code is the one that made it.
+    if [ ! -f "$bundle/generator.json" ] || [ "$(cat "$bundle/.generator-source" 2>/dev/null)" != "$GENERATOR_SOURCE" ]; then
         echo "generating $n lines into $bundle ..." >&2
+        rm -rf "$bundle"
         "$BIN" generate --cycle 2026-10 --lines "$n" --seed 1 --out "$bundle" >/dev/null
+        echo "$GENERATOR_SOURCE" > "$bundle/.generator-source"
     fi
-    out=$(mktemp -d "$BENCH_DATA/out.XXXXXX")
-    warm() { cat "$bundle"/*.csv > /dev/null; }
-    warm
-    ours=$("$PY" benches/measure.py cmd "$BIN" run --first-cycle --cycle 2026-10 --input "$bundle" \
-        --out "$out" --state "$out/state" --threads "$THREADS")
+    ours=$(repeat measure_run)
     [ "$(echo "$ours" | json status)" = 0 ] || { echo "incentives run failed on $n lines" >&2; exit 1; }
-    load_s=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['timings']['phases_ms']['load'] / 1000)" "$out/2026-10/manifest.json")
-    rm -rf "$out"; out=$(mktemp -d "$BENCH_DATA/out.XXXXXX")
-    warm
-    pq=$("$PY" benches/measure.py cmd "$BIN" run --first-cycle --format parquet --cycle 2026-10 \
-        --input "$bundle" --out "$out" --state "$out/state" --threads "$THREADS")
+    load_s=$(echo "$ours" | json load_s)
+    pq=$(repeat measure_run --format parquet)
     [ "$(echo "$pq" | json status)" = 0 ] || { echo "incentives run --format parquet failed on $n lines" >&2; exit 1; }
-    rm -rf "$out"
-    warm
-    validate=$("$PY" benches/measure.py cmd "$BIN" --quiet validate --cycle 2026-10 --input "$bundle")
-    warm
-    duck=$("$PY" benches/measure.py duckdb benches/anchor.sql "$bundle" "$THREADS")
+    validate=$(repeat eval 'warm; "$PY" benches/measure.py cmd "$BIN" --quiet validate --cycle 2026-10 --input "$bundle"')
+    duck=$(repeat eval 'warm; "$PY" benches/measure.py duckdb benches/anchor.sql "$bundle" "$THREADS"')
     rows+=("$n $(echo "$ours" | json wall_s) $(echo "$duck" | json wall_s) $(echo "$ours" | json peak_rss_mb) $load_s $(echo "$validate" | json wall_s) $(echo "$validate" | json peak_rss_mb) $(echo "$pq" | json wall_s) $(echo "$pq" | json peak_rss_mb)")
 done
 
@@ -83,6 +110,7 @@ done
 
 echo
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; threads: $THREADS; duckdb $DUCKDB_VERSION"
+echo "each figure: median wall time of $REPEAT runs, highest peak RSS of them"
 echo "ours_s: the whole run (rss: its peak); load_s: its load phase (manifest timings);"
 echo "validate_s: incentives validate alone (load and validate all nine files, nothing written; vrss: its peak)"
 echo "pq_s: the whole run with --format parquet (pq_rss: its peak)"
