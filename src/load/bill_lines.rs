@@ -152,7 +152,10 @@ pub(super) fn parse(
             "order_id is required unless the line is on-demand and not a refund",
         ));
     }
-    let original_order_id = row.cell(C::OriginalOrderId).optional_id()?;
+    let original_order_id = row
+        .cell(C::OriginalOrderId)
+        .optional_id()?
+        .map(|id| Box::from(id.as_str()));
     row.cell(C::OfficialAmount).decimal()?;
     row.cell(C::DiscountAmount).decimal_or(Decimal::ZERO)?;
     let payable_cell = row.cell(C::PayableAmount);
