@@ -313,96 +313,99 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         write_started.elapsed(),
     );
     phases.insert("write", write_started.elapsed().as_millis());
-    let manifest = Manifest::new(
-        config.cycle,
-        config.first_cycle,
-        &rule_set,
-        &bundle.files,
-        totals,
-        rejects.len(),
-        staging.written(),
-        Timings {
-            started_at: started_at.clone(),
-            phases_ms: phases,
-            total_ms: started.elapsed().as_millis(),
-        },
-    );
-    let manifest_outputs: Vec<String> = staging.written().into_iter().map(|w| w.file).collect();
-    let mut manifest = manifest;
-    manifest.output_totals =
-        reconcile::output_totals(&bundle, &evaluation, &matched, &explanations);
-    manifest.identities = write::Identities {
-        explanation_rows: explanations.len(),
-        checked: vec![
-            "consumption = eligible_base + non_base + excluded + deferred_out_base + deferred_out_non_base",
-            "refunds = clawback_base + refund_not_earned",
-            "incentive = earned_now + carried_in + clawed_back + tier + cap + override = Σ ledger rows credited",
-            "every input line once in line_outcomes.csv; Σ payable conserved",
-            "vouchers: opening − deducted − expired = closing, never below zero, Σ deductions ≤ settlement",
-        ],
-        violations: 0,
-    };
-    staging.write_file("manifest.json", &manifest.to_json()?)?;
-    let staged = staging.into_staged()?;
-    fault_point("staged");
-
-    let mut summary = Summary {
-        pending_withdrawals: settled.pending.len(),
-        explanation_rows: explanations.len(),
-        outputs: manifest_outputs,
-        ..Default::default()
-    };
-    for row in &evaluation.rows {
-        let currency = row.currency.to_string();
-        let add = |m: &mut BTreeMap<String, Decimal>| {
-            *m.entry(currency.clone()).or_default() += row.amount
+    // The manifest and the summary are computed while the outputs are synced.
+    let (staged, summary) = staging.into_staged_after(|staging| {
+        let manifest = Manifest::new(
+            config.cycle,
+            config.first_cycle,
+            &rule_set,
+            &bundle.files,
+            totals,
+            rejects.len(),
+            staging.written(),
+            Timings {
+                started_at: started_at.clone(),
+                phases_ms: phases,
+                total_ms: started.elapsed().as_millis(),
+            },
+        );
+        let manifest_outputs: Vec<String> = staging.written().into_iter().map(|w| w.file).collect();
+        let mut manifest = manifest;
+        manifest.output_totals =
+            reconcile::output_totals(&bundle, &evaluation, &matched, &explanations);
+        manifest.identities = write::Identities {
+            explanation_rows: explanations.len(),
+            checked: vec![
+                "consumption = eligible_base + non_base + excluded + deferred_out_base + deferred_out_non_base",
+                "refunds = clawback_base + refund_not_earned",
+                "incentive = earned_now + carried_in + clawed_back + tier + cap + override = Σ ledger rows credited",
+                "every input line once in line_outcomes.csv; Σ payable conserved",
+                "vouchers: opening − deducted − expired = closing, never below zero, Σ deductions ≤ settlement",
+            ],
+            violations: 0,
         };
-        match row.kind {
-            k if k.is_incentive() && row.credit_cycle == config.cycle => {
-                *summary
-                    .credited
-                    .entry(currency.clone())
-                    .or_default()
-                    .entry(evaluation.lever_name(&rule_set, row).to_string())
-                    .or_default() += row.amount;
+        staging.write_file("manifest.json", &manifest.to_json()?)?;
+
+        let mut summary = Summary {
+            pending_withdrawals: settled.pending.len(),
+            explanation_rows: explanations.len(),
+            outputs: manifest_outputs,
+            ..Default::default()
+        };
+        for row in &evaluation.rows {
+            let currency = row.currency.to_string();
+            let add = |m: &mut BTreeMap<String, Decimal>| {
+                *m.entry(currency.clone()).or_default() += row.amount
+            };
+            match row.kind {
+                k if k.is_incentive() && row.credit_cycle == config.cycle => {
+                    *summary
+                        .credited
+                        .entry(currency.clone())
+                        .or_default()
+                        .entry(evaluation.lever_name(&rule_set, row).to_string())
+                        .or_default() += row.amount;
+                }
+                k if k.is_incentive() => add(&mut summary.deferred),
+                Kind::Expiry => add(&mut summary.incentive_expired),
+                Kind::Subsidy => {
+                    let e = summary.subsidies.entry(currency.clone()).or_default();
+                    e.0 += row.amount;
+                    e.1 += 1;
+                }
+                Kind::Withdrawal => {
+                    let e = summary.withdrawn.entry(currency.clone()).or_default();
+                    e.0 -= row.amount;
+                    e.1 += 1;
+                }
+                _ => {}
             }
-            k if k.is_incentive() => add(&mut summary.deferred),
-            Kind::Expiry => add(&mut summary.incentive_expired),
-            Kind::Subsidy => {
-                let e = summary.subsidies.entry(currency.clone()).or_default();
-                e.0 += row.amount;
-                e.1 += 1;
-            }
-            Kind::Withdrawal => {
-                let e = summary.withdrawn.entry(currency.clone()).or_default();
-                e.0 -= row.amount;
-                e.1 += 1;
-            }
-            _ => {}
         }
-    }
-    for c in &prior.carried {
-        *summary
-            .credited
-            .entry(c.currency.clone())
-            .or_default()
-            .entry(c.lever.clone())
-            .or_default() += c.amount;
-    }
-    for d in &matched.deductions {
-        *summary
-            .vouchers_deducted
-            .entry(bundle.bill_lines[d.line as usize].currency.to_string())
-            .or_default() += d.amount;
-    }
-    for b in &matched.balances {
-        if !b.expired.is_zero() {
+        for c in &prior.carried {
             *summary
-                .vouchers_expired
-                .entry(voucher_states[b.voucher].voucher.currency.to_string())
-                .or_default() += b.expired;
+                .credited
+                .entry(c.currency.clone())
+                .or_default()
+                .entry(c.lever.clone())
+                .or_default() += c.amount;
         }
-    }
+        for d in &matched.deductions {
+            *summary
+                .vouchers_deducted
+                .entry(bundle.bill_lines[d.line as usize].currency.to_string())
+                .or_default() += d.amount;
+        }
+        for b in &matched.balances {
+            if !b.expired.is_zero() {
+                *summary
+                    .vouchers_expired
+                    .entry(voucher_states[b.voucher].voucher.currency.to_string())
+                    .or_default() += b.expired;
+            }
+        }
+        Ok(summary)
+    })?;
+    fault_point("staged");
     // The commit point: from here on the cycle is done, and is published right after.
     let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
     let record = CycleRecord {

@@ -111,14 +111,37 @@ impl Staging {
     }
 
     /// Finishes the staged folder (every file and the folders synced, kept on disk) and
-    /// returns its path, ready for the state commit and then [`publish`].
-    pub fn into_staged(self) -> Result<PathBuf, RunError> {
-        let files: Vec<PathBuf> = self
+    /// returns its path, ready for the state commit and then [`publish`]. The files written so
+    /// far are synced while `last` runs on this thread (at 10M lines the device is still
+    /// writing for seconds, and the manifest can be computed meanwhile); what `last` writes
+    /// (the manifest) is synced after it.
+    pub fn into_staged_after<T>(
+        self,
+        last: impl FnOnce(&Staging) -> Result<T, RunError>,
+    ) -> Result<(PathBuf, T), RunError> {
+        let paths = |files: &[WrittenFile]| -> Vec<PathBuf> {
+            files
+                .iter()
+                .map(|w| self.dir.path().join(&w.file))
+                .collect()
+        };
+        let before = self.written();
+        let (synced, value) = std::thread::scope(|scope| {
+            let syncing = scope.spawn(|| sync_all(&paths(&before)));
+            let value = last(&self);
+            let synced = syncing
+                .join()
+                .unwrap_or_else(|_| Err(RunError::Io("syncing outputs: a thread panicked".into())));
+            (synced, value)
+        });
+        synced?;
+        let value = value?;
+        let after: Vec<WrittenFile> = self
             .written()
-            .iter()
-            .map(|w| self.dir.path().join(&w.file))
+            .into_iter()
+            .filter(|w| !before.iter().any(|b| b.file == w.file))
             .collect();
-        sync_all(&files)?;
+        sync_all(&paths(&after))?;
         let staged = self.dir.keep();
         sync_dir(&staged.join("ledgers"))
             .or_else(|e| {
@@ -130,7 +153,7 @@ impl Staging {
             })
             .and_then(|_| sync_dir(&staged))
             .map_err(|e| RunError::io(staged.display(), e))?;
-        Ok(staged)
+        Ok((staged, value))
     }
 }
 
@@ -262,4 +285,38 @@ pub fn write_rejects(staging: &Staging, rejects: &[Reject]) -> Result<(), RunErr
         ])?;
     }
     staging.finish(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_written_last_is_staged_and_a_failure_there_leaves_nothing() {
+        let out = tempfile::tempdir().unwrap();
+        let cycle: Cycle = "2026-10".parse().unwrap();
+        let staging = Staging::begin(out.path(), cycle, Format::Csv).unwrap();
+        staging.write_file("early.txt", b"early").unwrap();
+        let (staged, seen) = staging
+            .into_staged_after(|s| {
+                let seen = s.written().len();
+                s.write_file("manifest.json", b"{}")?;
+                Ok(seen)
+            })
+            .unwrap();
+        // The closure saw the files written before it; both files are in the staged folder.
+        assert_eq!(seen, 1);
+        assert_eq!(fs::read(staged.join("early.txt")).unwrap(), b"early");
+        assert_eq!(fs::read(staged.join("manifest.json")).unwrap(), b"{}");
+
+        // A failing last step: the error comes back and the staging folder is removed.
+        let staging = Staging::begin(out.path(), cycle, Format::Csv).unwrap();
+        let folder = staging.path().to_path_buf();
+        staging.write_file("early.txt", b"early").unwrap();
+        let failed = staging.into_staged_after(|_| -> Result<(), RunError> {
+            Err(RunError::Io("manifest failed".into()))
+        });
+        assert!(failed.is_err());
+        assert!(!folder.exists());
+    }
 }
