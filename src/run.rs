@@ -313,8 +313,11 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         write_started.elapsed(),
     );
     phases.insert("write", write_started.elapsed().as_millis());
-    // The manifest and the summary are computed while the outputs are synced.
-    let (staged, summary) = staging.into_staged_after(|staging| {
+    // The manifest, the summary and the state transaction are made while the outputs are
+    // synced; the transaction is committed once they are.
+    let state_rows = deferred.len() + pool_rows.len();
+    let state_ref = &mut state;
+    let (staged, (summary, record, prepared)) = staging.into_staged_after(|staging| {
         let manifest = Manifest::new(
             config.cycle,
             config.first_cycle,
@@ -403,57 +406,57 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
                     .or_default() += b.expired;
             }
         }
-        Ok(summary)
+        let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
+        let record = CycleRecord {
+            cycle: config.cycle.to_string(),
+            run_at: started_at,
+            first_cycle: config.first_cycle,
+            ruleset_hash: rule_set.hash.clone(),
+            input_hashes: input_hashes(&bundle),
+            lines_read: lines.map_or(0, |f| f.digest.rows_read),
+            lines_accepted: lines.map_or(0, |f| f.accepted),
+            lines_rejected: lines.map_or(0, |f| f.rejected),
+            ledger_rows: evaluation.rows.len() as u64,
+            credited: credited(&summary),
+            stale: false,
+        };
+        let publication = PendingPublication {
+            cycle: config.cycle,
+            // The staging folder is kept where it is: this is the path `into_staged_after`
+            // returns.
+            staged: staging.path().to_path_buf(),
+            out_root: absolute(&config.out),
+        };
+        let closing = ClosingBalances {
+            // A voucher that has expired and holds nothing more is not carried on.
+            vouchers: matched
+                .balances
+                .iter()
+                .map(|b| (&voucher_states[b.voucher], b.closing))
+                .filter(|(v, closing)| !(closing.is_zero() && v.voucher.expires_at <= g))
+                .map(|(v, closing)| (v.voucher.clone(), v.partner_id.clone(), closing))
+                .collect(),
+            lots: settled.lots,
+            carry: settled.carry,
+            applied: settled.applied,
+        };
+        let state = state_ref;
+        let prepared = state.prepare_commit(&record, deferred, pool_rows, &closing, &publication)?;
+        Ok((summary, record, prepared))
     })?;
     fault_point("staged");
-    // The commit point: from here on the cycle is done, and is published right after.
-    let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
-    let record = CycleRecord {
-        cycle: config.cycle.to_string(),
-        run_at: started_at,
-        first_cycle: config.first_cycle,
-        ruleset_hash: rule_set.hash.clone(),
-        input_hashes: input_hashes(&bundle),
-        lines_read: lines.map_or(0, |f| f.digest.rows_read),
-        lines_accepted: lines.map_or(0, |f| f.accepted),
-        lines_rejected: lines.map_or(0, |f| f.rejected),
-        ledger_rows: evaluation.rows.len() as u64,
-        credited: credited(&summary),
-        stale: false,
-    };
-    let publication = PendingPublication {
-        cycle: config.cycle,
-        staged: staged.clone(),
-        out_root: absolute(&config.out),
-    };
     let (partners, ledger_rows, carried_in_rows) = (
         bundle.partners.len(),
         evaluation.rows.len(),
         prior.carried.len(),
     );
-
-    let closing = ClosingBalances {
-        // A voucher that has expired and holds nothing more is not carried on.
-        vouchers: matched
-            .balances
-            .iter()
-            .map(|b| (&voucher_states[b.voucher], b.closing))
-            .filter(|(v, closing)| !(closing.is_zero() && v.voucher.expires_at <= g))
-            .map(|(v, closing)| (v.voucher.clone(), v.partner_id.clone(), closing))
-            .collect(),
-        lots: settled.lots,
-        carry: settled.carry,
-        applied: settled.applied,
-    };
-    // The state commit needs only what was gathered above: free the lines, rows and outcomes
-    // first, so the run's memory peaks in evaluation, not here.
     drop(explanations);
     drop(evaluation);
     drop(bundle);
+    // The commit point: from here on the cycle is done, and is published right after.
     progress.start("commit");
     let commit_started = Instant::now();
-    let state_rows = deferred.len() + pool_rows.len();
-    state.commit(&record, deferred, pool_rows, &closing, &publication)?;
+    prepared.commit()?;
     fault_point("committed");
     let published = write::publish(&config.out, config.cycle, &staged)?;
     progress.finish("commit", state_rows, "state rows", commit_started.elapsed());

@@ -149,6 +149,18 @@ fn stored_voucher(voucher: Voucher, partner_id: String) -> StoredVoucher {
     }
 }
 
+/// A cycle's state written in an open transaction: [`PreparedCommit::commit`] is the run's
+/// commit point; dropped without it (an error, a crash), it changes nothing.
+pub struct PreparedCommit<'s> {
+    tx: rusqlite::Transaction<'s>,
+}
+
+impl PreparedCommit<'_> {
+    pub fn commit(self) -> Result<(), RunError> {
+        self.tx.commit().map_err(sql)
+    }
+}
+
 pub struct StateStore {
     conn: Connection,
     pub dir: PathBuf,
@@ -329,16 +341,18 @@ impl StateStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(sql)
     }
 
-    /// The run's commit point: replaces everything cycle `m` wrote, marks later cycles stale,
-    /// and records the staged folder to publish, in one transaction.
-    pub fn commit(
+    /// Prepares the run's commit point: in one open transaction, replaces everything cycle `m`
+    /// wrote, marks later cycles stale, and records the staged folder to publish. Nothing is
+    /// visible (and a crash changes nothing) until [`PreparedCommit::commit`]; the run prepares
+    /// it while its outputs are still being synced and commits once they are.
+    pub fn prepare_commit(
         &mut self,
         record: &CycleRecord,
         deferred: DeferredRows,
         pools: PoolRows,
         balances: &ClosingBalances,
         publication: &PendingPublication,
-    ) -> Result<(), RunError> {
+    ) -> Result<PreparedCommit<'_>, RunError> {
         let m = record.cycle.as_str();
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute("DELETE FROM cycles WHERE cycle = ?1", params![m])
@@ -477,7 +491,7 @@ impl StateStore {
             ],
         )
         .map_err(sql)?;
-        tx.commit().map_err(sql)
+        Ok(PreparedCommit { tx })
     }
 
     /// Closing vouchers, lots, carries of cycle `m − 1`, and every application applied before `m`.
