@@ -49,6 +49,10 @@ pub enum StructuralError {
     },
     #[error("{file}: cannot read: {message}")]
     Io { file: &'static str, message: String },
+    #[error(
+        "{file}: more than {max} records; one run reads at most that many (rows are numbered in 32 bits): split the export"
+    )]
+    TooManyRecords { file: &'static str, max: u64 },
 }
 
 /// Why a run stopped.

@@ -424,7 +424,7 @@ impl<'a> Evaluation<'a> {
 
 /// A row's journal sort key within its partner: credit cycle, customer, line id (and source
 /// row), lever, kind, ref, currency, each as a value, a rank or a small integer.
-type JournalKey<'a> = (Cycle, &'a str, &'a str, u64, u8, u8, u32, [u8; 3]);
+type JournalKey<'a> = (Cycle, &'a str, &'a str, u32, u8, u8, u32, [u8; 3]);
 
 /// The rank of each item, given the items in sorted order.
 fn ranks(sorted: &[u32], first: u32) -> Vec<u32> {

@@ -197,7 +197,8 @@ pub(super) fn parse(
     let settlement_amount = row.cell(C::SettlementAmount).decimal_or(payable_amount)?;
     let currency = row.cell(C::Currency).currency()?;
     Ok(BillLine {
-        source_row: row.number,
+        // Within 32 bits: the loader stops at a file of more records.
+        source_row: u32::try_from(row.number).unwrap_or(u32::MAX),
         line_id,
         partner,
         customer_id,

@@ -270,6 +270,13 @@ where
             || source.read_window(&mut next),
         );
         let (window_last, locals) = checked?;
+        // Record 1 is the header: `window_last - 1` records so far.
+        if window_last - 1 > sizes.max_records {
+            return Err(StructuralError::TooManyRecords {
+                file,
+                max: sizes.max_records,
+            });
+        }
         if read.rows.is_empty() {
             let rows = window_last - 1;
             let remaining = source.estimated_remaining(rows, current.end());
@@ -504,7 +511,7 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
         let line = &bill_lines[later];
         let reject = Reject {
             file: bill_lines::Column::FILE,
-            row: line.source_row,
+            row: u64::from(line.source_row),
             column: "line_id",
             value: line.line_id.to_string(),
             code: RejectCode::DuplicateId,
@@ -631,6 +638,7 @@ mod tests {
         let sizes = Sizes {
             window: 2048,
             block: 300,
+            ..Sizes::default()
         };
         let mut tasks = 0;
         let read = read_file_with::<bill_lines::Column, _, _, (), _, _>(
@@ -660,6 +668,40 @@ mod tests {
             read.digest.sha256,
             hex::encode(sha2::Sha256::digest(&lines))
         );
+    }
+
+    #[test]
+    fn a_file_of_more_records_than_rows_can_be_numbered_is_refused_whole() {
+        // Rows are numbered and indexed in 32 bits; the limit lowered to 5 records here: a file
+        // of 6 is a structural error naming the file, not rows numbered past the limit.
+        let mut lines = String::from(HEADER);
+        for i in 0..6 {
+            writeln!(
+                lines,
+                "L{i},2026-10,SP1,C1,resale,cn,hws.service.type.ec2,on_demand,usage,\
+                 2026-10-05T10:00:00Z,,1.00,1.00,CNY"
+            )
+            .unwrap();
+        }
+        let dir = bundle(&[("bill_lines.csv", &lines)]);
+        let read = |max_records| {
+            read_file_with::<bill_lines::Column, _, _, (), _, _>(
+                dir.path(),
+                Sizes {
+                    max_records,
+                    ..Sizes::default()
+                },
+                |row, _| Ok::<u64, ()>(row.number),
+                &mut |_, _| {},
+            )
+        };
+        assert_eq!(read(6).map(|r| r.rows.len()).ok(), Some(6));
+        match read(5) {
+            Err(StructuralError::TooManyRecords { file, max }) => {
+                assert_eq!((file, max), ("bill_lines.csv", 5))
+            }
+            other => panic!("expected TooManyRecords, got {:?}", other.map(|r| r.rows)),
+        }
     }
 
     #[test]
@@ -753,7 +795,7 @@ mod tests {
         }
         let mut b = crate::testkit::bundle(&[("bill_lines.csv", &lines)]);
         b.group_lines_by_partner();
-        let order: Vec<(&str, u64)> = b
+        let order: Vec<(&str, u32)> = b
             .bill_lines
             .iter()
             .map(|l| (l.line_id.as_str(), l.source_row))

@@ -114,6 +114,8 @@ fn reader_builder() -> csv::ReaderBuilder {
 pub struct Sizes {
     pub window: usize,
     pub block: usize,
+    /// Most records a file may hold: lines and rows are numbered and indexed in 32 bits.
+    pub max_records: u64,
 }
 
 impl Default for Sizes {
@@ -123,6 +125,7 @@ impl Default for Sizes {
         Sizes {
             window: 8 << 20,
             block: 256 << 10,
+            max_records: u64::from(u32::MAX) - 1,
         }
     }
 }
@@ -639,6 +642,7 @@ mod tests {
             Sizes {
                 window: 8,
                 block: 4,
+                ..Sizes::default()
             },
         );
         assert_eq!(error, None);
@@ -663,7 +667,7 @@ mod tests {
             block in 1usize..40,
         ) {
             let expected = serial(&bytes);
-            let got = windowed(&bytes, Sizes { window, block });
+            let got = windowed(&bytes, Sizes { window, block, ..Sizes::default() });
             match expected.1 {
                 // The windowed reader stops at a window with a bad record; the error must match.
                 Some(error) => prop_assert_eq!(got.1, Some(error)),

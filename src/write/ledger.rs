@@ -385,10 +385,13 @@ pub fn write_outcomes(
         Rejected(u32),
     }
     let lines = &bundle.bill_lines;
-    let accepted = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.line_id.as_str(), l.source_row, Entry::Accepted(i as u32)));
+    let accepted = lines.iter().enumerate().map(|(i, l)| {
+        (
+            l.line_id.as_str(),
+            u64::from(l.source_row),
+            Entry::Accepted(i as u32),
+        )
+    });
     let rejected = bundle.rejected_lines.iter().enumerate().map(|(i, r)| {
         (
             r.line_id.as_str(),
