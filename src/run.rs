@@ -316,24 +316,23 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     // The manifest, the summary and the state transaction are made while the outputs are
     // synced; the transaction is committed once they are.
     let state_rows = deferred.len() + pool_rows.len();
-    let state_ref = &mut state;
     let (staged, (summary, record, prepared)) = staging.into_staged_after(|staging| {
-        let manifest = Manifest::new(
+        let written = staging.written();
+        let manifest_outputs: Vec<String> = written.iter().map(|w| w.file.clone()).collect();
+        let mut manifest = Manifest::new(
             config.cycle,
             config.first_cycle,
             &rule_set,
             &bundle.files,
             totals,
             rejects.len(),
-            staging.written(),
+            written,
             Timings {
                 started_at: started_at.clone(),
                 phases_ms: phases,
                 total_ms: started.elapsed().as_millis(),
             },
         );
-        let manifest_outputs: Vec<String> = staging.written().into_iter().map(|w| w.file).collect();
-        let mut manifest = manifest;
         manifest.output_totals =
             reconcile::output_totals(&bundle, &evaluation, &matched, &explanations);
         manifest.identities = write::Identities {
@@ -355,57 +354,16 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             outputs: manifest_outputs,
             ..Default::default()
         };
-        for row in &evaluation.rows {
-            let currency = row.currency.to_string();
-            let add = |m: &mut BTreeMap<String, Decimal>| {
-                *m.entry(currency.clone()).or_default() += row.amount
-            };
-            match row.kind {
-                k if k.is_incentive() && row.credit_cycle == config.cycle => {
-                    *summary
-                        .credited
-                        .entry(currency.clone())
-                        .or_default()
-                        .entry(evaluation.lever_name(&rule_set, row).to_string())
-                        .or_default() += row.amount;
-                }
-                k if k.is_incentive() => add(&mut summary.deferred),
-                Kind::Expiry => add(&mut summary.incentive_expired),
-                Kind::Subsidy => {
-                    let e = summary.subsidies.entry(currency.clone()).or_default();
-                    e.0 += row.amount;
-                    e.1 += 1;
-                }
-                Kind::Withdrawal => {
-                    let e = summary.withdrawn.entry(currency.clone()).or_default();
-                    e.0 -= row.amount;
-                    e.1 += 1;
-                }
-                _ => {}
-            }
-        }
-        for c in &prior.carried {
-            *summary
-                .credited
-                .entry(c.currency.clone())
-                .or_default()
-                .entry(c.lever.clone())
-                .or_default() += c.amount;
-        }
-        for d in &matched.deductions {
-            *summary
-                .vouchers_deducted
-                .entry(bundle.bill_lines[d.line as usize].currency.to_string())
-                .or_default() += d.amount;
-        }
-        for b in &matched.balances {
-            if !b.expired.is_zero() {
-                *summary
-                    .vouchers_expired
-                    .entry(voucher_states[b.voucher].voucher.currency.to_string())
-                    .or_default() += b.expired;
-            }
-        }
+        add_totals(
+            &mut summary,
+            config.cycle,
+            &rule_set,
+            &evaluation,
+            &prior.carried,
+            &matched,
+            &bundle,
+            &voucher_states,
+        );
         let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
         let record = CycleRecord {
             cycle: config.cycle.to_string(),
@@ -440,19 +398,10 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             carry: settled.carry,
             applied: settled.applied,
         };
-        let state = state_ref;
         let prepared = state.prepare_commit(&record, deferred, pool_rows, &closing, &publication)?;
         Ok((summary, record, prepared))
     })?;
     fault_point("staged");
-    let (partners, ledger_rows, carried_in_rows) = (
-        bundle.partners.len(),
-        evaluation.rows.len(),
-        prior.carried.len(),
-    );
-    drop(explanations);
-    drop(evaluation);
-    drop(bundle);
     // The commit point: from here on the cycle is done, and is published right after.
     progress.start("commit");
     let commit_started = Instant::now();
@@ -469,15 +418,82 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         lines_read: record.lines_read,
         lines_accepted: record.lines_accepted,
         lines_rejected: record.lines_rejected,
-        partners,
+        partners: bundle.partners.len(),
         rejects: rejects.len(),
-        ledger_rows,
-        carried_in_rows,
+        ledger_rows: evaluation.rows.len(),
+        carried_in_rows: prior.carried.len(),
         ruleset_hash: rule_set.hash.clone(),
         ruleset_name: rule_set.name.clone(),
         summary,
         elapsed_ms: started.elapsed().as_millis(),
     })
+}
+
+/// The summary's totals per currency (and lever): incentive credited to the cycle (this run's
+/// rows and those carried in), deferred, expired, subsidies, withdrawals, vouchers deducted and
+/// expired.
+#[allow(clippy::too_many_arguments)]
+fn add_totals(
+    summary: &mut Summary,
+    cycle: Cycle,
+    rule_set: &rules::RuleSet,
+    evaluation: &evaluate::Evaluation<'_>,
+    carried: &[evaluate::CarriedRow],
+    matched: &vouchers::VoucherOutcome,
+    bundle: &Bundle,
+    voucher_states: &[vouchers::VoucherState],
+) {
+    for row in &evaluation.rows {
+        let currency = row.currency.to_string();
+        let add = |m: &mut BTreeMap<String, Decimal>| {
+            *m.entry(currency.clone()).or_default() += row.amount
+        };
+        match row.kind {
+            k if k.is_incentive() && row.credit_cycle == cycle => {
+                *summary
+                    .credited
+                    .entry(currency.clone())
+                    .or_default()
+                    .entry(evaluation.lever_name(rule_set, row).to_string())
+                    .or_default() += row.amount;
+            }
+            k if k.is_incentive() => add(&mut summary.deferred),
+            Kind::Expiry => add(&mut summary.incentive_expired),
+            Kind::Subsidy => {
+                let e = summary.subsidies.entry(currency.clone()).or_default();
+                e.0 += row.amount;
+                e.1 += 1;
+            }
+            Kind::Withdrawal => {
+                let e = summary.withdrawn.entry(currency.clone()).or_default();
+                e.0 -= row.amount;
+                e.1 += 1;
+            }
+            _ => {}
+        }
+    }
+    for c in carried {
+        *summary
+            .credited
+            .entry(c.currency.clone())
+            .or_default()
+            .entry(c.lever.clone())
+            .or_default() += c.amount;
+    }
+    for d in &matched.deductions {
+        *summary
+            .vouchers_deducted
+            .entry(bundle.bill_lines[d.line as usize].currency.to_string())
+            .or_default() += d.amount;
+    }
+    for b in &matched.balances {
+        if !b.expired.is_zero() {
+            *summary
+                .vouchers_expired
+                .entry(voucher_states[b.voucher].voucher.currency.to_string())
+                .or_default() += b.expired;
+        }
+    }
 }
 
 fn absolute(path: &Path) -> PathBuf {

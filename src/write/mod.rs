@@ -139,7 +139,8 @@ impl Staging {
         let after: Vec<WrittenFile> = self
             .written()
             .into_iter()
-            .filter(|w| !before.iter().any(|b| b.file == w.file))
+            // Both lists are sorted by name.
+            .filter(|w| before.binary_search_by(|b| b.file.cmp(&w.file)).is_err())
             .collect();
         sync_all(&paths(&after))?;
         let staged = self.dir.keep();
