@@ -10,6 +10,9 @@
 #   - times DuckDB (from PyPI, in a venv this script makes) running benches/anchor.sql, which
 #     reads the same bill_lines.csv + partners.csv and computes the two base levers with exact
 #     DECIMAL, on 2 threads;
+#   - unless BENCH_FLOOR=0, times DuckDB running benches/outputs_floor.sql: reading the same
+#     bill_lines.csv and writing files of the shape, order and size of a run's large outputs,
+#     synced to disk, with no rule evaluated (a floor under the outputs' cost, not a target);
 #   - checks that --threads 1 and --threads 2 give byte-identical outputs at the smallest size,
 #     in both formats;
 #   - prints a table: lines, our wall time, DuckDB's, the ratio, peak RSS, lines/s, growth.
@@ -25,6 +28,7 @@ VENV=${BENCH_VENV:-target/bench-venv}
 DUCKDB_VERSION=2.0.1
 THREADS=2
 REPEAT=${BENCH_REPEAT:-3}
+FLOOR=${BENCH_FLOOR:-1}
 
 cargo build --release --locked --quiet
 BIN=target/release/incentives
@@ -64,6 +68,14 @@ measure_run() {
     fi
     rm -rf "$out"
 }
+# DuckDB writing the outputs' shape (benches/outputs_floor.sql) on $bundle, as JSON.
+measure_floor() {
+    local out
+    out=$(mktemp -d "$BENCH_DATA/floor.XXXXXX")
+    warm
+    "$PY" benches/measure.py duckdb-write benches/outputs_floor.sql "$bundle" "$out" "$THREADS"
+    rm -rf "$out"
+}
 repeat() { for _ in $(seq "$REPEAT"); do "$@"; done | combine; }
 warm() { cat "$bundle"/*.csv > /dev/null; }
 
@@ -86,7 +98,9 @@ for n in "${SIZES[@]}"; do
     [ "$(echo "$pq" | json status)" = 0 ] || { echo "incentives run --format parquet failed on $n lines" >&2; exit 1; }
     validate=$(repeat eval 'warm; "$PY" benches/measure.py cmd "$BIN" --quiet validate --cycle 2026-10 --input "$bundle"')
     duck=$(repeat eval 'warm; "$PY" benches/measure.py duckdb benches/anchor.sql "$bundle" "$THREADS"')
-    rows+=("$n $(echo "$ours" | json wall_s) $(echo "$duck" | json wall_s) $(echo "$ours" | json peak_rss_mb) $load_s $(echo "$validate" | json wall_s) $(echo "$validate" | json peak_rss_mb) $(echo "$pq" | json wall_s) $(echo "$pq" | json peak_rss_mb)")
+    floor_s=-
+    [ "$FLOOR" = 0 ] || floor_s=$(repeat measure_floor | json wall_s)
+    rows+=("$n $(echo "$ours" | json wall_s) $(echo "$duck" | json wall_s) $(echo "$ours" | json peak_rss_mb) $load_s $(echo "$validate" | json wall_s) $(echo "$validate" | json peak_rss_mb) $(echo "$pq" | json wall_s) $(echo "$pq" | json peak_rss_mb) $floor_s")
 done
 
 # Thread-count determinism at the smallest size: every output byte-identical but the manifest's
@@ -114,15 +128,18 @@ echo "each figure: median wall time of $REPEAT runs, highest peak RSS of them"
 echo "ours_s: the whole run (rss: its peak); load_s: its load phase (manifest timings);"
 echo "validate_s: incentives validate alone (load and validate all nine files, nothing written; vrss: its peak)"
 echo "pq_s: the whole run with --format parquet (pq_rss: its peak)"
-printf '%-10s %8s %9s %7s %7s %7s %10s %8s %8s %10s %7s %7s %8s %7s\n' lines ours_s duckdb_s ratio load_s validate_s v_ratio vrss_mb rss_mb lines/s growth pq_s pq_ratio pq_rss
+echo "dout_s: DuckDB reading bill_lines.csv and writing the large outputs' shape, synced (benches/outputs_floor.sql);"
+echo "        ours/dout: our whole run over it (- when BENCH_FLOOR=0)"
+printf '%-10s %8s %9s %7s %7s %7s %10s %8s %8s %10s %7s %7s %8s %7s %7s %9s\n' lines ours_s duckdb_s ratio load_s validate_s v_ratio vrss_mb rss_mb lines/s growth pq_s pq_ratio pq_rss dout_s ours/dout
 for r in "${rows[@]}"; do
-    read -r n ours duck rss load vs vrss pq pqrss <<< "$r"
-    "$PY" - "$n" "$ours" "$duck" "$rss" "$load" "$vs" "$vrss" "$pq" "$pqrss" "$prev_wall" <<'PY'
+    read -r n ours duck rss load vs vrss pq pqrss floor <<< "$r"
+    "$PY" - "$n" "$ours" "$duck" "$rss" "$load" "$vs" "$vrss" "$pq" "$pqrss" "$floor" "$prev_wall" <<'PY'
 import sys
-n, ours, duck, rss, load, vs, vrss, pq, pqrss, prev = sys.argv[1:11]
+n, ours, duck, rss, load, vs, vrss, pq, pqrss, floor, prev = sys.argv[1:12]
 n, ours, duck, rss, load, vs, vrss, pq, pqrss = int(n), float(ours), float(duck), float(rss), float(load), float(vs), float(vrss), float(pq), float(pqrss)
 growth = f"{ours / float(prev):.2f}x" if prev else "-"
-print(f"{n:<10} {ours:8.2f} {duck:9.2f} {ours / duck:6.2f}x {load:7.2f} {vs:10.2f} {vs / duck:7.2f}x {vrss:8.0f} {rss:8.0f} {n / ours:10.0f} {growth:>7} {pq:7.2f} {pq / duck:7.2f}x {pqrss:7.0f}")
+dout = f"{float(floor):7.2f} {ours / float(floor):8.2f}x" if floor != "-" else f"{'-':>7} {'-':>9}"
+print(f"{n:<10} {ours:8.2f} {duck:9.2f} {ours / duck:6.2f}x {load:7.2f} {vs:10.2f} {vs / duck:7.2f}x {vrss:8.0f} {rss:8.0f} {n / ours:10.0f} {growth:>7} {pq:7.2f} {pq / duck:7.2f}x {pqrss:7.0f} {dout}")
 PY
     prev_wall=$ours
     [ -n "$first_wall" ] || first_wall=$ours

@@ -2,8 +2,13 @@
 
     measure.py cmd ARG...                  -> {"wall_s": ..., "peak_rss_mb": ..., "status": ...}
     measure.py duckdb SQL DIR THREADS      -> the same, for DuckDB running benches/anchor.sql
+    measure.py duckdb-write SQL DIR OUT THREADS
+                                           -> the same, for DuckDB running the statements of
+                                              benches/outputs_floor.sql into OUT, then syncing them
+                                              to disk (as a run fsyncs its outputs)
 """
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -33,8 +38,29 @@ def run_duckdb(sql_path, bundle, threads):
     return {"wall_s": wall, "peak_rss_mb": rss_kb / 1024, "status": 0, "rows": len(rows)}
 
 
+def run_duckdb_write(sql_path, bundle, out, threads):
+    import duckdb
+
+    sql = open(sql_path).read().replace("${DIR}", bundle).replace("${OUT}", out)
+    # Comment lines first, so a ';' inside a comment does not split a statement.
+    sql = "\n".join(l for l in sql.splitlines() if not l.lstrip().startswith("--"))
+    con = duckdb.connect()
+    con.execute(f"SET threads = {int(threads)}")
+    start = time.perf_counter()
+    for statement in sql.split(";"):
+        if statement.strip():
+            con.execute(statement)
+    con.close()
+    os.sync()
+    wall = time.perf_counter() - start
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"wall_s": wall, "peak_rss_mb": rss_kb / 1024, "status": 0}
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "duckdb":
         print(json.dumps(run_duckdb(*sys.argv[2:5])))
+    elif sys.argv[1] == "duckdb-write":
+        print(json.dumps(run_duckdb_write(*sys.argv[2:6])))
     else:
         print(json.dumps(run_command(sys.argv[2:])))
