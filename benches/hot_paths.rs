@@ -1,10 +1,11 @@
-//! Micro-benchmarks of the loader's hot paths (divan). Run: `cargo bench --bench hot_paths`.
+//! Micro-benchmarks of the loader's and writer's hot paths (divan). Run: `cargo bench --bench hot_paths`.
 //! Whole-run figures against DuckDB come from `benches/anchor.sh`.
 
 use incentives::calendar::{Cycle, parse_instant};
 use incentives::generate::{GenerateConfig, generate};
 use incentives::load::load_bundle;
 use incentives::money::parse_decimal;
+use incentives::write::push_csv_field;
 use std::hint::black_box;
 
 fn main() {
@@ -19,6 +20,23 @@ fn decimal(text: &str) -> bool {
 #[divan::bench(args = ["2026-10-31T16:05:00Z", "2026-11-01T00:05:00+08:00"])]
 fn instant(text: &str) -> bool {
     parse_instant(black_box(text)).is_some()
+}
+
+/// One CSV field appended, as the writer does for every text cell: a line id, a rule-set hash, an
+/// explanation's paragraph (none needs quotes), and one that does.
+#[divan::bench(args = [
+    "L202610000078901",
+    "2c363887e5f83a39210e46d2f9a8ea30e5c21b61c6e31594a1882c982c4329dc",
+    "In cycle 2026-10, customer C00000000 of P00000 consumed 16127417.33661725 CNY and was refunded -995634.86709668. 16127417.33661725 earned nothing (adjustment 86127.1099535; domain_registration 538209.19565109). Incentive credited this cycle: 0.00 = 0.00 earned now + 0.00 carried in + 0.00 clawed back.",
+    "Partner 1, \"Co.\" Ltd",
+])]
+fn csv_field(bencher: divan::Bencher, field: &str) {
+    let mut out = String::with_capacity(1024);
+    bencher.bench_local(|| {
+        out.clear();
+        push_csv_field(&mut out, black_box(field));
+        out.len()
+    });
 }
 
 /// Loading and validating a generated bundle of 50,000 lines (all nine files).
