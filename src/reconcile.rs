@@ -5,6 +5,7 @@
 //! totals before trusting anything computed from it.
 
 use crate::load::Bundle;
+use crate::model::Currency;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -35,14 +36,15 @@ pub struct BillLineTotals {
 
 pub fn bill_line_totals(bundle: &Bundle) -> BillLineTotals {
     let mut totals = BillLineTotals::default();
+    // Keyed by the currency's code itself, not its text: one key made per currency, not per
+    // line (10 million at 10M lines).
+    let mut accepted: BTreeMap<Currency, CurrencyTotal> = BTreeMap::new();
     for line in &bundle.bill_lines {
-        let t = totals
-            .accepted
-            .entry(line.currency.to_string())
-            .or_default();
+        let t = accepted.entry(line.currency).or_default();
         t.lines += 1;
         t.payable_amount += line.payable_amount;
     }
+    totals.accepted = by_text(accepted, |t| t);
     for line in &bundle.rejected_lines {
         match line.payable_amount {
             Some(amount) => {
@@ -73,43 +75,55 @@ pub fn output_totals(
     vouchers: &crate::vouchers::VoucherOutcome,
     explanations: &[crate::explain::Explanation],
 ) -> OutputTotals {
-    let text = |m: BTreeMap<String, Decimal>| -> BTreeMap<String, String> {
-        m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
-    };
-    let mut ledger: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
-    let mut subsidies: BTreeMap<String, Decimal> = BTreeMap::new();
+    // Summed under copyable keys and turned into text once per key: 17 million rows and
+    // outcomes at 10M lines would otherwise make two strings each.
+    let text = |m: BTreeMap<Currency, Decimal>| by_text(m, |v| v.to_string());
+    let mut ledger: BTreeMap<Currency, BTreeMap<&'static str, Decimal>> = BTreeMap::new();
+    let mut subsidies: BTreeMap<Currency, Decimal> = BTreeMap::new();
     for row in &evaluation.rows {
         *ledger
-            .entry(row.currency.to_string())
+            .entry(row.currency)
             .or_default()
-            .entry(row.kind.as_str().to_string())
+            .entry(row.kind.as_str())
             .or_default() += row.amount;
         if row.kind == crate::evaluate::Kind::Subsidy {
-            *subsidies.entry(row.currency.to_string()).or_default() += row.amount;
+            *subsidies.entry(row.currency).or_default() += row.amount;
         }
     }
-    let mut fates: BTreeMap<String, u64> = BTreeMap::new();
+    let mut fates: BTreeMap<&'static str, u64> = BTreeMap::new();
     for o in &evaluation.outcomes {
-        *fates.entry(o.fate.as_str().to_string()).or_default() += 1;
+        *fates.entry(o.fate.as_str()).or_default() += 1;
     }
     if !bundle.rejected_lines.is_empty() {
-        fates.insert("rejected".into(), bundle.rejected_lines.len() as u64);
+        fates.insert("rejected", bundle.rejected_lines.len() as u64);
     }
-    let mut deducted: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut deducted: BTreeMap<Currency, Decimal> = BTreeMap::new();
     for d in &vouchers.deductions {
         *deducted
-            .entry(bundle.bill_lines[d.line as usize].currency.to_string())
+            .entry(bundle.bill_lines[d.line as usize].currency)
             .or_default() += d.amount;
     }
-    let mut explained: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut explained: BTreeMap<Currency, Decimal> = BTreeMap::new();
     for e in explanations {
-        *explained.entry(e.currency.to_string()).or_default() += e.incentive;
+        *explained.entry(e.currency).or_default() += e.incentive;
     }
     OutputTotals {
-        ledger: ledger.into_iter().map(|(c, m)| (c, text(m))).collect(),
-        line_outcomes: fates,
+        ledger: by_text(ledger, |kinds| {
+            kinds
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        }),
+        line_outcomes: fates.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         voucher_deductions: text(deducted),
         subsidies_granted: text(subsidies),
         explained_incentive: text(explained),
     }
+}
+
+/// A map by currency as a map by the currency's code, its values turned by `value`.
+fn by_text<V, W>(m: BTreeMap<Currency, V>, value: impl Fn(V) -> W) -> BTreeMap<String, W> {
+    m.into_iter()
+        .map(|(c, v)| (c.as_str().to_string(), value(v)))
+        .collect()
 }
