@@ -1,16 +1,9 @@
 -- The anchor of SPEC §8: read bill_lines.csv and partners.csv and compute the two base levers of
 -- the reference policy (resale_base, referral_base) per partner and currency, with exact DECIMAL
 -- amounts rounded per line. `incentives run` must stay within 2x of this query's time.
--- ${DIR} is replaced by the bundle folder.
+-- ${BILL_LINES} is replaced by benches/bill_lines.sql, ${DIR} by the bundle folder.
 WITH lines AS (
-    SELECT * FROM read_csv('${DIR}/bill_lines.csv', header = true, auto_detect = false, columns = {
-        'line_id': 'VARCHAR', 'bill_cycle': 'VARCHAR', 'partner_id': 'VARCHAR',
-        'customer_id': 'VARCHAR', 'sales_mode': 'VARCHAR', 'market': 'VARCHAR', 'region': 'VARCHAR',
-        'service_type_code': 'VARCHAR', 'resource_type_code': 'VARCHAR', 'charge_mode': 'VARCHAR',
-        'bill_type': 'VARCHAR', 'trade_time': 'TIMESTAMPTZ', 'order_id': 'VARCHAR',
-        'original_order_id': 'VARCHAR', 'official_amount': 'DECIMAL(20,8)',
-        'discount_amount': 'DECIMAL(20,8)', 'payable_amount': 'DECIMAL(20,8)',
-        'coupon_amount': 'DECIMAL(20,8)', 'settlement_amount': 'DECIMAL(20,8)', 'currency': 'VARCHAR'})
+    SELECT * FROM ${BILL_LINES}
 ), partners AS (
     SELECT * FROM read_csv('${DIR}/partners.csv', header = true, auto_detect = false, columns = {
         'partner_id': 'VARCHAR', 'name': 'VARCHAR', 'partner_type': 'VARCHAR',

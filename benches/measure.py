@@ -25,10 +25,22 @@ def run_command(argv):
     return {"wall_s": wall, "peak_rss_mb": rss_kb / 1024, "status": proc.returncode}
 
 
+def read_sql(sql_path, bundle):
+    """The statements of `sql_path`, comment lines left out (so that a ';' or a placeholder in
+    a comment means nothing), with bill_lines.csv's reader and the bundle folder put in."""
+
+    def code(path):
+        text = open(path).read()
+        return "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("--"))
+
+    lines = code(os.path.join(os.path.dirname(sql_path), "bill_lines.sql"))
+    return code(sql_path).replace("${BILL_LINES}", lines).replace("${DIR}", bundle)
+
+
 def run_duckdb(sql_path, bundle, threads):
     import duckdb
 
-    sql = open(sql_path).read().replace("${DIR}", bundle)
+    sql = read_sql(sql_path, bundle)
     con = duckdb.connect()
     con.execute(f"SET threads = {int(threads)}")
     start = time.perf_counter()
@@ -41,9 +53,7 @@ def run_duckdb(sql_path, bundle, threads):
 def run_duckdb_write(sql_path, bundle, out, threads):
     import duckdb
 
-    sql = open(sql_path).read().replace("${DIR}", bundle).replace("${OUT}", out)
-    # Comment lines first, so a ';' inside a comment does not split a statement.
-    sql = "\n".join(l for l in sql.splitlines() if not l.lstrip().startswith("--"))
+    sql = read_sql(sql_path, bundle).replace("${OUT}", out)
     con = duckdb.connect()
     con.execute(f"SET threads = {int(threads)}")
     start = time.perf_counter()

@@ -5,16 +5,9 @@
 -- (`ledgers/partner_id=<id>/`), and `explanations.csv` (one row per partner x customer x
 -- currency, with a paragraph). Amounts are exact DECIMAL. Not a target: a floor under what any
 -- engine pays on this machine to read these inputs and write these outputs (BENCHMARKS.md).
--- ${DIR} is the bundle folder, ${OUT} an empty folder. Statements are split at every semicolon, so
--- none may appear inside a string.
-CREATE TEMP TABLE lines AS SELECT * FROM read_csv('${DIR}/bill_lines.csv', header = true, auto_detect = false, columns = {
-    'line_id': 'VARCHAR', 'bill_cycle': 'VARCHAR', 'partner_id': 'VARCHAR',
-    'customer_id': 'VARCHAR', 'sales_mode': 'VARCHAR', 'market': 'VARCHAR', 'region': 'VARCHAR',
-    'service_type_code': 'VARCHAR', 'resource_type_code': 'VARCHAR', 'charge_mode': 'VARCHAR',
-    'bill_type': 'VARCHAR', 'trade_time': 'TIMESTAMPTZ', 'order_id': 'VARCHAR',
-    'original_order_id': 'VARCHAR', 'official_amount': 'DECIMAL(20,8)',
-    'discount_amount': 'DECIMAL(20,8)', 'payable_amount': 'DECIMAL(20,8)',
-    'coupon_amount': 'DECIMAL(20,8)', 'settlement_amount': 'DECIMAL(20,8)', 'currency': 'VARCHAR'});
+-- ${BILL_LINES} is benches/bill_lines.sql, ${DIR} the bundle folder, ${OUT} an empty folder.
+-- Statements are split at every semicolon, so none may appear inside a string.
+CREATE TEMP TABLE lines AS SELECT * FROM ${BILL_LINES};
 COPY (
     SELECT line_id, partner_id, customer_id, bill_type, payable_amount, currency,
            CASE WHEN payable_amount > 0 THEN 'earned' ELSE 'refund_not_earned' END AS fate,
