@@ -40,6 +40,9 @@ pub(super) struct Context<'a, 'o> {
     needs_order_type: bool,
     /// Every reason an outcome can give, `""` first: outcomes store an index into it.
     reasons: Vec<&'a str>,
+    /// Every rule's rate, and its id per lever, per rule.
+    rates: super::Rates,
+    rule_rates: Vec<Vec<super::RateId>>,
 }
 
 /// The accepted orders sorted by id, for lookups by binary search. Built on its own so a run
@@ -140,8 +143,16 @@ impl<'a, 'o> Context<'a, 'o> {
         );
         let mut seen = std::collections::HashSet::new();
         reasons.retain(|r| seen.insert(*r));
+        let mut rates = super::Rates::default();
+        let rule_rates = rules
+            .levers
+            .iter()
+            .map(|l| l.rules.iter().map(|r| rates.id(r.rate)).collect())
+            .collect();
         Context {
             reasons,
+            rates,
+            rule_rates,
             bundle,
             rules,
             cycle,
@@ -155,6 +166,11 @@ impl<'a, 'o> Context<'a, 'o> {
             fixed_offset: fixed_offset_near(rules.time_zone, cycle),
             needs_order_type,
         }
+    }
+
+    /// The rule set's rates, as [`LedgerRow::rate`] names them.
+    pub fn rates(&self) -> &super::Rates {
+        &self.rates
     }
 
     /// Every reason an outcome can give, in the order of [`Context::reason_id`].
@@ -301,7 +317,7 @@ impl<'a, 'o> Context<'a, 'o> {
             earned_cycle: self.cycle,
             credit_cycle: credit,
             base,
-            rate,
+            rate: self.rule_rates[lever][rule],
             amount: self.rules.rounding.round(raw, line.currency),
             currency: line.currency,
             ref_id: None,
@@ -428,6 +444,7 @@ impl<'a, 'o> Context<'a, 'o> {
         plan: NegativePlan<'a>,
         pools: &mut Pools<'a>,
         rows: &mut Vec<LedgerRow>,
+        rates: &mut super::Rates,
     ) -> (Fate, &'a str) {
         let claws = match plan {
             NegativePlan::NotEarned(why) => return (Fate::RefundNotEarned, why),
@@ -459,7 +476,7 @@ impl<'a, 'o> Context<'a, 'o> {
                 earned_cycle: self.cycle,
                 credit_cycle: credit,
                 base,
-                rate: pool.rate,
+                rate: rates.id(pool.rate),
                 amount,
                 currency,
                 ref_id: None,

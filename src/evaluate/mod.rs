@@ -173,12 +173,49 @@ pub struct LedgerRow {
     pub credit_cycle: Cycle,
     /// What the rate applied to (a tier's: the partner total; a cap's: the net before the cap).
     pub base: Decimal,
-    pub rate: Option<Decimal>,
+    /// The rate, in [`Evaluation::rates`] (see [`Evaluation::rate`]).
+    pub rate: RateId,
     /// Rounded once, by the rule set's policy.
     pub amount: Decimal,
     pub currency: Currency,
     /// What a balance row concerns (project, lot, application): index into `Evaluation::refs`.
     pub ref_id: Option<u32>,
+}
+
+/// A rate in a [`Rates`] table, or none (tiers, caps, expiry and withdrawal rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateId(u32);
+
+impl RateId {
+    pub const NONE: RateId = RateId(u32::MAX);
+}
+
+/// The rates ledger rows apply, each kept once: a row holds a 4-byte [`RateId`] instead of a
+/// 20-byte `Option<Decimal>`, 16 bytes less on each of 7.7M rows at 10M lines. A rate keeps the
+/// exact representation it was given (0.05 and 0.050 are two entries).
+#[derive(Debug, Clone, Default)]
+pub struct Rates {
+    values: Vec<Decimal>,
+    ids: std::collections::HashMap<[u8; 16], u32>,
+}
+
+impl Rates {
+    /// The id of `rate`, added if new.
+    pub fn id(&mut self, rate: Option<Decimal>) -> RateId {
+        let Some(rate) = rate else {
+            return RateId::NONE;
+        };
+        let next = self.values.len() as u32;
+        let id = *self.ids.entry(rate.serialize()).or_insert(next);
+        if id == next {
+            self.values.push(rate);
+        }
+        RateId(id)
+    }
+
+    pub fn get(&self, id: RateId) -> Option<Decimal> {
+        self.values.get(id.0 as usize).copied()
+    }
 }
 
 /// A line's fate (SPEC §5, `line_outcomes.csv`); `rejected` lines never reach evaluation.
@@ -225,6 +262,8 @@ pub mod reason {
 pub struct Evaluation<'a> {
     /// In generation order: each line's rows together, then tiers, then caps.
     pub rows: Vec<LedgerRow>,
+    /// The rates the rows name.
+    pub rates: Rates,
     /// One per accepted bill line, by index.
     pub outcomes: Vec<Outcome>,
     /// Every reason code an outcome can give (`""` first), in a fixed order.
@@ -268,7 +307,7 @@ impl<'a> Evaluation<'a> {
                         Some(r) if row.rule & EXTERNAL_RULE == 0 => Cow::Borrowed(r.id.as_str()),
                         _ => Cow::Owned(self.rule_id(rules, row)),
                     };
-                    (row.earned_cycle, line, row.rate, id)
+                    (row.earned_cycle, line, self.rate(row), id)
                 });
                 PoolDelta {
                     order_id: p.key.order,
@@ -314,6 +353,11 @@ impl<'a> Evaluation<'a> {
         }
     }
 
+    /// The rate `row` applied, if any.
+    pub fn rate(&self, row: &LedgerRow) -> Option<Decimal> {
+        self.rates.get(row.rate)
+    }
+
     pub fn ref_id(&self, row: &LedgerRow) -> &str {
         row.ref_id
             .and_then(|r| self.refs.get(r as usize))
@@ -344,7 +388,7 @@ impl<'a> Evaluation<'a> {
             earned_cycle: cycle,
             credit_cycle: cycle,
             base,
-            rate,
+            rate: self.rates.id(rate),
             amount,
             currency,
             ref_id: Some(self.refs.len() as u32 - 1),
@@ -532,6 +576,7 @@ fn build_pools<'a>(
     rules: &'a RuleSet,
     prior: &'a Prior,
     rows: &[LedgerRow],
+    rates: &Rates,
     external_rules: &mut Vec<String>,
 ) -> Pools<'a> {
     let lines = &bundle.bill_lines;
@@ -637,7 +682,7 @@ fn build_pools<'a>(
                     old.earned += earned;
                     if first < old.first {
                         old.first = first;
-                        old.rate = row.rate;
+                        old.rate = rates.get(row.rate);
                         old.rule = row.rule;
                     }
                     old
@@ -647,7 +692,7 @@ fn build_pools<'a>(
                     earned,
                     clawed: Decimal::ZERO,
                     first,
-                    rate: row.rate,
+                    rate: rates.get(row.rate),
                     rule: row.rule,
                     earned_now: Decimal::ZERO,
                     clawed_now: Decimal::ZERO,
@@ -790,7 +835,9 @@ pub fn evaluate_with<'a>(
     append(evaluated, &mut rows, &mut outcomes);
 
     let mut external_rules: Vec<String> = Vec::new();
-    let mut pools = build_pools(bundle, rules, prior, &rows, &mut external_rules);
+    // The rule set's rates, then those of the pools' clawbacks as they come.
+    let mut rates = ctx.rates().clone();
+    let mut pools = build_pools(bundle, rules, prior, &rows, &rates, &mut external_rules);
 
     // Refunds and negative lines, after every positive line, in (trade time, line id) order.
     let mut negatives: Vec<u32> = (0..lines.len())
@@ -809,7 +856,7 @@ pub fn evaluate_with<'a>(
         .collect();
     for (i, plan) in negatives.into_iter().zip(plans) {
         let start = rows.len() as u32;
-        let (fate, why) = ctx.apply_negative(i, plan, &mut pools, &mut rows);
+        let (fate, why) = ctx.apply_negative(i, plan, &mut pools, &mut rows, &mut rates);
         outcomes[i as usize] = Outcome {
             fate,
             reason: ctx.reason_id(why),
@@ -822,6 +869,7 @@ pub fn evaluate_with<'a>(
 
     let mut evaluation = Evaluation {
         rows,
+        rates,
         outcomes,
         journal: Vec::new(),
         external_rules,
@@ -890,7 +938,7 @@ impl<'a> Context<'a, '_> {
                     earned_cycle: self.cycle,
                     credit_cycle: self.cycle,
                     base: total,
-                    rate: None,
+                    rate: RateId::NONE,
                     amount,
                     currency,
                     ref_id: None,
@@ -941,7 +989,7 @@ impl<'a> Context<'a, '_> {
                         earned_cycle: self.cycle,
                         credit_cycle: self.cycle,
                         base: net,
-                        rate: None,
+                        rate: RateId::NONE,
                         amount: self.rules.rounding.round(cap - net, currency),
                         currency,
                         ref_id: None,

@@ -1041,3 +1041,27 @@ when = { sales_mode = ["resale"] }
         ]
     );
 }
+
+#[test]
+fn a_ledger_row_fits_its_memory_budget() {
+    // 7.7M rows at 10M lines are held from evaluation to write: each byte here is 7.7 MB.
+    // Line and ref (2 x 8), partner (4), lever and rule (2 x 2), kind (1), two cycles (2 x 4),
+    // base and amount (2 x 16), the rate's id (4), currency (3): 72 bytes.
+    assert!(std::mem::size_of::<LedgerRow>() <= 72);
+}
+
+#[test]
+fn a_rate_is_kept_once_as_given_and_none_has_no_value() {
+    let d = |s: &str| crate::money::parse_decimal(s, 8).unwrap();
+    let mut rates = Rates::default();
+    let five = rates.id(Some(d("0.05")));
+    // The same rate again is the same id; an equal value written otherwise is its own entry,
+    // so a row writes the rate as its rule gave it.
+    assert_eq!(rates.id(Some(d("0.05"))), five);
+    let five_again = rates.id(Some(d("0.050")));
+    assert_ne!(five_again, five);
+    assert_eq!(rates.get(five_again).unwrap().to_string(), "0.050");
+    assert_eq!(rates.get(five), Some(d("0.05")));
+    assert_eq!(rates.id(None), RateId::NONE);
+    assert_eq!(rates.get(RateId::NONE), None);
+}

@@ -329,7 +329,7 @@ impl<'a> LedgerCells<'a> {
         self.base = row.base;
         self.scale = scale;
         self.rate.clear();
-        if let Some(r) = row.rate {
+        if let Some(r) = evaluation.rate(row) {
             let _ = write!(self.rate, "{}", r.normalize());
         }
         self.amount = row.amount;
