@@ -1,6 +1,6 @@
 //! The rule set bound to one bundle and cycle, and the per-line work of evaluation.
 
-use super::{Fate, Kind, LedgerRow, Pools, reason};
+use super::{Fate, Kind, LedgerRow, OptionalIndex, Pools, reason};
 use crate::calendar::Cycle;
 use crate::load::Bundle;
 use crate::model::{BillLine, CapabilityTag, DistributorLink, Order, PartnerIdx};
@@ -309,7 +309,7 @@ impl<'a, 'o> Context<'a, 'o> {
         let rate = lever_def.rules[rule].rate;
         let raw = rate.map_or(Decimal::ZERO, |r| r * base);
         LedgerRow {
-            line: Some(i),
+            line: OptionalIndex::some(i),
             partner,
             lever: lever as u16,
             rule: rule as u16,
@@ -320,7 +320,7 @@ impl<'a, 'o> Context<'a, 'o> {
             rate: self.rule_rates[lever][rule],
             amount: self.rules.rounding.round(raw, line.currency),
             currency: line.currency,
-            ref_id: None,
+            ref_id: OptionalIndex::NONE,
         }
     }
 
@@ -468,7 +468,7 @@ impl<'a, 'o> Context<'a, 'o> {
             pool.clawed -= amount;
             pool.clawed_now -= amount;
             rows.push(LedgerRow {
-                line: Some(i),
+                line: OptionalIndex::some(i),
                 partner: recipient,
                 lever,
                 rule: pool.rule,
@@ -479,7 +479,7 @@ impl<'a, 'o> Context<'a, 'o> {
                 rate: rates.id(pool.rate),
                 amount,
                 currency,
-                ref_id: None,
+                ref_id: OptionalIndex::NONE,
             });
         }
         (Fate::ClawedBack, "")

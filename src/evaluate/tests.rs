@@ -145,7 +145,7 @@ fn rows(w: &World) -> Vec<(String, String, String, &'static str, String, String)
             let r = &e.rows[i as usize];
             (
                 w.bundle.partners.at(r.partner).partner_id.to_string(),
-                r.line.map_or("*".to_string(), |l| {
+                r.line.get().map_or("*".to_string(), |l| {
                     w.bundle.bill_lines[l as usize].line_id.to_string()
                 }),
                 w.rules.levers[r.lever as usize].name.clone(),
@@ -511,7 +511,7 @@ fn override_goes_to_the_distributor_linked_on_the_trade_date() {
     let e = evaluate(&w.bundle, &w.rules, cycle(), &w.prior);
     let first = &e.rows[e.journal[0] as usize];
     assert_eq!(
-        w.bundle.bill_lines[first.line.unwrap() as usize].customer_id,
+        w.bundle.bill_lines[first.line.get().unwrap() as usize].customer_id,
         "C-R1"
     );
 }
@@ -984,7 +984,7 @@ fn every_line_gets_exactly_one_outcome_and_rows_stay_with_their_line() {
     assert_eq!(e.outcomes.len(), 4);
     for (i, o) in e.outcomes.iter().enumerate() {
         for r in &e.rows[o.rows.start as usize..o.rows.end as usize] {
-            assert_eq!(r.line, Some(i as u32));
+            assert_eq!(r.line.get(), Some(i as u32));
         }
     }
     let mut journal = e.journal.clone();
@@ -1045,9 +1045,9 @@ when = { sales_mode = ["resale"] }
 #[test]
 fn a_ledger_row_fits_its_memory_budget() {
     // 7.7M rows at 10M lines are held from evaluation to write: each byte here is 7.7 MB.
-    // Line and ref (2 x 8), partner (4), lever and rule (2 x 2), kind (1), two cycles (2 x 4),
-    // base and amount (2 x 16), the rate's id (4), currency (3): 72 bytes.
-    assert!(std::mem::size_of::<LedgerRow>() <= 72);
+    // Line, ref and partner (3 x 4), lever and rule (2 x 2), kind (1), two cycles (2 x 4), base
+    // and amount (2 x 16), the rate's id (4), currency (3): 64 bytes.
+    assert!(std::mem::size_of::<LedgerRow>() <= 64);
 }
 
 #[test]
@@ -1064,4 +1064,11 @@ fn a_rate_is_kept_once_as_given_and_none_has_no_value() {
     assert_eq!(rates.get(five), Some(d("0.05")));
     assert_eq!(rates.id(None), RateId::NONE);
     assert_eq!(rates.get(RateId::NONE), None);
+}
+
+#[test]
+fn an_optional_index_is_its_value_or_none() {
+    assert_eq!(OptionalIndex::some(0).get(), Some(0));
+    assert_eq!(OptionalIndex::some(u32::MAX - 1).get(), Some(u32::MAX - 1));
+    assert_eq!(OptionalIndex::NONE.get(), None);
 }

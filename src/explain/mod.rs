@@ -173,6 +173,7 @@ fn partner_explanations(
         let row = &evaluation.rows[r as usize];
         let customer = row
             .line
+            .get()
             .map_or("*", |l| bundle.bill_lines[l as usize].customer_id.as_str());
         add_row(
             slot(&mut map, partner_id, customer, row.currency),
@@ -458,6 +459,7 @@ pub fn check_identities(
                 let row = &evaluation.rows[r as usize];
                 let customer = row
                     .line
+                    .get()
                     .map_or("*", |l| bundle.bill_lines[l as usize].customer_id.as_str());
                 *credited.entry((customer, row.currency)).or_default() += row.amount;
             }

@@ -309,7 +309,7 @@ impl<'a> LedgerCells<'a> {
         n: usize,
     ) {
         use std::fmt::Write as _;
-        let line = row.line.map(|l| &bundle.bill_lines[l as usize]);
+        let line = row.line.get().map(|l| &bundle.bill_lines[l as usize]);
         let scale = rules.rounding.scale(row.currency);
         self.entry_id.clear();
         row.earned_cycle.push_to(&mut self.entry_id);
