@@ -888,7 +888,7 @@ pub fn evaluate_with<'a>(
         };
     }
 
-    ctx.tiers(&mut rows);
+    ctx.tiers(&mut rows, &outcomes);
     ctx.caps(&mut rows, &prior.carried);
 
     let mut evaluation = Evaluation {
@@ -926,18 +926,38 @@ fn sum_by<K: Ord>(items: impl Iterator<Item = (K, Decimal)>) -> BTreeMap<K, Deci
 }
 
 impl<'a> Context<'a, '_> {
-    /// Tier rows: one per partner and currency on the gross base of the lever it is on.
-    fn tiers(&self, rows: &mut Vec<LedgerRow>) {
+    /// Tier rows: one per partner and currency on the gross base of the lever it is on, plus
+    /// the base of lines excluded by an exclusion that counts toward the tier.
+    fn tiers(&self, rows: &mut Vec<LedgerRow>, outcomes: &[Outcome]) {
+        let lines = &self.bundle.bill_lines;
+        let any_counts = self.rules.exclusions.iter().any(|e| e.counts_toward_tier);
         for (li, lever) in self.rules.levers.iter().enumerate() {
             let (LeverKind::Tier, Some(of)) = (lever.kind, lever.total_of) else {
                 continue;
+            };
+            let excluded: Vec<((PartnerIdx, Currency), Decimal)> = if any_counts {
+                (0..lines.len() as u32)
+                    .into_par_iter()
+                    .filter(|&i| {
+                        outcomes[i as usize].fate == Fate::Excluded
+                            && !lines[i as usize].is_negative()
+                    })
+                    .filter_map(|i| {
+                        let line = &lines[i as usize];
+                        let base = self.excluded_tier_base(i, of)?;
+                        Some(((line.partner, line.currency), base))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
             };
             let totals = sum_by(
                 rows.iter()
                     .filter(|r| {
                         r.lever as usize == of && r.kind == Kind::Earn && r.line.get().is_some()
                     })
-                    .map(|r| ((r.partner, r.currency), r.base)),
+                    .map(|r| ((r.partner, r.currency), r.base))
+                    .chain(excluded),
             );
             for ((partner, currency), total) in totals {
                 let Some((ri, rule)) = lever

@@ -299,6 +299,8 @@ pub(super) fn compile(
                 reason: inner.reason.clone(),
                 explanation: inner.explanation.clone(),
                 when,
+                stops_clawback: inner.stops_clawback,
+                counts_toward_tier: inner.counts_toward_tier,
             });
         }
         for l in &file.lever {

@@ -137,6 +137,11 @@ pub struct Exclusion {
     pub reason: String,
     pub explanation: String,
     pub when: Condition,
+    /// A refund or negative line it matches claws nothing back.
+    pub stops_clawback: bool,
+    /// The base of a line it excludes still counts toward a tier on the lever that would
+    /// have earned on it.
+    pub counts_toward_tier: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,7 +376,21 @@ pub fn summary(set: &RuleSet) -> String {
         );
     }
     for e in &set.exclusions {
-        let _ = writeln!(out, "exclusion {} ({}): {}", e.id, e.reason, e.explanation);
+        let refunds = if e.stops_clawback {
+            "refunds it matches claw nothing back"
+        } else {
+            "refunds it matches are still clawed back"
+        };
+        let tier = if e.counts_toward_tier {
+            "; its base still counts toward the tier"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "exclusion {} ({}): {}; {refunds}{tier}",
+            e.id, e.reason, e.explanation
+        );
     }
     for lever in &set.levers {
         let kind = match lever.kind {
