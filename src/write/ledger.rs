@@ -3,7 +3,7 @@
 use super::{Batch, Encoded, Format, Out, Staging};
 use crate::calendar::Cycle;
 use crate::error::RunError;
-use crate::evaluate::{CAP_RULE, CarriedRow, EXTERNAL_RULE, Evaluation, LedgerRow, NO_LEVER};
+use crate::evaluate::{CarriedRow, Evaluation, LedgerRow, RuleOrigin};
 use crate::load::Bundle;
 use crate::rules::RuleSet;
 use crate::state::DeferredRows;
@@ -227,49 +227,31 @@ fn carried_cells(c: &CarriedRow) -> [Out<'_>; 16] {
     ]
 }
 
-/// Rule ids of a rule set's (lever, rule) pairs, made once: a ledger row names its rule
-/// without formatting it again.
+/// Each lever's cap id (`<lever>.cap`), made once: a ledger row names its rule without
+/// formatting it again (every other id is borrowed from the rule set or the external ids).
 struct RowNames {
-    /// Per lever: its rules' ids, then the lever's cap id.
-    levers: Vec<Vec<String>>,
+    caps: Vec<String>,
 }
 
 impl RowNames {
-    fn new(rules: &RuleSet, evaluation: &Evaluation<'_>) -> RowNames {
-        let levers = rules
+    fn new(rules: &RuleSet, _evaluation: &Evaluation<'_>) -> RowNames {
+        let caps = rules
             .levers
             .iter()
-            .enumerate()
-            .map(|(li, lever)| {
-                (0..lever.rules.len() as u16)
-                    .chain([CAP_RULE])
-                    .map(|r| {
-                        crate::evaluate::rule_name(rules, &evaluation.external_rules, li as u16, r)
-                    })
-                    .collect()
-            })
+            .map(|lever| format!("{}.cap", lever.name))
             .collect();
-        RowNames { levers }
+        RowNames { caps }
     }
 
     fn rule_id<'a>(
         &'a self,
-        evaluation: &Evaluation<'_>,
-        rules: &RuleSet,
+        evaluation: &'a Evaluation<'_>,
+        rules: &'a RuleSet,
         row: &LedgerRow,
     ) -> Cow<'a, str> {
-        let cached = self.levers.get(row.lever as usize).and_then(|rules_of| {
-            if row.rule == CAP_RULE {
-                rules_of.last()
-            } else if row.rule & EXTERNAL_RULE == 0 {
-                rules_of.get(row.rule as usize)
-            } else {
-                None
-            }
-        });
-        match cached {
-            Some(name) if row.lever != NO_LEVER => Cow::Borrowed(name.as_str()),
-            _ => Cow::Owned(evaluation.rule_id(rules, row)),
+        match (row.rule.origin(), self.caps.get(row.lever as usize)) {
+            (RuleOrigin::Cap, Some(cap)) => Cow::Borrowed(cap.as_str()),
+            _ => evaluation.rule_id(rules, row),
         }
     }
 }
