@@ -1263,7 +1263,7 @@ fn clawbacks_name_the_retired_rules_of_more_than_65536_pools() {
     // even orders share one id, odd ones have their own (35,001 distinct ids, kept once each).
     const POOLS: usize = 70_000;
     let retired = |k: usize| {
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             "resale_base.retired".to_string()
         } else {
             format!("resale_base.retired.{k}")
@@ -1271,7 +1271,7 @@ fn clawbacks_name_the_retired_rules_of_more_than_65536_pools() {
     };
     // Refunds of −10.00 (−0.80 each) on every 97th order and the last ten.
     let refunded: Vec<usize> = (0..POOLS)
-        .filter(|k| k % 97 == 0 || *k >= POOLS - 10)
+        .filter(|k| k.is_multiple_of(97) || *k >= POOLS - 10)
         .collect();
     let ids: Vec<String> = refunded.iter().map(|k| format!("R{k}")).collect();
     let orders: Vec<String> = refunded.iter().map(|k| format!("O{k}")).collect();
