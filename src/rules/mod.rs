@@ -271,6 +271,8 @@ pub struct RuleSet {
     pub vouchers: Option<VoucherPolicy>,
     pub balances: Option<BalancePolicy>,
     pub subsidy: Option<SubsidyPolicy>,
+    /// What the check accepted but a person should look at (e.g. a rate above 100 %).
+    pub warnings: Vec<Problem>,
 }
 
 impl RuleSet {
