@@ -223,17 +223,22 @@ impl StateStore {
     /// SPEC §4's chain rules: M needs M−1, not stale, unless it is the first cycle.
     pub fn check_chain(&self, m: Cycle, first_cycle: bool) -> Result<(), RunError> {
         let chain = self.chain()?;
-        let earlier: Vec<&CycleRecord> = chain.iter().filter(|c| c.cycle < m.to_string()).collect();
         if first_cycle {
-            if let Some(last) = earlier.last() {
-                return Err(RunError::Usage(format!(
-                    "--first-cycle: the state in {} already holds cycle {} before {m}; run {m} without --first-cycle (it follows {})",
+            // A chain starts once: `--first-cycle` re-runs the chain's own first cycle (the
+            // later ones become stale) or starts an empty state, never rewrites a chain from
+            // another month.
+            let first = chain.iter().map(|c| c.cycle.as_str()).min();
+            return match first {
+                None => Ok(()),
+                Some(first) if first == m.to_string() => Ok(()),
+                Some(first) => Err(RunError::Usage(format!(
+                    "--first-cycle {m}: the state in {} holds a chain that starts at {first}; \
+                     --first-cycle only starts an empty state or re-runs that chain's first cycle ({first}). \
+                     Nothing was changed. To start a new chain at {m}, pass a new --state folder; \
+                     to continue this chain, run the cycle after its last one without --first-cycle",
                     self.dir.display(),
-                    last.cycle,
-                    m.previous()
-                )));
-            }
-            return Ok(());
+                ))),
+            };
         }
         let previous = m.previous().to_string();
         match chain.iter().find(|c| c.cycle == previous) {
