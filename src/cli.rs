@@ -530,7 +530,7 @@ pub fn summary(report: &RunReport, colour: bool) -> String {
         out,
         "  rule set        {} {}",
         report.ruleset_name,
-        &report.ruleset_hash[..12.min(report.ruleset_hash.len())]
+        crate::rules::short_hash(&report.ruleset_hash)
     );
     let _ = writeln!(
         out,

@@ -275,7 +275,22 @@ pub struct RuleSet {
     pub warnings: Vec<Problem>,
 }
 
+/// Hex digits of the rule-set hash written on each ledger row (SPEC Appendix B); the full
+/// digest is in `manifest.json`, `status` and the state.
+pub const SHORT_HASH_DIGITS: usize = 16;
+
+/// The first [`SHORT_HASH_DIGITS`] of a rule-set hash (the whole text if shorter), as ledger
+/// rows carry it: also a carried row that an older release stored with the full digest.
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..SHORT_HASH_DIGITS).unwrap_or(hash)
+}
+
 impl RuleSet {
+    /// The hash as ledger rows carry it.
+    pub fn short_hash(&self) -> &str {
+        short_hash(&self.hash)
+    }
+
     pub fn lever_index(&self, name: &str) -> Option<usize> {
         self.levers.iter().position(|l| l.name == name)
     }

@@ -842,7 +842,7 @@ pub fn status(dir: &Path) -> Result<String, RunError> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:<6} {:<24} {:<12} {:>10} {:>10} {:>9} {:>11}  credited",
+        "{:<8} {:<6} {:<24} {:<16} {:>10} {:>10} {:>9} {:>11}  credited",
         "cycle", "state", "run at", "rule set", "lines", "accepted", "rejected", "ledger rows"
     );
     for c in &store_rows {
@@ -855,11 +855,11 @@ pub fn status(dir: &Path) -> Result<String, RunError> {
         };
         let _ = writeln!(
             out,
-            "{:<8} {:<6} {:<24} {:<12} {:>10} {:>10} {:>9} {:>11}  {}",
+            "{:<8} {:<6} {:<24} {:<16} {:>10} {:>10} {:>9} {:>11}  {}",
             c.cycle,
             state,
             c.run_at.get(..19).unwrap_or(&c.run_at),
-            c.ruleset_hash.get(..12).unwrap_or(&c.ruleset_hash),
+            crate::rules::short_hash(&c.ruleset_hash),
             c.lines_read,
             c.lines_accepted,
             c.lines_rejected,
@@ -868,6 +868,7 @@ pub fn status(dir: &Path) -> Result<String, RunError> {
         );
     }
     for c in &store_rows {
+        let _ = writeln!(out, "rule set {}: {}", c.cycle, c.ruleset_hash);
         let _ = writeln!(out, "inputs {}: {}", c.cycle, c.input_hashes);
     }
     if store_rows.iter().any(|c| c.stale) {

@@ -223,7 +223,7 @@ fn carried_cells(c: &CarriedRow) -> [Out<'_>; 16] {
         Out::Number(&c.rate),
         Out::Number(&c.amount_text),
         Out::Text(&c.currency),
-        Out::Text(&c.ruleset_hash),
+        Out::Text(crate::rules::short_hash(&c.ruleset_hash)),
     ]
 }
 
@@ -316,7 +316,7 @@ impl<'a> LedgerCells<'a> {
         }
         self.amount = row.amount;
         self.currency = row.currency.as_str();
-        self.hash = &rules.hash;
+        self.hash = rules.short_hash();
     }
 
     /// The statement's sort keys after the partner (SPEC Appendix B).
@@ -469,8 +469,38 @@ fn in_line_order<T: Send>(entries: &mut [(&str, u64, T)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::in_line_order;
+    use super::{carried_cells, in_line_order};
+    use crate::write::table::Out;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_carried_row_stored_with_the_full_digest_is_written_with_the_short_hash() {
+        // A state of an earlier release stored deferred rows with the 64-digit hash.
+        let full = "44d5e5c90015a9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5";
+        let row = crate::evaluate::CarriedRow {
+            entry_id: "2026-09-1".into(),
+            partner_id: "SP1".into(),
+            customer_id: "C1".into(),
+            line_id: "L1".into(),
+            order_id: "O1".into(),
+            lever: "resale_base".into(),
+            rule_id: "resale_base.on_demand".into(),
+            kind: "earn".into(),
+            ref_id: String::new(),
+            earned_cycle: "2026-09".into(),
+            credit_cycle: "2026-10".into(),
+            base: "100.00".into(),
+            rate: "0.05".into(),
+            amount: "5.00".parse().unwrap(),
+            amount_text: "5.00".into(),
+            currency: "CNY".into(),
+            ruleset_hash: full.into(),
+        };
+        match carried_cells(&row)[15] {
+            Out::Text(hash) => assert_eq!(hash, "44d5e5c90015a9b1"),
+            _ => panic!("the hash is text"),
+        }
+    }
 
     #[test]
     fn entries_end_in_line_id_order_whatever_the_file_order() {
