@@ -428,6 +428,28 @@ impl<'a> Evaluation<'a> {
             })
     }
 
+    /// The base a line's outcome and explanation show: the part of its payable that a lever's
+    /// base covered. Levers may apply different bases (SPEC §6), so it is the largest base among
+    /// the line's earn and override rows, held within 0 and the payable (`non_base`, the rest of
+    /// the payable, is never negative); for a negative line, the clawback base largest in
+    /// magnitude, held within the payable and 0. The same whatever the order of the levers;
+    /// under the reference policy, where a line's rows share one base, that base.
+    pub fn line_base(&self, line: &crate::model::BillLine, outcome: &Outcome) -> Option<Decimal> {
+        let rows = &self.rows[outcome.rows.start as usize..outcome.rows.end as usize];
+        let payable = line.payable_amount;
+        if line.is_negative() {
+            let base = rows.iter().map(|r| r.base).min()?;
+            Some(base.max(payable).min(Decimal::ZERO))
+        } else {
+            let base = rows
+                .iter()
+                .filter(|r| matches!(r.kind, Kind::Earn | Kind::Override))
+                .map(|r| r.base)
+                .max()?;
+            Some(base.min(payable).max(Decimal::ZERO))
+        }
+    }
+
     /// The reason code of an outcome (`""` for a line that earned).
     pub fn reason(&self, outcome: &Outcome) -> &'a str {
         self.reasons

@@ -210,7 +210,6 @@ fn add_line(
     i: u32,
 ) {
     let outcome = &evaluation.outcomes[i as usize];
-    let rows = &evaluation.rows[outcome.rows.start as usize..outcome.rows.end as usize];
     let payable = line.payable_amount;
     if line.is_negative() {
         e.refunds += payable;
@@ -221,7 +220,7 @@ fn add_line(
         return;
     }
     e.consumption += payable;
-    let base = rows.first().map_or(Decimal::ZERO, |r| r.base);
+    let base = evaluation.line_base(line, outcome).unwrap_or(Decimal::ZERO);
     match outcome.fate {
         Fate::Earned => {
             e.eligible_base += base;
@@ -576,6 +575,82 @@ L1,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,yearly_monthly,new,2026-10-05T1
 L2,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,yearly_monthly,refund,2026-10-06T10:00:00+08:00,O1,-100.00,-100.00,-100.00,CNY
 ";
         (bundle(&[("bill_lines.csv", lines)]), reference())
+    }
+
+    /// The reference set plus a base lever on the settlement amount, credited in the bill
+    /// cycle, in a file named `file` (its name places it before or after the reference levers).
+    fn with_settlement_lever(file: &str) -> (tempfile::TempDir, crate::rules::RuleSet) {
+        let dir = tempfile::tempdir().unwrap();
+        let reference = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/reference");
+        for entry in std::fs::read_dir(reference).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+        let bonus = r#"
+[[lever]]
+name = "settlement_bonus"
+kind = "line"
+base = "settlement_amount"
+
+[[rule]]
+id = "settlement_bonus.resale"
+lever = "settlement_bonus"
+priority = 10
+rate = "0.01"
+when = { sales_mode = ["resale"] }
+"#;
+        std::fs::write(dir.path().join(file), bonus).unwrap();
+        let rules = crate::rules::load_rules(dir.path()).unwrap();
+        (dir, rules)
+    }
+
+    #[test]
+    fn identities_hold_when_levers_apply_different_bases() {
+        let lines = "line_id,bill_cycle,partner_id,customer_id,sales_mode,market,service_type_code,charge_mode,bill_type,trade_time,order_id,official_amount,payable_amount,coupon_amount,settlement_amount,currency
+L1,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,yearly_monthly,new,2026-10-05T10:00:00+08:00,O1,1000.00,1000.00,100.00,1200.00,CNY
+L2,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,on_demand,usage,2026-10-06T10:00:00+08:00,,500.00,500.00,50.00,300.00,CNY
+";
+        let b = bundle(&[("bill_lines.csv", lines)]);
+        let mut seen = Vec::new();
+        let prior = Prior::default();
+        for file in ["a_bonus.toml", "zz_bonus.toml"] {
+            let (_dir, rules) = with_settlement_lever(file);
+            let e = evaluate(&b, &rules, cycle(), &prior);
+            let rows = explanations(&b, &e, &[], cycle());
+            let vouchers = VoucherOutcome::default();
+            assert_eq!(
+                check_identities(&b, &e, &[], &rows, &vouchers, cycle()),
+                vec![]
+            );
+            let r = &rows[0];
+            // L1: resale_base on 1,000 − 100 = 900 (72.00), the bonus on settlement 1,200
+            // (12.00): the largest base, held to the payable, is 1,000: eligible 1,000, non-base 0.
+            // L2 (on demand): resale_base on 450 deferred (22.50), the bonus on 300 now (3.00):
+            // the line earned; its base is 450: eligible 450, non-base 50.
+            // consumption 1,500.00 = 1,450.00 + 50.00; earned now 12.00 + 3.00 + 72.00 = 87.00.
+            let figures = (
+                r.consumption.to_string(),
+                r.eligible_base.to_string(),
+                r.non_base.to_string(),
+                r.deferred_out_base.to_string(),
+                r.earned_now.to_string(),
+                r.deferred_out_incentive.to_string(),
+            );
+            assert_eq!(
+                figures,
+                (
+                    "1500.00".into(),
+                    "1450.00".into(),
+                    "50.00".into(),
+                    "0".into(),
+                    "87.00".into(),
+                    "22.50".into()
+                ),
+                "{file}"
+            );
+            seen.push(figures);
+        }
+        assert_eq!(seen[0], seen[1], "the order of the levers changes nothing");
     }
 
     #[test]

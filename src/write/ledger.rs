@@ -408,8 +408,8 @@ pub fn write_outcomes(
                         }
                         rule_ids.push_str(id);
                     }
-                    let base = match rows.first() {
-                        Some(r) => Out::Amount(r.base, scale),
+                    let base = match evaluation.line_base(line, outcome) {
+                        Some(base) => Out::Amount(base, scale),
                         None => Out::Number(""),
                     };
                     let total: Decimal = rows.iter().map(|r| r.amount).sum();
