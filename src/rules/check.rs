@@ -10,7 +10,7 @@ use super::{
 use crate::calendar::parse_date;
 use crate::model::Currency;
 use crate::money::parse_decimal;
-use chrono::NaiveTime;
+use chrono::{NaiveDate, NaiveTime};
 use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::collections::{BTreeMap, HashMap};
@@ -249,6 +249,19 @@ struct PendingLever {
     total_of: Option<(String, Range<usize>)>,
 }
 
+/// Sections that may appear once in a whole rule set, as found so far.
+#[derive(Default)]
+struct Singles {
+    ruleset: Option<(String, String, Option<Tz>)>,
+    rounding: Option<Rounding>,
+    vouchers: Option<super::VoucherPolicy>,
+    balances: Option<super::BalancePolicy>,
+    subsidy: Option<super::SubsidyPolicy>,
+}
+
+/// Checks and compiles a rule set: each file parsed, each section checked by its own validator
+/// (problems gathered with file:line:column, never only the first), then the references
+/// between sections (timings, levers, rules) resolved.
 pub(super) fn compile(
     dir: &str,
     sources: &[(String, String)],
@@ -270,415 +283,531 @@ pub(super) fn compile(
         }
     }
 
-    let mut name = None;
-    let mut description = String::new();
-    let mut zone: Option<Tz> = None;
-    let mut rounding: Option<Rounding> = None;
-    let mut timing_specs = Vec::new();
+    let mut singles = Singles::default();
     let mut exclusions = Vec::new();
     let mut levers: Vec<PendingLever> = Vec::new();
-    let mut rules = Vec::new();
-    let mut vouchers = None;
-    let mut balances = None;
-    let mut subsidy = None;
-
     for (i, file) in &parsed {
-        let (fname, text) = (&sources[*i].0, &sources[*i].1);
-        if let Some(rs) = &file.ruleset {
-            if name.is_some() {
-                report.at(
-                    fname,
-                    text,
-                    rs.span(),
-                    "[ruleset] is defined twice in the rule set",
-                );
-            }
-            let rs_inner = rs.get_ref();
-            name = Some(rs_inner.name.clone());
-            description = rs_inner.description.clone();
-            zone = time_zone(rs_inner.time_zone.get_ref());
-            if zone.is_none() {
-                report.at(
-                    fname,
-                    text,
-                    rs_inner.time_zone.span(),
-                    format!(
-                        "unknown time zone {:?} (an IANA name such as Asia/Shanghai)",
-                        rs_inner.time_zone.get_ref()
-                    ),
-                );
-            }
-        }
-        if let Some(r) = &file.rounding {
-            if rounding.is_some() {
-                report.at(
-                    fname,
-                    text,
-                    r.span(),
-                    "[rounding] is defined twice in the rule set",
-                );
-            }
-            let r_inner = r.get_ref();
-            let strategy = match r_inner.mode.get_ref().as_str() {
-                "half_up" => Some(RoundingStrategy::MidpointAwayFromZero),
-                "half_even" => Some(RoundingStrategy::MidpointNearestEven),
-                other => {
-                    report.at(
-                        fname,
-                        text,
-                        r_inner.mode.span(),
-                        format!("unknown rounding mode {other:?}: expected half_up or half_even"),
-                    );
-                    None
-                }
-            };
-            let mut per_currency = BTreeMap::new();
-            for (code, scale) in &r_inner.currency_scale {
-                match Currency::parse(code) {
-                    Some(c) => {
-                        per_currency.insert(c, *scale);
-                    }
-                    None => report.at(
-                        fname,
-                        text,
-                        r.span(),
-                        format!("unknown currency {code:?} in currency_scale"),
-                    ),
-                }
-            }
-            if let Some(strategy) = strategy {
-                rounding = Some(Rounding {
-                    mode_name: r_inner.mode.get_ref().clone(),
-                    strategy,
-                    default_scale: r_inner.scale,
-                    per_currency,
-                });
-            }
-        }
-        for (tname, t) in &file.timing {
-            timing_specs.push((*i, tname.clone(), t));
-        }
+        let (fname, text) = (sources[*i].0.as_str(), sources[*i].1.as_str());
+        singles_of_file(&mut report, fname, text, file, &mut singles);
         for e in &file.exclusion {
-            let inner = e.get_ref();
-            let when = spanned_condition(&mut report, fname, text, &inner.when);
-            exclusions.push(Exclusion {
-                id: inner.id.clone(),
-                reason: inner.reason.clone(),
-                explanation: inner.explanation.clone(),
-                when,
-                stops_clawback: inner.stops_clawback,
-                counts_toward_tier: inner.counts_toward_tier,
-            });
+            exclusions.push(exclusion_section(&mut report, fname, text, e.get_ref()));
         }
         for l in &file.lever {
-            let inner = l.get_ref();
-            let kind = match inner.kind.get_ref().as_str() {
-                "line" => LeverKind::Line,
-                "override" => LeverKind::Override,
-                "tier" => LeverKind::Tier,
-                other => {
-                    report.at(
-                        fname,
-                        text,
-                        inner.kind.span(),
-                        format!("unknown lever kind {other:?}: expected line, override or tier"),
-                    );
-                    LeverKind::Line
-                }
-            };
-            let base = inner.base.as_ref().and_then(|b| {
-                let parsed = parse_base(b.get_ref());
-                if parsed.is_none() {
-                    report.at(fname, text, b.span(), format!(
-                        "base {:?} is not a sum of payable_amount, coupon_amount, settlement_amount with + and -",
-                        b.get_ref()
-                    ));
-                }
-                parsed
-            });
-            if base.is_none() && inner.base.is_none() && kind != LeverKind::Tier {
+            let lever = lever_section(&mut report, fname, text, *i, l);
+            if levers.iter().any(|p| p.lever.name == lever.lever.name) {
+                let name = l.get_ref().name.clone();
                 report.at(
                     fname,
                     text,
-                    l.span(),
-                    format!("lever {} needs a base", inner.name.get_ref()),
+                    name.span(),
+                    format!("lever {} is defined twice", name.get_ref()),
                 );
             }
-            let mut cap = BTreeMap::new();
-            for (code, amount) in &inner.cap {
-                match (Currency::parse(code), decimal(amount)) {
-                    (Some(c), Some(a)) if a >= Decimal::ZERO => {
-                        cap.insert(c, a);
-                    }
-                    (None, _) => report.at(
-                        fname,
-                        text,
-                        l.span(),
-                        format!("unknown currency {code:?} in cap"),
-                    ),
-                    _ => report.at(
-                        fname,
-                        text,
-                        l.span(),
-                        format!("cap {code} = {amount:?} is not an amount ≥ 0"),
-                    ),
-                }
-            }
-            if levers.iter().any(|p| p.lever.name == *inner.name.get_ref()) {
-                report.at(
-                    fname,
-                    text,
-                    inner.name.span(),
-                    format!("lever {} is defined twice", inner.name.get_ref()),
-                );
-            }
-            levers.push(PendingLever {
-                file: *i,
-                span: l.span(),
-                lever: Lever {
-                    name: inner.name.get_ref().clone(),
-                    description: inner.description.clone(),
-                    kind,
-                    base,
-                    credit: None,
-                    stacks_on: Vec::new(),
-                    total_of: None,
-                    cap,
-                    rules: Vec::new(),
-                },
-                credit: inner
-                    .credit
-                    .as_ref()
-                    .map(|c| (c.get_ref().clone(), c.span())),
-                stacks_on: inner
-                    .stacks_on
-                    .iter()
-                    .map(|s| (s.get_ref().clone(), s.span()))
-                    .collect(),
-                total_of: inner
-                    .total_of
-                    .as_ref()
-                    .map(|s| (s.get_ref().clone(), s.span())),
-            });
-        }
-        for r in &file.rule {
-            rules.push((*i, r));
-        }
-        if let Some(v) = &file.vouchers {
-            let inner = v.get_ref();
-            let mut order = Vec::new();
-            for key in inner.candidate_order.get_ref() {
-                match key.as_str() {
-                    "restricted_first" => order.push(super::VoucherKey::RestrictedFirst),
-                    "expires_at" => order.push(super::VoucherKey::ExpiresAt),
-                    "issued_at" => order.push(super::VoucherKey::IssuedAt),
-                    "voucher_id" => order.push(super::VoucherKey::VoucherId),
-                    other => report.at(fname, text, inner.candidate_order.span(), format!(
-                        "unknown voucher ordering key {other:?}: expected restricted_first, expires_at, issued_at, voucher_id"
-                    )),
-                }
-            }
-            let eligible = spanned_condition(&mut report, fname, text, &inner.eligible);
-            if let Some(when) = inner
-                .eligible
-                .as_ref()
-                .filter(|_| eligible.reads_order_type())
-            {
-                report.at(
-                    fname,
-                    text,
-                    when.span(),
-                    "[vouchers] eligible cannot test order_type: vouchers are deducted from the \
-                     bill's lines at bill generation, not matched to orders; use the line's \
-                     fields (bill_type, charge_mode, ...)",
-                );
-            }
-            vouchers = Some(super::VoucherPolicy {
-                eligible,
-                candidate_order: order,
-            });
-        }
-        if let Some(b) = &file.balances {
-            let inner = b.get_ref();
-            let day = *inner.notification_day.get_ref();
-            if !(1..=28).contains(&day) {
-                report.at(
-                    fname,
-                    text,
-                    inner.notification_day.span(),
-                    "notification_day must be 1 to 28 (a day every month has)",
-                );
-            }
-            let windows = inner.report_windows.get_ref().clone();
-            if windows.is_empty() || windows.windows(2).any(|w| w[0] >= w[1]) {
-                report.at(
-                    fname,
-                    text,
-                    inner.report_windows.span(),
-                    "report_windows must be ascending day counts, e.g. [30, 60, 90]",
-                );
-            }
-            balances = Some(super::BalancePolicy {
-                notification_day: day,
-                exit_grace_years: inner.exit_grace_years,
-                report_windows: windows,
-            });
-        }
-        if let Some(sub) = &file.subsidy {
-            let inner = sub.get_ref();
-            let rate = report.rate(
-                fname,
-                text,
-                inner.rate.span(),
-                "subsidy",
-                inner.rate.get_ref(),
-            );
-            let mut thresholds = BTreeMap::new();
-            for t in &inner.thresholds {
-                let th = t.get_ref();
-                let market = th.market.parse::<crate::model::Market>().ok();
-                let currency = Currency::parse(&th.currency);
-                let amount = decimal(&th.amount);
-                match (market, currency, amount) {
-                    (Some(m), Some(c), Some(a)) => {
-                        thresholds.insert(m, (c, a));
-                    }
-                    (None, _, _) => report.at(
-                        fname,
-                        text,
-                        t.span(),
-                        format!("unknown market {:?}: expected cn or intl", th.market),
-                    ),
-                    (_, None, _) => report.at(
-                        fname,
-                        text,
-                        t.span(),
-                        format!("unknown currency {:?}", th.currency),
-                    ),
-                    _ => report.at(
-                        fname,
-                        text,
-                        t.span(),
-                        format!("threshold {:?} is not a decimal", th.amount),
-                    ),
-                }
-            }
-            let mut cap = BTreeMap::new();
-            for (code, amount) in &inner.cap {
-                match (Currency::parse(code), decimal(amount)) {
-                    (Some(c), Some(a)) => {
-                        cap.insert(c, a);
-                    }
-                    (None, _) => report.at(
-                        fname,
-                        text,
-                        sub.span(),
-                        format!("unknown currency {code:?} in subsidy cap"),
-                    ),
-                    _ => report.at(
-                        fname,
-                        text,
-                        sub.span(),
-                        format!("subsidy cap {code} = {amount:?} is not a decimal"),
-                    ),
-                }
-            }
-            subsidy = Some(super::SubsidyPolicy {
-                lever: inner.lever.clone(),
-                rate: rate.unwrap_or_default(),
-                qualifying_tags: inner.qualifying_tags.clone(),
-                thresholds,
-                cap,
-            });
+            levers.push(lever);
         }
     }
-
-    if name.is_none() && !parsed.is_empty() {
+    if singles.ruleset.is_none() && !parsed.is_empty() {
         report.whole("no [ruleset] table (name, time_zone) in any file");
     }
-    if rounding.is_none()
-        && !parsed.is_empty()
-        && !report
-            .problems
-            .iter()
-            .any(|p| p.message.contains("rounding mode"))
-    {
+    let rounding_mode_refused = report
+        .problems
+        .iter()
+        .any(|p| p.message.contains("rounding mode"));
+    if singles.rounding.is_none() && !parsed.is_empty() && !rounding_mode_refused {
         report.whole("no [rounding] table (mode, scale) in any file");
     }
+    let (name, description, zone) = singles.ruleset.take().unwrap_or_default();
     let zone = zone.unwrap_or(chrono_tz::UTC);
 
-    // Timings.
-    let mut timings = Vec::new();
-    for (i, tname, t) in &timing_specs {
-        let (fname, text) = (&sources[*i].0, &sources[*i].1);
-        let mut next_cycle = Vec::new();
-        for n in &t.get_ref().next_cycle {
-            let inner = n.get_ref();
-            let when = inner
-                .when
-                .as_ref()
-                .map(|w| condition(&mut report, fname, text, w.span(), w.get_ref()));
-            let cutoff_zone = match &inner.zone {
-                Some(z) => match time_zone(z.get_ref()) {
-                    Some(tz) => tz,
-                    None => {
-                        report.at(
-                            fname,
-                            text,
-                            z.span(),
-                            format!(
-                                "unknown time zone {:?} (an IANA name such as Asia/Shanghai)",
-                                z.get_ref()
-                            ),
-                        );
-                        zone
-                    }
-                },
-                None => zone,
-            };
-            let cutoff = inner.cutoff.as_ref().and_then(|c| {
-                let t = NaiveTime::parse_from_str(c.get_ref(), "%H:%M:%S").ok();
-                if t.is_none() {
-                    report.at(
-                        fname,
-                        text,
-                        c.span(),
-                        format!("cutoff {:?} is not a time of day HH:MM:SS", c.get_ref()),
-                    );
-                }
-                t.map(|t| (t, cutoff_zone))
-            });
-            if when.is_none() && inner.cutoff.is_none() {
+    let mut timings: Vec<Timing> = Vec::new();
+    for (i, file) in &parsed {
+        let (fname, text) = (sources[*i].0.as_str(), sources[*i].1.as_str());
+        for (tname, t) in &file.timing {
+            if timings.iter().any(|known| known.name == *tname) {
                 report.at(
                     fname,
                     text,
-                    n.span(),
-                    "a next_cycle entry needs `when` or `cutoff`",
+                    t.span(),
+                    format!("timing {tname} is defined twice"),
                 );
             }
-            next_cycle.push(NextCycle {
-                reason: inner.reason.clone(),
-                when,
-                cutoff,
-            });
+            timings.push(timing_section(
+                &mut report,
+                fname,
+                text,
+                tname,
+                t.get_ref(),
+                zone,
+            ));
         }
-        if timings.iter().any(|t: &Timing| t.name == *tname) {
+    }
+    resolve_lever_references(&mut report, sources, &mut levers, &timings);
+    let mut rules = RuleChecks::default();
+    for (i, file) in &parsed {
+        let (fname, text) = (sources[*i].0.as_str(), sources[*i].1.as_str());
+        for r in &file.rule {
+            rules.check(&mut report, fname, text, *i, r, &mut levers);
+        }
+    }
+
+    if !report.problems.is_empty() {
+        return Err(Problems(report.problems));
+    }
+    let mut levers: Vec<Lever> = levers.into_iter().map(|p| p.lever).collect();
+    for lever in &mut levers {
+        lever.rules.sort_by_key(|r| r.priority);
+    }
+    let Some(rounding) = singles.rounding else {
+        return Err(Problems(vec![Problem {
+            file: dir.to_string(),
+            line: 0,
+            column: 0,
+            message: "no [rounding]".into(),
+        }]));
+    };
+    Ok(RuleSet {
+        name,
+        description,
+        hash,
+        files: sources.iter().map(|(n, _)| n.clone()).collect(),
+        time_zone: zone,
+        rounding,
+        timings,
+        exclusions,
+        levers,
+        vouchers: singles.vouchers,
+        balances: singles.balances,
+        subsidy: singles.subsidy,
+        warnings: report.warnings,
+    })
+}
+
+/// The sections a rule set holds once (`[ruleset]`, `[rounding]`, `[vouchers]`, `[balances]`,
+/// `[subsidy]`), checked where a file has them; a second `[ruleset]` or `[rounding]` is refused.
+fn singles_of_file(
+    report: &mut Report<'_>,
+    fname: &str,
+    text: &str,
+    file: &RuleFile,
+    singles: &mut Singles,
+) {
+    if let Some(rs) = &file.ruleset {
+        if singles.ruleset.is_some() {
             report.at(
                 fname,
                 text,
-                t.span(),
-                format!("timing {tname} is defined twice"),
+                rs.span(),
+                "[ruleset] is defined twice in the rule set",
             );
         }
-        timings.push(Timing {
-            name: tname.clone(),
-            next_cycle,
+        singles.ruleset = Some(ruleset_section(report, fname, text, rs.get_ref()));
+    }
+    if let Some(r) = &file.rounding {
+        if singles.rounding.is_some() {
+            report.at(
+                fname,
+                text,
+                r.span(),
+                "[rounding] is defined twice in the rule set",
+            );
+        }
+        if let Some(rounding) = rounding_section(report, fname, text, r) {
+            singles.rounding = Some(rounding);
+        }
+    }
+    if let Some(v) = &file.vouchers {
+        singles.vouchers = Some(voucher_section(report, fname, text, v.get_ref()));
+    }
+    if let Some(b) = &file.balances {
+        singles.balances = Some(balance_section(report, fname, text, b.get_ref()));
+    }
+    if let Some(sub) = &file.subsidy {
+        singles.subsidy = Some(subsidy_section(report, fname, text, sub));
+    }
+}
+
+/// `[ruleset]`: name, description and the time zone of every date test.
+fn ruleset_section(
+    report: &mut Report<'_>,
+    fname: &str,
+    text: &str,
+    rs: &super::format::RulesetSection,
+) -> (String, String, Option<Tz>) {
+    let zone = time_zone(rs.time_zone.get_ref());
+    if zone.is_none() {
+        report.at(
+            fname,
+            text,
+            rs.time_zone.span(),
+            format!(
+                "unknown time zone {:?} (an IANA name such as Asia/Shanghai)",
+                rs.time_zone.get_ref()
+            ),
+        );
+    }
+    (rs.name.clone(), rs.description.clone(), zone)
+}
+
+/// `[rounding]`: the mode and the scale per currency (None when the mode is unknown).
+fn rounding_section(
+    report: &mut Report<'_>,
+    fname: &str,
+    text: &str,
+    r: &toml::Spanned<super::format::RoundingSection>,
+) -> Option<Rounding> {
+    let inner = r.get_ref();
+    let strategy = match inner.mode.get_ref().as_str() {
+        "half_up" => Some(RoundingStrategy::MidpointAwayFromZero),
+        "half_even" => Some(RoundingStrategy::MidpointNearestEven),
+        other => {
+            report.at(
+                fname,
+                text,
+                inner.mode.span(),
+                format!("unknown rounding mode {other:?}: expected half_up or half_even"),
+            );
+            None
+        }
+    };
+    let mut per_currency = BTreeMap::new();
+    for (code, scale) in &inner.currency_scale {
+        match Currency::parse(code) {
+            Some(c) => {
+                per_currency.insert(c, *scale);
+            }
+            None => report.at(
+                fname,
+                text,
+                r.span(),
+                format!("unknown currency {code:?} in currency_scale"),
+            ),
+        }
+    }
+    Some(Rounding {
+        mode_name: inner.mode.get_ref().clone(),
+        strategy: strategy?,
+        default_scale: inner.scale,
+        per_currency,
+    })
+}
+
+/// `[[exclusion]]`: its condition, reason and what else it does.
+fn exclusion_section(
+    report: &mut Report<'_>,
+    fname: &str,
+    text: &str,
+    e: &super::format::ExclusionSection,
+) -> Exclusion {
+    Exclusion {
+        id: e.id.clone(),
+        reason: e.reason.clone(),
+        explanation: e.explanation.clone(),
+        when: spanned_condition(report, fname, text, &e.when),
+        stops_clawback: e.stops_clawback,
+        counts_toward_tier: e.counts_toward_tier,
+    }
+}
+
+/// `[[lever]]`: its kind, base and caps; the names it refers to are resolved later.
+fn lever_section(
+    report: &mut Report<'_>,
+    fname: &str,
+    text: &str,
+    file: usize,
+    l: &toml::Spanned<super::format::LeverSection>,
+) -> PendingLever {
+    let inner = l.get_ref();
+    let kind = match inner.kind.get_ref().as_str() {
+        "line" => LeverKind::Line,
+        "override" => LeverKind::Override,
+        "tier" => LeverKind::Tier,
+        other => {
+            report.at(
+                fname,
+                text,
+                inner.kind.span(),
+                format!("unknown lever kind {other:?}: expected line, override or tier"),
+            );
+            LeverKind::Line
+        }
+    };
+    let base = inner.base.as_ref().and_then(|b| {
+        let parsed = parse_base(b.get_ref());
+        if parsed.is_none() {
+            report.at(fname, text, b.span(), format!(
+                "base {:?} is not a sum of payable_amount, coupon_amount, settlement_amount with + and -",
+                b.get_ref()
+            ));
+        }
+        parsed
+    });
+    if inner.base.is_none() && kind != LeverKind::Tier {
+        report.at(
+            fname,
+            text,
+            l.span(),
+            format!("lever {} needs a base", inner.name.get_ref()),
+        );
+    }
+    let mut cap = BTreeMap::new();
+    for (code, amount) in &inner.cap {
+        match (Currency::parse(code), decimal(amount)) {
+            (Some(c), Some(a)) if a >= Decimal::ZERO => {
+                cap.insert(c, a);
+            }
+            (None, _) => report.at(
+                fname,
+                text,
+                l.span(),
+                format!("unknown currency {code:?} in cap"),
+            ),
+            _ => report.at(
+                fname,
+                text,
+                l.span(),
+                format!("cap {code} = {amount:?} is not an amount ≥ 0"),
+            ),
+        }
+    }
+    let named = |s: &toml::Spanned<String>| (s.get_ref().clone(), s.span());
+    PendingLever {
+        file,
+        span: l.span(),
+        lever: Lever {
+            name: inner.name.get_ref().clone(),
+            description: inner.description.clone(),
+            kind,
+            base,
+            credit: None,
+            stacks_on: Vec::new(),
+            total_of: None,
+            cap,
+            rules: Vec::new(),
+        },
+        credit: inner.credit.as_ref().map(named),
+        stacks_on: inner.stacks_on.iter().map(named).collect(),
+        total_of: inner.total_of.as_ref().map(named),
+    }
+}
+
+/// `[vouchers]`: which lines vouchers pay for and how candidates are ordered.
+fn voucher_section(
+    report: &mut Report<'_>,
+    fname: &str,
+    text: &str,
+    inner: &super::format::VoucherSection,
+) -> super::VoucherPolicy {
+    let mut order = Vec::new();
+    for key in inner.candidate_order.get_ref() {
+        match key.as_str() {
+            "restricted_first" => order.push(super::VoucherKey::RestrictedFirst),
+            "expires_at" => order.push(super::VoucherKey::ExpiresAt),
+            "issued_at" => order.push(super::VoucherKey::IssuedAt),
+            "voucher_id" => order.push(super::VoucherKey::VoucherId),
+            other => report.at(fname, text, inner.candidate_order.span(), format!(
+                "unknown voucher ordering key {other:?}: expected restricted_first, expires_at, issued_at, voucher_id"
+            )),
+        }
+    }
+    let eligible = spanned_condition(report, fname, text, &inner.eligible);
+    if let Some(when) = inner
+        .eligible
+        .as_ref()
+        .filter(|_| eligible.reads_order_type())
+    {
+        report.at(
+            fname,
+            text,
+            when.span(),
+            "[vouchers] eligible cannot test order_type: vouchers are deducted from the \
+             bill's lines at bill generation, not matched to orders; use the line's \
+             fields (bill_type, charge_mode, ...)",
+        );
+    }
+    super::VoucherPolicy {
+        eligible,
+        candidate_order: order,
+    }
+}
+
+/// `[balances]`: notification day, the term after exit, the report's windows.
+fn balance_section(
+    report: &mut Report<'_>,
+    fname: &str,
+    text: &str,
+    inner: &super::format::BalanceSection,
+) -> super::BalancePolicy {
+    let day = *inner.notification_day.get_ref();
+    if !(1..=28).contains(&day) {
+        report.at(
+            fname,
+            text,
+            inner.notification_day.span(),
+            "notification_day must be 1 to 28 (a day every month has)",
+        );
+    }
+    let windows = inner.report_windows.get_ref().clone();
+    if windows.is_empty() || windows.windows(2).any(|w| w[0] >= w[1]) {
+        report.at(
+            fname,
+            text,
+            inner.report_windows.span(),
+            "report_windows must be ascending day counts, e.g. [30, 60, 90]",
+        );
+    }
+    super::BalancePolicy {
+        notification_day: day,
+        exit_grace_years: inner.exit_grace_years,
+        report_windows: windows,
+    }
+}
+
+/// `[subsidy]`: rate, thresholds per market and caps per currency.
+fn subsidy_section(
+    report: &mut Report<'_>,
+    fname: &str,
+    text: &str,
+    sub: &toml::Spanned<super::format::SubsidySection>,
+) -> super::SubsidyPolicy {
+    let inner = sub.get_ref();
+    let rate = report.rate(
+        fname,
+        text,
+        inner.rate.span(),
+        "subsidy",
+        inner.rate.get_ref(),
+    );
+    let mut thresholds = BTreeMap::new();
+    for t in &inner.thresholds {
+        let th = t.get_ref();
+        let market = th.market.parse::<crate::model::Market>().ok();
+        let currency = Currency::parse(&th.currency);
+        let amount = decimal(&th.amount);
+        match (market, currency, amount) {
+            (Some(m), Some(c), Some(a)) => {
+                thresholds.insert(m, (c, a));
+            }
+            (None, _, _) => report.at(
+                fname,
+                text,
+                t.span(),
+                format!("unknown market {:?}: expected cn or intl", th.market),
+            ),
+            (_, None, _) => report.at(
+                fname,
+                text,
+                t.span(),
+                format!("unknown currency {:?}", th.currency),
+            ),
+            _ => report.at(
+                fname,
+                text,
+                t.span(),
+                format!("threshold {:?} is not a decimal", th.amount),
+            ),
+        }
+    }
+    let mut cap = BTreeMap::new();
+    for (code, amount) in &inner.cap {
+        match (Currency::parse(code), decimal(amount)) {
+            (Some(c), Some(a)) => {
+                cap.insert(c, a);
+            }
+            (None, _) => report.at(
+                fname,
+                text,
+                sub.span(),
+                format!("unknown currency {code:?} in subsidy cap"),
+            ),
+            _ => report.at(
+                fname,
+                text,
+                sub.span(),
+                format!("subsidy cap {code} = {amount:?} is not a decimal"),
+            ),
+        }
+    }
+    super::SubsidyPolicy {
+        lever: inner.lever.clone(),
+        rate: rate.unwrap_or_default(),
+        qualifying_tags: inner.qualifying_tags.clone(),
+        thresholds,
+        cap,
+    }
+}
+
+/// `[timing.NAME]`: its `next_cycle` entries, cut-offs in their zone (default the set's).
+fn timing_section(
+    report: &mut Report<'_>,
+    fname: &str,
+    text: &str,
+    name: &str,
+    t: &super::format::TimingSection,
+    zone: Tz,
+) -> Timing {
+    let mut next_cycle = Vec::new();
+    for n in &t.next_cycle {
+        let inner = n.get_ref();
+        let when = inner
+            .when
+            .as_ref()
+            .map(|w| condition(report, fname, text, w.span(), w.get_ref()));
+        let cutoff_zone = match &inner.zone {
+            Some(z) => time_zone(z.get_ref()).unwrap_or_else(|| {
+                report.at(
+                    fname,
+                    text,
+                    z.span(),
+                    format!(
+                        "unknown time zone {:?} (an IANA name such as Asia/Shanghai)",
+                        z.get_ref()
+                    ),
+                );
+                zone
+            }),
+            None => zone,
+        };
+        let cutoff = inner.cutoff.as_ref().and_then(|c| {
+            let t = NaiveTime::parse_from_str(c.get_ref(), "%H:%M:%S").ok();
+            if t.is_none() {
+                report.at(
+                    fname,
+                    text,
+                    c.span(),
+                    format!("cutoff {:?} is not a time of day HH:MM:SS", c.get_ref()),
+                );
+            }
+            t.map(|t| (t, cutoff_zone))
+        });
+        if when.is_none() && inner.cutoff.is_none() {
+            report.at(
+                fname,
+                text,
+                n.span(),
+                "a next_cycle entry needs `when` or `cutoff`",
+            );
+        }
+        next_cycle.push(NextCycle {
+            reason: inner.reason.clone(),
+            when,
+            cutoff,
         });
     }
+    Timing {
+        name: name.to_string(),
+        next_cycle,
+    }
+}
 
-    // Lever references.
+/// The names levers refer to: their timing, the levers they stack on, a tier's lever.
+fn resolve_lever_references(
+    report: &mut Report<'_>,
+    sources: &[(String, String)],
+    levers: &mut [PendingLever],
+    timings: &[Timing],
+) {
     let lever_names: Vec<String> = levers.iter().map(|l| l.lever.name.clone()).collect();
-    for p in &mut levers {
+    for p in levers.iter_mut() {
         let (fname, text) = (&sources[p.file].0, &sources[p.file].1);
         if let Some((c, span)) = &p.credit {
             p.lever.credit = timings.iter().position(|t| t.name == *c);
@@ -722,15 +851,34 @@ pub(super) fn compile(
             );
         }
     }
+}
 
-    // Rules.
-    let mut seen_ids: HashMap<String, (usize, Range<usize>)> = HashMap::new();
-    let mut by_priority: HashMap<(usize, i64), String> = HashMap::new();
-    for (i, r) in rules {
-        let (fname, text) = (&sources[i].0, &sources[i].1);
+/// What `[[rule]]` checks remember across files: ids in use, priorities per lever.
+#[derive(Default)]
+struct RuleChecks {
+    seen_ids: HashMap<String, (usize, Range<usize>)>,
+    by_priority: HashMap<(usize, i64), String>,
+}
+
+impl RuleChecks {
+    /// `[[rule]]`: a unique id, its lever, a priority no other rule of the lever has, a rate or
+    /// tiers as the lever's kind needs, its window and condition; added to its lever.
+    fn check(
+        &mut self,
+        report: &mut Report<'_>,
+        fname: &str,
+        text: &str,
+        file: usize,
+        r: &toml::Spanned<super::format::RuleSection>,
+        levers: &mut [PendingLever],
+    ) {
         let inner = r.get_ref();
         let id = inner.id.get_ref().clone();
-        if seen_ids.insert(id.clone(), (i, inner.id.span())).is_some() {
+        if self
+            .seen_ids
+            .insert(id.clone(), (file, inner.id.span()))
+            .is_some()
+        {
             report.at(
                 fname,
                 text,
@@ -738,7 +886,11 @@ pub(super) fn compile(
                 format!("rule id {id} is used twice"),
             );
         }
-        let Some(lever_index) = lever_names.iter().position(|n| n == inner.lever.get_ref()) else {
+        let Some(lever_index) = levers
+            .iter()
+            .position(|l| l.lever.name == *inner.lever.get_ref())
+        else {
+            let names: Vec<&str> = levers.iter().map(|l| l.lever.name.as_str()).collect();
             report.at(
                 fname,
                 text,
@@ -746,16 +898,16 @@ pub(super) fn compile(
                 format!(
                     "rule {id}: unknown lever {:?} (levers: {})",
                     inner.lever.get_ref(),
-                    lever_names.join(", ")
+                    names.join(", ")
                 ),
             );
-            continue;
+            return;
         };
         let priority = *inner.priority.get_ref();
-        if let Some(other) = by_priority.insert((lever_index, priority), id.clone()) {
+        if let Some(other) = self.by_priority.insert((lever_index, priority), id.clone()) {
             report.at(fname, text, inner.priority.span(), format!(
                 "rules {other} and {id} of lever {} both have priority {priority}: the first match must be unambiguous",
-                lever_names[lever_index]
+                levers[lever_index].lever.name
             ));
         }
         let kind = levers[lever_index].lever.kind;
@@ -766,7 +918,7 @@ pub(super) fn compile(
         let tiers = inner
             .tiers
             .as_ref()
-            .and_then(|t| tiers(&mut report, fname, text, &id, t.span(), t.get_ref()));
+            .and_then(|t| tiers(report, fname, text, &id, t.span(), t.get_ref()));
         match kind {
             LeverKind::Tier if inner.tiers.is_none() => {
                 report.at(
@@ -781,35 +933,8 @@ pub(super) fn compile(
             }
             _ => {}
         }
-        let mut date = |d: &Option<toml::Spanned<String>>| {
-            d.as_ref().and_then(|d| {
-                let parsed = parse_date(d.get_ref());
-                if parsed.is_none() {
-                    report.at(
-                        fname,
-                        text,
-                        d.span(),
-                        format!("rule {id}: {:?} is not a date YYYY-MM-DD", d.get_ref()),
-                    );
-                }
-                parsed
-            })
-        };
-        let (window_from, window_to) = match &inner.window {
-            Some(w) => (date(&w.get_ref().from), date(&w.get_ref().to)),
-            None => (None, None),
-        };
-        if let (Some(f), Some(t), Some(w)) = (window_from, window_to, &inner.window)
-            && t < f
-        {
-            report.at(
-                fname,
-                text,
-                w.span(),
-                format!("rule {id}: window ends {t}, before it starts {f}"),
-            );
-        }
-        let when = spanned_condition(&mut report, fname, text, &inner.when);
+        let (window_from, window_to) = rule_window(report, fname, text, &id, &inner.window);
+        let when = spanned_condition(report, fname, text, &inner.when);
         if kind == LeverKind::Tier
             && when.tests.iter().any(|(f, _)| {
                 !matches!(
@@ -833,37 +958,45 @@ pub(super) fn compile(
             window_to,
         });
     }
+}
 
-    if !report.problems.is_empty() {
-        return Err(Problems(report.problems));
-    }
-    let mut levers: Vec<Lever> = levers.into_iter().map(|p| p.lever).collect();
-    for lever in &mut levers {
-        lever.rules.sort_by_key(|r| r.priority);
-    }
-    let Some(rounding) = rounding else {
-        return Err(Problems(vec![Problem {
-            file: dir.to_string(),
-            line: 0,
-            column: 0,
-            message: "no [rounding]".into(),
-        }]));
+/// A rule's effective window on the trade date: both ends dates, the end not before the start.
+fn rule_window(
+    report: &mut Report<'_>,
+    fname: &str,
+    text: &str,
+    id: &str,
+    window: &Option<toml::Spanned<super::format::DateWindow>>,
+) -> (Option<NaiveDate>, Option<NaiveDate>) {
+    let Some(w) = window else {
+        return (None, None);
     };
-    Ok(RuleSet {
-        name: name.unwrap_or_default(),
-        description,
-        hash,
-        files: sources.iter().map(|(n, _)| n.clone()).collect(),
-        time_zone: zone,
-        rounding,
-        timings,
-        exclusions,
-        levers,
-        vouchers,
-        balances,
-        subsidy,
-        warnings: report.warnings,
-    })
+    let mut date = |d: &Option<toml::Spanned<String>>| {
+        d.as_ref().and_then(|d| {
+            let parsed = parse_date(d.get_ref());
+            if parsed.is_none() {
+                report.at(
+                    fname,
+                    text,
+                    d.span(),
+                    format!("rule {id}: {:?} is not a date YYYY-MM-DD", d.get_ref()),
+                );
+            }
+            parsed
+        })
+    };
+    let (from, to) = (date(&w.get_ref().from), date(&w.get_ref().to));
+    if let (Some(f), Some(t)) = (from, to)
+        && t < f
+    {
+        report.at(
+            fname,
+            text,
+            w.span(),
+            format!("rule {id}: window ends {t}, before it starts {f}"),
+        );
+    }
+    (from, to)
 }
 
 /// Checks tier bands: per currency, from 0 upwards, each band starting where the last ended, only
