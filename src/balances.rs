@@ -4,7 +4,7 @@
 //! with its window. Lots carry from cycle to cycle through the state store.
 
 use crate::calendar::{Cycle, one_year_after_n};
-use crate::evaluate::{CarriedRow, Evaluation, Kind, RULE_EXPIRY, RULE_WITHDRAWAL};
+use crate::evaluate::{CarriedRow, Evaluation, Kind, RuleRef};
 use crate::load::Bundle;
 use crate::model::{Currency, WithdrawalStatus};
 use crate::reject::{Reject, RejectCode};
@@ -186,7 +186,7 @@ pub fn settle(
         evaluation.push_balance_row(
             w.partner,
             Kind::Withdrawal,
-            RULE_WITHDRAWAL,
+            RuleRef::WITHDRAWAL,
             cycle,
             w.amount,
             None,
@@ -208,7 +208,7 @@ pub fn settle(
                 evaluation.push_balance_row(
                     partner,
                     Kind::Expiry,
-                    RULE_EXPIRY,
+                    RuleRef::EXPIRY,
                     cycle,
                     lot.balance,
                     None,

@@ -8,30 +8,40 @@ use chrono::{DateTime, NaiveDate, Utc};
 use std::fmt;
 use std::str::FromStr;
 
-/// A bill cycle (账期), `YYYY-MM`. Four bytes: every ledger row holds two.
+/// A bill cycle (账期), `YYYY-MM`. Three bytes, aligned to one: every ledger row holds two. The
+/// year is kept big-endian so the derived order (year bytes, then month) is the calendar's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cycle {
-    year: u16,
+    year: [u8; 2],
     month: u8,
 }
 
 impl Cycle {
     pub fn new(year: i32, month: u32) -> Option<Self> {
-        ((1..=12).contains(&month) && (1..=9999).contains(&year)).then_some(Cycle {
-            year: year as u16,
-            month: month as u8,
-        })
+        ((1..=12).contains(&month) && (1..=9999).contains(&year))
+            .then(|| Cycle::of(year as u16, month as u8))
+    }
+
+    fn of(year: u16, month: u8) -> Cycle {
+        Cycle {
+            year: year.to_be_bytes(),
+            month,
+        }
+    }
+
+    fn year_u16(self) -> u16 {
+        u16::from_be_bytes(self.year)
     }
 
     pub fn year(self) -> i32 {
-        i32::from(self.year)
+        i32::from(self.year_u16())
     }
 
     /// Appends `YYYY-MM` to `out`, as `Display` writes it, without the formatting machinery
     /// (two cycles are written on each of millions of ledger rows).
     pub fn push_to(self, out: &mut String) {
         let digit = |n: u16| char::from(b'0' + (n % 10) as u8);
-        let (y, m) = (self.year, u16::from(self.month));
+        let (y, m) = (self.year_u16(), u16::from(self.month));
         for c in [
             digit(y / 1000),
             digit(y / 100),
@@ -56,29 +66,17 @@ impl Cycle {
 
     pub fn next(self) -> Cycle {
         if self.month == 12 {
-            Cycle {
-                year: self.year.saturating_add(1),
-                month: 1,
-            }
+            Cycle::of(self.year_u16().saturating_add(1), 1)
         } else {
-            Cycle {
-                year: self.year,
-                month: self.month + 1,
-            }
+            Cycle::of(self.year_u16(), self.month + 1)
         }
     }
 
     pub fn previous(self) -> Cycle {
         if self.month == 1 {
-            Cycle {
-                year: self.year.saturating_sub(1),
-                month: 12,
-            }
+            Cycle::of(self.year_u16().saturating_sub(1), 12)
         } else {
-            Cycle {
-                year: self.year,
-                month: self.month - 1,
-            }
+            Cycle::of(self.year_u16(), self.month - 1)
         }
     }
 
@@ -90,7 +88,7 @@ impl Cycle {
 
 impl fmt::Display for Cycle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}", self.year, self.month)
+        write!(f, "{:04}-{:02}", self.year_u16(), self.month)
     }
 }
 
@@ -177,6 +175,16 @@ mod tests {
         let mut out = String::new();
         Cycle::new(999, 7).unwrap().push_to(&mut out);
         assert_eq!(out, "0999-07");
+    }
+
+    #[test]
+    fn cycles_order_as_the_calendar_across_byte_boundaries() {
+        let c = |t: &str| t.parse::<Cycle>().unwrap();
+        let sorted = [
+            "0255-12", "0256-01", "0999-12", "2026-09", "2026-10", "2026-12", "2027-01",
+        ];
+        assert!(sorted.windows(2).all(|w| c(w[0]) < c(w[1])));
+        assert_eq!(std::mem::size_of::<Cycle>(), 3);
     }
 
     #[test]

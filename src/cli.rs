@@ -393,7 +393,12 @@ pub fn main() -> ExitCode {
         }),
         Command::Validate(args) => validate(&args, quiet),
         Command::Check(args) => crate::rules::load_rules(&args.rules)
-            .map(|set| print!("{}", crate::rules::summary(&set)))
+            .map(|set| {
+                for warning in &set.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                print!("{}", crate::rules::summary(&set))
+            })
             .map_err(RunError::Rules),
         Command::Status(args) => crate::state::status(&args.state).map(|text| print!("{text}")),
         Command::Explain(args) => crate::explain::view::render(
@@ -530,7 +535,7 @@ pub fn summary(report: &RunReport, colour: bool) -> String {
         out,
         "  rule set        {} {}",
         report.ruleset_name,
-        &report.ruleset_hash[..12.min(report.ruleset_hash.len())]
+        crate::rules::short_hash(&report.ruleset_hash)
     );
     let _ = writeln!(
         out,

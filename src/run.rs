@@ -111,6 +111,9 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
 
     // A rule set that fails its check stops the run before anything else.
     let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
+    for warning in &rule_set.warnings {
+        eprintln!("warning: {warning}");
+    }
     let mut state = StateStore::open(&config.state)?;
     finish_publications(&state)?;
     state.check_chain(config.cycle, config.first_cycle)?;

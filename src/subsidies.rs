@@ -4,7 +4,7 @@
 //! partner holds a qualifying capability tag on the application date (not at registration).
 
 use crate::calendar::Cycle;
-use crate::evaluate::{Evaluation, Kind, RULE_SUBSIDY};
+use crate::evaluate::{Evaluation, Kind, RuleRef};
 use crate::load::Bundle;
 use crate::model::{CapabilityTag, PartnerIdx};
 use crate::rules::RuleSet;
@@ -143,7 +143,7 @@ pub fn decide(
             evaluation.push_balance_row(
                 project.partner,
                 Kind::Subsidy,
-                RULE_SUBSIDY,
+                RuleRef::SUBSIDY,
                 cycle,
                 project.annual_new_resource_amount,
                 Some(policy.rate),

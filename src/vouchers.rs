@@ -98,6 +98,15 @@ pub fn match_vouchers(
     let eligible = policy.eligible.bind(&bundle.codes, &bundle.partners);
     let lines = &bundle.bill_lines;
 
+    // Each partner's capability tags, for conditions on tags held at the trade time.
+    let mut tags: Vec<&crate::model::CapabilityTag> = bundle.capability_tags.iter().collect();
+    tags.sort_by_key(|t| t.partner);
+    let tags: Vec<crate::model::CapabilityTag> = tags.into_iter().cloned().collect();
+    let tags_of = |p| {
+        let start = tags.partition_point(|t| t.partner < p);
+        let end = tags.partition_point(|t| t.partner <= p);
+        &tags[start..end]
+    };
     // Lines per partner, in (trade time, line id) order.
     let mut by_partner: Vec<Vec<u32>> = vec![Vec::new(); bundle.partners.len()];
     for (i, line) in lines.iter().enumerate() {
@@ -111,8 +120,9 @@ pub fn match_vouchers(
             partner: line.partner,
             trade_date,
             in_programme: partner.in_programme_on(trade_date),
+            // `check` refuses `order_type` here: vouchers are matched on the bill's lines.
             order_type: None,
-            tags: &[],
+            tags: tags_of(line.partner),
         };
         if eligible.holds(&facts) {
             by_partner[line.partner.0 as usize].push(i as u32);
@@ -349,6 +359,66 @@ mod tests {
     }
 
     const T: &str = "2026-10-05T10:00:00+08:00";
+
+    #[test]
+    fn eligibility_can_ask_for_a_tag_held_at_the_trade_time() {
+        // SP1 holds `poc_partner` from 10-01 to 10-10. Only the line of 10-05 may use the
+        // 150.00 voucher: it takes 100.00 of it; the line of 10-20 takes nothing; 50.00 left.
+        let b = bundle(&[
+            (
+                "bill_lines.csv",
+                &format!(
+                    "{LINE_HEADER}{}{}",
+                    line("L1", "C1", "ec2", T, "100.00", "CNY"),
+                    line(
+                        "L2",
+                        "C1",
+                        "ec2",
+                        "2026-10-20T10:00:00+08:00",
+                        "80.00",
+                        "CNY"
+                    )
+                ),
+            ),
+            (
+                "vouchers.csv",
+                &format!(
+                    "{VOUCHER_HEADER}{}",
+                    voucher(
+                        "V1",
+                        "150.00",
+                        "2026-01-01T00:00:00Z",
+                        "2027-01-31T00:00:00Z",
+                        "",
+                        "",
+                        "CNY"
+                    )
+                ),
+            ),
+            (
+                "capability_tags.csv",
+                "partner_id,tag,valid_from,valid_to\nSP1,poc_partner,2026-10-01,2026-10-10\n",
+            ),
+        ]);
+        let mut rules = reference();
+        if let Some(policy) = rules.vouchers.as_mut() {
+            policy.eligible.partner_tags = Some(vec!["poc_partner".into()]);
+        }
+        let (states, _) = cycle_vouchers(&b, Vec::new(), cycle());
+        let out = match_vouchers(&b, &rules, cycle(), &states);
+        let deducted: Vec<(String, String)> = out
+            .deductions
+            .iter()
+            .map(|d| {
+                (
+                    b.bill_lines[d.line as usize].line_id.to_string(),
+                    d.amount.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(deducted, vec![("L1".to_string(), "100.00".to_string())]);
+        assert_eq!(out.balances[0].closing.to_string(), "50.00");
+    }
 
     #[test]
     fn candidates_restricted_first_then_soonest_expiry_then_earliest_issue_then_id() {

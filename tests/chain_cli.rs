@@ -234,11 +234,33 @@ fn chain_rules_need_the_previous_cycle() {
     let o = c.run("2026-10", "2026-10", true);
     assert_eq!(o.status, 2);
     assert!(
-        o.stderr.contains("already holds cycle 2026-09"),
+        o.stderr.contains("holds a chain that starts at 2026-09"),
         "{}",
         o.stderr
     );
     assert!(!c.out.join("2026-10").exists());
+}
+
+#[test]
+fn first_cycle_never_rewrites_a_chain_from_another_month() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    c.ok("2026-10", "2026-10", false);
+    let before = c.snapshot();
+    // A month before the chain's first, and one inside it: exit 2, nothing changed, and the
+    // message says how to start a new chain.
+    for cycle in ["2026-08", "2026-10"] {
+        let o = c.run(cycle, "2026-09", true);
+        assert_eq!(o.status, 2, "{cycle}: {}", o.stderr);
+        assert!(o.stderr.contains("new --state"), "{}", o.stderr);
+        assert!(o.stderr.contains("Nothing was changed"), "{}", o.stderr);
+        assert_eq!(c.snapshot(), before, "{cycle}");
+    }
+    // The chain's own first cycle may be re-run: the later cycle becomes stale.
+    c.ok("2026-09", "2026-09", true);
+    let mut status = incentives();
+    status.args(["status", "--state"]).arg(&c.state);
+    assert!(run(&mut status).stdout.contains("2026-10  STALE"));
 }
 
 #[test]

@@ -118,3 +118,60 @@ fn as_of_moves_the_expiry_report_windows() {
         "{report}"
     );
 }
+
+/// A rate of 8 places runs in both formats; a rate above 1 is accepted with a warning naming
+/// its file and line, by `check` and by `run`.
+#[test]
+fn rates_check_accepts_always_run() {
+    let rules = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir("rules/reference").unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, rules.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = rules.path().join(file);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from));
+        fs::write(&path, text.replace(from, to)).unwrap();
+    };
+    edit(
+        "resale_base.toml",
+        "rate = \"0.08\"",
+        "rate = \"0.12345678\"",
+    );
+    edit("strategic_promo.toml", "rate = \"0.03\"", "rate = \"1.5\"");
+    let mut cmd = incentives();
+    cmd.args(["check", "--rules"]).arg(rules.path());
+    let check = run(&mut cmd);
+    assert_eq!(check.status, 0, "{}", check.stderr);
+    assert!(
+        check.stderr.contains("strategic_promo.toml:5:8")
+            && check.stderr.contains("above 1 (100 %)"),
+        "{}",
+        check.stderr
+    );
+    assert!(
+        !check.stderr.contains("resale_base.toml"),
+        "{}",
+        check.stderr
+    );
+    for format in ["csv", "parquet"] {
+        let out = tempfile::tempdir().unwrap();
+        let rules_arg = rules.path().to_str().unwrap();
+        let outcome = common::run_demo(out.path(), &["--rules", rules_arg, "--format", format]);
+        assert_eq!(outcome.status, 0, "{format}: {}", outcome.stderr);
+        assert!(
+            outcome.stderr.contains("above 1 (100 %)"),
+            "{}",
+            outcome.stderr
+        );
+    }
+    let out = tempfile::tempdir().unwrap();
+    let outcome = common::run_demo(out.path(), &["--rules", rules.path().to_str().unwrap()]);
+    let ledger = fs::read_to_string(out.path().join("2026-10/ledger.csv")).unwrap();
+    assert!(
+        ledger.contains(",0.12345678,"),
+        "the rate is written exactly"
+    );
+    assert_eq!(outcome.status, 0);
+}

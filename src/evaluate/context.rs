@@ -271,11 +271,39 @@ impl<'a, 'o> Context<'a, 'o> {
     }
 
     /// The first exclusion that holds, if any.
-    fn exclusion(&self, facts: &LineFacts<'_>) -> Option<&'a str> {
+    fn exclusion(&self, facts: &LineFacts<'_>) -> Option<&'a crate::rules::Exclusion> {
         self.exclusions
             .iter()
             .position(|c| c.holds(facts))
-            .map(|i| self.rules.exclusions[i].reason.as_str())
+            .map(|i| &self.rules.exclusions[i])
+    }
+
+    /// The first exclusion that holds and stops clawbacks: programme membership, for one, gates
+    /// earning but not clawback (SPEC §3), so a refund it matches is still clawed back.
+    fn clawback_exclusion(&self, facts: &LineFacts<'_>) -> Option<&'a str> {
+        self.exclusions
+            .iter()
+            .zip(&self.rules.exclusions)
+            .find(|(c, e)| e.stops_clawback && c.holds(facts))
+            .map(|(_, e)| e.reason.as_str())
+    }
+
+    /// What line `i` adds to the total of tier lever `of`'s base although an exclusion that
+    /// counts toward the tier excluded it: the base `of` would have earned on it, for its
+    /// partner and currency (None when no such exclusion excluded it or `of` has no rule for it).
+    pub fn excluded_tier_base(&self, i: u32, of: usize) -> Option<Decimal> {
+        let line = &self.bundle.bill_lines[i as usize];
+        let facts = self.facts(line);
+        if !self.exclusion(&facts)?.counts_toward_tier {
+            return None;
+        }
+        self.first_rule(of, &facts)?;
+        Some(
+            self.rules.levers[of]
+                .base
+                .as_ref()
+                .map_or(Decimal::ZERO, |b| b.of(line)),
+        )
     }
 
     /// The distributor linked to a reseller on a date, if it is in its programme then.
@@ -312,7 +340,7 @@ impl<'a, 'o> Context<'a, 'o> {
             line: OptionalIndex::some(i),
             partner,
             lever: lever as u16,
-            rule: rule as u16,
+            rule: super::RuleRef::rule(rule),
             kind,
             earned_cycle: self.cycle,
             credit_cycle: credit,
@@ -329,8 +357,8 @@ impl<'a, 'o> Context<'a, 'o> {
         let line = &self.bundle.bill_lines[i as usize];
         let facts = self.facts(line);
         let start = rows.len() as u32;
-        if let Some(why) = self.exclusion(&facts) {
-            return (Fate::Excluded, why, start..start);
+        if let Some(exclusion) = self.exclusion(&facts) {
+            return (Fate::Excluded, exclusion.reason.as_str(), start..start);
         }
         let levers = &self.rules.levers;
         // Base levers first: those that stack on nothing.
@@ -409,7 +437,7 @@ impl<'a, 'o> Context<'a, 'o> {
     pub fn plan_negative(&self, i: u32, pools: &Pools<'a>) -> NegativePlan<'a> {
         let line = &self.bundle.bill_lines[i as usize];
         let facts = self.facts(line);
-        if let Some(why) = self.exclusion(&facts) {
+        if let Some(why) = self.clawback_exclusion(&facts) {
             return NegativePlan::NotEarned(why);
         }
         let Some(original) = self.original_order(line) else {

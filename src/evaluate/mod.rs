@@ -18,7 +18,7 @@ pub use context::OrdersById;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::ops::Range;
 
@@ -61,42 +61,128 @@ impl Kind {
 /// The lever of rows that no lever of the rule set made: subsidies, withdrawals, expiry.
 pub const NO_LEVER: u16 = u16::MAX;
 
-/// Marks a row made by a lever's cap rather than by one of its rules.
-pub const CAP_RULE: u16 = u16::MAX;
+/// Which rule made a ledger row: one of its lever's rules, the lever's cap, a rule of an earlier
+/// rule set that a clawback's pool still names, or a policy section (subsidy, withdrawal,
+/// expiry). Four bytes, a row holding one: the origin in the top three bits, an index in the
+/// other 29. No index can reach that bound: a lever's rules are a rule file's, and an earlier
+/// set's ids are kept once each ([`ExternalRules`]), so 2^29 of them would be gigabytes of ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleRef(u32);
 
-/// Marks a rule id kept from an earlier cycle's rule set (`Evaluation::external_rules[n]`): a
-/// clawback carries the rule of the row it claws back, even if that rule has since been removed.
-pub const EXTERNAL_RULE: u16 = 0x8000;
+/// What a [`RuleRef`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleOrigin {
+    /// Index into the row's lever's rules.
+    Rule(u32),
+    /// The row's lever's cap.
+    Cap,
+    /// Index into [`Evaluation::external_rules`].
+    External(u32),
+    Subsidy,
+    Withdrawal,
+    Expiry,
+}
 
-/// The id of the rule (or cap, or policy section) that made a row.
-pub fn rule_name(rules: &RuleSet, external: &[String], lever: u16, rule: u16) -> String {
-    if lever == NO_LEVER {
-        return match rule {
-            RULE_SUBSIDY => "subsidy".to_string(),
-            RULE_WITHDRAWAL => "balances.withdrawal".to_string(),
-            _ => "balances.expiry".to_string(),
-        };
+impl RuleRef {
+    const INDEX_BITS: u32 = 29;
+    const INDEX_MASK: u32 = (1 << Self::INDEX_BITS) - 1;
+    pub const CAP: RuleRef = RuleRef(1 << Self::INDEX_BITS);
+    pub const SUBSIDY: RuleRef = RuleRef(3 << Self::INDEX_BITS);
+    pub const WITHDRAWAL: RuleRef = RuleRef(4 << Self::INDEX_BITS);
+    pub const EXPIRY: RuleRef = RuleRef(5 << Self::INDEX_BITS);
+
+    fn indexed(tag: u32, index: usize) -> RuleRef {
+        debug_assert!(
+            index <= Self::INDEX_MASK as usize,
+            "rule index {index} out of range"
+        );
+        RuleRef(tag << Self::INDEX_BITS | (index as u32 & Self::INDEX_MASK))
     }
-    let lever = &rules.levers[lever as usize];
-    if rule == CAP_RULE {
-        format!("{}.cap", lever.name)
-    } else if rule & EXTERNAL_RULE != 0 {
-        external
-            .get((rule & !EXTERNAL_RULE) as usize)
-            .cloned()
-            .unwrap_or_default()
-    } else {
-        lever
-            .rules
-            .get(rule as usize)
-            .map_or_else(String::new, |r| r.id.clone())
+
+    /// Rule `index` of the row's lever.
+    pub fn rule(index: usize) -> RuleRef {
+        Self::indexed(0, index)
+    }
+
+    /// Earlier rule set's rule `index` of [`Evaluation::external_rules`].
+    pub fn external(index: usize) -> RuleRef {
+        Self::indexed(2, index)
+    }
+
+    pub fn origin(self) -> RuleOrigin {
+        let index = self.0 & Self::INDEX_MASK;
+        match self.0 >> Self::INDEX_BITS {
+            0 => RuleOrigin::Rule(index),
+            1 => RuleOrigin::Cap,
+            2 => RuleOrigin::External(index),
+            3 => RuleOrigin::Subsidy,
+            4 => RuleOrigin::Withdrawal,
+            _ => RuleOrigin::Expiry,
+        }
+    }
+
+    /// The index into the lever's rules, for a row one of them made.
+    pub fn rule_index(self) -> Option<usize> {
+        match self.origin() {
+            RuleOrigin::Rule(i) => Some(i as usize),
+            _ => None,
+        }
     }
 }
 
-/// Rule numbers of rows with [`NO_LEVER`]: which policy section made them.
-pub const RULE_SUBSIDY: u16 = 0;
-pub const RULE_WITHDRAWAL: u16 = 1;
-pub const RULE_EXPIRY: u16 = 2;
+/// Rule ids of earlier rule sets that pools (and so clawbacks) still name, each kept once.
+#[derive(Debug, Default)]
+pub struct ExternalRules {
+    ids: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl ExternalRules {
+    /// The reference of `id`, added if new.
+    pub fn add(&mut self, id: &str) -> RuleRef {
+        if let Some(&i) = self.index.get(id) {
+            return RuleRef::external(i as usize);
+        }
+        let i = self.ids.len();
+        self.ids.push(id.to_string());
+        self.index.insert(id.to_string(), i as u32);
+        RuleRef::external(i)
+    }
+
+    pub fn get(&self, i: u32) -> Option<&str> {
+        self.ids.get(i as usize).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// The id of the rule (or cap, or policy section) that made a row: borrowed from the rule set
+/// or the external ids, except a cap's (`<lever>.cap`).
+pub fn rule_name<'r>(
+    rules: &'r RuleSet,
+    external: &'r ExternalRules,
+    lever: u16,
+    rule: RuleRef,
+) -> Cow<'r, str> {
+    let lever = rules.levers.get(lever as usize);
+    match (rule.origin(), lever) {
+        (RuleOrigin::Subsidy, _) => Cow::Borrowed("subsidy"),
+        (RuleOrigin::Withdrawal, _) => Cow::Borrowed("balances.withdrawal"),
+        (RuleOrigin::Expiry, _) => Cow::Borrowed("balances.expiry"),
+        (RuleOrigin::External(i), _) => Cow::Borrowed(external.get(i).unwrap_or("")),
+        (RuleOrigin::Cap, Some(lever)) => Cow::Owned(format!("{}.cap", lever.name)),
+        (RuleOrigin::Rule(i), Some(lever)) => {
+            Cow::Borrowed(lever.rules.get(i as usize).map_or("", |r| r.id.as_str()))
+        }
+        (_, None) => Cow::Borrowed(""),
+    }
+}
 
 /// What earlier cycles left that this one needs (from the state store; empty for a first cycle).
 #[derive(Debug, Clone, Default)]
@@ -166,8 +252,8 @@ pub struct LedgerRow {
     pub partner: PartnerIdx,
     /// Index into `RuleSet::levers`, or [`NO_LEVER`].
     pub lever: u16,
-    /// Index into the lever's rules, or [`CAP_RULE`].
-    pub rule: u16,
+    /// Which rule (or cap, or policy section) made it.
+    pub rule: RuleRef,
     pub kind: Kind,
     pub earned_cycle: Cycle,
     pub credit_cycle: Cycle,
@@ -181,6 +267,10 @@ pub struct LedgerRow {
     /// What a balance row concerns (project, lot, application): index into `Evaluation::refs`.
     pub ref_id: OptionalIndex,
 }
+
+// 7.7M rows at 10M lines: line, partner, rule, rate, ref (5 x 4), base and amount (2 x 16), two
+// cycles (2 x 3), lever (2), kind (1), currency (3): 64 bytes.
+const _: () = assert!(std::mem::size_of::<LedgerRow>() <= 64);
 
 /// An index or none, in 4 bytes where `Option<u32>` takes 8 (two per ledger row, 7.7M rows at
 /// 10M lines). `u32::MAX` stands for none: no index reaches it, the loader refusing a file of
@@ -289,8 +379,8 @@ pub struct Evaluation<'a> {
     pub reasons: Vec<&'a str>,
     /// Row indices in journal order (SPEC Appendix B's sort keys).
     pub journal: Vec<u32>,
-    /// Rule ids of earlier rule sets that clawback rows refer to (see [`EXTERNAL_RULE`]).
-    pub external_rules: Vec<String>,
+    /// Rule ids of earlier rule sets that clawback rows refer to (see [`RuleRef::external`]).
+    pub external_rules: ExternalRules,
     /// What each order earned (earlier cycles and this one), for refunds and the state store.
     pools: Pools<'a>,
     /// Ids that balance rows refer to (projects, lots, applications).
@@ -323,10 +413,7 @@ impl<'a> Evaluation<'a> {
                         .line
                         .get()
                         .map_or("", |l| bundle.bill_lines[l as usize].line_id.as_str());
-                    let id = match lever.rules.get(row.rule as usize) {
-                        Some(r) if row.rule & EXTERNAL_RULE == 0 => Cow::Borrowed(r.id.as_str()),
-                        _ => Cow::Owned(self.rule_id(rules, row)),
-                    };
+                    let id = self.rule_id(rules, row);
                     (row.earned_cycle, line, self.rate(row), id)
                 });
                 PoolDelta {
@@ -357,7 +444,7 @@ impl<'a> Evaluation<'a> {
         };
     }
 
-    pub fn rule_id(&self, rules: &RuleSet, row: &LedgerRow) -> String {
+    pub fn rule_id<'s>(&'s self, rules: &'s RuleSet, row: &LedgerRow) -> Cow<'s, str> {
         rule_name(rules, &self.external_rules, row.lever, row.rule)
     }
 
@@ -391,7 +478,7 @@ impl<'a> Evaluation<'a> {
         &mut self,
         partner: PartnerIdx,
         kind: Kind,
-        rule: u16,
+        rule: RuleRef,
         cycle: Cycle,
         base: Decimal,
         rate: Option<Decimal>,
@@ -531,7 +618,7 @@ pub(crate) struct Pool<'a> {
     /// The earliest earn or override row by (earned cycle, line id): its rate and rule apply.
     first: (Cycle, &'a str),
     pub(crate) rate: Option<Decimal>,
-    pub(crate) rule: u16,
+    pub(crate) rule: RuleRef,
     earned_now: Decimal,
     pub(crate) clawed_now: Decimal,
     /// This cycle's earliest row of the pool (index into the rows), or [`NO_ROW`].
@@ -598,7 +685,7 @@ fn build_pools<'a>(
     prior: &'a Prior,
     rows: &[LedgerRow],
     rates: &Rates,
-    external_rules: &mut Vec<String>,
+    external_rules: &mut ExternalRules,
 ) -> Pools<'a> {
     let lines = &bundle.bill_lines;
     let partners = bundle.partners.len();
@@ -617,11 +704,8 @@ fn build_pools<'a>(
             .iter()
             .position(|r| r.id == p.rule_id)
         {
-            Some(r) => r as u16,
-            None => {
-                external_rules.push(p.rule_id.clone());
-                EXTERNAL_RULE | (external_rules.len() as u16 - 1)
-            }
+            Some(r) => RuleRef::rule(r),
+            None => external_rules.add(&p.rule_id),
         };
         prior_count += 1;
         prior_of[partner.0 as usize].push(Pool {
@@ -858,7 +942,7 @@ pub fn evaluate_with<'a>(
     }
     append(evaluated, &mut rows, &mut outcomes);
 
-    let mut external_rules: Vec<String> = Vec::new();
+    let mut external_rules = ExternalRules::default();
     // The rule set's rates, then those of the pools' clawbacks as they come.
     let mut rates = ctx.rates().clone();
     let mut pools = build_pools(bundle, rules, prior, &rows, &rates, &mut external_rules);
@@ -888,7 +972,7 @@ pub fn evaluate_with<'a>(
         };
     }
 
-    ctx.tiers(&mut rows);
+    ctx.tiers(&mut rows, &outcomes);
     ctx.caps(&mut rows, &prior.carried);
 
     let mut evaluation = Evaluation {
@@ -926,18 +1010,38 @@ fn sum_by<K: Ord>(items: impl Iterator<Item = (K, Decimal)>) -> BTreeMap<K, Deci
 }
 
 impl<'a> Context<'a, '_> {
-    /// Tier rows: one per partner and currency on the gross base of the lever it is on.
-    fn tiers(&self, rows: &mut Vec<LedgerRow>) {
+    /// Tier rows: one per partner and currency on the gross base of the lever it is on, plus
+    /// the base of lines excluded by an exclusion that counts toward the tier.
+    fn tiers(&self, rows: &mut Vec<LedgerRow>, outcomes: &[Outcome]) {
+        let lines = &self.bundle.bill_lines;
+        let any_counts = self.rules.exclusions.iter().any(|e| e.counts_toward_tier);
         for (li, lever) in self.rules.levers.iter().enumerate() {
             let (LeverKind::Tier, Some(of)) = (lever.kind, lever.total_of) else {
                 continue;
+            };
+            let excluded: Vec<((PartnerIdx, Currency), Decimal)> = if any_counts {
+                (0..lines.len() as u32)
+                    .into_par_iter()
+                    .filter(|&i| {
+                        outcomes[i as usize].fate == Fate::Excluded
+                            && !lines[i as usize].is_negative()
+                    })
+                    .filter_map(|i| {
+                        let line = &lines[i as usize];
+                        let base = self.excluded_tier_base(i, of)?;
+                        Some(((line.partner, line.currency), base))
+                    })
+                    .collect()
+            } else {
+                Vec::new()
             };
             let totals = sum_by(
                 rows.iter()
                     .filter(|r| {
                         r.lever as usize == of && r.kind == Kind::Earn && r.line.get().is_some()
                     })
-                    .map(|r| ((r.partner, r.currency), r.base)),
+                    .map(|r| ((r.partner, r.currency), r.base))
+                    .chain(excluded),
             );
             for ((partner, currency), total) in totals {
                 let Some((ri, rule)) = lever
@@ -959,7 +1063,7 @@ impl<'a> Context<'a, '_> {
                     line: OptionalIndex::NONE,
                     partner,
                     lever: li as u16,
-                    rule: ri as u16,
+                    rule: RuleRef::rule(ri),
                     kind: Kind::Tier,
                     earned_cycle: self.cycle,
                     credit_cycle: self.cycle,
@@ -1010,7 +1114,7 @@ impl<'a> Context<'a, '_> {
                         line: OptionalIndex::NONE,
                         partner,
                         lever: li as u16,
-                        rule: CAP_RULE,
+                        rule: RuleRef::CAP,
                         kind: Kind::Cap,
                         earned_cycle: self.cycle,
                         credit_cycle: self.cycle,

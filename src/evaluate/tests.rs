@@ -16,11 +16,13 @@ DS2,Dist Two,distributor,cn,cn,distribution,2024-01-01,
 DS3,Dist Gone,distributor,cn,cn,distribution,2024-01-01,2026-09-01
 RS1,Reseller One,reseller,cn,cn,distribution,2024-01-01,
 RS2,Reseller Two,reseller,cn,cn,distribution,2024-01-01,
+RS3,Reseller Gone,reseller,cn,cn,distribution,2024-01-01,2026-10-15
 ";
 const LINKS: &str = "reseller_id,distributor_id,valid_from,valid_to
 RS1,DS1,2025-01-01,2026-10-15
 RS1,DS2,2026-10-16,
 RS2,DS3,2025-01-01,
+RS3,DS1,2025-01-01,
 ";
 const TAGS: &str = "partner_id,tag,valid_from,valid_to
 SP1,ai_platform,2026-10-10,2026-10-20
@@ -951,6 +953,219 @@ fn refunds_use_the_earliest_rows_rate_and_claw_overrides_from_the_distributor() 
     );
 }
 
+/// A pool an earlier cycle left: `earned` at `rate` on `order`, for `recipient`'s `lever`.
+fn prior_pool(order: &str, lever: &str, recipient: &str, earned: &str, rate: &str) -> PriorPool {
+    PriorPool {
+        order_id: order.into(),
+        lever: lever.into(),
+        recipient: recipient.into(),
+        currency: "CNY".into(),
+        earned: earned.parse().unwrap(),
+        clawed: Decimal::ZERO,
+        first_cycle: "2026-08".parse().unwrap(),
+        first_line: format!("{order}-L1"),
+        rate: Some(rate.parse().unwrap()),
+        rule_id: format!("{lever}.old"),
+    }
+}
+
+#[test]
+fn refunds_are_clawed_back_after_the_partner_or_its_distributor_left() {
+    let mut w = world(
+        &[
+            // SP2 exits 2026-10-15. O1 on 10-05 earns 1,000.00 × 8 % = 80.00 (in programme).
+            L {
+                id: "A1",
+                partner: "SP2",
+                ..BASE
+            },
+            // After the exit: −250.00 × 8 % = −20.00, still clawed back.
+            L {
+                id: "R1",
+                partner: "SP2",
+                bill: "refund",
+                payable: "-250.00",
+                order: "U1",
+                original: "O1",
+                at: "2026-10-20T10:00:00+08:00",
+                ..BASE
+            },
+            // An excluded service of the leaver: nothing clawed, the service's reason.
+            L {
+                id: "R2",
+                partner: "SP2",
+                service: "marketplace",
+                bill: "refund",
+                payable: "-100.00",
+                order: "U2",
+                original: "O1",
+                at: "2026-10-21T10:00:00+08:00",
+                ..BASE
+            },
+            // RS3 (linked to DS1) exits 2026-10-15. S1 on 10-02 earns DS1 1,000.00 × 1 % = 10.00.
+            L {
+                id: "S1",
+                partner: "RS3",
+                order: "O3",
+                at: "2026-10-02T10:00:00+08:00",
+                ..BASE
+            },
+            // After RS3's exit: −400.00 × 1 % = −4.00 from DS1.
+            L {
+                id: "S2",
+                partner: "RS3",
+                bill: "refund",
+                payable: "-400.00",
+                order: "U3",
+                original: "O3",
+                at: "2026-10-25T10:00:00+08:00",
+                ..BASE
+            },
+            // RS2's distributor DS3 exited 2026-09-01; O7 earned it 10.00 at 1 % in 2026-08.
+            // −300.00 × 1 % = −3.00, still clawed back from DS3.
+            L {
+                id: "S3",
+                partner: "RS2",
+                bill: "refund",
+                payable: "-300.00",
+                order: "U7",
+                original: "O7",
+                at: "2026-10-26T10:00:00+08:00",
+                ..BASE
+            },
+        ],
+        &[],
+        &[],
+    );
+    w.prior.pools = vec![prior_pool(
+        "O7",
+        "distributor_override",
+        "DS3",
+        "10.00",
+        "0.01",
+    )];
+    let claws: Vec<_> = rows(&w).into_iter().filter(|r| r.3 == "clawback").collect();
+    assert_eq!(
+        claws,
+        vec![
+            row(
+                "DS1",
+                "S2",
+                "distributor_override",
+                "clawback",
+                "2026-10",
+                "-4.00"
+            ),
+            row(
+                "DS3",
+                "S3",
+                "distributor_override",
+                "clawback",
+                "2026-10",
+                "-3.00"
+            ),
+            row("SP2", "R1", "resale_base", "clawback", "2026-10", "-20.00"),
+        ]
+    );
+    let f = fates(&w);
+    let fate = |id: &str| f.iter().find(|x| x.0 == id).cloned().unwrap();
+    assert_eq!(fate("R1"), ("R1".into(), "clawed_back", "".into()));
+    assert_eq!(
+        fate("R2"),
+        (
+            "R2".into(),
+            "refund_not_earned",
+            "marketplace_product".into()
+        )
+    );
+    assert_eq!(fate("S2"), ("S2".into(), "clawed_back", "".into()));
+    assert_eq!(fate("S3"), ("S3".into(), "clawed_back", "".into()));
+}
+
+#[test]
+fn an_exclusion_that_stops_clawbacks_is_the_rule_files_choice() {
+    // The same leaver's refund under a programme exclusion that stops clawbacks (the old
+    // reading): refund_not_earned, not_in_programme, no row.
+    let exclusions = std::fs::read_to_string(reference().join("exclusions.toml"))
+        .unwrap()
+        .replace("stops_clawback = false", "stops_clawback = true");
+    let w = world(
+        &[
+            L {
+                id: "A1",
+                partner: "SP2",
+                ..BASE
+            },
+            L {
+                id: "R1",
+                partner: "SP2",
+                bill: "refund",
+                payable: "-250.00",
+                order: "U1",
+                original: "O1",
+                at: "2026-10-20T10:00:00+08:00",
+                ..BASE
+            },
+        ],
+        &[],
+        &[("exclusions.toml", &exclusions)],
+    );
+    assert!(rows(&w).iter().all(|r| r.3 != "clawback"));
+    assert_eq!(
+        fates(&w)[1],
+        ("R1".into(), "refund_not_earned", "not_in_programme".into())
+    );
+}
+
+#[test]
+fn an_excluded_base_that_counts_toward_the_tier_raises_it() {
+    let lines = [
+        // 100,000.00 of resale_base base: exactly the top of the 0 % band, no tier on its own.
+        L {
+            id: "T1",
+            payable: "100000.00",
+            ..BASE
+        },
+        // 50,000.00 of an excluded service that a resale_base rule would have earned on.
+        L {
+            id: "T2",
+            service: "marketplace",
+            payable: "50000.00",
+            order: "O2",
+            ..BASE
+        },
+        // A referral line of that service: resale_base has no rule for it, so it never counts.
+        L {
+            id: "T3",
+            mode: "referral",
+            service: "marketplace",
+            payable: "70000.00",
+            order: "O3",
+            ..BASE
+        },
+    ];
+    let plain = world(&lines, &[], &[]);
+    assert!(rows(&plain).iter().all(|r| r.3 != "tier"));
+    let counting = std::fs::read_to_string(reference().join("exclusions.toml"))
+        .unwrap()
+        .replacen(
+            "when = { service_type_code = [\"hws.service.type.marketplace\"] }",
+            "when = { service_type_code = [\"hws.service.type.marketplace\"] }\ncounts_toward_tier = true",
+            1,
+        );
+    let w = world(&lines, &[], &[("exclusions.toml", &counting)]);
+    // Total 150,000.00: (150,000 − 100,000) × 1 % = 500.00. T2 stays excluded.
+    let tiers: Vec<_> = rows(&w).into_iter().filter(|r| r.3 == "tier").collect();
+    assert_eq!(
+        tiers,
+        vec![row("SP1", "*", "growth_tier", "tier", "2026-10", "500.00")]
+    );
+    assert_eq!(
+        fates(&w)[1],
+        ("T2".into(), "excluded", "marketplace_product".into())
+    );
+}
+
 #[test]
 fn every_line_gets_exactly_one_outcome_and_rows_stay_with_their_line() {
     let w = world(
@@ -1043,11 +1258,79 @@ when = { sales_mode = ["resale"] }
 }
 
 #[test]
-fn a_ledger_row_fits_its_memory_budget() {
-    // 7.7M rows at 10M lines are held from evaluation to write: each byte here is 7.7 MB.
-    // Line, ref and partner (3 x 4), lever and rule (2 x 2), kind (1), two cycles (2 x 4), base
-    // and amount (2 x 16), the rate's id (4), currency (3): 64 bytes.
-    assert!(std::mem::size_of::<LedgerRow>() <= 64);
+fn clawbacks_name_the_retired_rules_of_more_than_65536_pools() {
+    // 70,000 pools from earlier cycles, each 8.00 at 8 % under a rule the set no longer has:
+    // even orders share one id, odd ones have their own (35,001 distinct ids, kept once each).
+    const POOLS: usize = 70_000;
+    let retired = |k: usize| {
+        if k.is_multiple_of(2) {
+            "resale_base.retired".to_string()
+        } else {
+            format!("resale_base.retired.{k}")
+        }
+    };
+    // Refunds of −10.00 (−0.80 each) on every 97th order and the last ten.
+    let refunded: Vec<usize> = (0..POOLS)
+        .filter(|k| k.is_multiple_of(97) || *k >= POOLS - 10)
+        .collect();
+    let ids: Vec<String> = refunded.iter().map(|k| format!("R{k}")).collect();
+    let orders: Vec<String> = refunded.iter().map(|k| format!("O{k}")).collect();
+    let lines: Vec<L<'_>> = refunded
+        .iter()
+        .enumerate()
+        .map(|(n, _)| L {
+            id: &ids[n],
+            bill: "refund",
+            payable: "-10.00",
+            order: "U1",
+            original: &orders[n],
+            ..BASE
+        })
+        .collect();
+    let mut w = world(&lines, &[], &[]);
+    w.prior.pools = (0..POOLS)
+        .map(|k| PriorPool {
+            rule_id: retired(k),
+            ..prior_pool(&format!("O{k}"), "resale_base", "SP1", "8.00", "0.08")
+        })
+        .collect();
+    let e = evaluate(&w.bundle, &w.rules, cycle(), &w.prior);
+    assert_eq!(e.external_rules.len(), POOLS / 2 + 1);
+    let mut named = 0;
+    for row in e.rows.iter().filter(|r| r.kind == Kind::Clawback) {
+        let line = &w.bundle.bill_lines[row.line.get().unwrap() as usize];
+        let k: usize = line.line_id[1..].parse().unwrap();
+        assert_eq!(
+            e.rule_id(&w.rules, row),
+            retired(k),
+            "line {}",
+            line.line_id
+        );
+        assert_eq!(row.amount.to_string(), "-0.80");
+        named += 1;
+    }
+    assert_eq!(named, refunded.len());
+}
+
+#[test]
+fn a_rule_reference_keeps_its_origin_and_index() {
+    for origin in [
+        RuleOrigin::Rule(0),
+        RuleOrigin::Rule(70_000),
+        RuleOrigin::External(0),
+        RuleOrigin::External((1 << 29) - 1),
+    ] {
+        let r = match origin {
+            RuleOrigin::Rule(i) => RuleRef::rule(i as usize),
+            RuleOrigin::External(i) => RuleRef::external(i as usize),
+            _ => unreachable!(),
+        };
+        assert_eq!(r.origin(), origin);
+    }
+    assert_eq!(RuleRef::CAP.origin(), RuleOrigin::Cap);
+    assert_eq!(RuleRef::SUBSIDY.origin(), RuleOrigin::Subsidy);
+    assert_eq!(RuleRef::WITHDRAWAL.origin(), RuleOrigin::Withdrawal);
+    assert_eq!(RuleRef::EXPIRY.origin(), RuleOrigin::Expiry);
 }
 
 #[test]

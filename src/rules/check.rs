@@ -20,23 +20,82 @@ use std::ops::Range;
 struct Report<'a> {
     dir: &'a str,
     problems: Vec<Problem>,
+    /// What `check` accepts but a person should look at (a rate above 100 %).
+    warnings: Vec<Problem>,
 }
 
 impl Report<'_> {
-    fn at(&mut self, file: &str, text: &str, span: Range<usize>, message: impl Into<String>) {
+    fn place(&self, file: &str, text: &str, span: Range<usize>, message: String) -> Problem {
         let offset = span.start.min(text.len());
         let before = &text[..offset];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        self.problems.push(Problem {
+        Problem {
             file: std::path::Path::new(self.dir)
                 .join(file)
                 .display()
                 .to_string(),
             line,
             column,
-            message: message.into(),
-        });
+            message,
+        }
+    }
+
+    fn at(&mut self, file: &str, text: &str, span: Range<usize>, message: impl Into<String>) {
+        let problem = self.place(file, text, span, message.into());
+        self.problems.push(problem);
+    }
+
+    fn warn_at(&mut self, file: &str, text: &str, span: Range<usize>, message: impl Into<String>) {
+        let warning = self.place(file, text, span, message.into());
+        self.warnings.push(warning);
+    }
+
+    /// A rate as the outputs can hold it: a decimal of at most 8 places (the Parquet columns'
+    /// scale and the CSV's exact text), ≥ 0 and at most [`RATE_MAX`] (so no rate × amount sum can
+    /// overflow); above 1 (100 %) it is accepted with a warning. `what` names it in messages.
+    fn rate(
+        &mut self,
+        file: &str,
+        text: &str,
+        span: Range<usize>,
+        what: &str,
+        raw: &str,
+    ) -> Option<Decimal> {
+        let refuse = |report: &mut Self, why: String| {
+            report.at(
+                file,
+                text,
+                span.clone(),
+                format!("{what}: rate {raw:?} {why}"),
+            );
+            None
+        };
+        let rate = match parse_decimal(raw, RATE_PLACES_MAX) {
+            Ok(rate) => rate,
+            Err(crate::money::DecimalError::TooManyPlaces { places, .. }) => {
+                return refuse(
+                    self,
+                    format!("has {places} decimal places; the outputs hold {RATE_PLACES_MAX}"),
+                );
+            }
+            Err(_) => return refuse(self, "is not a decimal".into()),
+        };
+        if rate < Decimal::ZERO {
+            return refuse(self, "is negative".into());
+        }
+        if rate > Decimal::from(RATE_MAX) {
+            return refuse(self, format!("is above {RATE_MAX} ({RATE_MAX}00 %)"));
+        }
+        if rate > Decimal::ONE {
+            self.warn_at(
+                file,
+                text,
+                span.clone(),
+                format!("{what}: rate {raw} is above 1 (100 %): more than the base itself"),
+            );
+        }
+        Some(rate)
     }
 
     fn whole(&mut self, message: impl Into<String>) {
@@ -48,6 +107,13 @@ impl Report<'_> {
         });
     }
 }
+
+/// Decimal places a rate may have: what `ledger.csv`'s `rate` and Parquet's DECIMAL(38,8) hold.
+const RATE_PLACES_MAX: u32 = 8;
+
+/// The largest rate accepted: 1,000 (100,000 %) is a typo already, and it keeps every rate ×
+/// amount (amounts are below 10^12) and their sums far inside `Decimal`'s range.
+const RATE_MAX: u32 = 1000;
 
 fn decimal(text: &str) -> Option<Decimal> {
     parse_decimal(text, 12).ok()
@@ -191,6 +257,7 @@ pub(super) fn compile(
     let mut report = Report {
         dir,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     let mut parsed: Vec<(usize, RuleFile)> = Vec::new();
     for (i, (name, text)) in sources.iter().enumerate() {
@@ -299,6 +366,8 @@ pub(super) fn compile(
                 reason: inner.reason.clone(),
                 explanation: inner.explanation.clone(),
                 when,
+                stops_clawback: inner.stops_clawback,
+                counts_toward_tier: inner.counts_toward_tier,
             });
         }
         for l in &file.lever {
@@ -410,6 +479,20 @@ pub(super) fn compile(
                 }
             }
             let eligible = spanned_condition(&mut report, fname, text, &inner.eligible);
+            if let Some(when) = inner
+                .eligible
+                .as_ref()
+                .filter(|_| eligible.reads_order_type())
+            {
+                report.at(
+                    fname,
+                    text,
+                    when.span(),
+                    "[vouchers] eligible cannot test order_type: vouchers are deducted from the \
+                     bill's lines at bill generation, not matched to orders; use the line's \
+                     fields (bill_type, charge_mode, ...)",
+                );
+            }
             vouchers = Some(super::VoucherPolicy {
                 eligible,
                 candidate_order: order,
@@ -443,15 +526,13 @@ pub(super) fn compile(
         }
         if let Some(sub) = &file.subsidy {
             let inner = sub.get_ref();
-            let rate = decimal(inner.rate.get_ref());
-            if rate.is_none() {
-                report.at(
-                    fname,
-                    text,
-                    inner.rate.span(),
-                    format!("subsidy rate {:?} is not a decimal", inner.rate.get_ref()),
-                );
-            }
+            let rate = report.rate(
+                fname,
+                text,
+                inner.rate.span(),
+                "subsidy",
+                inner.rate.get_ref(),
+            );
             let mut thresholds = BTreeMap::new();
             for t in &inner.thresholds {
                 let th = t.get_ref();
@@ -678,18 +759,10 @@ pub(super) fn compile(
             ));
         }
         let kind = levers[lever_index].lever.kind;
-        let rate = inner.rate.as_ref().and_then(|r| {
-            let d = decimal(r.get_ref()).filter(|d| *d >= Decimal::ZERO);
-            if d.is_none() {
-                report.at(
-                    fname,
-                    text,
-                    r.span(),
-                    format!("rule {id}: rate {:?} is not a decimal ≥ 0", r.get_ref()),
-                );
-            }
-            d
-        });
+        let rate = inner
+            .rate
+            .as_ref()
+            .and_then(|r| report.rate(fname, text, r.span(), &format!("rule {id}"), r.get_ref()));
         let tiers = inner
             .tiers
             .as_ref()
@@ -789,6 +862,7 @@ pub(super) fn compile(
         vouchers,
         balances,
         subsidy,
+        warnings: report.warnings,
     })
 }
 
@@ -831,20 +905,18 @@ fn tiers(
         let mut list = Vec::new();
         let mut expected_from = Some(Decimal::ZERO);
         for (n, b) in raw.iter().enumerate() {
-            let (from, to, rate) = (
-                decimal(&b.from),
-                b.to.as_deref().map(decimal),
-                decimal(&b.rate),
-            );
-            let (Some(from), Some(rate)) = (from, rate) else {
+            let (from, to) = (decimal(&b.from), b.to.as_deref().map(decimal));
+            let what = format!("rule {id}: {code} band {}", n + 1);
+            let Some(rate) = report.rate(file, text, span.clone(), &what, &b.rate) else {
+                ok = false;
+                continue;
+            };
+            let Some(from) = from else {
                 report.at(
                     file,
                     text,
                     span.clone(),
-                    format!(
-                        "rule {id}: {code} band {} has a from or rate that is not a decimal",
-                        n + 1
-                    ),
+                    format!("{what}: from {:?} is not a decimal", b.from),
                 );
                 ok = false;
                 continue;

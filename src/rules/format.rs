@@ -119,6 +119,19 @@ pub struct ExclusionSection {
     /// Words for the analyst.
     pub explanation: String,
     pub when: Option<Spanned<Conditions>>,
+    /// Whether a refund or negative line this exclusion matches claws nothing back (default
+    /// true). Programme membership gates earning, not clawback: such exclusions say `false`.
+    #[serde(default = "yes")]
+    pub stops_clawback: bool,
+    /// Whether the base of a line this exclusion matches still counts toward a tier lever's
+    /// total when the tier's lever would otherwise have earned on it (the vendor's
+    /// "performance credit, no rebate"; default false).
+    #[serde(default)]
+    pub counts_toward_tier: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]

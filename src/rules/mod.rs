@@ -137,6 +137,11 @@ pub struct Exclusion {
     pub reason: String,
     pub explanation: String,
     pub when: Condition,
+    /// A refund or negative line it matches claws nothing back.
+    pub stops_clawback: bool,
+    /// The base of a line it excludes still counts toward a tier on the lever that would
+    /// have earned on it.
+    pub counts_toward_tier: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,9 +271,26 @@ pub struct RuleSet {
     pub vouchers: Option<VoucherPolicy>,
     pub balances: Option<BalancePolicy>,
     pub subsidy: Option<SubsidyPolicy>,
+    /// What the check accepted but a person should look at (e.g. a rate above 100 %).
+    pub warnings: Vec<Problem>,
+}
+
+/// Hex digits of the rule-set hash written on each ledger row (SPEC Appendix B); the full
+/// digest is in `manifest.json`, `status` and the state.
+pub const SHORT_HASH_DIGITS: usize = 16;
+
+/// The first [`SHORT_HASH_DIGITS`] of a rule-set hash (the whole text if shorter), as ledger
+/// rows carry it: also a carried row that an older release stored with the full digest.
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..SHORT_HASH_DIGITS).unwrap_or(hash)
 }
 
 impl RuleSet {
+    /// The hash as ledger rows carry it.
+    pub fn short_hash(&self) -> &str {
+        short_hash(&self.hash)
+    }
+
     pub fn lever_index(&self, name: &str) -> Option<usize> {
         self.levers.iter().position(|l| l.name == name)
     }
@@ -371,7 +393,21 @@ pub fn summary(set: &RuleSet) -> String {
         );
     }
     for e in &set.exclusions {
-        let _ = writeln!(out, "exclusion {} ({}): {}", e.id, e.reason, e.explanation);
+        let refunds = if e.stops_clawback {
+            "refunds it matches claw nothing back"
+        } else {
+            "refunds it matches are still clawed back"
+        };
+        let tier = if e.counts_toward_tier {
+            "; its base still counts toward the tier"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "exclusion {} ({}): {}; {refunds}{tier}",
+            e.id, e.reason, e.explanation
+        );
     }
     for lever in &set.levers {
         let kind = match lever.kind {

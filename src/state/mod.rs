@@ -223,17 +223,22 @@ impl StateStore {
     /// SPEC §4's chain rules: M needs M−1, not stale, unless it is the first cycle.
     pub fn check_chain(&self, m: Cycle, first_cycle: bool) -> Result<(), RunError> {
         let chain = self.chain()?;
-        let earlier: Vec<&CycleRecord> = chain.iter().filter(|c| c.cycle < m.to_string()).collect();
         if first_cycle {
-            if let Some(last) = earlier.last() {
-                return Err(RunError::Usage(format!(
-                    "--first-cycle: the state in {} already holds cycle {} before {m}; run {m} without --first-cycle (it follows {})",
+            // A chain starts once: `--first-cycle` re-runs the chain's own first cycle (the
+            // later ones become stale) or starts an empty state, never rewrites a chain from
+            // another month.
+            let first = chain.iter().map(|c| c.cycle.as_str()).min();
+            return match first {
+                None => Ok(()),
+                Some(first) if first == m.to_string() => Ok(()),
+                Some(first) => Err(RunError::Usage(format!(
+                    "--first-cycle {m}: the state in {} holds a chain that starts at {first}; \
+                     --first-cycle only starts an empty state or re-runs that chain's first cycle ({first}). \
+                     Nothing was changed. To start a new chain at {m}, pass a new --state folder; \
+                     to continue this chain, run the cycle after its last one without --first-cycle",
                     self.dir.display(),
-                    last.cycle,
-                    m.previous()
-                )));
-            }
-            return Ok(());
+                ))),
+            };
         }
         let previous = m.previous().to_string();
         match chain.iter().find(|c| c.cycle == previous) {
@@ -837,7 +842,7 @@ pub fn status(dir: &Path) -> Result<String, RunError> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:<6} {:<24} {:<12} {:>10} {:>10} {:>9} {:>11}  credited",
+        "{:<8} {:<6} {:<24} {:<16} {:>10} {:>10} {:>9} {:>11}  credited",
         "cycle", "state", "run at", "rule set", "lines", "accepted", "rejected", "ledger rows"
     );
     for c in &store_rows {
@@ -850,11 +855,11 @@ pub fn status(dir: &Path) -> Result<String, RunError> {
         };
         let _ = writeln!(
             out,
-            "{:<8} {:<6} {:<24} {:<12} {:>10} {:>10} {:>9} {:>11}  {}",
+            "{:<8} {:<6} {:<24} {:<16} {:>10} {:>10} {:>9} {:>11}  {}",
             c.cycle,
             state,
             c.run_at.get(..19).unwrap_or(&c.run_at),
-            c.ruleset_hash.get(..12).unwrap_or(&c.ruleset_hash),
+            crate::rules::short_hash(&c.ruleset_hash),
             c.lines_read,
             c.lines_accepted,
             c.lines_rejected,
@@ -863,6 +868,7 @@ pub fn status(dir: &Path) -> Result<String, RunError> {
         );
     }
     for c in &store_rows {
+        let _ = writeln!(out, "rule set {}: {}", c.cycle, c.ruleset_hash);
         let _ = writeln!(out, "inputs {}: {}", c.cycle, c.input_hashes);
     }
     if store_rows.iter().any(|c| c.stale) {

@@ -3,7 +3,7 @@
 use super::{Batch, Encoded, Format, Out, Staging};
 use crate::calendar::Cycle;
 use crate::error::RunError;
-use crate::evaluate::{CAP_RULE, CarriedRow, EXTERNAL_RULE, Evaluation, LedgerRow, NO_LEVER};
+use crate::evaluate::{CarriedRow, Evaluation, LedgerRow, RuleOrigin};
 use crate::load::Bundle;
 use crate::rules::RuleSet;
 use crate::state::DeferredRows;
@@ -223,53 +223,35 @@ fn carried_cells(c: &CarriedRow) -> [Out<'_>; 16] {
         Out::Number(&c.rate),
         Out::Number(&c.amount_text),
         Out::Text(&c.currency),
-        Out::Text(&c.ruleset_hash),
+        Out::Text(crate::rules::short_hash(&c.ruleset_hash)),
     ]
 }
 
-/// Rule ids of a rule set's (lever, rule) pairs, made once: a ledger row names its rule
-/// without formatting it again.
+/// Each lever's cap id (`<lever>.cap`), made once: a ledger row names its rule without
+/// formatting it again (every other id is borrowed from the rule set or the external ids).
 struct RowNames {
-    /// Per lever: its rules' ids, then the lever's cap id.
-    levers: Vec<Vec<String>>,
+    caps: Vec<String>,
 }
 
 impl RowNames {
-    fn new(rules: &RuleSet, evaluation: &Evaluation<'_>) -> RowNames {
-        let levers = rules
+    fn new(rules: &RuleSet, _evaluation: &Evaluation<'_>) -> RowNames {
+        let caps = rules
             .levers
             .iter()
-            .enumerate()
-            .map(|(li, lever)| {
-                (0..lever.rules.len() as u16)
-                    .chain([CAP_RULE])
-                    .map(|r| {
-                        crate::evaluate::rule_name(rules, &evaluation.external_rules, li as u16, r)
-                    })
-                    .collect()
-            })
+            .map(|lever| format!("{}.cap", lever.name))
             .collect();
-        RowNames { levers }
+        RowNames { caps }
     }
 
     fn rule_id<'a>(
         &'a self,
-        evaluation: &Evaluation<'_>,
-        rules: &RuleSet,
+        evaluation: &'a Evaluation<'_>,
+        rules: &'a RuleSet,
         row: &LedgerRow,
     ) -> Cow<'a, str> {
-        let cached = self.levers.get(row.lever as usize).and_then(|rules_of| {
-            if row.rule == CAP_RULE {
-                rules_of.last()
-            } else if row.rule & EXTERNAL_RULE == 0 {
-                rules_of.get(row.rule as usize)
-            } else {
-                None
-            }
-        });
-        match cached {
-            Some(name) if row.lever != NO_LEVER => Cow::Borrowed(name.as_str()),
-            _ => Cow::Owned(evaluation.rule_id(rules, row)),
+        match (row.rule.origin(), self.caps.get(row.lever as usize)) {
+            (RuleOrigin::Cap, Some(cap)) => Cow::Borrowed(cap.as_str()),
+            _ => evaluation.rule_id(rules, row),
         }
     }
 }
@@ -334,7 +316,7 @@ impl<'a> LedgerCells<'a> {
         }
         self.amount = row.amount;
         self.currency = row.currency.as_str();
-        self.hash = &rules.hash;
+        self.hash = rules.short_hash();
     }
 
     /// The statement's sort keys after the partner (SPEC Appendix B).
@@ -487,8 +469,38 @@ fn in_line_order<T: Send>(entries: &mut [(&str, u64, T)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::in_line_order;
+    use super::{carried_cells, in_line_order};
+    use crate::write::table::Out;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_carried_row_stored_with_the_full_digest_is_written_with_the_short_hash() {
+        // A state of an earlier release stored deferred rows with the 64-digit hash.
+        let full = "44d5e5c90015a9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5";
+        let row = crate::evaluate::CarriedRow {
+            entry_id: "2026-09-1".into(),
+            partner_id: "SP1".into(),
+            customer_id: "C1".into(),
+            line_id: "L1".into(),
+            order_id: "O1".into(),
+            lever: "resale_base".into(),
+            rule_id: "resale_base.on_demand".into(),
+            kind: "earn".into(),
+            ref_id: String::new(),
+            earned_cycle: "2026-09".into(),
+            credit_cycle: "2026-10".into(),
+            base: "100.00".into(),
+            rate: "0.05".into(),
+            amount: "5.00".parse().unwrap(),
+            amount_text: "5.00".into(),
+            currency: "CNY".into(),
+            ruleset_hash: full.into(),
+        };
+        match carried_cells(&row)[15] {
+            Out::Text(hash) => assert_eq!(hash, "44d5e5c90015a9b1"),
+            _ => panic!("the hash is text"),
+        }
+    }
 
     #[test]
     fn entries_end_in_line_id_order_whatever_the_file_order() {
