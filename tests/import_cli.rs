@@ -302,3 +302,57 @@ fn the_policy_file_passes_check_beside_the_reference_rules() {
     let out = run(&mut cmd);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
 }
+
+/// `fixtures/huawei/policy_month`: ec2 under policy 2, rds under 13, added to the reference rules
+/// and run on the imported month.
+#[test]
+fn policy_exclusions_earn_nothing_and_stop_no_clawback() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(import_month(tmp.path()).status, 0);
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for entry in std::fs::read_dir(common::repo().join("rules/reference")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, rules.join(path.file_name().unwrap())).unwrap();
+    }
+    let mut cmd = incentives();
+    cmd.args(["import", "huawei-policy", "--month", "2026-10"])
+        .arg(fixture(
+            "huawei/policy_month/ListIncentiveDiscountPolicies.json",
+        ))
+        .arg("--out")
+        .arg(rules.join("huawei_policy.toml"));
+    assert_eq!(run(&mut cmd).status, 0);
+    let rules_arg = rules.display().to_string();
+    let out = run_first_cycle(
+        &tmp.path().join("bundle"),
+        &tmp.path().join("out"),
+        &["--rules", &rules_arg],
+    );
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let outcomes = by_id(
+        csv_rows(&tmp.path().join("out/2026-10/line_outcomes.csv")),
+        "line_id",
+    );
+    let fate = |l: &str| {
+        let r = &outcomes[l];
+        (
+            r["fate"].clone(),
+            r["reason"].clone(),
+            r["incentive"].clone(),
+        )
+    };
+    let f = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    // L101 (ec2, order O100) earns nothing under policy 2; L201 (rds) nothing under 13.
+    assert_eq!(
+        fate("L101"),
+        f("excluded", "no_performance_no_rebate", "0.00")
+    );
+    assert_eq!(fate("L201"), f("excluded", "performance_no_rebate", "0.00"));
+    // L102 (ebs, O050) earned 36.00 at 8 %. L103-1, an ec2 refund of O050, matches policy 2,
+    // which does not stop clawbacks: (−100.00 + 10.00) × 8 % = −7.20 is clawed back.
+    assert_eq!(fate("L102"), f("earned", "", "36.00"));
+    assert_eq!(fate("L103-1"), f("clawed_back", "", "-7.20"));
+    // L103-2 refunds O100, which earned nothing: nothing to claw back.
+    assert_eq!(outcomes["L103-2"]["fate"], "refund_not_earned");
+}

@@ -1221,6 +1221,42 @@ mod tests {
         assert_eq!(report.for_person.len(), 1);
     }
 
+    fn history(records: &str) -> History {
+        let page: CouponRecordPage =
+            serde_json::from_str(&format!(r#"{{"records": [{records}]}}"#)).unwrap();
+        let files = Files {
+            coupon_records: vec![("h.json".into(), page)],
+            ..Files::default()
+        };
+        // Bill generation of 2026-10: 2026-11-01T00:00:00+08:00.
+        let g = crate::calendar::parse_instant("2026-10-31T16:00:00Z").unwrap();
+        coupon_history(&mut Imported::default(), &files, g).unwrap()
+    }
+
+    #[test]
+    fn a_voucher_opening_is_rebuilt_from_its_history() {
+        // Issued 500.00, reclaimed 100.00, a refund reversal of 20.00 back; a failed reclaim of
+        // 50.00 and a reclaim of 30.00 at bill generation are left out:
+        // 500.00 − 100.00 + 20.00 = 420.00.
+        let h = history(
+            r#"{"id": "H1", "coupon_id": "V1", "operation_type": "1", "operation_amount": 500.00, "operation_time": "2026-08-01T00:00:00Z", "result": "0"},
+               {"id": "H2", "coupon_id": "V1", "operation_type": "2", "operation_amount": "100.00", "operation_time": "2026-09-15T00:00:00Z", "result": "0"},
+               {"id": "H3", "coupon_id": "V1", "operation_type": "6", "operation_amount": 20, "operation_time": "2026-10-02T00:00:00Z"},
+               {"id": "H4", "coupon_id": "V1", "operation_type": "2", "operation_amount": 50, "operation_time": "2026-10-03T00:00:00Z", "result": "CBC.1"},
+               {"id": "H5", "coupon_id": "V1", "operation_type": "4", "operation_amount": 30, "operation_time": "2026-10-31T16:00:00Z", "result": "0"}"#,
+        );
+        assert_eq!(h["V1"], Ok(d("420.00")));
+    }
+
+    #[test]
+    fn a_reseller_transfer_leaves_the_voucher_for_a_person() {
+        let h = history(
+            r#"{"id": "H1", "coupon_id": "V7", "operation_type": "1", "operation_amount": 100, "operation_time": "2026-08-01T00:00:00Z"},
+               {"id": "H2", "coupon_id": "V7", "operation_type": "9", "operation_amount": 40, "operation_time": "2026-09-01T00:00:00Z"}"#,
+        );
+        assert!(h["V7"].as_ref().is_err_and(|why| why.contains("transfer")));
+    }
+
     #[test]
     fn codes_map_as_the_field_page_says() {
         assert_eq!(bill_type("103"), Mapped::To("renew"));
