@@ -199,6 +199,8 @@ pub struct Imported {
     /// `--master`'s settlements by line id, taken as their lines are read.
     pub settlements: BTreeMap<String, Decimal>,
     line_ids: HashSet<String>,
+    /// Unsubscribe orders whose refund detail a line asked for.
+    refunds_used: HashSet<String>,
     order_ids: HashSet<String>,
     voucher_ids: HashSet<String>,
 }
@@ -419,6 +421,17 @@ pub fn read_exporter(
     }
     let refunds = refund_details(into, &files)?;
     bill_lines(into, exporter, &files, &refunds, cycle)?;
+    for (order, (file, _)) in &refunds {
+        if !into.refunds_used.contains(order) {
+            into.report.for_person(
+                file,
+                "*",
+                format!(
+                    "no refund line (bill type 4) of order {order} was read: the detail is not used"
+                ),
+            );
+        }
+    }
     orders(into, exporter, &files, &refunds)?;
     let history = coupon_history(into, &files, bill_generation)?;
     vouchers(into, exporter, &files, &history)?;
@@ -689,6 +702,7 @@ fn refund_line(
         );
         return;
     }
+    into.refunds_used.insert(line.order_id.clone());
     match split_by_detail(&line, refunds.get(&line.order_id), &mut into.report) {
         Ok(parts) => {
             into.report.refunds_split.push(Split {
