@@ -78,6 +78,10 @@ pub enum Command {
     /// beside its explanation.
     Report(ReportArgs),
 
+    /// Import the vendor's exports: `import huawei` (API responses → a cycle bundle) and
+    /// `import huawei-policy` (incentive policies → a rule file of exclusions). SPEC §11.
+    Import(crate::import::args::ImportArgs),
+
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -422,6 +426,7 @@ pub fn main() -> ExitCode {
                 }
             })
         }
+        Command::Import(args) => crate::import::args::run(args, quiet),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -70,6 +70,9 @@ pub enum RunError {
     StrictRejects { count: usize },
     #[error("{0}")]
     Io(String),
+    /// A vendor response that `import` cannot take (SPEC §11): file, record and value named.
+    #[error("{0}")]
+    VendorResponse(String),
     #[error("{0}")]
     Locked(String),
     #[error(
@@ -85,7 +88,9 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Usage(_) | RunError::Rules(_) => exit::USAGE,
-            RunError::Structural(_) | RunError::StrictRejects { .. } => exit::INPUT_REJECTED,
+            RunError::Structural(_)
+            | RunError::StrictRejects { .. }
+            | RunError::VendorResponse(_) => exit::INPUT_REJECTED,
             RunError::Io(_) => exit::OTHER,
             RunError::Locked(_) => exit::LOCKED,
             RunError::Reconciliation(_) => exit::RECONCILIATION_FAILED,

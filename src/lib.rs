@@ -10,6 +10,7 @@ pub mod evaluate;
 pub mod explain;
 pub mod generate;
 pub mod group;
+pub mod import;
 pub mod load;
 pub mod model;
 pub mod money;

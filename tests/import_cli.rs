@@ -1,0 +1,358 @@
+//! `incentives import huawei` and `import huawei-policy` end to end (SPEC §11), on the responses
+//! of `fixtures/huawei/` (what each holds: `fixtures/huawei/README.md`).
+
+mod common;
+
+use common::{csv_rows, fixture, incentives, run, run_first_cycle};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn import_month(tmp: &Path) -> common::Outcome {
+    let mut cmd = incentives();
+    cmd.args(["import", "huawei", "--cycle", "2026-10", "--from"])
+        .arg(fixture("huawei/month"))
+        .arg("--master")
+        .arg(fixture("huawei/master"))
+        .arg("--out")
+        .arg(tmp.join("bundle"));
+    run(&mut cmd)
+}
+
+fn by_id(
+    rows: Vec<BTreeMap<String, String>>,
+    key: &str,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    rows.into_iter().map(|r| (r[key].clone(), r)).collect()
+}
+
+#[test]
+fn a_month_imports_into_a_bundle_that_validates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = import_month(tmp.path());
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("refunds split    1 line(s) into 2 part(s)"),
+        "{}",
+        out.stdout
+    );
+
+    let lines = by_id(
+        csv_rows(&tmp.path().join("bundle/bill_lines.csv")),
+        "line_id",
+    );
+    // 19 fee records: 2 refunds without a documented link (types 20, 24) are for a person, and
+    // L103 becomes two lines: 19 − 2 − 1 + 2 = 18.
+    assert_eq!(lines.len(), 18);
+    // The refund of U900 (−300.00) is split per negative entry in base_order_id order: O050
+    // (−100.00) is part 1, O100 (−200.00) part 2. Coupon −30.00 is shared 1/3 : 2/3 → −10.00 and
+    // −20.00; settlement −240.00 (settlements.csv) → −80.00 and −160.00.
+    let p1 = &lines["L103-1"];
+    assert_eq!(
+        (
+            p1["original_order_id"].as_str(),
+            p1["payable_amount"].as_str()
+        ),
+        ("O050", "-100.00")
+    );
+    assert_eq!(
+        (
+            p1["coupon_amount"].as_str(),
+            p1["settlement_amount"].as_str()
+        ),
+        ("-10.00", "-80.00")
+    );
+    let p2 = &lines["L103-2"];
+    assert_eq!(
+        (
+            p2["original_order_id"].as_str(),
+            p2["payable_amount"].as_str()
+        ),
+        ("O100", "-200.00")
+    );
+    assert_eq!(
+        (
+            p2["coupon_amount"].as_str(),
+            p2["settlement_amount"].as_str()
+        ),
+        ("-20.00", "-160.00")
+    );
+    assert!(
+        !lines.contains_key("L103") && !lines.contains_key("L212") && !lines.contains_key("L213")
+    );
+    // A reseller's line in the distributor's export is the reseller's; the other is the exporter's.
+    assert_eq!(lines["L301"]["partner_id"], "RS01");
+    assert_eq!(lines["L302"]["partner_id"], "DIST01");
+    // Customer coupons: coupon 100.00 + flexi-purchase 0 and 0 + 50.00, exactly from the text.
+    assert_eq!(lines["L101"]["coupon_amount"], "100.00");
+    assert_eq!(lines["L102"]["coupon_amount"], "50.00");
+    assert_eq!(lines["L104"]["payable_amount"], "0.1");
+    // Prepaid lines of a transaction id get it as their order; on-demand lines need none.
+    assert_eq!(lines["L204"]["order_id"], "T204");
+    assert_eq!(lines["L206"]["order_id"], "");
+    assert!(
+        lines
+            .values()
+            .all(|l| l["currency"] == "CNY" && l["market"] == "cn")
+    );
+
+    // Vouchers: V1 rebuilt from history (500.00 issued − 100.00 reclaimed; the failed reclaim
+    // of 50.00 left out) = 400.00; V2 from --master (150.00); V3 (no history), V4 (a discount
+    // coupon) and V5 (use_limits) are for a person.
+    let vouchers = by_id(
+        csv_rows(&tmp.path().join("bundle/vouchers.csv")),
+        "voucher_id",
+    );
+    assert_eq!(vouchers.keys().collect::<Vec<_>>(), ["V1", "V2"]);
+    assert_eq!(vouchers["V1"]["opening_balance"], "400.00");
+    assert_eq!(vouchers["V2"]["opening_balance"], "150.00");
+    // The reseller's link from ListIndirectPartners: 2026-03-31T16:30:00Z is 1 April in Shanghai.
+    let links = csv_rows(&tmp.path().join("bundle/distributor_links.csv"));
+    assert_eq!(links[0]["valid_from"], "2026-04-01");
+    // Orders: type 13 (trial) has no counterpart; an unpaid order (status 6) has no paid_at.
+    let orders = by_id(csv_rows(&tmp.path().join("bundle/orders.csv")), "order_id");
+    assert!(!orders.contains_key("O999"));
+    assert_eq!(orders["O203"]["paid_at"], "");
+    assert_eq!(orders["O301"]["partner_id"], "RS01");
+
+    // The report beside the bundle, not in it.
+    assert!(!tmp.path().join("bundle/import_report.json").exists());
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("import_report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["read"]["ListSubCustomerBillDetail"], 19);
+    assert_eq!(report["written"]["bill_lines.csv"], 18);
+    assert_eq!(report["validation"]["rejected_rows"], 0);
+    let for_person = report["for_person"].as_array().unwrap();
+    assert_eq!(for_person.len(), 7, "{for_person:#?}");
+
+    let mut validate = incentives();
+    validate
+        .args(["validate", "--strict", "--cycle", "2026-10", "--input"])
+        .arg(tmp.path().join("bundle"));
+    let v = run(&mut validate);
+    assert_eq!(v.status, 0, "{}{}", v.stdout, v.stderr);
+}
+
+#[test]
+fn the_imported_month_runs_with_the_figures_worked_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(import_month(tmp.path()).status, 0);
+    let out = run_first_cycle(&tmp.path().join("bundle"), &tmp.path().join("out"), &[]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let ledger = csv_rows(&tmp.path().join("out/2026-10/ledger.csv"));
+    let amount = |line: &str, kind: &str| -> Vec<(String, String)> {
+        ledger
+            .iter()
+            .filter(|r| r["line_id"] == line && r["kind"] == kind)
+            .map(|r| (r["partner_id"].clone(), r["amount"].clone()))
+            .collect()
+    };
+    let one = |p: &str, a: &str| vec![(p.to_string(), a.to_string())];
+    // O100 earned 8 % of 1,000.00 − 100.00 coupons = 72.00; O050 8 % of 500.00 − 50.00 = 36.00.
+    assert_eq!(amount("L101", "earn"), one("SP01", "72.00"));
+    assert_eq!(amount("L102", "earn"), one("SP01", "36.00"));
+    // Each part claws back its own order at 8 %: (−100.00 + 10.00) × 8 % = −7.20 from O050,
+    // (−200.00 + 20.00) × 8 % = −14.40 from O100.
+    assert_eq!(amount("L103-1", "clawback"), one("SP01", "-7.20"));
+    assert_eq!(amount("L103-2", "clawback"), one("SP01", "-14.40"));
+    // The reseller's resale line earns its distributor the override: 1 % of 1,000.00.
+    assert_eq!(amount("L301", "override"), one("DIST01", "10.00"));
+    // Partner vouchers pay the partner's settlement (800.00 on L101): V2 (earlier expiry) 150.00,
+    // then V1 400.00; customer coupons never became vouchers.
+    let deductions = csv_rows(&tmp.path().join("out/2026-10/voucher_deductions.csv"));
+    let paid: Vec<_> = deductions
+        .iter()
+        .map(|r| {
+            (
+                r["line_id"].as_str(),
+                r["voucher_id"].as_str(),
+                r["amount"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(paid, [("L101", "V2", "150.00"), ("L101", "V1", "400.00")]);
+}
+
+fn import_bad(case: &str) -> (common::Outcome, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = incentives();
+    cmd.args([
+        "import",
+        "huawei",
+        "--cycle",
+        "2026-10",
+        "--exporter-id",
+        "SP01",
+        "--from",
+    ])
+    .arg(fixture(&format!("huawei/bad/{case}")))
+    .arg("--out")
+    .arg(tmp.path().join("bundle"));
+    (run(&mut cmd), tmp)
+}
+
+#[test]
+fn bad_responses_stop_with_exit_3_and_leave_nothing() {
+    for (case, names) in [
+        (
+            "unknown_code",
+            "fee_records[0] (id \"L1\"): bill_detail_type = \"12\"",
+        ),
+        (
+            "exponent",
+            "fee_records[0] (id \"L1\"): payment_amount = \"1e+02\"",
+        ),
+        (
+            "too_many_places",
+            "payment_amount = \"100.000000001\": 9 decimal places",
+        ),
+        ("missing_page", "total_count = \"2\": 1 record(s) read"),
+        (
+            "jiao",
+            "ShowRefundOrderDetails_U1.json: refund_infos[0] (id \"R1\"): measure_id = \"2\"",
+        ),
+    ] {
+        let (out, tmp) = import_bad(case);
+        assert_eq!(out.status, 3, "{case}: {}", out.stderr);
+        assert!(out.stderr.contains(names), "{case}: {}", out.stderr);
+        // No bundle, no staging folder, no report.
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(left.is_empty(), "{case}: {left:?}");
+    }
+}
+
+#[test]
+fn the_international_site_and_an_existing_bundle_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = incentives();
+    cmd.args([
+        "import", "huawei", "--market", "intl", "--cycle", "2026-10", "--from",
+    ])
+    .arg(fixture("huawei/month"))
+    .arg("--out")
+    .arg(tmp.path().join("b"));
+    let out = run(&mut cmd);
+    assert_eq!(out.status, 2);
+    assert!(out.stderr.contains("--market intl"), "{}", out.stderr);
+
+    std::fs::write(tmp.path().join("taken"), "x").unwrap();
+    let mut cmd = incentives();
+    cmd.args(["import", "huawei", "--cycle", "2026-10", "--from"])
+        .arg(fixture("huawei/month"))
+        .arg("--out")
+        .arg(tmp.path().join("taken"));
+    assert_eq!(run(&mut cmd).status, 2);
+}
+
+fn import_policy(out: &Path) -> common::Outcome {
+    let mut cmd = incentives();
+    cmd.args(["import", "huawei-policy", "--month", "2026-10"])
+        .arg(fixture(
+            "huawei/policy/ListIncentiveDiscountPolicies_p1.json",
+        ))
+        .arg(fixture(
+            "huawei/policy/ListIncentiveDiscountPolicies_p2.json",
+        ))
+        .arg("--out")
+        .arg(out);
+    run(&mut cmd)
+}
+
+#[test]
+fn policies_become_exclusions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("huawei_policy.toml");
+    let out = import_policy(&file);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(
+        "when = { service_type_code = [\"hws.service.type.marketplace2\", \"hws.service.type.sms\"] }\nstops_clawback = false\ncounts_toward_tier = false"
+    ), "{text}");
+    assert!(text.contains(
+        "when = { service_type_code = [\"hws.service.type.cdn\"] }\nstops_clawback = false\ncounts_toward_tier = true"
+    ), "{text}");
+    assert!(
+        text.contains("#   hws.service.type.modelarts  ModelArts"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hws.service.type.ec2"),
+        "policy 0 is the ordinary case: {text}"
+    );
+}
+
+/// Needs `stops_clawback` and `counts_toward_tier` in the rule language (added on `main`).
+#[test]
+fn the_policy_file_passes_check_beside_the_reference_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for entry in std::fs::read_dir(common::repo().join("rules/reference")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, rules.join(path.file_name().unwrap())).unwrap();
+    }
+    assert_eq!(
+        import_policy(&rules.join("huawei_policy_2026_10.toml")).status,
+        0
+    );
+    let mut cmd = incentives();
+    cmd.args(["check", "--rules"]).arg(&rules);
+    let out = run(&mut cmd);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+}
+
+/// `fixtures/huawei/policy_month`: ec2 under policy 2, rds under 13, added to the reference rules
+/// and run on the imported month.
+#[test]
+fn policy_exclusions_earn_nothing_and_stop_no_clawback() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(import_month(tmp.path()).status, 0);
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for entry in std::fs::read_dir(common::repo().join("rules/reference")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, rules.join(path.file_name().unwrap())).unwrap();
+    }
+    let mut cmd = incentives();
+    cmd.args(["import", "huawei-policy", "--month", "2026-10"])
+        .arg(fixture(
+            "huawei/policy_month/ListIncentiveDiscountPolicies.json",
+        ))
+        .arg("--out")
+        .arg(rules.join("huawei_policy.toml"));
+    assert_eq!(run(&mut cmd).status, 0);
+    let rules_arg = rules.display().to_string();
+    let out = run_first_cycle(
+        &tmp.path().join("bundle"),
+        &tmp.path().join("out"),
+        &["--rules", &rules_arg],
+    );
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let outcomes = by_id(
+        csv_rows(&tmp.path().join("out/2026-10/line_outcomes.csv")),
+        "line_id",
+    );
+    let fate = |l: &str| {
+        let r = &outcomes[l];
+        (
+            r["fate"].clone(),
+            r["reason"].clone(),
+            r["incentive"].clone(),
+        )
+    };
+    let f = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    // L101 (ec2, order O100) earns nothing under policy 2; L201 (rds) nothing under 13.
+    assert_eq!(
+        fate("L101"),
+        f("excluded", "no_performance_no_rebate", "0.00")
+    );
+    assert_eq!(fate("L201"), f("excluded", "performance_no_rebate", "0.00"));
+    // L102 (ebs, O050) earned 36.00 at 8 %. L103-1, an ec2 refund of O050, matches policy 2,
+    // which does not stop clawbacks: (−100.00 + 10.00) × 8 % = −7.20 is clawed back.
+    assert_eq!(fate("L102"), f("earned", "", "36.00"));
+    assert_eq!(fate("L103-1"), f("clawed_back", "", "-7.20"));
+    // L103-2 refunds O100, which earned nothing: nothing to claw back.
+    assert_eq!(outcomes["L103-2"]["fate"], "refund_not_earned");
+}
