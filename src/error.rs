@@ -47,6 +47,18 @@ pub enum StructuralError {
         row: u64,
         message: String,
     },
+    /// A quoted field spanning lines where no column holds a line break, a quote open at the
+    /// end of the file, or a `name` that swallowed whole records (SPEC §2).
+    #[error("{file}: line {line}, column {column}: stray quote: {detail}")]
+    StrayQuote {
+        file: &'static str,
+        /// The line where the field opened.
+        line: u64,
+        column: String,
+        /// Lines swallowed into the one cell, the opening one included.
+        lines: u64,
+        detail: String,
+    },
     #[error("{file}: cannot read: {message}")]
     Io { file: &'static str, message: String },
     #[error(
