@@ -207,6 +207,10 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     );
     let matched = vouchers::match_vouchers(&bundle, &rule_set, config.cycle, &voucher_states);
     evaluation.order_journal(&bundle, &rule_set);
+    let files = load::with_later_rejects(
+        &bundle.files,
+        voucher_rejects.iter().chain(&settled.rejects),
+    );
     let mut rejects = bundle.rejects.clone();
     rejects.extend(voucher_rejects);
     rejects.extend(settled.rejects.iter().cloned());
@@ -323,7 +327,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             config.cycle,
             config.first_cycle,
             &rule_set,
-            &bundle.files,
+            &files,
             totals,
             rejects.len(),
             written,

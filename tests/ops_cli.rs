@@ -112,3 +112,95 @@ fn a_partner_name_may_span_lines_unless_it_swallowed_whole_records() {
         validated.stderr
     );
 }
+
+/// Copies the files of `from` into `to`.
+fn copy_bundle(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// `inputs` of a published manifest, by file: (rows read, accepted, rejected).
+fn manifest_counts(published: &Path) -> std::collections::BTreeMap<String, (u64, u64, u64)> {
+    let manifest = common::manifest_without_timings(&published.join("manifest.json"));
+    manifest["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let n = |k: &str| f[k].as_u64().unwrap();
+            (
+                f["file"].as_str().unwrap().to_string(),
+                (n("rows_read"), n("accepted"), n("rejected")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_row_read_is_accepted_or_rejected_in_the_manifest_rejects_against_the_state_included() {
+    let tmp = tempfile::tempdir().unwrap();
+    let october = tmp.path().join("2026-10-in");
+    copy_bundle(&fixture("demo/2026-10"), &october);
+    // An approved withdrawal above anything the partner holds: over_withdrawal.
+    let mut withdrawals = fs::read_to_string(october.join("withdrawals.csv")).unwrap();
+    withdrawals.push_str(
+        "W999,SP001,999999.00,CNY,2026-10-20T10:00:00+08:00,approved,2026-10-21T10:00:00+08:00\n",
+    );
+    fs::write(october.join("withdrawals.csv"), withdrawals).unwrap();
+    let out = tmp.path().join("out");
+    let ran = common::run_first_cycle(&october, &out, &[]);
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let counts = manifest_counts(&out.join("2026-10"));
+    for (file, (read, accepted, rejected)) in &counts {
+        assert_eq!(read, &(accepted + rejected), "{file}: {counts:?}");
+    }
+    assert_eq!(counts["withdrawals.csv"].2, 1, "{counts:?}");
+
+    // November lists the opening balances again (not_first_cycle) and V001 with another
+    // opening balance than October's closing (opening_disagrees).
+    let november = tmp.path().join("2026-11-in");
+    fs::create_dir_all(&november).unwrap();
+    for file in ["partners.csv", "opening_balances.csv", "vouchers.csv"] {
+        fs::copy(october.join(file), november.join(file)).unwrap();
+    }
+    let vouchers = fs::read_to_string(november.join("vouchers.csv")).unwrap();
+    fs::write(
+        november.join("vouchers.csv"),
+        vouchers.replacen(
+            "V001,SP001,poc_test,5000.00,5000.00",
+            "V001,SP001,poc_test,5000.00,4999.00",
+            1,
+        ),
+    )
+    .unwrap();
+    fs::write(november.join("bill_lines.csv"), LINE_HEADER).unwrap();
+    let ran = run(incentives()
+        .args(["run", "--cycle", "2026-11", "--input"])
+        .arg(&november)
+        .arg("--out")
+        .arg(&out)
+        .arg("--state")
+        .arg(out.join(".state")));
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let counts = manifest_counts(&out.join("2026-11"));
+    for (file, (read, accepted, rejected)) in &counts {
+        assert_eq!(read, &(accepted + rejected), "{file}: {counts:?}");
+    }
+    let lots = fs::read_to_string(october.join("opening_balances.csv"))
+        .unwrap()
+        .lines()
+        .count() as u64
+        - 1;
+    assert_eq!(counts["opening_balances.csv"], (lots, 0, lots));
+    // Each voucher whose listed opening is not the state's closing is a reject, V001 among them.
+    let rejects = common::csv_rows(&out.join("2026-11/rejects.csv"));
+    let disagreeing = rejects
+        .iter()
+        .filter(|r| r["file"] == "vouchers.csv" && r["reason"].starts_with("opening_disagrees"))
+        .count() as u64;
+    assert!(disagreeing >= 1);
+    assert_eq!(counts["vouchers.csv"].2, disagreeing, "{counts:?}");
+}

@@ -99,6 +99,26 @@ pub struct FileReport {
     pub rejected: u64,
 }
 
+/// The file reports with the rows rejected after loading (against the state: an opening
+/// balance after the first cycle, a voucher's opening balance, an over-withdrawal) moved from
+/// accepted to rejected, so that rows read = accepted + rejected for every file (SPEC §2).
+pub fn with_later_rejects<'a>(
+    files: &[FileReport],
+    rejects: impl IntoIterator<Item = &'a Reject>,
+) -> Vec<FileReport> {
+    let mut files = files.to_vec();
+    // A row counts once, whatever number of later faults it has.
+    let rows: std::collections::BTreeSet<(&str, u64)> =
+        rejects.into_iter().map(|r| (r.file, r.row)).collect();
+    for (file, _) in rows {
+        if let Some(f) = files.iter_mut().find(|f| f.file == file) {
+            f.accepted = f.accepted.saturating_sub(1);
+            f.rejected += 1;
+        }
+    }
+    files
+}
+
 /// The accepted partners, by id.
 #[derive(Debug, Default)]
 pub struct Partners {
