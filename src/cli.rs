@@ -310,12 +310,9 @@ pub struct RunArgs {
 impl RunArgs {
     /// Checks what clap cannot and turns the arguments into a run's configuration.
     pub fn resolve(self) -> Result<RunConfig, RunError> {
-        if !self.input.is_dir() {
-            return Err(RunError::Usage(format!(
-                "--input {}: no such folder; it must hold the cycle's CSV exports",
-                self.input.display()
-            )));
-        }
+        check_input(&self.input)?;
+        RunError::check_folder("--out", &self.out, "OUT/<cycle> is published in it")?;
+        RunError::check_folder("--state", &self.state, "it holds state.db and the lock")?;
         if let Some(n) = self.threads {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n.get())
@@ -391,7 +388,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => crate::rules::load_rules(&args.rules)
             .map(|set| print!("{}", crate::rules::summary(&set)))
             .map_err(RunError::Rules),
-        Command::Status(args) => crate::state::status(&args.state).map(|text| print!("{text}")),
+        Command::Status(args) => crate::state::status(&args.state)
+            .map(|text| print!("{}", crate::error::printable(&text))),
         Command::Explain(args) => crate::explain::view::render(
             &args.out.join(args.cycle.to_string()),
             &args.partner,
@@ -433,20 +431,34 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(e) => {
-            eprintln!("error: {e}");
+            // A message may quote an input's header or a command-line value.
+            eprintln!("error: {}", crate::error::printable(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
 }
 
 /// `incentives validate`: the loader alone.
-fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
-    if !args.input.is_dir() {
+/// `--input` must be the folder of the cycle's exports.
+fn check_input(input: &std::path::Path) -> Result<(), RunError> {
+    if input.is_file() {
+        return Err(RunError::not_a_folder(
+            "--input",
+            input,
+            "the one holding the cycle's CSV exports, e.g. exports/2026-10",
+        ));
+    }
+    if !input.is_dir() {
         return Err(RunError::Usage(format!(
             "--input {}: no such folder; it must hold the cycle's CSV exports",
-            args.input.display()
+            input.display()
         )));
     }
+    Ok(())
+}
+
+fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
+    check_input(&args.input)?;
     let started = std::time::Instant::now();
     let bundle = crate::load::load_bundle(&args.input, args.cycle)?;
     if !quiet {
@@ -459,7 +471,7 @@ fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
             }
         }
         for r in bundle.rejects.iter().take(args.limit) {
-            println!("rejected: {r}");
+            println!("rejected: {}", crate::error::printable(&r.to_string()));
         }
         if bundle.rejects.len() > args.limit {
             println!("… and {} more", bundle.rejects.len() - args.limit);

@@ -147,7 +147,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
 
     if config.strict && !bundle.rejects.is_empty() {
         for reject in bundle.rejects.iter().take(STRICT_REJECTS_SHOWN) {
-            eprintln!("rejected: {reject}");
+            eprintln!("rejected: {}", crate::error::printable(&reject.to_string()));
         }
         if bundle.rejects.len() > STRICT_REJECTS_SHOWN {
             eprintln!("… and {} more", bundle.rejects.len() - STRICT_REJECTS_SHOWN);
@@ -224,7 +224,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     phases.insert("balances", balances_started.elapsed().as_millis());
     if config.strict && !rejects.is_empty() {
         for reject in rejects.iter().take(STRICT_REJECTS_SHOWN) {
-            eprintln!("rejected: {reject}");
+            eprintln!("rejected: {}", crate::error::printable(&reject.to_string()));
         }
         return Err(RunError::StrictRejects {
             count: rejects.len(),

@@ -204,3 +204,183 @@ fn every_row_read_is_accepted_or_rejected_in_the_manifest_rejects_against_the_st
     assert!(disagreeing >= 1);
     assert_eq!(counts["vouchers.csv"].2, disagreeing, "{counts:?}");
 }
+
+/// `incentives run --first-cycle --cycle 2026-10` with these paths.
+fn run_with(input: &Path, out: &Path, state: &Path) -> common::Outcome {
+    run(incentives()
+        .args(["run", "--first-cycle", "--cycle", "2026-10", "--input"])
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .arg("--state")
+        .arg(state))
+}
+
+#[test]
+fn a_file_where_a_folder_must_be_is_exit_2_naming_the_flag_before_any_input_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    // The input is a stray-quote bundle: had it been read, the exit would be 3.
+    let input = fixture("bad/stray_quote");
+    let (out, state) = (tmp.path().join("out"), tmp.path().join("state"));
+    for (args, flag) in [
+        ((&input, &file, &state), "--out"),
+        ((&input, &file.join("sub"), &state), "--out"),
+        ((&input, &out, &file), "--state"),
+        ((&file, &out, &state), "--input"),
+    ] {
+        let outcome = run_with(args.0, args.1, args.2);
+        assert_eq!(outcome.status, 2, "{flag}: {}", outcome.stderr);
+        assert!(
+            outcome.stderr.starts_with(&format!("error: {flag} "))
+                && outcome.stderr.contains("is a file"),
+            "{}",
+            outcome.stderr
+        );
+    }
+    let validated = validate(&file);
+    assert_eq!(validated.status, 2);
+    assert!(validated.stderr.contains("--input"), "{}", validated.stderr);
+    assert!(!out.exists() && !state.exists(), "nothing created");
+}
+
+#[test]
+fn a_state_db_that_is_not_a_usable_state_is_exit_2_for_run_and_status_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = fixture("demo/2026-10");
+    // A good state to damage.
+    let good = tmp.path().join("good");
+    let first = run_with(&demo, &tmp.path().join("out"), &good);
+    assert_eq!(first.status, 0, "{}", first.stderr);
+    let db = fs::read(good.join("state.db")).unwrap();
+
+    let mut malformed = db.clone();
+    malformed[100..3100].fill(0xff);
+    let other = {
+        let path = tmp.path().join("other.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE x (a)").unwrap();
+        drop(conn);
+        fs::read(path).unwrap()
+    };
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("empty", Vec::new(), "is empty (0 bytes)"),
+        (
+            "text",
+            b"not a database at all\n".to_vec(),
+            "is not a SQLite database",
+        ),
+        ("malformed", malformed, "malformed"),
+        ("other", other, "not an incentives state"),
+    ];
+    for (name, bytes, says) in cases {
+        let state = tmp.path().join(name);
+        fs::create_dir_all(&state).unwrap();
+        fs::write(state.join("state.db"), &bytes).unwrap();
+        let ran = run_with(&demo, &tmp.path().join(format!("out-{name}")), &state);
+        let status = run(incentives().arg("status").arg("--state").arg(&state));
+        for outcome in [&ran, &status] {
+            assert_eq!(outcome.status, 2, "{name}: {}", outcome.stderr);
+            let expected = format!("error: {}: ", state.join("state.db").display());
+            assert!(
+                outcome.stderr.starts_with(&expected) && outcome.stderr.contains(says),
+                "{name}: {}",
+                outcome.stderr
+            );
+        }
+        assert_eq!(
+            fs::read(state.join("state.db")).unwrap(),
+            bytes,
+            "{name}: left as it was"
+        );
+    }
+
+    // Read-only: a run refuses it (it would write there), status reads it.
+    let state = tmp.path().join("read-only");
+    fs::create_dir_all(&state).unwrap();
+    fs::write(state.join("state.db"), &db).unwrap();
+    let mut permissions = fs::metadata(state.join("state.db")).unwrap().permissions();
+    permissions.set_readonly(true);
+    fs::set_permissions(state.join("state.db"), permissions).unwrap();
+    let ran = run_with(&demo, &tmp.path().join("out-ro"), &state);
+    assert_eq!(ran.status, 2, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("is read-only") && ran.stderr.contains("chmod u+w"),
+        "{}",
+        ran.stderr
+    );
+    let status = run(incentives().arg("status").arg("--state").arg(&state));
+    assert_eq!(status.status, 0, "{}", status.stderr);
+}
+
+#[test]
+fn a_file_under_another_case_or_with_another_separator_is_exit_3_saying_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    bundle(&input, 2, |_, line| line);
+    fs::rename(input.join("bill_lines.csv"), input.join("Bill_Lines.CSV")).unwrap();
+    let validated = validate(&input);
+    assert_eq!(validated.status, 3, "{}", validated.stderr);
+    assert!(
+        validated
+            .stderr
+            .contains("bill_lines.csv: not found under that name, but")
+            && validated
+                .stderr
+                .contains("holds `Bill_Lines.CSV`: rename it to `bill_lines.csv`"),
+        "{}",
+        validated.stderr
+    );
+    // An optional file too: its rows would otherwise vanish.
+    fs::rename(input.join("Bill_Lines.CSV"), input.join("bill_lines.csv")).unwrap();
+    fs::write(input.join("Vouchers.csv"), "voucher_id\n").unwrap();
+    let validated = validate(&input);
+    assert_eq!(validated.status, 3, "{}", validated.stderr);
+    assert!(
+        validated.stderr.contains("`Vouchers.csv`"),
+        "{}",
+        validated.stderr
+    );
+    fs::remove_file(input.join("Vouchers.csv")).unwrap();
+
+    // Semicolons (a European Excel's "CSV"): the separator is named.
+    let text = fs::read_to_string(input.join("bill_lines.csv")).unwrap();
+    fs::write(input.join("bill_lines.csv"), text.replace(',', ";")).unwrap();
+    let out = tmp.path().join("out");
+    let ran = common::run_first_cycle(&input, &out, &[]);
+    assert_eq!(ran.status, 3, "{}", ran.stderr);
+    assert!(
+        ran.stderr.starts_with(
+            "error: bill_lines.csv: line 1: the columns are separated by `;`, not `,`"
+        ),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn control_characters_from_an_input_never_reach_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    bundle(&input, 2, |_, line| line);
+    // A header name with an escape sequence (clear screen), quoted back in the error.
+    let text = fs::read_to_string(input.join("bill_lines.csv")).unwrap();
+    fs::write(
+        input.join("bill_lines.csv"),
+        text.replacen("payable_amount", "pay\u{1b}[2Jable", 1),
+    )
+    .unwrap();
+    let validated = validate(&input);
+    assert_eq!(validated.status, 3, "{}", validated.stderr);
+    assert!(
+        !validated.stderr.contains('\u{1b}'),
+        "{:?}",
+        validated.stderr
+    );
+    assert!(
+        validated.stderr.contains("pay\\u{1b}[2Jable"),
+        "{}",
+        validated.stderr
+    );
+}

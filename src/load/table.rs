@@ -681,6 +681,15 @@ impl<S: Schema> Table<S> {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // `Bill_Lines.CSV` beside a missing `bill_lines.csv` is the export under another
+                // name: reading on without it would drop a whole file (optional ones too).
+                if let Some(found) = under_another_case(dir, S::FILE) {
+                    return Err(StructuralError::OtherCase {
+                        file: S::FILE,
+                        found,
+                        dir: dir.to_path_buf(),
+                    });
+                }
                 return if S::FILE_REQUIRED {
                     Err(StructuralError::MissingFile {
                         file: S::FILE,
@@ -727,6 +736,12 @@ impl<S: Schema> Table<S> {
             let position = names.iter().position(|n| n == column);
             let optional = S::OPTIONAL.iter().any(|c| c.index() == index);
             if position.is_none() && !optional {
+                if let Some(separator) = other_separator(&names, column) {
+                    return Err(StructuralError::Separator {
+                        file: S::FILE,
+                        separator,
+                    });
+                }
                 return Err(StructuralError::MissingColumn {
                     file: S::FILE,
                     column,
@@ -756,6 +771,26 @@ impl<S: Schema> Table<S> {
             source,
         }))
     }
+}
+
+/// The name of a file in `dir` that is `file` but for the case of its letters.
+fn under_another_case(dir: &Path, file: &str) -> Option<String> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.eq_ignore_ascii_case(file))
+}
+
+/// The separator a header uses instead of `,`, when one of its names split by it is `column`
+/// (a header read as one name: `line_id;bill_cycle;…`).
+fn other_separator(names: &[&str], column: &str) -> Option<char> {
+    let [name] = names else {
+        return None;
+    };
+    [';', '\t', '|']
+        .into_iter()
+        .find(|&sep| name.split(sep).any(|n| n.trim() == column))
 }
 
 /// A csv error at record `row` of the tokenized `bytes`, which begin at `offset` in the file. A
