@@ -84,8 +84,19 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 
-    /// Print the man page (roff): `incentives man > incentives.1`.
-    Man,
+    /// Print a man page (roff): `incentives man > incentives.1`, `incentives man run >
+    /// incentives-run.1`; or write every page, one per subcommand, with --dir.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (incentives-<SUBCOMMAND>(1)); default: incentives(1).
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
+    /// Write incentives.1 and incentives-<subcommand>.1 for every subcommand into this folder.
+    #[arg(long, value_name = "DIR", conflicts_with = "subcommand")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -373,23 +384,28 @@ pub fn main() -> ExitCode {
             .and_then(|config| run::run(&config, progress.as_ref()))
             .map(|report| {
                 if !quiet {
-                    print!("{}", summary(&report, colour));
+                    out(&summary(&report, colour));
                 }
             }),
         Command::Generate(args) => args.resolve().and_then(|config| {
             for dir in generate::generate(&config)? {
                 if !quiet {
-                    println!("wrote {}", dir.display());
+                    out(&format!("wrote {}\n", dir.display()));
                 }
             }
             Ok(())
         }),
         Command::Validate(args) => validate(&args, quiet),
         Command::Check(args) => crate::rules::load_rules(&args.rules)
-            .map(|set| print!("{}", crate::rules::summary(&set)))
+            .map(|set| {
+                if !quiet {
+                    out(&crate::rules::summary(&set));
+                }
+            })
             .map_err(RunError::Rules),
-        Command::Status(args) => crate::state::status(&args.state)
-            .map(|text| print!("{}", crate::error::printable(&text))),
+        Command::Status(args) => {
+            crate::state::status(&args.state).map(|text| out(&crate::error::printable(&text)))
+        }
         Command::Explain(args) => crate::explain::view::render(
             &args.out.join(args.cycle.to_string()),
             &args.partner,
@@ -397,7 +413,7 @@ pub fn main() -> ExitCode {
             args.line.as_deref(),
             args.limit,
         )
-        .map(|text| print!("{text}")),
+        .map(|text| out(&text)),
         Command::Report(args) => {
             let output = args
                 .output
@@ -411,31 +427,89 @@ pub fn main() -> ExitCode {
             )
             .map(|()| {
                 if !quiet {
-                    println!("wrote {}", output.display());
+                    out(&format!("wrote {}\n", output.display()));
                 }
             })
         }
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "incentives",
-                &mut std::io::stdout(),
-            );
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "incentives", &mut script);
+            out_bytes(&script);
             Ok(())
         }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .map_err(|e| RunError::Io(format!("man page: {e}"))),
+        Command::Man(args) => man(&args, quiet),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(e) => {
-            // A message may quote an input's header or a command-line value.
-            eprintln!("error: {}", crate::error::printable(&e.to_string()));
+            // A message may quote an input's header or a command-line value. A closed stderr
+            // leaves the exit code to say it.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                crate::error::printable(&e.to_string())
+            );
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Writes `text` to stdout. A closed pipe (`| head`) ends the output quietly: the reader has
+/// what it wanted, and the exit code stays the command's.
+fn out(text: &str) {
+    out_bytes(text.as_bytes());
+}
+
+fn out_bytes(bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
+}
+
+/// `incentives man`: one page on stdout, or every page (one per subcommand) into a folder.
+fn man(args: &ManArgs, quiet: bool) -> Result<(), RunError> {
+    use clap::CommandFactory;
+    // Built, the subcommands are named `incentives-run` (the page) and `incentives run` (the
+    // synopsis), and carry the global options.
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let page = |cmd: &clap::Command| -> Result<Vec<u8>, RunError> {
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .source(format!("incentives {}", env!("CARGO_PKG_VERSION")))
+            .render(&mut roff)
+            .map_err(|e| RunError::Io(format!("man page: {e}")))?;
+        Ok(roff)
+    };
+    if let Some(dir) = &args.dir {
+        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir.display(), e))?;
+        let mut written = String::new();
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            let name = cmd.get_display_name().unwrap_or(cmd.get_name());
+            let path = dir.join(format!("{name}.1"));
+            std::fs::write(&path, page(cmd)?).map_err(|e| RunError::io(path.display(), e))?;
+            written.push_str(&format!("wrote {}\n", path.display()));
+        }
+        if !quiet {
+            out(&written);
+        }
+        return Ok(());
+    }
+    let cmd = match &args.subcommand {
+        None => &cli,
+        Some(name) => cli.find_subcommand(name).ok_or_else(|| {
+            let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+            RunError::Usage(format!(
+                "man {}: no such subcommand; one of: {}",
+                crate::error::printable(name),
+                names.join(", ")
+            ))
+        })?,
+    };
+    out_bytes(&page(cmd)?);
+    Ok(())
 }
 
 /// `incentives validate`: the loader alone.
@@ -462,25 +536,34 @@ fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
     let started = std::time::Instant::now();
     let bundle = crate::load::load_bundle(&args.input, args.cycle)?;
     if !quiet {
+        use std::fmt::Write as _;
+        let mut text = String::new();
         for f in &bundle.files {
             if f.digest.present {
-                println!(
+                let _ = writeln!(
+                    text,
                     "{:<24} {:>10} read {:>10} accepted {:>8} rejected",
                     f.file, f.digest.rows_read, f.accepted, f.rejected
                 );
             }
         }
         for r in bundle.rejects.iter().take(args.limit) {
-            println!("rejected: {}", crate::error::printable(&r.to_string()));
+            let _ = writeln!(
+                text,
+                "rejected: {}",
+                crate::error::printable(&r.to_string())
+            );
         }
         if bundle.rejects.len() > args.limit {
-            println!("… and {} more", bundle.rejects.len() - args.limit);
+            let _ = writeln!(text, "… and {} more", bundle.rejects.len() - args.limit);
         }
-        println!(
+        let _ = writeln!(
+            text,
             "validated {} in {} ms",
             args.input.display(),
             started.elapsed().as_millis()
         );
+        out(&text);
     }
     if args.strict && !bundle.rejects.is_empty() {
         return Err(RunError::StrictRejects {

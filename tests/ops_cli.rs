@@ -384,3 +384,176 @@ fn control_characters_from_an_input_never_reach_the_terminal() {
         validated.stderr
     );
 }
+
+#[test]
+fn one_man_page_per_subcommand_listing_its_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("man");
+    let wrote = run(incentives().args(["man", "--dir"]).arg(&dir));
+    assert_eq!(wrote.status, 0, "{}", wrote.stderr);
+    let pages: [(&str, &[&str]); 9] = [
+        (
+            "run",
+            &[
+                "cycle",
+                "input",
+                "first\\-cycle",
+                "out",
+                "state",
+                "strict",
+                "format",
+                "quiet",
+            ],
+        ),
+        ("generate", &["lines", "seed", "previous"]),
+        ("validate", &["cycle", "input", "limit"]),
+        ("check", &["rules"]),
+        ("status", &["state"]),
+        ("explain", &["partner", "customer", "line", "limit"]),
+        ("report", &["partner", "output"]),
+        ("completions", &["quiet"]),
+        ("man", &["dir"]),
+    ];
+    for (name, options) in pages {
+        let page = fs::read_to_string(dir.join(format!("incentives-{name}.1"))).unwrap();
+        assert!(
+            page.contains(&format!(".TH incentives-{name} 1")),
+            "{name}: {}",
+            &page[..200.min(page.len())]
+        );
+        assert!(
+            page.contains(&format!("\\fBincentives {name}\\fR")),
+            "{name}: synopsis"
+        );
+        for option in options {
+            assert!(
+                page.contains(&format!("\\fB\\-\\-{option}\\fR")),
+                "incentives-{name}(1) lists --{option}"
+            );
+        }
+        // The same page on stdout.
+        let printed = run(incentives().args(["man", name]));
+        assert_eq!(printed.stdout, page, "{name}");
+    }
+    let main = fs::read_to_string(dir.join("incentives.1")).unwrap();
+    assert!(main.contains(".TH incentives 1") && main.contains("incentives\\-run(1)"));
+}
+
+#[test]
+fn every_subcommand_ends_quietly_on_a_closed_pipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let demo = fixture("demo/2026-10");
+    assert_eq!(common::run_demo(&out, &[]).status, 0);
+    let state = out.join(".state");
+    let s = |p: &Path| p.display().to_string();
+    let commands: Vec<Vec<String>> = vec![
+        vec!["completions".into(), "zsh".into()],
+        vec!["man".into()],
+        vec!["man".into(), "run".into()],
+        vec!["check".into()],
+        vec!["status".into(), "--state".into(), s(&state)],
+        vec![
+            "validate".into(),
+            "--cycle".into(),
+            "2026-10".into(),
+            "--input".into(),
+            s(&demo),
+        ],
+        vec![
+            "explain".into(),
+            "--cycle".into(),
+            "2026-10".into(),
+            "--out".into(),
+            s(&out),
+            "--partner".into(),
+            "SP001".into(),
+        ],
+        vec![
+            "generate".into(),
+            "--cycle".into(),
+            "2026-10".into(),
+            "--lines".into(),
+            "20".into(),
+            "--out".into(),
+            s(&tmp.path().join("gen")),
+        ],
+        vec![
+            "run".into(),
+            "--first-cycle".into(),
+            "--cycle".into(),
+            "2026-10".into(),
+            "--input".into(),
+            s(&demo),
+            "--out".into(),
+            s(&tmp.path().join("out2")),
+            "--state".into(),
+            s(&tmp.path().join("state2")),
+        ],
+    ];
+    for args in commands {
+        // The reading end is closed before the command starts: its first write meets EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_incentives"))
+            .args(&args)
+            .current_dir(common::repo())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("error"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn quiet_prints_nothing_on_success() {
+    let check = run(incentives()
+        .args(["check", "-q"])
+        .current_dir(common::repo()));
+    assert_eq!(
+        (check.status, check.stdout.as_str(), check.stderr.as_str()),
+        (0, "", "")
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let ran = common::run_demo(tmp.path(), &["--quiet"]);
+    assert_eq!(
+        (ran.status, ran.stdout.as_str(), ran.stderr.as_str()),
+        (0, "", "")
+    );
+    let validated = run(incentives()
+        .args(["validate", "-q", "--cycle", "2026-10", "--input"])
+        .arg(fixture("demo/2026-10")));
+    assert_eq!((validated.status, validated.stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn the_readme_says_how_to_install_and_its_links_resolve() {
+    let readme = fs::read_to_string(common::repo().join("README.md")).unwrap();
+    assert!(
+        readme.contains("cargo install --path ."),
+        "how to put incentives on the PATH"
+    );
+    let mut links = 0;
+    for (i, _) in readme.match_indices("](") {
+        let target = &readme[i + 2..];
+        let target = &target[..target.find(')').unwrap()];
+        let path = target.split('#').next().unwrap();
+        if path.is_empty() || path.contains("://") {
+            continue;
+        }
+        // Links stay inside the repository (../shared is not beside every checkout).
+        assert!(!path.starts_with(".."), "{target}: outside the repository");
+        assert!(
+            common::repo().join(path).exists(),
+            "README links to {target}, which is missing"
+        );
+        links += 1;
+    }
+    assert!(links >= 8, "the fixtures are linked ({links} links)");
+}
