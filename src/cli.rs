@@ -357,10 +357,29 @@ fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 pub fn main() -> ExitCode {
     use clap::CommandFactory;
     use std::io::IsTerminal;
-    let cli = Cli::parse();
+    let started = std::time::Instant::now();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error under --log-format json is a JSON line too (help and version are not
+        // errors: they print as they are).
+        Err(e) if e.use_stderr() && wants_json(&argv) => {
+            crate::progress::set_json(true);
+            crate::progress::event(
+                "ERROR",
+                "error",
+                serde_json::json!({ "message": e.render().to_string().trim_end(), "exit_code": exit::USAGE }),
+            );
+            finish(exit::USAGE, started, false);
+            return ExitCode::from(exit::USAGE);
+        }
+        Err(e) => e.exit(),
+    };
+    let json = cli.log_format == LogFormat::Json;
+    crate::progress::set_json(json);
     let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-    let colour = terminal && std::env::var_os("NO_COLOR").is_none();
-    if !cli.quiet && !terminal {
+    let colour = terminal && !json && std::env::var_os("NO_COLOR").is_none();
+    if !cli.quiet && (!terminal || json) {
         let builder = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_target(false)
@@ -372,18 +391,43 @@ pub fn main() -> ExitCode {
     }
     let progress: Box<dyn crate::progress::Progress> = if cli.quiet {
         Box::new(crate::progress::Silent)
-    } else if terminal {
+    } else if terminal && !json {
         Box::new(crate::progress::Bars::new())
     } else {
         Box::new(crate::progress::Logs)
     };
+    if json && !cli.quiet {
+        crate::progress::event(
+            "INFO",
+            "start",
+            serde_json::json!({
+                "command": cli.command.name(),
+                "cycle": cli.command.cycle().map(|c| c.to_string()),
+                "arguments": argv,
+                "version": env!("CARGO_PKG_VERSION"),
+            }),
+        );
+    }
     let quiet = cli.quiet;
     let result = match cli.command {
         Command::Run(args) => args
             .resolve()
             .and_then(|config| run::run(&config, progress.as_ref()))
             .map(|report| {
-                if !quiet {
+                if quiet {
+                } else if json {
+                    if report.rejects > 0 {
+                        crate::progress::event(
+                            "WARN",
+                            "rejects",
+                            serde_json::json!({
+                                "count": report.rejects,
+                                "file": report.published.join("rejects.csv").display().to_string(),
+                            }),
+                        );
+                    }
+                    crate::progress::event("INFO", "summary", summary_json(&report));
+                } else {
                     out(&summary(&report, colour));
                 }
             }),
@@ -440,25 +484,148 @@ pub fn main() -> ExitCode {
         }
         Command::Man(args) => man(&args, quiet),
     };
-    match result {
-        Ok(()) => ExitCode::from(exit::SUCCESS),
+    let code = match result {
+        Ok(()) => exit::SUCCESS,
         Err(e) => {
             // A message may quote an input's header or a command-line value. A closed stderr
             // leaves the exit code to say it.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: {}",
-                crate::error::printable(&e.to_string())
-            );
-            ExitCode::from(e.exit_code())
+            let message = crate::error::printable(&e.to_string()).into_owned();
+            if json {
+                crate::progress::event(
+                    "ERROR",
+                    "error",
+                    serde_json::json!({ "message": message, "exit_code": e.exit_code() }),
+                );
+            } else {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "error: {message}");
+            }
+            e.exit_code()
+        }
+    };
+    finish(code, started, quiet);
+    ExitCode::from(code)
+}
+
+/// Whether the command line asks for JSON logs (read before clap has accepted it).
+fn wants_json(argv: &[String]) -> bool {
+    argv.iter().any(|a| a == "--log-format=json")
+        || argv
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
+}
+
+/// The last JSON line: the exit code and the time taken.
+fn finish(code: u8, started: std::time::Instant, quiet: bool) {
+    if crate::progress::json() && !quiet {
+        crate::progress::event(
+            if code == exit::SUCCESS {
+                "INFO"
+            } else {
+                "ERROR"
+            },
+            "finish",
+            serde_json::json!({
+                "exit_code": code,
+                "elapsed_ms": started.elapsed().as_millis() as u64,
+            }),
+        );
+    }
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "run",
+            Command::Generate(_) => "generate",
+            Command::Validate(_) => "validate",
+            Command::Check(_) => "check",
+            Command::Status(_) => "status",
+            Command::Explain(_) => "explain",
+            Command::Report(_) => "report",
+            Command::Completions { .. } => "completions",
+            Command::Man(_) => "man",
         }
     }
+
+    /// The bill cycle the command works on, if it names one.
+    fn cycle(&self) -> Option<Cycle> {
+        match self {
+            Command::Run(a) => Some(a.cycle),
+            Command::Generate(a) => a.cycle,
+            Command::Validate(a) => Some(a.cycle),
+            Command::Explain(a) => Some(a.cycle),
+            Command::Report(a) => Some(a.cycle),
+            _ => None,
+        }
+    }
+}
+
+/// The run's summary as one JSON object's members (amounts as exact decimal strings).
+fn summary_json(report: &RunReport) -> serde_json::Value {
+    use std::collections::BTreeMap;
+    let money = |m: &BTreeMap<String, rust_decimal::Decimal>| -> BTreeMap<String, String> {
+        m.iter().map(|(c, a)| (c.clone(), a.to_string())).collect()
+    };
+    let counted = |m: &BTreeMap<String, (rust_decimal::Decimal, u64)>| -> serde_json::Value {
+        m.iter()
+            .map(|(c, (a, n))| {
+                (
+                    c.clone(),
+                    serde_json::json!({ "amount": a.to_string(), "count": n }),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let s = &report.summary;
+    let credited: BTreeMap<&String, BTreeMap<String, String>> = s
+        .credited
+        .iter()
+        .map(|(c, levers)| (c, money(levers)))
+        .collect();
+    serde_json::json!({
+        "cycle": report.cycle.to_string(),
+        "lines_read": report.lines_read,
+        "lines_accepted": report.lines_accepted,
+        "lines_rejected": report.lines_rejected,
+        "rejects": report.rejects,
+        "partners": report.partners,
+        "ruleset": report.ruleset_name,
+        "ruleset_hash": report.ruleset_hash,
+        "ledger_rows": report.ledger_rows,
+        "carried_in_rows": report.carried_in_rows,
+        "credited": credited,
+        "credited_next_cycle": money(&s.deferred),
+        "vouchers_deducted": money(&s.vouchers_deducted),
+        "vouchers_expired": money(&s.vouchers_expired),
+        "incentive_expired": money(&s.incentive_expired),
+        "subsidies": counted(&s.subsidies),
+        "withdrawals": counted(&s.withdrawn),
+        "pending_withdrawals": s.pending_withdrawals,
+        "explanation_rows": s.explanation_rows,
+        "outputs": report.published.display().to_string(),
+        "elapsed_ms": report.elapsed_ms as u64,
+    })
 }
 
 /// Writes `text` to stdout. A closed pipe (`| head`) ends the output quietly: the reader has
 /// what it wanted, and the exit code stays the command's.
 fn out(text: &str) {
+    if crate::progress::json() {
+        // Under --log-format json every line is a JSON object, output included.
+        let mut lines = String::new();
+        for line in text.lines() {
+            lines.push_str(&crate::progress::event_line(
+                "INFO",
+                "output",
+                serde_json::json!({ "line": line }),
+            ));
+            lines.push('\n');
+        }
+        return out_bytes(lines.as_bytes());
+    }
     out_bytes(text.as_bytes());
 }
 

@@ -86,7 +86,7 @@ fn fault_point(phase: &str) {
         std::process::abort();
     }
     if std::env::var("INCENTIVES_PAUSE_AT").is_ok_and(|p| p == phase) {
-        eprintln!("paused at {phase}");
+        crate::progress::note("INFO", &format!("paused at {phase}"));
         std::thread::sleep(std::time::Duration::from_secs(60));
     }
 }
@@ -96,9 +96,12 @@ fn finish_publications(state: &StateStore) -> Result<(), RunError> {
     for p in state.pending_publications()? {
         write::publish(&p.out_root, p.cycle, &p.staged)?;
         state.published(p.cycle)?;
-        eprintln!(
-            "note: finished publishing {} (a run was interrupted after its commit)",
-            p.cycle
+        crate::progress::note(
+            "WARN",
+            &format!(
+                "note: finished publishing {} (a run was interrupted after its commit)",
+                p.cycle
+            ),
         );
     }
     Ok(())
@@ -147,10 +150,13 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
 
     if config.strict && !bundle.rejects.is_empty() {
         for reject in bundle.rejects.iter().take(STRICT_REJECTS_SHOWN) {
-            eprintln!("rejected: {}", crate::error::printable(&reject.to_string()));
+            crate::progress::note("WARN", &format!("rejected: {reject}"));
         }
         if bundle.rejects.len() > STRICT_REJECTS_SHOWN {
-            eprintln!("… and {} more", bundle.rejects.len() - STRICT_REJECTS_SHOWN);
+            crate::progress::note(
+                "WARN",
+                &format!("… and {} more", bundle.rejects.len() - STRICT_REJECTS_SHOWN),
+            );
         }
         return Err(RunError::StrictRejects {
             count: bundle.rejects.len(),
@@ -224,7 +230,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     phases.insert("balances", balances_started.elapsed().as_millis());
     if config.strict && !rejects.is_empty() {
         for reject in rejects.iter().take(STRICT_REJECTS_SHOWN) {
-            eprintln!("rejected: {}", crate::error::printable(&reject.to_string()));
+            crate::progress::note("WARN", &format!("rejected: {reject}"));
         }
         return Err(RunError::StrictRejects {
             count: rejects.len(),

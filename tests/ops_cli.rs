@@ -557,3 +557,86 @@ fn the_readme_says_how_to_install_and_its_links_resolve() {
     }
     assert!(links >= 8, "the fixtures are linked ({links} links)");
 }
+
+/// Every line of `text` as a JSON object with a timestamp.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+            assert!(value["timestamp"].is_string(), "no timestamp: {line}");
+            value
+        })
+        .collect()
+}
+
+#[test]
+fn log_format_json_writes_only_json_lines_from_start_to_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Rejected rows without --strict: a warning counting them.
+    let ran = common::run_first_cycle(
+        &fixture("bad/duplicate_id"),
+        tmp.path(),
+        &["--log-format", "json"],
+    );
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    let (stdout, stderr) = (json_lines(&ran.stdout), json_lines(&ran.stderr));
+    let all: Vec<&serde_json::Value> = stderr.iter().chain(&stdout).collect();
+    let events: Vec<&str> = all.iter().filter_map(|v| v["event"].as_str()).collect();
+    assert_eq!(stderr[0]["event"], "start");
+    assert_eq!(stderr[0]["cycle"], "2026-10");
+    assert_eq!(stderr[0]["arguments"][0], "run");
+    let phases = stderr
+        .iter()
+        .filter(|v| v["fields"]["message"] == "phase finished")
+        .count();
+    assert!(phases >= 5, "{}", ran.stderr);
+    let rejects = all
+        .iter()
+        .find(|v| v["event"] == "rejects")
+        .expect("a warning of rejects");
+    assert_eq!(
+        (rejects["level"].as_str(), rejects["count"].as_u64()),
+        (Some("WARN"), Some(4))
+    );
+    let summary = all
+        .iter()
+        .find(|v| v["event"] == "summary")
+        .expect("the summary");
+    assert_eq!(summary["lines_read"], 4);
+    assert_eq!(summary["credited"]["CNY"]["resale_base"], "16.00");
+    let finish = all.last().unwrap();
+    assert_eq!(
+        (finish["event"].as_str(), finish["exit_code"].as_u64()),
+        (Some("finish"), Some(0))
+    );
+    assert!(finish["elapsed_ms"].is_u64());
+    assert!(events.contains(&"summary"));
+
+    // A failure: the rejected rows under --strict, the error, and a finish with exit 3.
+    let failed = common::run_first_cycle(
+        &fixture("bad/duplicate_id"),
+        &tmp.path().join("strict"),
+        &["--log-format", "json", "--strict"],
+    );
+    assert_eq!(failed.status, 3);
+    assert_eq!(failed.stdout, "");
+    let lines = json_lines(&failed.stderr);
+    assert!(lines.iter().any(|v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("rejected: "))
+    }));
+    let error = lines
+        .iter()
+        .find(|v| v["event"] == "error")
+        .expect("the error");
+    assert_eq!(error["exit_code"], 3);
+    assert_eq!(lines.last().unwrap()["exit_code"], 3);
+
+    // A usage error clap finds.
+    let usage = run(incentives().args(["run", "--log-format", "json", "--bogus"]));
+    assert_eq!(usage.status, 2);
+    let lines = json_lines(&usage.stderr);
+    assert_eq!(lines[0]["event"], "error");
+}
