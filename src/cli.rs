@@ -88,8 +88,19 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 
-    /// Print the man page (roff): `incentives man > incentives.1`.
-    Man,
+    /// Print a man page (roff): `incentives man > incentives.1`, `incentives man run >
+    /// incentives-run.1`; or write every page, one per subcommand, with --dir.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (incentives-<SUBCOMMAND>(1)); default: incentives(1).
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
+    /// Write incentives.1 and incentives-<subcommand>.1 for every subcommand into this folder.
+    #[arg(long, value_name = "DIR", conflicts_with = "subcommand")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -314,12 +325,9 @@ pub struct RunArgs {
 impl RunArgs {
     /// Checks what clap cannot and turns the arguments into a run's configuration.
     pub fn resolve(self) -> Result<RunConfig, RunError> {
-        if !self.input.is_dir() {
-            return Err(RunError::Usage(format!(
-                "--input {}: no such folder; it must hold the cycle's CSV exports",
-                self.input.display()
-            )));
-        }
+        check_input(&self.input)?;
+        RunError::check_folder("--out", &self.out, "OUT/<cycle> is published in it")?;
+        RunError::check_folder("--state", &self.state, "it holds state.db and the lock")?;
         if let Some(n) = self.threads {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n.get())
@@ -353,10 +361,29 @@ fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 pub fn main() -> ExitCode {
     use clap::CommandFactory;
     use std::io::IsTerminal;
-    let cli = Cli::parse();
+    let started = std::time::Instant::now();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error under --log-format json is a JSON line too (help and version are not
+        // errors: they print as they are).
+        Err(e) if e.use_stderr() && wants_json(&argv) => {
+            crate::progress::set_json(true);
+            crate::progress::event(
+                "ERROR",
+                "error",
+                serde_json::json!({ "message": e.render().to_string().trim_end(), "exit_code": exit::USAGE }),
+            );
+            finish(exit::USAGE, started, false);
+            return ExitCode::from(exit::USAGE);
+        }
+        Err(e) => e.exit(),
+    };
+    let json = cli.log_format == LogFormat::Json;
+    crate::progress::set_json(json);
     let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-    let colour = terminal && std::env::var_os("NO_COLOR").is_none();
-    if !cli.quiet && !terminal {
+    let colour = terminal && !json && std::env::var_os("NO_COLOR").is_none();
+    if !cli.quiet && (!terminal || json) {
         let builder = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_target(false)
@@ -368,25 +395,50 @@ pub fn main() -> ExitCode {
     }
     let progress: Box<dyn crate::progress::Progress> = if cli.quiet {
         Box::new(crate::progress::Silent)
-    } else if terminal {
+    } else if terminal && !json {
         Box::new(crate::progress::Bars::new())
     } else {
         Box::new(crate::progress::Logs)
     };
+    if json && !cli.quiet {
+        crate::progress::event(
+            "INFO",
+            "start",
+            serde_json::json!({
+                "command": cli.command.name(),
+                "cycle": cli.command.cycle().map(|c| c.to_string()),
+                "arguments": argv,
+                "version": env!("CARGO_PKG_VERSION"),
+            }),
+        );
+    }
     let quiet = cli.quiet;
     let result = match cli.command {
         Command::Run(args) => args
             .resolve()
             .and_then(|config| run::run(&config, progress.as_ref()))
             .map(|report| {
-                if !quiet {
-                    print!("{}", summary(&report, colour));
+                if quiet {
+                } else if json {
+                    if report.rejects > 0 {
+                        crate::progress::event(
+                            "WARN",
+                            "rejects",
+                            serde_json::json!({
+                                "count": report.rejects,
+                                "file": report.published.join("rejects.csv").display().to_string(),
+                            }),
+                        );
+                    }
+                    crate::progress::event("INFO", "summary", summary_json(&report));
+                } else {
+                    out(&summary(&report, colour));
                 }
             }),
         Command::Generate(args) => args.resolve().and_then(|config| {
             for dir in generate::generate(&config)? {
                 if !quiet {
-                    println!("wrote {}", dir.display());
+                    out(&format!("wrote {}\n", dir.display()));
                 }
             }
             Ok(())
@@ -395,12 +447,16 @@ pub fn main() -> ExitCode {
         Command::Check(args) => crate::rules::load_rules(&args.rules)
             .map(|set| {
                 for warning in &set.warnings {
-                    eprintln!("warning: {warning}");
+                    crate::progress::note("warn", &format!("warning: {warning}"));
                 }
-                print!("{}", crate::rules::summary(&set))
+                if !quiet {
+                    out(&crate::rules::summary(&set));
+                }
             })
             .map_err(RunError::Rules),
-        Command::Status(args) => crate::state::status(&args.state).map(|text| print!("{text}")),
+        Command::Status(args) => {
+            crate::state::status(&args.state).map(|text| out(&crate::error::printable(&text)))
+        }
         Command::Explain(args) => crate::explain::view::render(
             &args.out.join(args.cycle.to_string()),
             &args.partner,
@@ -408,7 +464,7 @@ pub fn main() -> ExitCode {
             args.line.as_deref(),
             args.limit,
         )
-        .map(|text| print!("{text}")),
+        .map(|text| out(&text)),
         Command::Report(args) => {
             let output = args
                 .output
@@ -422,63 +478,268 @@ pub fn main() -> ExitCode {
             )
             .map(|()| {
                 if !quiet {
-                    println!("wrote {}", output.display());
+                    out(&format!("wrote {}\n", output.display()));
                 }
             })
         }
         Command::Import(args) => crate::import::args::run(args, quiet),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "incentives",
-                &mut std::io::stdout(),
-            );
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "incentives", &mut script);
+            out_bytes(&script);
             Ok(())
         }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .map_err(|e| RunError::Io(format!("man page: {e}"))),
+        Command::Man(args) => man(&args, quiet),
     };
-    match result {
-        Ok(()) => ExitCode::from(exit::SUCCESS),
+    let code = match result {
+        Ok(()) => exit::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
+            // A message may quote an input's header or a command-line value. A closed stderr
+            // leaves the exit code to say it.
+            let message = crate::error::printable(&e.to_string()).into_owned();
+            if json {
+                crate::progress::event(
+                    "ERROR",
+                    "error",
+                    serde_json::json!({ "message": message, "exit_code": e.exit_code() }),
+                );
+            } else {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "error: {message}");
+            }
+            e.exit_code()
+        }
+    };
+    finish(code, started, quiet);
+    ExitCode::from(code)
+}
+
+/// Whether the command line asks for JSON logs (read before clap has accepted it).
+fn wants_json(argv: &[String]) -> bool {
+    argv.iter().any(|a| a == "--log-format=json")
+        || argv
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
+}
+
+/// The last JSON line: the exit code and the time taken.
+fn finish(code: u8, started: std::time::Instant, quiet: bool) {
+    if crate::progress::json() && !quiet {
+        crate::progress::event(
+            if code == exit::SUCCESS {
+                "INFO"
+            } else {
+                "ERROR"
+            },
+            "finish",
+            serde_json::json!({
+                "exit_code": code,
+                "elapsed_ms": started.elapsed().as_millis() as u64,
+            }),
+        );
+    }
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "run",
+            Command::Generate(_) => "generate",
+            Command::Validate(_) => "validate",
+            Command::Check(_) => "check",
+            Command::Status(_) => "status",
+            Command::Explain(_) => "explain",
+            Command::Report(_) => "report",
+            Command::Import(_) => "import",
+            Command::Completions { .. } => "completions",
+            Command::Man(_) => "man",
+        }
+    }
+
+    /// The bill cycle the command works on, if it names one.
+    fn cycle(&self) -> Option<Cycle> {
+        match self {
+            Command::Run(a) => Some(a.cycle),
+            Command::Generate(a) => a.cycle,
+            Command::Validate(a) => Some(a.cycle),
+            Command::Explain(a) => Some(a.cycle),
+            Command::Report(a) => Some(a.cycle),
+            _ => None,
         }
     }
 }
 
+/// The run's summary as one JSON object's members (amounts as exact decimal strings).
+fn summary_json(report: &RunReport) -> serde_json::Value {
+    use std::collections::BTreeMap;
+    let money = |m: &BTreeMap<String, rust_decimal::Decimal>| -> BTreeMap<String, String> {
+        m.iter().map(|(c, a)| (c.clone(), a.to_string())).collect()
+    };
+    let counted = |m: &BTreeMap<String, (rust_decimal::Decimal, u64)>| -> serde_json::Value {
+        m.iter()
+            .map(|(c, (a, n))| {
+                (
+                    c.clone(),
+                    serde_json::json!({ "amount": a.to_string(), "count": n }),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let s = &report.summary;
+    let credited: BTreeMap<&String, BTreeMap<String, String>> = s
+        .credited
+        .iter()
+        .map(|(c, levers)| (c, money(levers)))
+        .collect();
+    serde_json::json!({
+        "cycle": report.cycle.to_string(),
+        "lines_read": report.lines_read,
+        "lines_accepted": report.lines_accepted,
+        "lines_rejected": report.lines_rejected,
+        "rejects": report.rejects,
+        "partners": report.partners,
+        "ruleset": report.ruleset_name,
+        "ruleset_hash": report.ruleset_hash,
+        "ledger_rows": report.ledger_rows,
+        "carried_in_rows": report.carried_in_rows,
+        "credited": credited,
+        "credited_next_cycle": money(&s.deferred),
+        "vouchers_deducted": money(&s.vouchers_deducted),
+        "vouchers_expired": money(&s.vouchers_expired),
+        "incentive_expired": money(&s.incentive_expired),
+        "subsidies": counted(&s.subsidies),
+        "withdrawals": counted(&s.withdrawn),
+        "pending_withdrawals": s.pending_withdrawals,
+        "explanation_rows": s.explanation_rows,
+        "outputs": report.published.display().to_string(),
+        "elapsed_ms": report.elapsed_ms as u64,
+    })
+}
+
+/// Writes `text` to stdout. A closed pipe (`| head`) ends the output quietly: the reader has
+/// what it wanted, and the exit code stays the command's.
+fn out(text: &str) {
+    if crate::progress::json() {
+        // Under --log-format json every line is a JSON object, output included.
+        let mut lines = String::new();
+        for line in text.lines() {
+            lines.push_str(&crate::progress::event_line(
+                "INFO",
+                "output",
+                serde_json::json!({ "line": line }),
+            ));
+            lines.push('\n');
+        }
+        return out_bytes(lines.as_bytes());
+    }
+    out_bytes(text.as_bytes());
+}
+
+fn out_bytes(bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
+}
+
+/// `incentives man`: one page on stdout, or every page (one per subcommand) into a folder.
+fn man(args: &ManArgs, quiet: bool) -> Result<(), RunError> {
+    use clap::CommandFactory;
+    // Built, the subcommands are named `incentives-run` (the page) and `incentives run` (the
+    // synopsis), and carry the global options.
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let page = |cmd: &clap::Command| -> Result<Vec<u8>, RunError> {
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .source(format!("incentives {}", env!("CARGO_PKG_VERSION")))
+            .render(&mut roff)
+            .map_err(|e| RunError::Io(format!("man page: {e}")))?;
+        Ok(roff)
+    };
+    if let Some(dir) = &args.dir {
+        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir.display(), e))?;
+        let mut written = String::new();
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            let name = cmd.get_display_name().unwrap_or(cmd.get_name());
+            let path = dir.join(format!("{name}.1"));
+            std::fs::write(&path, page(cmd)?).map_err(|e| RunError::io(path.display(), e))?;
+            written.push_str(&format!("wrote {}\n", path.display()));
+        }
+        if !quiet {
+            out(&written);
+        }
+        return Ok(());
+    }
+    let cmd = match &args.subcommand {
+        None => &cli,
+        Some(name) => cli.find_subcommand(name).ok_or_else(|| {
+            let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+            RunError::Usage(format!(
+                "man {}: no such subcommand; one of: {}",
+                crate::error::printable(name),
+                names.join(", ")
+            ))
+        })?,
+    };
+    out_bytes(&page(cmd)?);
+    Ok(())
+}
+
 /// `incentives validate`: the loader alone.
-fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
-    if !args.input.is_dir() {
+/// `--input` must be the folder of the cycle's exports.
+fn check_input(input: &std::path::Path) -> Result<(), RunError> {
+    if input.is_file() {
+        return Err(RunError::not_a_folder(
+            "--input",
+            input,
+            "the one holding the cycle's CSV exports, e.g. exports/2026-10",
+        ));
+    }
+    if !input.is_dir() {
         return Err(RunError::Usage(format!(
             "--input {}: no such folder; it must hold the cycle's CSV exports",
-            args.input.display()
+            input.display()
         )));
     }
+    Ok(())
+}
+
+fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
+    check_input(&args.input)?;
     let started = std::time::Instant::now();
     let bundle = crate::load::load_bundle(&args.input, args.cycle)?;
     if !quiet {
+        use std::fmt::Write as _;
+        let mut text = String::new();
         for f in &bundle.files {
             if f.digest.present {
-                println!(
+                let _ = writeln!(
+                    text,
                     "{:<24} {:>10} read {:>10} accepted {:>8} rejected",
                     f.file, f.digest.rows_read, f.accepted, f.rejected
                 );
             }
         }
         for r in bundle.rejects.iter().take(args.limit) {
-            println!("rejected: {r}");
+            let _ = writeln!(
+                text,
+                "rejected: {}",
+                crate::error::printable(&r.to_string())
+            );
         }
         if bundle.rejects.len() > args.limit {
-            println!("… and {} more", bundle.rejects.len() - args.limit);
+            let _ = writeln!(text, "… and {} more", bundle.rejects.len() - args.limit);
         }
-        println!(
+        let _ = writeln!(
+            text,
             "validated {} in {} ms",
             args.input.display(),
             started.elapsed().as_millis()
         );
+        out(&text);
     }
     if args.strict && !bundle.rejects.is_empty() {
         return Err(RunError::StrictRejects {

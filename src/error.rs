@@ -27,6 +27,19 @@ pub enum StructuralError {
         column: &'static str,
         header: String,
     },
+    #[error(
+        "{file}: not found under that name, but {dir} holds `{found}`: rename it to `{file}` (file names are matched exactly) and run again"
+    )]
+    OtherCase {
+        file: &'static str,
+        found: String,
+        dir: PathBuf,
+    },
+    #[error(
+        "{file}: line 1: the columns are separated by `{}`, not `,`: export the file again as comma-separated CSV (in Excel: \"CSV UTF-8 (Comma delimited)\") and run again",
+        .separator.escape_default()
+    )]
+    Separator { file: &'static str, separator: char },
     #[error("{file}: line 1: column `{column}` appears twice in the header")]
     DuplicateColumn { file: &'static str, column: String },
     #[error("{file}: the file is empty; a header row is required")]
@@ -47,12 +60,42 @@ pub enum StructuralError {
         row: u64,
         message: String,
     },
+    /// A quoted field spanning lines where no column holds a line break, a quote open at the
+    /// end of the file, or a `name` that swallowed whole records (SPEC §2).
+    #[error("{file}: line {line}, column {column}: stray quote: {detail}")]
+    StrayQuote {
+        file: &'static str,
+        /// The line where the field opened.
+        line: u64,
+        column: String,
+        /// Lines swallowed into the one cell, the opening one included.
+        lines: u64,
+        detail: String,
+    },
     #[error("{file}: cannot read: {message}")]
     Io { file: &'static str, message: String },
     #[error(
         "{file}: more than {max} records; one run reads at most that many (rows are numbered in 32 bits): split the export"
     )]
     TooManyRecords { file: &'static str, max: u64 },
+}
+
+/// `text` with every control character but the line feed escaped (`\u{1b}`, `\r`, `\t`): what
+/// came from an input file or a command line cannot move a terminal's cursor or recolour it.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Why a run stopped.
@@ -85,6 +128,42 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// Checks a folder given for `flag` that a run writes into (created if missing): neither it
+    /// nor the nearest of its parents that exists may be a file (exit 2). Made before any input
+    /// is read, so a month's load is not spent on a run that cannot write.
+    pub fn check_folder(flag: &str, path: &std::path::Path, what: &str) -> Result<(), RunError> {
+        let mut at = Some(path);
+        while let Some(p) = at {
+            // An empty parent of a relative path is the current folder.
+            if p.as_os_str().is_empty() {
+                break;
+            }
+            if let Ok(meta) = std::fs::metadata(p) {
+                if meta.is_dir() {
+                    return Ok(());
+                }
+                if p == path {
+                    return Err(RunError::not_a_folder(flag, path, what));
+                }
+                return Err(RunError::Usage(format!(
+                    "{flag} {}: cannot be created: {} is a file, where a folder must be ({what}); pass another folder",
+                    path.display(),
+                    p.display()
+                )));
+            }
+            at = p.parent();
+        }
+        Ok(())
+    }
+
+    /// A path given for `flag` that is a file where a folder must be, or the reverse (exit 2).
+    pub fn not_a_folder(flag: &str, path: &std::path::Path, what: &str) -> RunError {
+        RunError::Usage(format!(
+            "{flag} {}: is a file, where a folder must be ({what}): pass a folder, or move the file away",
+            path.display()
+        ))
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Usage(_) | RunError::Rules(_) => exit::USAGE,
@@ -99,5 +178,17 @@ impl RunError {
 
     pub fn io(context: impl std::fmt::Display, err: std::io::Error) -> RunError {
         RunError::Io(format!("{context}: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters_but_line_feeds() {
+        assert_eq!(super::printable("a\nb"), "a\nb");
+        assert_eq!(
+            super::printable("x\u{1b}[2Jy\r\tz\u{7f}\u{9b}"),
+            "x\\u{1b}[2Jy\\r\\tz\\u{7f}\\u{9b}"
+        );
     }
 }

@@ -94,3 +94,49 @@ impl Progress for Logs {
         );
     }
 }
+
+/// Whether every line written to stdout and stderr is a JSON object (`--log-format json`).
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_json(on: bool) {
+    JSON.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn json() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// One JSON log line (no newline): `timestamp`, `level`, `event`, then `fields`' members.
+pub fn event_line(level: &str, event: &str, fields: serde_json::Value) -> String {
+    let mut object = serde_json::Map::new();
+    object.insert(
+        "timestamp".into(),
+        chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .into(),
+    );
+    object.insert("level".into(), level.into());
+    object.insert("event".into(), event.into());
+    if let serde_json::Value::Object(fields) = fields {
+        object.extend(fields);
+    }
+    serde_json::Value::Object(object).to_string()
+}
+
+/// Writes one JSON event to stderr (a closed stderr is ignored: the exit code tells).
+pub fn event(level: &str, event: &str, fields: serde_json::Value) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{}", event_line(level, event, fields));
+}
+
+/// A line for the operator on stderr (a note, a rejected row, a warning): as it is, or as a JSON
+/// event with the text as `message` under `--log-format json`.
+pub fn note(level: &str, text: &str) {
+    use std::io::Write as _;
+    let text = crate::error::printable(text);
+    if json() {
+        event(level, "message", serde_json::json!({ "message": text }));
+    } else {
+        let _ = writeln!(std::io::stderr(), "{text}");
+    }
+}

@@ -86,7 +86,7 @@ fn fault_point(phase: &str) {
         std::process::abort();
     }
     if std::env::var("INCENTIVES_PAUSE_AT").is_ok_and(|p| p == phase) {
-        eprintln!("paused at {phase}");
+        crate::progress::note("INFO", &format!("paused at {phase}"));
         std::thread::sleep(std::time::Duration::from_secs(60));
     }
 }
@@ -96,9 +96,12 @@ fn finish_publications(state: &StateStore) -> Result<(), RunError> {
     for p in state.pending_publications()? {
         write::publish(&p.out_root, p.cycle, &p.staged)?;
         state.published(p.cycle)?;
-        eprintln!(
-            "note: finished publishing {} (a run was interrupted after its commit)",
-            p.cycle
+        crate::progress::note(
+            "WARN",
+            &format!(
+                "note: finished publishing {} (a run was interrupted after its commit)",
+                p.cycle
+            ),
         );
     }
     Ok(())
@@ -112,7 +115,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     // A rule set that fails its check stops the run before anything else.
     let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
     for warning in &rule_set.warnings {
-        eprintln!("warning: {warning}");
+        crate::progress::note("warn", &format!("warning: {warning}"));
     }
     let mut state = StateStore::open(&config.state)?;
     finish_publications(&state)?;
@@ -150,10 +153,13 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
 
     if config.strict && !bundle.rejects.is_empty() {
         for reject in bundle.rejects.iter().take(STRICT_REJECTS_SHOWN) {
-            eprintln!("rejected: {reject}");
+            crate::progress::note("WARN", &format!("rejected: {reject}"));
         }
         if bundle.rejects.len() > STRICT_REJECTS_SHOWN {
-            eprintln!("… and {} more", bundle.rejects.len() - STRICT_REJECTS_SHOWN);
+            crate::progress::note(
+                "WARN",
+                &format!("… and {} more", bundle.rejects.len() - STRICT_REJECTS_SHOWN),
+            );
         }
         return Err(RunError::StrictRejects {
             count: bundle.rejects.len(),
@@ -210,6 +216,10 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     );
     let matched = vouchers::match_vouchers(&bundle, &rule_set, config.cycle, &voucher_states);
     evaluation.order_journal(&bundle, &rule_set);
+    let files = load::with_later_rejects(
+        &bundle.files,
+        voucher_rejects.iter().chain(&settled.rejects),
+    );
     let mut rejects = bundle.rejects.clone();
     rejects.extend(voucher_rejects);
     rejects.extend(settled.rejects.iter().cloned());
@@ -223,7 +233,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     phases.insert("balances", balances_started.elapsed().as_millis());
     if config.strict && !rejects.is_empty() {
         for reject in rejects.iter().take(STRICT_REJECTS_SHOWN) {
-            eprintln!("rejected: {reject}");
+            crate::progress::note("WARN", &format!("rejected: {reject}"));
         }
         return Err(RunError::StrictRejects {
             count: rejects.len(),
@@ -326,7 +336,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             config.cycle,
             config.first_cycle,
             &rule_set,
-            &bundle.files,
+            &files,
             totals,
             rejects.len(),
             written,

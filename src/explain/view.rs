@@ -37,7 +37,8 @@ pub fn read(path: &Path) -> Result<Vec<Row>, RunError> {
             headers
                 .iter()
                 .zip(record.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
+                // Cells are shown on a terminal: no control character from a file reaches it.
+                .map(|(h, v)| (h.to_string(), crate::error::printable(v).into_owned()))
                 .collect(),
         );
     }
@@ -238,4 +239,17 @@ pub fn render(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cells_read_for_the_terminal_have_control_characters_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("explanations.csv");
+        std::fs::write(&path, "partner_id,explanation\nSP1,\"a\u{1b}[31mred\rb\"\n").unwrap();
+        let rows = super::read(&path).unwrap();
+        assert_eq!(rows[0]["explanation"], "a\\u{1b}[31mred\\rb");
+        assert_eq!(rows[0]["partner_id"], "SP1");
+    }
 }

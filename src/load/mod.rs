@@ -99,6 +99,26 @@ pub struct FileReport {
     pub rejected: u64,
 }
 
+/// The file reports with the rows rejected after loading (against the state: an opening
+/// balance after the first cycle, a voucher's opening balance, an over-withdrawal) moved from
+/// accepted to rejected, so that rows read = accepted + rejected for every file (SPEC §2).
+pub fn with_later_rejects<'a>(
+    files: &[FileReport],
+    rejects: impl IntoIterator<Item = &'a Reject>,
+) -> Vec<FileReport> {
+    let mut files = files.to_vec();
+    // A row counts once, whatever number of later faults it has.
+    let rows: std::collections::BTreeSet<(&str, u64)> =
+        rejects.into_iter().map(|r| (r.file, r.row)).collect();
+    for (file, _) in rows {
+        if let Some(f) = files.iter_mut().find(|f| f.file == file) {
+            f.accepted = f.accepted.saturating_sub(1);
+            f.rejected += 1;
+        }
+    }
+    files
+}
+
 /// The accepted partners, by id.
 #[derive(Debug, Default)]
 pub struct Partners {
@@ -706,19 +726,132 @@ mod tests {
 
     #[test]
     fn rows_are_records_not_lines() {
-        // A quoted field spanning two lines: the next record is still row 3.
-        let lines = format!(
-            "{HEADER}L1,2026-10,SP1,C1,resale,cn,\"hws.service\ntype\",on_demand,usage,2026-10-05T10:00:00Z,,1,1,CNY\n\
-             L2,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,on_demand,usage,2026-10-05T10:00:00Z,,1,oops,CNY\n"
-        );
-        let dir = bundle(&[("partners.csv", PARTNERS), ("bill_lines.csv", &lines)]);
+        // A partner's name spanning two lines (the one column that may): the next record is
+        // still row 3.
+        let partners = "partner_id,name,partner_type,business_region,market,programme,joined_on,exited_on\n\
+            SP1,\"Alpha\nTrading Co\",solution_provider,cn,cn,solution_provider,2024-01-01,\n\
+            SP2,Beta,solution_provider,cn,cn,solution_provider,2024-01-01,oops\n";
+        let dir = bundle(&[("partners.csv", partners), ("bill_lines.csv", HEADER)]);
         let b = load_bundle(dir.path(), cycle()).unwrap();
+        assert_eq!(b.partners.len(), 1);
+        assert_eq!(b.partners.at(PartnerIdx(0)).name, "Alpha\nTrading Co");
         assert_eq!(b.rejects.len(), 1);
+        assert_eq!((b.rejects[0].row, b.rejects[0].column), (3, "exited_on"));
+    }
+
+    fn line(i: usize) -> String {
+        format!(
+            "L{i},2026-10,SP1,C1,resale,cn,hws.service.type.ec2,on_demand,usage,2026-10-05T10:00:00Z,,1,1,CNY\n"
+        )
+    }
+
+    /// The stray quote a bundle's load stops at: (file, line, column, lines swallowed).
+    fn stray(files: &[(&str, &str)], sizes: Sizes) -> (&'static str, u64, String, u64, String) {
+        let dir = bundle(files);
+        let result = match files.iter().any(|(f, _)| *f == "partners.csv") {
+            true => load_bundle(dir.path(), cycle()).map(|_| ()),
+            false => read_file_with::<bill_lines::Column, _, _, (), _, _>(
+                dir.path(),
+                sizes,
+                |row, _| Ok::<u64, ()>(row.number),
+                &mut |_, _| {},
+            )
+            .map(|_| ()),
+        };
+        match result {
+            Err(StructuralError::StrayQuote {
+                file,
+                line,
+                column,
+                lines,
+                detail,
+            }) => (file, line, column, lines, detail),
+            other => panic!("expected a stray quote, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stray_quote_in_bill_lines_stops_the_load_naming_where_it_opened() {
+        // A `"` before row 442's customer_id in a 2,000-line file: it opens a field that runs to
+        // the end, 1,559 lines (442 to 2000). Windows of 4 KiB: found far from the first one.
+        let quoted_at = |rows: &[usize]| {
+            let mut lines = String::from(HEADER);
+            for i in 2..=2000 {
+                let text = line(i);
+                if rows.contains(&i) {
+                    lines.push_str(&text.replace("SP1,C1", "SP1,\"C1"));
+                } else {
+                    lines.push_str(&text);
+                }
+            }
+            lines
+        };
+        let lines = quoted_at(&[442]);
+        let small = Sizes {
+            window: 4096,
+            block: 512,
+            ..Sizes::default()
+        };
+        for sizes in [small, Sizes::default()] {
+            let (file, at, column, swallowed, detail) = stray(&[("bill_lines.csv", &lines)], sizes);
+            assert_eq!(
+                (file, at, column.as_str(), swallowed),
+                ("bill_lines.csv", 442, "customer_id", 1559)
+            );
+            assert!(detail.contains("end of the file (line 2000)"), "{detail}");
+        }
+        // Closed again further down (a quote at the start of row 450's customer_id): still
+        // stray, 9 lines.
+        let closed = quoted_at(&[442, 450]);
+        let (_, at, _, swallowed, detail) = stray(&[("bill_lines.csv", &closed)], small);
+        assert_eq!((at, swallowed), (442, 9));
+        assert!(detail.contains("runs on to line 450"), "{detail}");
+        // A quote still open at the end, on the last line, with no line break after it.
+        let open = format!("{HEADER}{}L3,2026-10,SP1,C1,resale,cn,\"hws", line(2));
+        let (_, at, column, swallowed, _) = stray(&[("bill_lines.csv", &open)], small);
         assert_eq!(
-            (b.rejects[0].row, b.rejects[0].column),
-            (3, "payable_amount")
+            (at, column.as_str(), swallowed),
+            (3, "service_type_code", 1)
         );
-        assert_eq!(b.rejects[0].value, "oops");
+    }
+
+    #[test]
+    fn a_name_that_swallowed_whole_partner_records_is_a_stray_quote() {
+        let header =
+            "partner_id,name,partner_type,business_region,market,programme,joined_on,exited_on\n";
+        let row = |id: &str, name: &str| {
+            format!("{id},{name},solution_provider,cn,cn,solution_provider,2024-01-01,\n")
+        };
+        // SP2's name opens a quote that SP5's quoted name closes: SP3, SP4 and SP5's lines are
+        // each a whole partner record.
+        let partners = format!(
+            "{header}{}{}{}{}{}",
+            row("SP1", "Alpha"),
+            row("SP2", "\"Beta"),
+            row("SP3", "Gamma"),
+            row("SP4", "Delta"),
+            row("SP5", "\"Epsilon, Ltd\""),
+        );
+        let (file, at, column, swallowed, detail) = stray(
+            &[("partners.csv", &partners), ("bill_lines.csv", HEADER)],
+            Sizes::default(),
+        );
+        assert_eq!(
+            (file, at, column.as_str(), swallowed),
+            ("partners.csv", 3, "name", 4)
+        );
+        assert!(
+            detail
+                .contains("the 3 lines after the first would each be a whole partners.csv record"),
+            "{detail}"
+        );
+        // Never closed: open at the end of the file.
+        let partners = format!("{header}{}{}", row("SP1", "\"Alpha"), row("SP2", "Beta"));
+        let (_, at, _, swallowed, _) = stray(
+            &[("partners.csv", &partners), ("bill_lines.csv", HEADER)],
+            Sizes::default(),
+        );
+        assert_eq!((at, swallowed), (2, 2));
     }
 
     #[test]

@@ -29,6 +29,11 @@ impl Schema for PartnerColumn {
     fn index(self) -> usize {
         self as usize
     }
+    // A name may run over lines (an address-like trade name); no other cell may.
+    const MULTILINE: Option<Self> = Some(PartnerColumn::Name);
+    fn is_complete(row: &Row<'_, Self>) -> bool {
+        parse_partner(row).is_ok()
+    }
 }
 
 pub(super) fn parse_partner(row: &Row<'_, PartnerColumn>) -> Checked<Partner> {

@@ -14,7 +14,7 @@ use std::path::Path;
 use strum::VariantNames;
 
 /// The columns of one input file, as an enum whose variants, in snake_case, are the column names.
-pub trait Schema: Copy + Into<&'static str> + VariantNames + Sync + 'static {
+pub trait Schema: Copy + Into<&'static str> + VariantNames + Send + Sync + 'static {
     /// The file's name in the bundle.
     const FILE: &'static str;
     /// Whether the bundle must contain the file.
@@ -23,6 +23,12 @@ pub trait Schema: Copy + Into<&'static str> + VariantNames + Sync + 'static {
     const OPTIONAL: &'static [Self];
     /// The variant's position in `VARIANTS`.
     fn index(self) -> usize;
+    /// The one column whose cells may hold a line break (SPEC §2: `partners.csv` `name`).
+    const MULTILINE: Option<Self> = None;
+    /// Whether `row`, read alone, would be accepted: the lines a stray quote swallowed are.
+    fn is_complete(_row: &Row<'_, Self>) -> bool {
+        false
+    }
 }
 
 /// What the manifest records of an input file.
@@ -194,13 +200,61 @@ impl Window {
     }
 }
 
-/// Where records end in `bytes`, which starts at a record's start: the offset just past each
-/// `\n` that ends a record, read the way csv_core reads (a quote opens a quoted field only at a
-/// field's start, `""` inside one is a quote, `\r` also ends a record). Without any quote in the
-/// bytes, that is every `\n`.
-fn record_ends(bytes: &[u8]) -> Vec<usize> {
+/// Which fields may hold a line break. SPEC §2: only `partners.csv` `name`; anywhere else a
+/// line break inside quotes is a stray quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breaks {
+    Nowhere,
+    /// The field at this position of a record.
+    Column(usize),
+    /// Any field, and a quote may stay open at the end: the csv crate's own reading (tests only).
+    #[cfg(test)]
+    Anywhere,
+}
+
+impl Breaks {
+    /// Whether anything goes (tests comparing with the csv crate): no stray quote is reported.
+    fn lenient(self) -> bool {
+        #[cfg(test)]
+        if self == Breaks::Anywhere {
+            return true;
+        }
+        false
+    }
+
+    fn allow(self, field: usize) -> bool {
+        match self {
+            Breaks::Nowhere => false,
+            Breaks::Column(c) => c == field,
+            #[cfg(test)]
+            Breaks::Anywhere => true,
+        }
+    }
+}
+
+/// What one pass over a window's bytes found.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Scan {
+    /// The offset just past each `\n` that ends a record.
+    ends: Vec<usize>,
+    /// Quoted fields that hold a line break where one is allowed: (opening quote, field end).
+    spans: Vec<(usize, usize)>,
+    /// A quoted field holding a line break where none is allowed: (opening quote, field index).
+    /// The scan stops there.
+    stray: Option<(usize, usize)>,
+    /// A quoted field still open at the end of the bytes: (opening quote, field index).
+    open: Option<(usize, usize)>,
+}
+
+/// Where records end in `bytes`, which starts at a record's start, read the way csv_core reads (a
+/// quote opens a quoted field only at a field's start, `""` inside one is a quote, `\r` also ends
+/// a record); and which quoted fields hold line breaks. Without any quote in the bytes, the ends
+/// are every `\n` and nothing else can be found.
+fn scan(bytes: &[u8], breaks: Breaks) -> Scan {
+    let mut found = Scan::default();
     if memchr::memchr(b'"', bytes).is_none() {
-        return memchr::memchr_iter(b'\n', bytes).map(|p| p + 1).collect();
+        found.ends = memchr::memchr_iter(b'\n', bytes).map(|p| p + 1).collect();
+        return found;
     }
     #[derive(Clone, Copy, PartialEq)]
     enum At {
@@ -210,23 +264,120 @@ fn record_ends(bytes: &[u8]) -> Vec<usize> {
         QuoteInQuoted,
     }
     let mut at = At::FieldStart;
-    let mut ends = Vec::new();
+    // The current field's index in its record, where its quote opened, whether it broke a line.
+    let (mut field, mut opened, mut broke) = (0usize, 0usize, false);
     for (i, &b) in bytes.iter().enumerate() {
         at = match (at, b) {
             (At::Quoted, b'"') => At::QuoteInQuoted,
+            (At::Quoted, b'\n' | b'\r') => {
+                if !breaks.allow(field) {
+                    found.stray = Some((opened, field));
+                    return found;
+                }
+                broke = true;
+                At::Quoted
+            }
             (At::Quoted, _) => At::Quoted,
-            (At::FieldStart, b'"') | (At::QuoteInQuoted, b'"') => At::Quoted,
-            (_, b',') => At::FieldStart,
-            (_, b'\n') => {
-                ends.push(i + 1);
+            (At::FieldStart, b'"') => {
+                opened = i;
+                At::Quoted
+            }
+            (At::QuoteInQuoted, b'"') => At::Quoted,
+            (_, b',' | b'\n' | b'\r') => {
+                if broke {
+                    found.spans.push((opened, i));
+                    broke = false;
+                }
+                if b == b',' {
+                    field += 1;
+                } else {
+                    field = 0;
+                    if b == b'\n' {
+                        found.ends.push(i + 1);
+                    }
+                }
                 At::FieldStart
             }
-            (_, b'\r') => At::FieldStart,
             _ => At::Field,
         };
     }
-    ends
+    if at == At::Quoted {
+        found.open = Some((opened, field));
+    } else if broke {
+        found.spans.push((opened, bytes.len()));
+    }
+    found
 }
+
+/// The offsets where records end in `bytes` (no field checked for line breaks).
+#[cfg(test)]
+fn record_ends(bytes: &[u8]) -> Vec<usize> {
+    scan(bytes, Breaks::Anywhere).ends
+}
+
+/// Where a stray quote sits in its file, in lines as an editor counts them (`\n`, `\r\n` or a
+/// lone `\r` ends one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Located {
+    /// The line of the opening quote.
+    line: u64,
+    /// The line of the closing quote, or the file's last line.
+    last_line: u64,
+    closed: bool,
+}
+
+/// Reads `file` (through positioned reads, which leave the streaming reader where it is) to
+/// find the lines of the quoted field opening at byte `open`. Only on the error path.
+fn locate(file: &File, open: u64) -> io::Result<Located> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 << 10];
+    let (mut offset, mut breaks, mut prev_cr) = (0u64, 0u64, false);
+    let (mut line, mut last_line) = (0u64, 0u64);
+    // After the opening quote: inside the field, or just past a quote inside it.
+    let (mut quoted, mut after_quote) = (false, false);
+    loop {
+        let n = file.read_at(&mut buf, offset)?;
+        if n == 0 {
+            break;
+        }
+        for (k, &b) in buf[..n].iter().enumerate() {
+            let at = offset + k as u64;
+            // A `\r` not followed by `\n` ended its line.
+            if prev_cr && b != b'\n' {
+                breaks += 1;
+            }
+            prev_cr = b == b'\r';
+            // The line this byte is on.
+            let here = breaks + 1;
+            if at == open {
+                line = here;
+                quoted = true;
+            } else if quoted {
+                if after_quote && b != b'"' {
+                    return Ok(Located {
+                        line,
+                        last_line,
+                        closed: true,
+                    });
+                }
+                after_quote = b == b'"' && !after_quote;
+            }
+            last_line = here;
+            if b == b'\n' {
+                breaks += 1;
+            }
+        }
+        offset += n as u64;
+    }
+    Ok(Located {
+        line,
+        last_line,
+        closed: after_quote,
+    })
+}
+
+/// Whether a record, read alone, would be accepted as a row of its file.
+type Complete = Box<dyn Fn(&StringRecord) -> bool + Send + Sync>;
 
 /// The reading side of an open file.
 pub struct Source {
@@ -234,14 +385,18 @@ pub struct Source {
     reader: HashingReader<File>,
     /// The header's column names, to name the column of an encoding error.
     header: Vec<String>,
+    /// Offset in the file just past the header record: the first window's data starts there.
+    header_end: u64,
     /// Bytes read after the last whole record handed out, and their offset in the file.
     carry: Vec<u8>,
     carry_offset: u64,
     eof: bool,
     sizes: Sizes,
     file_len: u64,
-    /// The window read with the header, handed out first.
-    first: Option<Window>,
+    /// Which fields may hold a line break, and the test that the lines after the first of such
+    /// a field are not whole records of their own (a stray quote that swallowed them).
+    breaks: Breaks,
+    complete: Option<Complete>,
 }
 
 impl Source {
@@ -249,6 +404,7 @@ impl Source {
         file: &'static str,
         handle: File,
         sizes: Sizes,
+        breaks: Breaks,
     ) -> Result<Option<(Source, StringRecord)>, StructuralError> {
         let file_len = handle.metadata().map(|m| m.len()).unwrap_or(0);
         let mut source = Source {
@@ -258,56 +414,80 @@ impl Source {
                 hasher: Sha256::new(),
             },
             header: Vec::new(),
+            header_end: 0,
             carry: Vec::new(),
             carry_offset: 0,
             eof: false,
             sizes,
             file_len,
-            first: None,
+            breaks,
+            complete: None,
         };
-        // The header is the first record of the first window that holds one; the rest of that
-        // window is data.
-        let mut first = Window::default();
-        while source.read_window(&mut first)? {
-            let mut reader = reader_builder().from_reader(&first.bytes[..]);
+        // The header is the first record; what follows it is data, handed out by `read_window`
+        // once the header tells which column may hold line breaks.
+        let mut bytes = Vec::new();
+        let mut target = sizes.window;
+        loop {
+            source.fill(&mut bytes, target)?;
+            let mut reader = reader_builder().from_reader(&bytes[..]);
             let mut header = StringRecord::new();
             match reader.read_record(&mut header) {
                 Ok(true) => {
-                    let header_end = reader.position().byte() as usize;
-                    first.blocks.retain_mut(|block| {
-                        block.start = block.start.max(header_end);
-                        block.end > block.start
-                    });
-                    source.first = Some(first);
-                    return Ok(Some((source, header)));
+                    // No header name holds a line break: a quote opened in the header.
+                    if header.iter().any(|h| h.contains(['\n', '\r'])) && !breaks.lenient() {
+                        let (at, field) = scan(&bytes, Breaks::Nowhere).stray.unwrap_or((0, 0));
+                        return Err(source.stray_quote(at as u64, field, None));
+                    }
+                    let end = reader.position().byte();
+                    if end < bytes.len() as u64 || source.eof {
+                        source.header_end = end;
+                        source.carry = bytes;
+                        return Ok(Some((source, header)));
+                    }
                 }
                 // Only blank lines so far.
+                Ok(false) if source.eof => return Ok(None),
                 Ok(false) => {}
-                Err(e) => return Err(csv_error(file, 1, &[], &first.bytes, first.offset, e)),
+                // A character cut at the end of what was read is not an error yet.
+                Err(_) if !source.eof && memchr::memchr(b'\n', &bytes).is_none() => {}
+                Err(e) => return Err(csv_error(file, 1, &[], &bytes, 0, e)),
             }
+            // The header may go on past what was read.
+            target *= 2;
         }
-        Ok(None)
     }
 
     /// Reads the next window of whole records into `window`. Returns false once the file is
     /// exhausted and nothing was read.
     pub fn read_window(&mut self, window: &mut Window) -> Result<bool, StructuralError> {
-        if let Some(first) = self.first.take()
-            && !first.blocks.is_empty()
-        {
-            *window = first;
-            return Ok(true);
+        loop {
+            self.read_records(window)?;
+            // The header's window may hold nothing else while more follows.
+            if !window.blocks.is_empty() || self.eof {
+                return Ok(!window.blocks.is_empty());
+            }
         }
+    }
+
+    fn read_records(&mut self, window: &mut Window) -> Result<(), StructuralError> {
         window.bytes.clear();
         window.blocks.clear();
         window.bytes.append(&mut self.carry);
         window.offset = self.carry_offset;
         let mut target = self.sizes.window;
-        loop {
+        let spans = loop {
             self.fill(&mut window.bytes, target)?;
-            let ends = record_ends(&window.bytes);
-            cut_blocks(&ends, self.sizes.block, &mut window.blocks);
+            let found = scan(&window.bytes, self.breaks);
+            if let Some((at, field)) = found.stray {
+                return Err(self.stray_quote(window.offset + at as u64, field, None));
+            }
+            cut_blocks(&found.ends, self.sizes.block, &mut window.blocks);
             if self.eof {
+                if let Some((at, field)) = found.open
+                    && !self.breaks.lenient()
+                {
+                    return Err(self.stray_quote(window.offset + at as u64, field, None));
+                }
                 // The last record may have no terminator.
                 let len = window.bytes.len();
                 match window.blocks.last_mut() {
@@ -315,18 +495,118 @@ impl Source {
                     None if len > 0 => window.blocks.push(0..len),
                     None => {}
                 }
-                break;
+                break found.spans;
             }
-            if let Some(&end) = ends.last() {
+            if let Some(&end) = found.ends.last() {
                 self.carry.extend_from_slice(&window.bytes[end..]);
                 window.bytes.truncate(end);
-                break;
+                let mut spans = found.spans;
+                spans.retain(|&(_, field_end)| field_end < end);
+                break spans;
             }
             // A record longer than the window: read on until it ends.
             target *= 2;
-        }
+        };
         self.carry_offset = window.offset + window.bytes.len() as u64;
-        Ok(!window.blocks.is_empty())
+        for (open, field_end) in spans {
+            if let Some(lines) = self.swallowed_records(&window.bytes, open, field_end) {
+                let at = window.offset + open as u64;
+                let field = match self.breaks {
+                    Breaks::Column(c) => c,
+                    _ => 0,
+                };
+                return Err(self.stray_quote(at, field, Some(lines)));
+            }
+        }
+        // The header is not data.
+        if window.offset < self.header_end {
+            let skip = (self.header_end - window.offset) as usize;
+            window.blocks.retain_mut(|block| {
+                block.start = block.start.max(skip);
+                block.end > block.start
+            });
+        }
+        Ok(())
+    }
+
+    /// A field that may hold line breaks (`name`) but whose lines after the first would each
+    /// be a whole record of the file on its own is a quote that swallowed those records (SPEC
+    /// §2): how many lines, if so. The lines run from the one after the opening quote's to the
+    /// end of the line where the field ends.
+    fn swallowed_records(&self, bytes: &[u8], open: usize, field_end: usize) -> Option<usize> {
+        let complete = self.complete.as_ref()?;
+        let first_break = open + memchr::memchr2(b'\n', b'\r', &bytes[open..field_end])?;
+        let mut start = first_break + 1;
+        if bytes[first_break] == b'\r' && bytes.get(start) == Some(&b'\n') {
+            start += 1;
+        }
+        let end = field_end
+            + memchr::memchr2(b'\n', b'\r', &bytes[field_end..]).unwrap_or(bytes.len() - field_end);
+        let mut record = StringRecord::new();
+        let mut lines = 0;
+        for line in bytes[start..end].split(|&b| b == b'\n' || b == b'\r') {
+            // The `\n` of a `\r\n` leaves an empty piece: not a line.
+            if line.is_empty() {
+                continue;
+            }
+            let mut reader = reader_builder().from_reader(line);
+            match reader.read_record(&mut record) {
+                Ok(true) if complete(&record) => lines += 1,
+                _ => return None,
+            }
+        }
+        (lines > 0).then_some(lines)
+    }
+
+    /// The structural error for a quoted field opening at byte `at` of the file, in field
+    /// `field` of its record; `records`: the whole records it swallowed, when that is why.
+    fn stray_quote(&self, at: u64, field: usize, records: Option<usize>) -> StructuralError {
+        let file = self.file;
+        let column = self
+            .header
+            .get(field)
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", field + 1));
+        let Located {
+            line,
+            last_line,
+            closed,
+        } = match locate(&self.reader.inner, at) {
+            Ok(located) => located,
+            Err(e) => {
+                return StructuralError::Io {
+                    file,
+                    message: e.to_string(),
+                };
+            }
+        };
+        let lines = last_line.saturating_sub(line) + 1;
+        let reach = if closed {
+            format!("runs on to line {last_line}")
+        } else {
+            format!("is still open at the end of the file (line {last_line})")
+        };
+        let why = match records {
+            Some(n) => format!(
+                "; the {n} line{} after the first would each be a whole {file} record of their own",
+                if n == 1 { "" } else { "s" }
+            ),
+            None if file == "partners.csv" && column == "name" => String::new(),
+            None => {
+                format!("; no column of {file} holds a line break (only partners.csv `name` may)")
+            }
+        };
+        StructuralError::StrayQuote {
+            file,
+            line,
+            column,
+            lines,
+            detail: format!(
+                "a quoted field opens here and {reach}, swallowing {lines} line{} ({line} to {last_line}) into one cell{why}. \
+                 Remove the stray `\"` (a quote inside a cell is written `\"\"` in a quoted cell) and run again",
+                if lines == 1 { "" } else { "s" }
+            ),
+        }
     }
 
     /// Reads until `bytes` holds `target` bytes or the file ends.
@@ -401,6 +681,15 @@ impl<S: Schema> Table<S> {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // `Bill_Lines.CSV` beside a missing `bill_lines.csv` is the export under another
+                // name: reading on without it would drop a whole file (optional ones too).
+                if let Some(found) = under_another_case(dir, S::FILE) {
+                    return Err(StructuralError::OtherCase {
+                        file: S::FILE,
+                        found,
+                        dir: dir.to_path_buf(),
+                    });
+                }
                 return if S::FILE_REQUIRED {
                     Err(StructuralError::MissingFile {
                         file: S::FILE,
@@ -417,7 +706,8 @@ impl<S: Schema> Table<S> {
                 });
             }
         };
-        let Some((mut source, header)) = Source::open(S::FILE, file, sizes)? else {
+        let Some((mut source, header)) = Source::open(S::FILE, file, sizes, Breaks::Nowhere)?
+        else {
             return Err(StructuralError::Empty { file: S::FILE });
         };
         // A UTF-8 byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name.
@@ -446,6 +736,12 @@ impl<S: Schema> Table<S> {
             let position = names.iter().position(|n| n == column);
             let optional = S::OPTIONAL.iter().any(|c| c.index() == index);
             if position.is_none() && !optional {
+                if let Some(separator) = other_separator(&names, column) {
+                    return Err(StructuralError::Separator {
+                        file: S::FILE,
+                        separator,
+                    });
+                }
                 return Err(StructuralError::MissingColumn {
                     file: S::FILE,
                     column,
@@ -455,6 +751,17 @@ impl<S: Schema> Table<S> {
             positions.push(position);
         }
         source.header = names.iter().map(|n| n.to_string()).collect();
+        if let Some(position) = S::MULTILINE.and_then(|c| positions[c.index()]) {
+            source.breaks = Breaks::Column(position);
+            let alone = Layout::<S> {
+                positions: positions.clone(),
+                width: header.len(),
+                _schema: PhantomData,
+            };
+            source.complete = Some(Box::new(move |record: &StringRecord| {
+                S::is_complete(&alone.row(0, record))
+            }));
+        }
         Ok(Some(Table {
             layout: Layout {
                 positions,
@@ -464,6 +771,26 @@ impl<S: Schema> Table<S> {
             source,
         }))
     }
+}
+
+/// The name of a file in `dir` that is `file` but for the case of its letters.
+fn under_another_case(dir: &Path, file: &str) -> Option<String> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|name| name.eq_ignore_ascii_case(file))
+}
+
+/// The separator a header uses instead of `,`, when one of its names split by it is `column`
+/// (a header read as one name: `line_id;bill_cycle;…`).
+fn other_separator(names: &[&str], column: &str) -> Option<char> {
+    let [name] = names else {
+        return None;
+    };
+    [';', '\t', '|']
+        .into_iter()
+        .find(|&sep| name.split(sep).any(|n| n.trim() == column))
 }
 
 /// A csv error at record `row` of the tokenized `bytes`, which begin at `offset` in the file. A
@@ -595,22 +922,40 @@ mod tests {
 
     /// What the windowed reader gives.
     fn windowed(bytes: &[u8], sizes: Sizes) -> Records {
+        match windowed_with(bytes, sizes, Breaks::Anywhere) {
+            Ok(records) => records,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    /// What the windowed reader gives, reading line breaks in quotes as `breaks` says: the
+    /// records (and encoding error), or the first other structural error.
+    fn windowed_with(
+        bytes: &[u8],
+        sizes: Sizes,
+        breaks: Breaks,
+    ) -> Result<Records, StructuralError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.csv");
         std::fs::write(&path, bytes).unwrap();
         let mut records = Vec::new();
-        let (mut source, header) = match Source::open("f", File::open(&path).unwrap(), sizes) {
-            Ok(Some(opened)) => opened,
-            Ok(None) => return (records, None),
-            Err(e) => return (records, Some(not_utf8(e))),
+        let utf8 = |e: StructuralError| match e {
+            StructuralError::NotUtf8 { .. } => Ok(not_utf8(e)),
+            other => Err(other),
         };
+        let (mut source, header) =
+            match Source::open("f", File::open(&path).unwrap(), sizes, breaks) {
+                Ok(Some(opened)) => opened,
+                Ok(None) => return Ok((records, None)),
+                Err(e) => return Ok((records, Some(utf8(e)?))),
+            };
         records.push((1, fields(&header)));
         let mut window = Window::default();
         let mut last_row = 1;
-        while source.read_window(&mut window).unwrap() {
+        while source.read_window(&mut window)? {
             match window.tokenize("f", &[], last_row) {
                 Ok(row) => last_row = row,
-                Err(e) => return (records, Some(not_utf8(e))),
+                Err(e) => return Ok((records, Some(utf8(e)?))),
             }
             for chunk in window.chunks() {
                 records.extend(chunk.records().iter().map(|(n, r)| (*n, fields(r))));
@@ -619,7 +964,7 @@ mod tests {
         let digest = source.finish(last_row - 1).unwrap();
         use sha2::Digest;
         assert_eq!(digest.sha256, hex::encode(Sha256::digest(bytes)));
-        (records, None)
+        Ok((records, None))
     }
 
     #[test]
@@ -631,6 +976,60 @@ mod tests {
         assert_eq!(record_ends(bytes), vec![8, 15, 19]);
         // Without quotes, every newline; `\r\n` ends a record after its `\n`.
         assert_eq!(record_ends(b"a\r\nb\n\nc"), vec![3, 5, 6]);
+    }
+
+    #[test]
+    fn a_line_break_in_quotes_is_a_stray_quote_unless_its_column_may_hold_one() {
+        // `a,"x\ny",z\n`: field 1 opens a quote at byte 2 and breaks a line at byte 4.
+        let bytes = b"a,\"x\ny\",z\nb,c,d\n";
+        let nowhere = scan(bytes, Breaks::Nowhere);
+        assert_eq!((nowhere.stray, nowhere.ends), (Some((2, 1)), vec![]));
+        let name = scan(bytes, Breaks::Column(1));
+        assert_eq!(name.stray, None);
+        assert_eq!((name.spans, name.ends), (vec![(2, 7)], vec![10, 16]));
+        // Another column may not.
+        assert_eq!(scan(bytes, Breaks::Column(2)).stray, Some((2, 1)));
+        // A quote still open at the end, with or without a line break before it.
+        assert_eq!(scan(b"a,b\nc,\"d", Breaks::Nowhere).open, Some((6, 1)));
+        assert_eq!(scan(b"a,\"b\nc", Breaks::Column(1)).open, Some((2, 1)));
+        // A quote inside an unquoted field opens nothing.
+        assert_eq!(
+            scan(b"a,b\"c\nd\n", Breaks::Nowhere),
+            Scan {
+                ends: vec![6, 8],
+                ..Scan::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_stray_quote_is_located_in_lines_as_an_editor_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        // Lines: 1 `h`, 2 `a,"b` (quote at byte 4), 3 `c` (\r\n), 4 `d` (lone \r), 5 `e"",f"`
+        // (an escaped quote, then the closing one), 6 `g`.
+        std::fs::write(&path, b"h\na,\"b\nc\r\nd\re\"\",f\"\ng\n").unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            locate(&file, 4).unwrap(),
+            Located {
+                line: 2,
+                last_line: 5,
+                closed: true
+            }
+        );
+        // Never closed: the field runs to the last line (the final `\n` ends line 3, it opens
+        // none).
+        std::fs::write(&path, b"h\n\"a\nb\n").unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            locate(&file, 2).unwrap(),
+            Located {
+                line: 2,
+                last_line: 3,
+                closed: false
+            }
+        );
     }
 
     #[test]
@@ -672,6 +1071,28 @@ mod tests {
                 // The windowed reader stops at a window with a bad record; the error must match.
                 Some(error) => prop_assert_eq!(got.1, Some(error)),
                 None => prop_assert_eq!(got, expected),
+            }
+        }
+
+        /// A stray quote is found, at the same line and with the same count, however the file
+        /// is cut into windows and blocks; without one, the records are the csv crate's.
+        #[test]
+        fn stray_quotes_are_found_whatever_the_windows(
+            bytes in prop::collection::vec(
+                prop::sample::select(vec![b'a', b'b', b',', b'"', b'\n', b'\r']),
+                0..300,
+            ),
+            window in 1usize..80,
+            block in 1usize..40,
+        ) {
+            let whole = Sizes { window: 1 << 20, block: 1 << 20, ..Sizes::default() };
+            let expected = windowed_with(&bytes, whole, Breaks::Nowhere);
+            let got = windowed_with(&bytes, Sizes { window, block, ..Sizes::default() }, Breaks::Nowhere);
+            prop_assert_eq!(&got, &expected);
+            if let Ok(records) = expected {
+                // No cell kept holds a line break.
+                prop_assert!(records.0.iter().all(|(_, r)| r.iter().all(|f| !f.contains(['\n', '\r']))));
+                prop_assert_eq!(records, serial(&bytes));
             }
         }
     }

@@ -49,10 +49,13 @@ impl StateLock {
             && pid != std::process::id()
             && !alive(pid)
         {
-            eprintln!(
-                "note: {} named a run that is gone ({}); its lock died with it and is cleared",
-                path.display(),
-                holder.trim()
+            crate::progress::note(
+                "WARN",
+                &format!(
+                    "note: {} named a run that is gone ({}); its lock died with it and is cleared",
+                    path.display(),
+                    holder.trim()
+                ),
             );
         }
         let me = format!(

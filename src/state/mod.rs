@@ -168,7 +168,104 @@ pub struct StateStore {
 }
 
 fn sql(e: rusqlite::Error) -> RunError {
-    RunError::Io(format!("state store: {e}"))
+    match e.sqlite_error_code() {
+        // Damage found after opening: the state is unusable, whatever the run does next.
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            RunError::Usage(format!(
+                "state store: {e}: state.db is malformed; restore it from a backup, or start the chain again in a new --state folder"
+            ))
+        }
+        _ => RunError::Io(format!("state store: {e}")),
+    }
+}
+
+/// The first 16 bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Checks `STATE` and `STATE/state.db` before SQLite opens them, so that a wrong path or a
+/// damaged file is named with what to do (exit 2), not left to a bare SQLite message (or, for
+/// an empty file, silently taken as a new state). Returns whether `state.db` exists.
+fn check_state_files(dir: &Path, writing: bool) -> Result<bool, RunError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(RunError::not_a_folder(
+            "--state",
+            dir,
+            "it holds state.db and the lock",
+        ));
+    }
+    let path = dir.join("state.db");
+    let shown = path.display();
+    let meta = match std::fs::metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(RunError::io(shown, e)),
+    };
+    if meta.is_dir() {
+        return Err(RunError::Usage(format!(
+            "{shown}: is a folder, where the state database must be a file: move it away, or pass another --state folder"
+        )));
+    }
+    if meta.len() == 0 {
+        return Err(RunError::Usage(format!(
+            "{shown}: is empty (0 bytes), not a state database: restore state.db from a backup; or, to start a new chain, remove the empty file (or pass a new --state folder) and run its first cycle with --first-cycle"
+        )));
+    }
+    let mut header = [0u8; 16];
+    let read =
+        std::fs::File::open(&path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+    // Shorter than a header is not one either.
+    let is_sqlite = match read {
+        Ok(()) => &header == SQLITE_HEADER,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+        Err(e) => return Err(RunError::io(shown, e)),
+    };
+    if !is_sqlite {
+        return Err(RunError::Usage(format!(
+            "{shown}: is not a SQLite database: restore state.db from a backup, or pass the --state folder that holds the chain"
+        )));
+    }
+    if writing && meta.permissions().readonly() {
+        return Err(RunError::Usage(format!(
+            "{shown}: is read-only, and a run writes its cycle there: make it writable (chmod u+w {shown}) and run again"
+        )));
+    }
+    Ok(true)
+}
+
+/// An error of SQLite opening or first reading `path`, with what to do.
+fn open_error(path: &Path, e: rusqlite::Error) -> RunError {
+    use rusqlite::ErrorCode as C;
+    let shown = path.display();
+    match e.sqlite_error_code() {
+        Some(C::DatabaseCorrupt | C::NotADatabase) => RunError::Usage(format!(
+            "{shown}: the state database is malformed ({e}): restore state.db from a backup, or start the chain again in a new --state folder"
+        )),
+        Some(C::ReadOnly) => RunError::Usage(format!(
+            "{shown}: is read-only ({e}), and a run writes its cycle there: make it and its folder writable and run again"
+        )),
+        Some(C::CannotOpen | C::PermissionDenied) => RunError::Usage(format!(
+            "{shown}: cannot be opened ({e}): check that the --state folder and state.db are readable and writable by this user"
+        )),
+        _ => RunError::Io(format!("{shown}: {e}")),
+    }
+}
+
+/// Whether the database holds the table `name`: an existing state.db without `meta` and
+/// `cycles` is some other SQLite file, never to be written into.
+fn has_table(conn: &Connection, name: &str) -> Result<bool, rusqlite::Error> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        params![name],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+}
+
+fn not_a_state(path: &Path) -> RunError {
+    RunError::Usage(format!(
+        "{}: is a SQLite database but not an incentives state (no `meta` and `cycles` tables): pass the --state folder that holds the chain, or a new one",
+        path.display()
+    ))
 }
 
 fn dec(text: &str) -> Result<Decimal, RunError> {
@@ -184,11 +281,19 @@ fn cycle(text: &str) -> Result<Cycle, RunError> {
 impl StateStore {
     /// Opens (creating if need be) the state in `dir`, holding its lock until dropped.
     pub fn open(dir: &Path) -> Result<StateStore, RunError> {
+        let existed = check_state_files(dir, true)?;
         std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir.display(), e))?;
         let lock = StateLock::acquire(dir)?;
-        let conn = Connection::open(dir.join("state.db")).map_err(sql)?;
+        let path = dir.join("state.db");
+        let conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
+        if existed
+            && !(has_table(&conn, "meta").map_err(|e| open_error(&path, e))?
+                && has_table(&conn, "cycles").map_err(|e| open_error(&path, e))?)
+        {
+            return Err(not_a_state(&path));
+        }
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-            .map_err(sql)?;
+            .map_err(|e| open_error(&path, e))?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -829,7 +934,7 @@ impl DeferredRows {
 pub fn status(dir: &Path) -> Result<String, RunError> {
     use std::fmt::Write as _;
     let path = dir.join("state.db");
-    if !path.exists() {
+    if !check_state_files(dir, false)? {
         return Err(RunError::Usage(format!(
             "{}: no state here (no cycle has been run with --state {})",
             path.display(),
@@ -837,7 +942,12 @@ pub fn status(dir: &Path) -> Result<String, RunError> {
         )));
     }
     let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(sql)?;
+        .map_err(|e| open_error(&path, e))?;
+    if !(has_table(&conn, "meta").map_err(|e| open_error(&path, e))?
+        && has_table(&conn, "cycles").map_err(|e| open_error(&path, e))?)
+    {
+        return Err(not_a_state(&path));
+    }
     let store_rows = read_cycles(&conn)?;
     let mut out = String::new();
     let _ = writeln!(
