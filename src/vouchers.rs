@@ -6,9 +6,10 @@
 //! Partners are independent, so they are matched in parallel.
 
 use crate::calendar::Cycle;
+use crate::evaluate::bound::{LineFacts, bind};
 use crate::load::Bundle;
 use crate::model::Voucher;
-use crate::rules::{LineFacts, RuleSet, VoucherKey};
+use crate::rules::{RuleSet, VoucherKey};
 use chrono::{DateTime, TimeZone, Utc};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
@@ -95,7 +96,7 @@ pub fn match_vouchers(
         return VoucherOutcome::default();
     };
     let g = bill_generation(rules, cycle);
-    let eligible = policy.eligible.bind(&bundle.codes, &bundle.partners);
+    let eligible = bind(&policy.eligible, &bundle.codes, &bundle.partners);
     let lines = &bundle.bill_lines;
 
     // Each partner's capability tags, for conditions on tags held at the trade time.

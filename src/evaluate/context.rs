@@ -1,10 +1,11 @@
 //! The rule set bound to one bundle and cycle, and the per-line work of evaluation.
 
+use super::bound::{BoundCondition, LineFacts, bind};
 use super::{Fate, Kind, LedgerRow, OptionalIndex, Pools, reason};
 use crate::calendar::Cycle;
 use crate::load::Bundle;
 use crate::model::{BillLine, CapabilityTag, DistributorLink, Order, PartnerIdx};
-use crate::rules::{BoundCondition, LeverKind, LineFacts, RuleSet};
+use crate::rules::{LeverKind, RuleSet};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
@@ -64,7 +65,7 @@ impl<'a, 'o> Context<'a, 'o> {
         rules: &'a RuleSet,
         cycle: Cycle,
     ) -> Context<'a, 'o> {
-        let bind = |c: &crate::rules::Condition| c.bind(&bundle.codes, &bundle.partners);
+        let bind = |c: &crate::rules::Condition| bind(c, &bundle.codes, &bundle.partners);
         let exclusions = rules.exclusions.iter().map(|e| bind(&e.when)).collect();
         let lever_rules = rules
             .levers

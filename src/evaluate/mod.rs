@@ -7,6 +7,7 @@
 //! order, clawing back from those pools; then tiers on partner totals; then caps. The journal
 //! order is a sort by SPEC Appendix B's keys, so nothing depends on the thread count.
 
+pub mod bound;
 mod context;
 
 use crate::calendar::Cycle;

@@ -3,10 +3,10 @@
 //! codes and time zones live in the files, never here.
 
 mod check;
-mod condition;
+pub(crate) mod condition;
 mod format;
 
-pub use condition::{BoundCondition, Condition, LineFacts};
+pub use condition::Condition;
 
 use chrono::{NaiveDate, NaiveTime};
 use chrono_tz::Tz;
