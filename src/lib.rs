@@ -5,6 +5,7 @@
 pub mod balances;
 pub mod calendar;
 pub mod cli;
+pub mod csv_field;
 pub mod error;
 pub mod evaluate;
 pub mod explain;

@@ -41,7 +41,7 @@ where
         if i > 0 {
             out.push(',');
         }
-        crate::write::push_csv_field(out, field.as_ref());
+        crate::csv_field::push_csv_field(out, field.as_ref());
     }
     out.push('\n');
 }

@@ -16,7 +16,7 @@ pub use balances::{write_expiry_report, write_subsidies, write_vouchers};
 pub use explanations::write_explanations;
 pub use ledger::{LEDGER_COLUMNS, write_ledgers, write_outcomes};
 pub use manifest::{Identities, Manifest, Timings};
-pub use table::{Batch, Encoded, Format, Out, Table, push_csv_field};
+pub use table::{Batch, Encoded, Format, Out, Table};
 
 use crate::calendar::Cycle;
 use crate::error::RunError;
