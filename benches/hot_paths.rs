@@ -5,7 +5,7 @@ use incentives::calendar::{Cycle, parse_instant};
 use incentives::generate::{GenerateConfig, generate};
 use incentives::load::load_bundle;
 use incentives::money::parse_decimal;
-use incentives::write::push_csv_field;
+use incentives::csv_field::push_csv_field;
 use std::hint::black_box;
 
 fn main() {
