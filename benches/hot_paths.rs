@@ -2,10 +2,10 @@
 //! Whole-run figures against DuckDB come from `benches/anchor.sh`.
 
 use incentives::calendar::{Cycle, parse_instant};
+use incentives::csv_field::push_csv_field;
 use incentives::generate::{GenerateConfig, generate};
 use incentives::load::load_bundle;
 use incentives::money::parse_decimal;
-use incentives::csv_field::push_csv_field;
 use std::hint::black_box;
 
 fn main() {

@@ -11,26 +11,9 @@ use crate::reject::{Reject, RejectCode};
 use crate::rules::RuleSet;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-/// A notified incentive balance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Lot {
-    pub partner_id: String,
-    pub lot_id: String,
-    pub currency: Currency,
-    pub notified_on: NaiveDate,
-    pub balance: Decimal,
-}
-
-/// What earlier cycles left: lots, negative remainders, applications already applied.
-#[derive(Debug, Clone, Default)]
-pub struct PriorBalances {
-    pub lots: Vec<Lot>,
-    /// Per (partner, currency): a negative net not yet offset.
-    pub carry: BTreeMap<(String, Currency), Decimal>,
-    pub applied: BTreeSet<String>,
-}
+pub use crate::chain::{Lot, PriorBalances};
 
 /// One row of `expiry_report.csv`.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,7 +253,7 @@ pub fn settle(
         }
     }
     for c in carried {
-        if let Some(currency) = Currency::parse(&c.currency) {
+        if let Some(currency) = Some(c.currency) {
             *nets.entry((c.partner_id.clone(), currency)).or_default() += c.amount;
         }
     }
@@ -495,7 +478,7 @@ mod tests {
                 order_id: "O1".into(),
                 lever: "resale_base".into(),
                 recipient: "SP1".into(),
-                currency: "CNY".into(),
+                currency: crate::model::Currency::parse("CNY").unwrap(),
                 earned: "200.00".parse().unwrap(),
                 clawed: Decimal::ZERO,
                 first_cycle: "2026-09".parse().unwrap(),

@@ -4,6 +4,7 @@
 
 pub mod balances;
 pub mod calendar;
+pub mod chain;
 pub mod cli;
 pub mod csv_field;
 pub mod error;

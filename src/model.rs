@@ -190,6 +190,65 @@ impl fmt::Display for Currency {
     }
 }
 
+/// What a ledger row records (SPEC §5's `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Earn,
+    Clawback,
+    Tier,
+    Cap,
+    Override,
+    Subsidy,
+    Expiry,
+    Withdrawal,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Earn => "earn",
+            Kind::Clawback => "clawback",
+            Kind::Tier => "tier",
+            Kind::Cap => "cap",
+            Kind::Override => "override",
+            Kind::Subsidy => "subsidy",
+            Kind::Expiry => "expiry",
+            Kind::Withdrawal => "withdrawal",
+        }
+    }
+
+    /// Kinds that are incentive credited to a cycle (SPEC §6); the others move balances.
+    pub fn is_incentive(self) -> bool {
+        matches!(
+            self,
+            Kind::Earn | Kind::Clawback | Kind::Tier | Kind::Cap | Kind::Override
+        )
+    }
+}
+
+/// The lever of rows that no lever of the rule set made: subsidies, withdrawals, expiry.
+pub const NO_LEVER: u16 = u16::MAX;
+
+impl std::str::FromStr for Kind {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [
+            Kind::Earn,
+            Kind::Clawback,
+            Kind::Tier,
+            Kind::Cap,
+            Kind::Override,
+            Kind::Subsidy,
+            Kind::Expiry,
+            Kind::Withdrawal,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+        .ok_or(())
+    }
+}
+
 /// A partner, as its position among the accepted rows of `partners.csv` (see `load::Partners`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartnerIdx(pub u32);

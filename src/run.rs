@@ -3,13 +3,14 @@
 //! later stages) → reconcile → write (staged) → state commit → publish.
 
 use crate::calendar::Cycle;
+use crate::chain::ClosingBalances;
 use crate::error::RunError;
 use crate::evaluate::{self, Kind};
 use crate::load::{self, Bundle};
 use crate::progress::Progress;
 use crate::reconcile;
 use crate::rules;
-use crate::state::{ClosingBalances, CycleRecord, PendingPublication, StateStore};
+use crate::state::{CycleRecord, PendingPublication, StateStore};
 use crate::write::{self, Manifest, Staging, Timings};
 use crate::{balances, explain, subsidies, vouchers};
 use rust_decimal::Decimal;
@@ -286,6 +287,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     // at once (each side also formats in parallel).
     let (deferred, others) = rayon::join(
         || {
+            let mut deferred = crate::state::DeferredRows::default();
             write::write_ledgers(
                 &staging,
                 &bundle,
@@ -293,7 +295,9 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
                 &evaluation,
                 &prior.carried,
                 config.cycle,
+                &mut deferred,
             )
+            .map(|()| deferred)
         },
         || -> Result<(), RunError> {
             write::write_outcomes(&staging, &bundle, &rule_set, &evaluation)?;
@@ -488,7 +492,7 @@ fn add_totals(
     for c in carried {
         *summary
             .credited
-            .entry(c.currency.clone())
+            .entry(c.currency.to_string())
             .or_default()
             .entry(c.lever.clone())
             .or_default() += c.amount;

@@ -242,7 +242,7 @@ pub fn match_vouchers(
 /// balance stands.
 pub fn cycle_vouchers(
     bundle: &Bundle,
-    stored: Vec<crate::state::StoredVoucher>,
+    stored: Vec<crate::chain::StoredVoucher>,
     cycle: Cycle,
 ) -> (Vec<VoucherState>, Vec<crate::reject::Reject>) {
     use crate::reject::{Reject, RejectCode};

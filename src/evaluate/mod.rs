@@ -11,7 +11,9 @@ pub mod bound;
 mod context;
 
 use crate::calendar::Cycle;
+pub use crate::chain::{CarriedRow, PoolDelta, Prior, PriorPool};
 use crate::load::Bundle;
+pub use crate::model::Kind;
 use crate::model::{Currency, PartnerIdx};
 use crate::rules::{LeverKind, RuleSet};
 use context::Context;
@@ -22,42 +24,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::ops::Range;
-
-/// What a ledger row records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Earn,
-    Clawback,
-    Tier,
-    Cap,
-    Override,
-    Subsidy,
-    Expiry,
-    Withdrawal,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Earn => "earn",
-            Kind::Clawback => "clawback",
-            Kind::Tier => "tier",
-            Kind::Cap => "cap",
-            Kind::Override => "override",
-            Kind::Subsidy => "subsidy",
-            Kind::Expiry => "expiry",
-            Kind::Withdrawal => "withdrawal",
-        }
-    }
-
-    /// Kinds that are incentive credited to a cycle (SPEC §6); the others move balances.
-    pub fn is_incentive(self) -> bool {
-        matches!(
-            self,
-            Kind::Earn | Kind::Clawback | Kind::Tier | Kind::Cap | Kind::Override
-        )
-    }
-}
 
 /// The lever of rows that no lever of the rule set made: subsidies, withdrawals, expiry.
 pub const NO_LEVER: u16 = u16::MAX;
@@ -183,65 +149,6 @@ pub fn rule_name<'r>(
         }
         (_, None) => Cow::Borrowed(""),
     }
-}
-
-/// What earlier cycles left that this one needs (from the state store; empty for a first cycle).
-#[derive(Debug, Clone, Default)]
-pub struct Prior {
-    /// What each order earned in earlier cycles, net of their clawbacks.
-    pub pools: Vec<PriorPool>,
-    /// Rows created by earlier runs and credited to this cycle.
-    pub carried: Vec<CarriedRow>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PriorPool {
-    pub order_id: String,
-    pub lever: String,
-    pub recipient: String,
-    pub currency: String,
-    pub earned: Decimal,
-    pub clawed: Decimal,
-    pub first_cycle: Cycle,
-    pub first_line: String,
-    pub rate: Option<Decimal>,
-    pub rule_id: String,
-}
-
-/// A ledger row of an earlier run credited to this cycle, as that run wrote it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CarriedRow {
-    pub entry_id: String,
-    pub partner_id: String,
-    pub customer_id: String,
-    pub line_id: String,
-    pub order_id: String,
-    pub lever: String,
-    pub rule_id: String,
-    pub kind: String,
-    pub ref_id: String,
-    pub earned_cycle: String,
-    pub credit_cycle: String,
-    pub base: String,
-    pub rate: String,
-    pub amount: Decimal,
-    pub amount_text: String,
-    pub currency: String,
-    pub ruleset_hash: String,
-}
-
-/// What this cycle changed in one pool, by name (for the state store).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PoolDelta<'a> {
-    pub order_id: &'a str,
-    pub lever: &'a str,
-    pub recipient: &'a str,
-    pub currency: Currency,
-    pub earned: Decimal,
-    /// Clawed back this cycle, as a positive amount.
-    pub clawed: Decimal,
-    /// This cycle's earliest row of the pool: (earned cycle, line id, rate, rule id).
-    pub first: Option<(Cycle, &'a str, Option<Decimal>, Cow<'a, str>)>,
 }
 
 /// One ledger entry.
@@ -718,7 +625,7 @@ fn build_pools<'a>(
         let (Some(lever), Some((partner, _)), Some(currency)) = (
             rules.lever_index(&p.lever),
             bundle.partners.get(&p.recipient),
-            Currency::parse(&p.currency),
+            Some(p.currency),
         ) else {
             continue;
         };
@@ -1110,10 +1017,15 @@ impl<'a> Context<'a, '_> {
             let carried_in = carried
                 .iter()
                 .filter(|c| c.lever == lever.name)
-                .filter(|c| matches!(c.kind.as_str(), "earn" | "clawback" | "override" | "tier"))
+                .filter(|c| {
+                    matches!(
+                        c.kind,
+                        Kind::Earn | Kind::Clawback | Kind::Override | Kind::Tier
+                    )
+                })
                 .filter_map(|c| {
                     let (partner, _) = self.bundle.partners.get(&c.partner_id)?;
-                    Some(((partner, Currency::parse(&c.currency)?), c.amount))
+                    Some(((partner, c.currency), c.amount))
                 });
             let nets = sum_by(
                 carried_in.chain(

@@ -959,7 +959,7 @@ fn prior_pool(order: &str, lever: &str, recipient: &str, earned: &str, rate: &st
         order_id: order.into(),
         lever: lever.into(),
         recipient: recipient.into(),
-        currency: "CNY".into(),
+        currency: crate::model::Currency::parse("CNY").unwrap(),
         earned: earned.parse().unwrap(),
         clawed: Decimal::ZERO,
         first_cycle: "2026-08".parse().unwrap(),

@@ -182,7 +182,7 @@ fn partner_explanations(
         );
     }
     for c in carried {
-        if let Some(currency) = Currency::parse(&c.currency) {
+        if let Some(currency) = Some(c.currency) {
             slot(&mut map, partner_id, c.customer_id.as_str(), currency).carried_in += c.amount;
         }
     }
@@ -280,7 +280,7 @@ pub fn explanations(
     if !orphans.is_empty() {
         let mut extra: BTreeMap<(&str, &str, Currency), Explanation> = BTreeMap::new();
         for c in orphans {
-            if let Some(currency) = Currency::parse(&c.currency) {
+            if let Some(currency) = Some(c.currency) {
                 extra
                     .entry((c.partner_id.as_str(), c.customer_id.as_str(), currency))
                     .or_insert_with(|| {
@@ -463,7 +463,7 @@ pub fn check_identities(
                 *credited.entry((customer, row.currency)).or_default() += row.amount;
             }
             for c in &carried_of[p as usize] {
-                if let Some(currency) = Currency::parse(&c.currency) {
+                if let Some(currency) = Some(c.currency) {
                     *credited
                         .entry((c.customer_id.as_str(), currency))
                         .or_default() += c.amount;
@@ -479,7 +479,7 @@ pub fn check_identities(
     // Explanations and carried rows of partners no longer in partners.csv.
     let mut stray: BTreeMap<&str, FxHashMap<(&str, Currency), Decimal>> = BTreeMap::new();
     for c in orphans {
-        if let Some(currency) = Currency::parse(&c.currency) {
+        if let Some(currency) = Some(c.currency) {
             *stray
                 .entry(c.partner_id.as_str())
                 .or_default()

@@ -17,10 +17,11 @@
 mod bulk;
 mod lock;
 
-use crate::balances::{Lot, PriorBalances};
 use crate::calendar::Cycle;
+use crate::chain::{
+    CarriedRow, ClosingBalances, Lot, PoolDelta, Prior, PriorBalances, PriorPool, StoredVoucher,
+};
 use crate::error::RunError;
-use crate::evaluate::{CarriedRow, PoolDelta, Prior, PriorPool};
 use crate::model::{Currency, Voucher};
 use crate::money::parse_decimal;
 use lock::StateLock;
@@ -123,30 +124,6 @@ pub struct PendingPublication {
     pub cycle: Cycle,
     pub staged: PathBuf,
     pub out_root: PathBuf,
-}
-
-/// What a cycle closes with, for the next: vouchers (with owner id and closing balance), lots,
-/// carries, applications applied.
-#[derive(Debug, Default)]
-pub struct ClosingBalances {
-    pub vouchers: Vec<(Voucher, String, Decimal)>,
-    pub lots: Vec<Lot>,
-    pub carry: BTreeMap<(String, Currency), Decimal>,
-    pub applied: Vec<String>,
-}
-
-/// A voucher read back from the state, with its owner's id.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredVoucher {
-    pub voucher: Voucher,
-    pub partner_id: String,
-}
-
-fn stored_voucher(voucher: Voucher, partner_id: String) -> StoredVoucher {
-    StoredVoucher {
-        voucher,
-        partner_id,
-    }
 }
 
 /// A cycle's state written in an open transaction: [`PreparedCommit::commit`] is the run's
@@ -273,6 +250,11 @@ fn dec(text: &str) -> Result<Decimal, RunError> {
         .map_err(|_| RunError::Io(format!("state store: {text:?} is not a decimal")))
 }
 
+fn currency_of(text: &str) -> Result<Currency, RunError> {
+    Currency::parse(text)
+        .ok_or_else(|| RunError::Io(format!("state store: {text:?} is not a currency")))
+}
+
 fn cycle(text: &str) -> Result<Cycle, RunError> {
     text.parse()
         .map_err(|e| RunError::Io(format!("state store: {e}")))
@@ -375,13 +357,14 @@ impl StateStore {
                 };
                 let rate = (!r[8].is_empty()).then(|| dec(&r[8])).transpose()?;
                 let rule = text(9);
+                let currency = currency_of(&r[3])?;
                 let pool = pools
                     .entry((text(0), text(1), text(2), text(3)))
                     .or_insert_with(|| PriorPool {
                         order_id: text(0),
                         lever: text(1),
                         recipient: text(2),
-                        currency: text(3),
+                        currency,
                         earned: Decimal::ZERO,
                         clawed: Decimal::ZERO,
                         first_cycle: first.as_ref().map_or(m, |f| f.0),
@@ -415,15 +398,16 @@ impl StateStore {
                     order_id: s(4),
                     lever: s(5),
                     rule_id: s(6),
-                    kind: s(7),
+                    kind: r[7].parse().map_err(|()| {
+                        RunError::Io(format!("state store: {:?} is not a ledger kind", &r[7]))
+                    })?,
                     ref_id: s(8),
-                    earned_cycle: s(9),
-                    credit_cycle: s(10),
-                    base: s(11),
-                    rate: s(12),
+                    earned_cycle: cycle(&r[9])?,
+                    credit_cycle: cycle(&r[10])?,
+                    base: dec(&r[11])?,
+                    rate: (!r[12].is_empty()).then(|| dec(&r[12])).transpose()?,
                     amount: dec(&r[13])?,
-                    amount_text: s(13),
-                    currency: s(14),
+                    currency: currency_of(&r[14])?,
                     ruleset_hash: s(15),
                 });
                 Ok(())
@@ -698,7 +682,10 @@ impl StateStore {
             vouchers
                 .into_iter()
                 .zip(partners)
-                .map(|(v, p)| stored_voucher(v, p))
+                .map(|(voucher, partner_id)| StoredVoucher {
+                    voucher,
+                    partner_id,
+                })
                 .collect(),
             prior,
         ))
@@ -798,7 +785,7 @@ const POOL_COLUMNS: &[&str] = &[
 ];
 
 /// Columns of a stored `deferred_rows` part: the ledger row as the run's journal wrote it.
-pub const DEFERRED_COLUMNS: &[&str] = crate::write::LEDGER_COLUMNS;
+pub const DEFERRED_COLUMNS: &[&str] = crate::chain::LEDGER_COLUMNS;
 
 /// What the cycle changed in the pools of what orders earned, encoded for [`StateStore::commit`]
 /// (made while the outputs are written, before the lines are freed).
@@ -896,10 +883,12 @@ pub struct DeferredRows {
     rows: u64,
 }
 
-impl DeferredRows {
+impl crate::chain::DeferredSink for DeferredRows {
+    type Error = RunError;
+
     /// Adds `rows` ledger rows credited to `credit_cycle`, formatted as CSV records of
     /// [`DEFERRED_COLUMNS`] exactly as the journal wrote them.
-    pub fn csv_rows(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), RunError> {
+    fn csv_rows(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), RunError> {
         if !self.by_credit_cycle.contains_key(credit_cycle) {
             self.by_credit_cycle.insert(
                 credit_cycle.to_string(),
@@ -912,7 +901,9 @@ impl DeferredRows {
         self.rows += rows;
         Ok(())
     }
+}
 
+impl DeferredRows {
     pub fn len(&self) -> u64 {
         self.rows
     }

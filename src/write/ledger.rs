@@ -2,35 +2,16 @@
 
 use super::{Batch, Encoded, Format, Out, Staging};
 use crate::calendar::Cycle;
+use crate::chain::{CarriedRow, DeferredSink, LEDGER_COLUMNS};
 use crate::error::RunError;
-use crate::evaluate::{CarriedRow, Evaluation, LedgerRow, RuleOrigin};
+use crate::evaluate::{Evaluation, LedgerRow, RuleOrigin};
 use crate::load::Bundle;
 use crate::rules::RuleSet;
-use crate::state::DeferredRows;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
-
-pub const LEDGER_COLUMNS: &[&str] = &[
-    "entry_id",
-    "partner_id",
-    "customer_id",
-    "line_id",
-    "order_id",
-    "lever",
-    "rule_id",
-    "kind",
-    "ref_id",
-    "earned_cycle",
-    "credit_cycle",
-    "base",
-    "rate",
-    "amount",
-    "currency",
-    "ruleset_hash",
-];
 
 const OUTCOME_COLUMNS: &[&str] = &[
     "line_id",
@@ -53,7 +34,7 @@ const PARTNERS_PER_WINDOW: usize = 64;
 
 /// Writes the journal (`ledger`, this run's rows) and every partner's statement
 /// (`ledgers/<partner_id>`: its journal rows plus earlier runs' rows credited this cycle), and
-/// returns the journal rows credited to later cycles, as written, for the state store.
+/// hands the journal rows credited to later cycles, as written, to `deferred` (the state's).
 ///
 /// The journal is in partner-id order, so each partner's rows are one range of it: partners are
 /// formatted in parallel, a window at a time, and written in order; each row is formatted once
@@ -65,25 +46,26 @@ pub fn write_ledgers(
     evaluation: &Evaluation<'_>,
     carried: &[CarriedRow],
     cycle: Cycle,
-) -> Result<DeferredRows, RunError> {
+    deferred: &mut dyn DeferredSink<Error = RunError>,
+) -> Result<(), RunError> {
     let format = staging.format();
     let names = RowNames::new(rules, evaluation);
     // Each partner's range of the journal, with its carried rows, in partner-id order.
-    let mut carried_by_partner: BTreeMap<&str, Vec<&CarriedRow>> = BTreeMap::new();
+    let mut carried_by_partner: BTreeMap<&str, Vec<CarriedText<'_>>> = BTreeMap::new();
     for c in carried {
         carried_by_partner
             .entry(c.partner_id.as_str())
             .or_default()
-            .push(c);
+            .push(CarriedText::new(c, rules.rounding.scale(c.currency)));
     }
     for list in carried_by_partner.values_mut() {
-        list.sort_by(|a, b| carried_key(a).cmp(&carried_key(b)));
+        list.sort_by(|a, b| a.key().cmp(&b.key()));
     }
     let partner_of = |n: usize| {
         let row = &evaluation.rows[evaluation.journal[n] as usize];
         bundle.partners.at(row.partner).partner_id.as_str()
     };
-    let mut statements: Vec<(&str, Range<usize>, Vec<&CarriedRow>)> = Vec::new();
+    let mut statements: Vec<(&str, Range<usize>, Vec<CarriedText<'_>>)> = Vec::new();
     let mut n = 0;
     let mut pending = carried_by_partner.into_iter().peekable();
     loop {
@@ -107,7 +89,6 @@ pub fn write_ledgers(
     }
 
     let mut journal = staging.table("ledger", LEDGER_COLUMNS)?;
-    let mut deferred = DeferredRows::default();
     for window in statements.chunks(PARTNERS_PER_WINDOW) {
         let formatted: Vec<Statement> = window
             .par_iter()
@@ -128,9 +109,9 @@ pub fn write_ledgers(
                     if let Some(st) = statement.as_mut() {
                         while let Some(c) = carried_rows
                             .get(carried_next)
-                            .filter(|c| carried_key(c) <= cells.key())
+                            .filter(|c| c.key() <= cells.key())
                         {
-                            st.row(&carried_cells(c));
+                            st.row(&c.cells());
                             carried_next += 1;
                         }
                         st.row(&row_cells);
@@ -148,7 +129,7 @@ pub fn write_ledgers(
                 }
                 if let Some(st) = statement.as_mut() {
                     for c in &carried_rows[carried_next..] {
-                        st.row(&carried_cells(c));
+                        st.row(&c.cells());
                     }
                 }
                 // The statement's file is written here, so its encoding and hashing run on
@@ -174,7 +155,7 @@ pub fn write_ledgers(
         }
     }
     staging.finish(journal)?;
-    Ok(deferred)
+    Ok(())
 }
 
 /// One partner's rows, formatted (its statement already written): for the journal, and those
@@ -194,37 +175,63 @@ type StatementKey<'a> = (
     &'a str,
 );
 
-fn carried_key(c: &CarriedRow) -> StatementKey<'_> {
-    (
-        &c.credit_cycle,
-        &c.customer_id,
-        &c.line_id,
-        &c.lever,
-        &c.kind,
-        &c.ref_id,
-        &c.currency,
-    )
+/// A carried row with the cells its typed fields are written as: the same text the run that
+/// made it wrote (cycles `YYYY-MM`, the rate as given, amounts at the currency's scale).
+struct CarriedText<'c> {
+    row: &'c CarriedRow,
+    earned_cycle: String,
+    credit_cycle: String,
+    rate: String,
+    scale: u32,
 }
 
-fn carried_cells(c: &CarriedRow) -> [Out<'_>; 16] {
-    [
-        Out::Text(&c.entry_id),
-        Out::Text(&c.partner_id),
-        Out::Text(&c.customer_id),
-        Out::Text(&c.line_id),
-        Out::Text(&c.order_id),
-        Out::Text(&c.lever),
-        Out::Text(&c.rule_id),
-        Out::Text(&c.kind),
-        Out::Text(&c.ref_id),
-        Out::Text(&c.earned_cycle),
-        Out::Text(&c.credit_cycle),
-        Out::Number(&c.base),
-        Out::Number(&c.rate),
-        Out::Number(&c.amount_text),
-        Out::Text(&c.currency),
-        Out::Text(crate::rules::short_hash(&c.ruleset_hash)),
-    ]
+impl<'c> CarriedText<'c> {
+    fn new(row: &'c CarriedRow, scale: u32) -> CarriedText<'c> {
+        CarriedText {
+            row,
+            earned_cycle: row.earned_cycle.to_string(),
+            credit_cycle: row.credit_cycle.to_string(),
+            rate: row
+                .rate
+                .map_or_else(String::new, |r| r.normalize().to_string()),
+            scale,
+        }
+    }
+
+    fn key(&self) -> StatementKey<'_> {
+        let c = self.row;
+        (
+            &self.credit_cycle,
+            &c.customer_id,
+            &c.line_id,
+            &c.lever,
+            c.kind.as_str(),
+            &c.ref_id,
+            c.currency.as_str(),
+        )
+    }
+
+    fn cells(&self) -> [Out<'_>; 16] {
+        let c = self.row;
+        [
+            Out::Text(&c.entry_id),
+            Out::Text(&c.partner_id),
+            Out::Text(&c.customer_id),
+            Out::Text(&c.line_id),
+            Out::Text(&c.order_id),
+            Out::Text(&c.lever),
+            Out::Text(&c.rule_id),
+            Out::Text(c.kind.as_str()),
+            Out::Text(&c.ref_id),
+            Out::Text(&self.earned_cycle),
+            Out::Text(&self.credit_cycle),
+            Out::Amount(c.base, self.scale),
+            Out::Number(&self.rate),
+            Out::Amount(c.amount, self.scale),
+            Out::Text(c.currency.as_str()),
+            Out::Text(crate::rules::short_hash(&c.ruleset_hash)),
+        ]
+    }
 }
 
 /// Each lever's cap id (`<lever>.cap`), made once: a ledger row names its rule without
@@ -469,7 +476,7 @@ fn in_line_order<T: Send>(entries: &mut [(&str, u64, T)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{carried_cells, in_line_order};
+    use super::{CarriedText, in_line_order};
     use crate::write::table::Out;
     use proptest::prelude::*;
 
@@ -477,7 +484,7 @@ mod tests {
     fn a_carried_row_stored_with_the_full_digest_is_written_with_the_short_hash() {
         // A state of an earlier release stored deferred rows with the 64-digit hash.
         let full = "44d5e5c90015a9b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5";
-        let row = crate::evaluate::CarriedRow {
+        let row = crate::chain::CarriedRow {
             entry_id: "2026-09-1".into(),
             partner_id: "SP1".into(),
             customer_id: "C1".into(),
@@ -485,21 +492,26 @@ mod tests {
             order_id: "O1".into(),
             lever: "resale_base".into(),
             rule_id: "resale_base.on_demand".into(),
-            kind: "earn".into(),
+            kind: crate::model::Kind::Earn,
             ref_id: String::new(),
-            earned_cycle: "2026-09".into(),
-            credit_cycle: "2026-10".into(),
-            base: "100.00".into(),
-            rate: "0.05".into(),
+            earned_cycle: "2026-09".parse().unwrap(),
+            credit_cycle: "2026-10".parse().unwrap(),
+            base: "100.00".parse().unwrap(),
+            rate: Some("0.050".parse().unwrap()),
             amount: "5.00".parse().unwrap(),
-            amount_text: "5.00".into(),
-            currency: "CNY".into(),
+            currency: crate::model::Currency::parse("CNY").unwrap(),
             ruleset_hash: full.into(),
         };
-        match carried_cells(&row)[15] {
+        let text = CarriedText::new(&row, 2);
+        let cells = text.cells();
+        match cells[15] {
             Out::Text(hash) => assert_eq!(hash, "44d5e5c90015a9b1"),
             _ => panic!("the hash is text"),
         }
+        // The cycles, the rate (as the journal writes it) and the amounts at the scale.
+        assert!(matches!(cells[10], Out::Text("2026-10")));
+        assert!(matches!(cells[12], Out::Number("0.05")));
+        assert!(matches!(cells[13], Out::Amount(a, 2) if a.to_string() == "5.00"));
     }
 
     #[test]

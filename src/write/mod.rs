@@ -12,9 +12,10 @@ mod manifest;
 mod table;
 mod writeback;
 
+pub use crate::chain::LEDGER_COLUMNS;
 pub use balances::{write_expiry_report, write_subsidies, write_vouchers};
 pub use explanations::write_explanations;
-pub use ledger::{LEDGER_COLUMNS, write_ledgers, write_outcomes};
+pub use ledger::{write_ledgers, write_outcomes};
 pub use manifest::{Identities, Manifest, Timings};
 pub use table::{Batch, Encoded, Format, Out, Table};
 
