@@ -111,6 +111,94 @@ pub(super) fn build_pools<'a>(
 ) -> Pools<'a> {
     let lines = &bundle.bill_lines;
     let partners = bundle.partners.len();
+    let (mut prior_of, prior_count) =
+        prior_pools_by_recipient(bundle, rules, prior, external_rules);
+
+    // This cycle's earn and override rows with an order, by recipient.
+    let order_of = |i: u32| {
+        let row = &rows[i as usize];
+        match (row.line.get(), row.kind) {
+            (Some(l), Kind::Earn | Kind::Override) => lines[l as usize].order_id.as_deref(),
+            _ => None,
+        }
+    };
+    let earning = crate::group::Grouped::new(partners, rows.len(), |i| {
+        order_of(i as u32).map(|_| rows[i].partner.0 as usize)
+    });
+    let first_key = |i: u32| {
+        let row = &rows[i as usize];
+        let line = row
+            .line
+            .get()
+            .map_or("", |l| lines[l as usize].line_id.as_str());
+        (row.earned_cycle, line)
+    };
+    let one_recipient = |p: u32, prior: Vec<Pool<'a>>| -> Vec<Pool<'a>> {
+        // (key, first-row key, row), sorted: each run of equal keys is one pool, its first
+        // element the pool's earliest row of this cycle.
+        let items: Vec<(PoolKey<'a>, (Cycle, &'a str), u32)> = earning
+            .of(p)
+            .iter()
+            .filter_map(|&i| {
+                let order = order_of(i)?;
+                let row = &rows[i as usize];
+                Some((
+                    PoolKey {
+                        hash: order_hash(order),
+                        order,
+                        lever: row.lever,
+                        partner: row.partner,
+                        currency: row.currency,
+                    },
+                    first_key(i),
+                    i,
+                ))
+            })
+            .collect();
+        merge_recipient(items, prior, rows, rates)
+    };
+    let mut pools: Vec<Pool<'a>> = Vec::with_capacity(
+        prior_count
+            + (0..partners as u32)
+                .map(|p| earning.of(p).len())
+                .sum::<usize>(),
+    );
+    let recipients: Vec<u32> = (0..partners as u32).collect();
+    for window in recipients.chunks(PARTNERS_PER_WINDOW) {
+        let priors: Vec<Vec<Pool<'a>>> = window
+            .iter()
+            .map(|&p| std::mem::take(&mut prior_of[p as usize]))
+            .collect();
+        let built: Vec<Vec<Pool<'a>>> = window
+            .par_iter()
+            .zip(priors)
+            .map(|(&p, prior)| one_recipient(p, prior))
+            .collect();
+        for b in built {
+            pools.extend(b);
+        }
+    }
+    let mut index: Vec<(u64, u32)> = pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.key.hash, i as u32))
+        .collect();
+    index.par_sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| pools[a.1 as usize].key.cmp(&pools[b.1 as usize].key))
+    });
+    Pools { pools, index }
+}
+
+/// Earlier cycles' pools, by recipient (partner index), and how many there are. A pool's rule
+/// is today's rule of that id if the lever still has it, else the earlier id, kept once.
+fn prior_pools_by_recipient<'a>(
+    bundle: &'a Bundle,
+    rules: &'a RuleSet,
+    prior: &'a Prior,
+    external_rules: &mut ExternalRules,
+) -> (Vec<Vec<Pool<'a>>>, usize) {
+    let partners = bundle.partners.len();
     let mut prior_of: Vec<Vec<Pool<'a>>> = vec![Vec::new(); partners];
     let mut prior_count = 0;
     for p in &prior.pools {
@@ -149,124 +237,63 @@ pub(super) fn build_pools<'a>(
         });
     }
 
-    // This cycle's earn and override rows with an order, by recipient.
-    let order_of = |i: u32| {
-        let row = &rows[i as usize];
-        match (row.line.get(), row.kind) {
-            (Some(l), Kind::Earn | Kind::Override) => lines[l as usize].order_id.as_deref(),
-            _ => None,
+    (prior_of, prior_count)
+}
+
+/// One recipient's pools: this cycle's rows `items` (pool key, first-row key, row), one run of
+/// equal keys a pool whose first element is its earliest row of this cycle, merged with its
+/// earlier cycles' pools `prior` by key.
+fn merge_recipient<'a>(
+    mut items: Vec<(PoolKey<'a>, (Cycle, &'a str), u32)>,
+    mut prior: Vec<Pool<'a>>,
+    rows: &[LedgerRow],
+    rates: &Rates,
+) -> Vec<Pool<'a>> {
+    items.sort_unstable();
+    prior.sort_unstable_by_key(|pool| pool.key);
+    let mut out: Vec<Pool<'a>> = Vec::with_capacity(prior.len() + items.len());
+    let mut prior = prior.into_iter().peekable();
+    let mut k = 0;
+    while k < items.len() {
+        let (key, first, earliest) = items[k];
+        let mut earned = Decimal::ZERO;
+        while k < items.len() && items[k].0 == key {
+            earned += rows[items[k].2 as usize].amount;
+            k += 1;
         }
-    };
-    let earning = crate::group::Grouped::new(partners, rows.len(), |i| {
-        order_of(i as u32).map(|_| rows[i].partner.0 as usize)
-    });
-    let first_key = |i: u32| {
-        let row = &rows[i as usize];
-        let line = row
-            .line
-            .get()
-            .map_or("", |l| lines[l as usize].line_id.as_str());
-        (row.earned_cycle, line)
-    };
-    let one_recipient = |p: u32, mut prior: Vec<Pool<'a>>| -> Vec<Pool<'a>> {
-        // (key, first-row key, row), sorted: each run of equal keys is one pool, its first
-        // element the pool's earliest row of this cycle.
-        let mut items: Vec<(PoolKey<'a>, (Cycle, &'a str), u32)> = earning
-            .of(p)
-            .iter()
-            .filter_map(|&i| {
-                let order = order_of(i)?;
-                let row = &rows[i as usize];
-                Some((
-                    PoolKey {
-                        hash: order_hash(order),
-                        order,
-                        lever: row.lever,
-                        partner: row.partner,
-                        currency: row.currency,
-                    },
-                    first_key(i),
-                    i,
-                ))
-            })
-            .collect();
-        items.sort_unstable();
-        prior.sort_unstable_by_key(|pool| pool.key);
-        let mut out: Vec<Pool<'a>> = Vec::with_capacity(prior.len() + items.len());
-        let mut prior = prior.into_iter().peekable();
-        let mut k = 0;
-        while k < items.len() {
-            let (key, first, earliest) = items[k];
-            let mut earned = Decimal::ZERO;
-            while k < items.len() && items[k].0 == key {
-                earned += rows[items[k].2 as usize].amount;
-                k += 1;
-            }
-            while let Some(old) = prior.next_if(|old| old.key < key) {
-                out.push(old);
-            }
-            let row = &rows[earliest as usize];
-            // A pool of both keeps the earlier cycles' sums and the earliest first row.
-            let mut pool = match prior.next_if(|old| old.key == key) {
-                Some(mut old) => {
-                    old.earned += earned;
-                    if first < old.first {
-                        old.first = first;
-                        old.rate = rates.get(row.rate);
-                        old.rule = row.rule;
-                    }
-                    old
+        while let Some(old) = prior.next_if(|old| old.key < key) {
+            out.push(old);
+        }
+        let row = &rows[earliest as usize];
+        // A pool of both keeps the earlier cycles' sums and the earliest first row.
+        let mut pool = match prior.next_if(|old| old.key == key) {
+            Some(mut old) => {
+                old.earned += earned;
+                if first < old.first {
+                    old.first = first;
+                    old.rate = rates.get(row.rate);
+                    old.rule = row.rule;
                 }
-                None => Pool {
-                    key,
-                    earned,
-                    clawed: Decimal::ZERO,
-                    first,
-                    rate: rates.get(row.rate),
-                    rule: row.rule,
-                    earned_now: Decimal::ZERO,
-                    clawed_now: Decimal::ZERO,
-                    first_now: NO_ROW,
-                },
-            };
-            pool.earned_now = earned;
-            pool.first_now = earliest;
-            out.push(pool);
-        }
-        out.extend(prior);
-        out
-    };
-    let mut pools: Vec<Pool<'a>> = Vec::with_capacity(
-        prior_count
-            + (0..partners as u32)
-                .map(|p| earning.of(p).len())
-                .sum::<usize>(),
-    );
-    let recipients: Vec<u32> = (0..partners as u32).collect();
-    for window in recipients.chunks(PARTNERS_PER_WINDOW) {
-        let priors: Vec<Vec<Pool<'a>>> = window
-            .iter()
-            .map(|&p| std::mem::take(&mut prior_of[p as usize]))
-            .collect();
-        let built: Vec<Vec<Pool<'a>>> = window
-            .par_iter()
-            .zip(priors)
-            .map(|(&p, prior)| one_recipient(p, prior))
-            .collect();
-        for b in built {
-            pools.extend(b);
-        }
+                old
+            }
+            None => Pool {
+                key,
+                earned,
+                clawed: Decimal::ZERO,
+                first,
+                rate: rates.get(row.rate),
+                rule: row.rule,
+                earned_now: Decimal::ZERO,
+                clawed_now: Decimal::ZERO,
+                first_now: NO_ROW,
+            },
+        };
+        pool.earned_now = earned;
+        pool.first_now = earliest;
+        out.push(pool);
     }
-    let mut index: Vec<(u64, u32)> = pools
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.key.hash, i as u32))
-        .collect();
-    index.par_sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| pools[a.1 as usize].key.cmp(&pools[b.1 as usize].key))
-    });
-    Pools { pools, index }
+    out.extend(prior);
+    out
 }
 
 impl<'a> Evaluation<'a> {
