@@ -4,7 +4,7 @@
 //! with its window. Lots carry from cycle to cycle through the state store.
 
 use crate::calendar::{Cycle, one_year_after_n};
-use crate::evaluate::{CarriedRow, Evaluation, Kind, RuleRef};
+use crate::evaluate::{BalanceRow, CarriedRow, Evaluation, Kind, RuleRef};
 use crate::load::Bundle;
 use crate::model::{Currency, WithdrawalStatus};
 use crate::reject::{Reject, RejectCode};
@@ -30,6 +30,8 @@ pub struct ReportRow {
 
 #[derive(Debug, Default)]
 pub struct BalanceOutcome {
+    /// Withdrawal and expiry rows for the journal, in the order they were made.
+    pub rows: Vec<BalanceRow>,
     /// Closing lots, for the state (lot M included).
     pub lots: Vec<Lot>,
     pub carry: BTreeMap<(String, Currency), Decimal>,
@@ -65,29 +67,70 @@ fn window(windows: &[u32], expires_on: NaiveDate, g_date: NaiveDate) -> String {
         .map_or_else(|| "later".to_string(), |w| w.to_string())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What balances need of the run beside the bundle and the rules.
+pub struct BalanceInputs<'a> {
+    pub cycle: Cycle,
+    pub first_cycle: bool,
+    /// Bill generation's date in the rule set's zone, and the date the report counts from.
+    pub g_date: NaiveDate,
+    pub report_date: NaiveDate,
+    pub prior: &'a PriorBalances,
+    pub carried: &'a [CarriedRow],
+}
+
+/// The cycle's balances: opening lots, withdrawals (before expiry), expiry after exit, the
+/// report of the lots notified by G, then lot M from what was credited to the cycle (the
+/// evaluation's rows, the balance rows `subsidies` returned, the carried rows). Returns the
+/// withdrawal and expiry rows for the journal in `BalanceOutcome::rows`.
 pub fn settle(
     bundle: &Bundle,
     rules: &RuleSet,
-    cycle: Cycle,
-    first_cycle: bool,
-    g_date: NaiveDate,
-    report_date: NaiveDate,
-    prior: &PriorBalances,
-    carried: &[CarriedRow],
-    evaluation: &mut Evaluation<'_>,
+    run: &BalanceInputs<'_>,
+    evaluation: &Evaluation<'_>,
+    subsidies: &[BalanceRow],
 ) -> BalanceOutcome {
     let mut out = BalanceOutcome {
-        carry: prior.carry.clone(),
+        carry: run.prior.carry.clone(),
         ..Default::default()
     };
     let Some(policy) = &rules.balances else {
         return out;
     };
-    let mut lots = prior.lots.clone();
+    let mut lots = opening_lots(bundle, run, &mut out);
+    apply_withdrawals(bundle, rules, policy, run, &mut lots, &mut out);
+    expire_lots(bundle, policy, run.g_date, &mut lots, &mut out);
+    report_lots(bundle, policy, run, &lots, &mut out);
+    let credited = evaluation
+        .rows
+        .iter()
+        .filter(|r| r.credit_cycle == run.cycle)
+        .filter(|r| r.kind.is_incentive() || r.kind == Kind::Subsidy)
+        .map(|r| (r.partner, r.currency, r.amount))
+        .chain(subsidies.iter().map(|r| (r.partner, r.currency, r.amount)))
+        .map(|(p, currency, amount)| {
+            let partner_id = bundle.partners.at(p).partner_id.to_string();
+            ((partner_id, currency), amount)
+        })
+        .chain(
+            run.carried
+                .iter()
+                .map(|c| ((c.partner_id.clone(), c.currency), c.amount)),
+        );
+    notify_lot_m(policy, run.cycle, credited, &mut lots, &mut out);
+    lots.sort_by(|a, b| {
+        (&a.partner_id, a.notified_on, &a.lot_id).cmp(&(&b.partner_id, b.notified_on, &b.lot_id))
+    });
+    out.lots = lots;
+    out
+}
+
+/// The lots earlier cycles left, plus `opening_balances.csv` in a chain's first cycle (rejected
+/// in any other), by partner, notification date and lot id.
+fn opening_lots(bundle: &Bundle, run: &BalanceInputs<'_>, out: &mut BalanceOutcome) -> Vec<Lot> {
+    let mut lots = run.prior.lots.clone();
     for ob in &bundle.opening_balances {
         let partner_id = bundle.partners.at(ob.partner).partner_id.to_string();
-        if first_cycle {
+        if run.first_cycle {
             lots.push(Lot {
                 partner_id,
                 lot_id: ob.lot_id.to_string(),
@@ -102,22 +145,37 @@ pub fn settle(
                 column: "lot_id",
                 value: ob.lot_id.to_string(),
                 code: RejectCode::NotFirstCycle,
-                detail: format!("opening balances are read in a chain's first cycle only; {cycle} follows an earlier cycle"),
+                detail: format!(
+                    "opening balances are read in a chain's first cycle only; {} follows an earlier cycle",
+                    run.cycle
+                ),
             });
         }
     }
     lots.sort_by(|a, b| {
         (&a.partner_id, a.notified_on, &a.lot_id).cmp(&(&b.partner_id, b.notified_on, &b.lot_id))
     });
+    lots
+}
 
-    // Withdrawals, in (submitted_at, application_id) order, before expiry.
+/// Withdrawals in (submitted_at, application_id) order: an approved or paid one takes the
+/// oldest lots notified by its submission date and not expired then, as one negative row; one
+/// larger than that balance is a reject naming both figures; each applies once in the chain.
+fn apply_withdrawals(
+    bundle: &Bundle,
+    rules: &RuleSet,
+    policy: &crate::rules::BalancePolicy,
+    run: &BalanceInputs<'_>,
+    lots: &mut [Lot],
+    out: &mut BalanceOutcome,
+) {
     let mut withdrawals: Vec<_> = bundle.withdrawals.iter().collect();
     withdrawals.sort_by(|a, b| {
         (a.submitted_at, &a.application_id).cmp(&(b.submitted_at, &b.application_id))
     });
     for w in withdrawals {
         let partner_id = bundle.partners.at(w.partner).partner_id.to_string();
-        if prior.applied.contains(w.application_id.as_str()) {
+        if run.prior.applied.contains(w.application_id.as_str()) {
             continue;
         }
         match w.status {
@@ -166,21 +224,29 @@ pub fn settle(
                 break;
             }
         }
-        evaluation.push_balance_row(
-            w.partner,
-            Kind::Withdrawal,
-            RuleRef::WITHDRAWAL,
-            cycle,
-            w.amount,
-            None,
-            -w.amount,
-            w.currency,
-            &w.application_id,
-        );
+        out.rows.push(BalanceRow {
+            partner: w.partner,
+            kind: Kind::Withdrawal,
+            rule: RuleRef::WITHDRAWAL,
+            base: w.amount,
+            rate: None,
+            amount: -w.amount,
+            currency: w.currency,
+            reference: w.application_id.to_string(),
+        });
         out.applied.push(w.application_id.to_string());
     }
+}
 
-    // Expiry: a lot of a partner that left expires once its date is on or before G's date.
+/// Expiry: a lot of a partner that left expires once its date is on or before G's date, as one
+/// negative row.
+fn expire_lots(
+    bundle: &Bundle,
+    policy: &crate::rules::BalancePolicy,
+    g_date: NaiveDate,
+    lots: &mut [Lot],
+    out: &mut BalanceOutcome,
+) {
     for lot in lots.iter_mut() {
         let Some((_, expires)) = lot_expiry(bundle, &lot.partner_id, policy.exit_grace_years)
         else {
@@ -188,24 +254,32 @@ pub fn settle(
         };
         if expires <= g_date && lot.balance > Decimal::ZERO {
             if let Some((partner, _)) = bundle.partners.get(&lot.partner_id) {
-                evaluation.push_balance_row(
+                out.rows.push(BalanceRow {
                     partner,
-                    Kind::Expiry,
-                    RuleRef::EXPIRY,
-                    cycle,
-                    lot.balance,
-                    None,
-                    -lot.balance,
-                    lot.currency,
-                    &lot.lot_id,
-                );
+                    kind: Kind::Expiry,
+                    rule: RuleRef::EXPIRY,
+                    base: lot.balance,
+                    rate: None,
+                    amount: -lot.balance,
+                    currency: lot.currency,
+                    reference: lot.lot_id.clone(),
+                });
             }
             lot.balance = Decimal::ZERO;
         }
     }
+}
 
-    // The report: lots notified on or before G's date, with their closing balances.
-    for lot in lots.iter().filter(|l| l.notified_on <= g_date) {
+/// The report: lots notified on or before G's date, with their closing balances and windows.
+fn report_lots(
+    bundle: &Bundle,
+    policy: &crate::rules::BalancePolicy,
+    run: &BalanceInputs<'_>,
+    lots: &[Lot],
+    out: &mut BalanceOutcome,
+) {
+    let report_date = run.report_date;
+    for lot in lots.iter().filter(|l| l.notified_on <= run.g_date) {
         let (expires_on, window, reason) = match lot_expiry(
             bundle,
             &lot.partner_id,
@@ -242,20 +316,21 @@ pub fn settle(
             reason,
         });
     }
+}
 
-    // Lot M: what was credited to the cycle, notified on the policy's day of M+1. A negative net
-    // reduces the partner's open lots, newest first; what is left is carried forward.
+/// Lot M: what was credited to the cycle (`credited`, per partner and currency), notified on
+/// the policy's day of M+1. A negative net reduces the partner's open lots, newest first; what
+/// is left is carried forward.
+fn notify_lot_m(
+    policy: &crate::rules::BalancePolicy,
+    cycle: Cycle,
+    credited: impl Iterator<Item = ((String, Currency), Decimal)>,
+    lots: &mut Vec<Lot>,
+    out: &mut BalanceOutcome,
+) {
     let mut nets: BTreeMap<(String, Currency), Decimal> = out.carry.clone();
-    for row in evaluation.rows.iter().filter(|r| r.credit_cycle == cycle) {
-        if row.kind.is_incentive() || row.kind == Kind::Subsidy {
-            let partner_id = bundle.partners.at(row.partner).partner_id.to_string();
-            *nets.entry((partner_id, row.currency)).or_default() += row.amount;
-        }
-    }
-    for c in carried {
-        if let Some(currency) = Some(c.currency) {
-            *nets.entry((c.partner_id.clone(), currency)).or_default() += c.amount;
-        }
+    for (key, amount) in credited {
+        *nets.entry(key).or_default() += amount;
     }
     out.carry.clear();
     let notified_on =
@@ -290,11 +365,6 @@ pub fn settle(
             }
         }
     }
-    lots.sort_by(|a, b| {
-        (&a.partner_id, a.notified_on, &a.lot_id).cmp(&(&b.partner_id, b.notified_on, &b.lot_id))
-    });
-    out.lots = lots;
-    out
 }
 
 #[cfg(test)]
@@ -320,26 +390,25 @@ mod tests {
     fn settle_with(files: &[(&str, &str)], prior: &Prior) -> Settled {
         let b = bundle(files);
         let rules = reference();
-        let mut e = evaluate(&b, &rules, cycle(), prior);
-        let before = e.rows.len();
-        let out = settle(
-            &b,
-            &rules,
-            cycle(),
-            true,
-            g_date(),
-            g_date(),
-            &PriorBalances::default(),
-            &prior.carried,
-            &mut e,
-        );
-        let rows = e.rows[before..]
+        let e = evaluate(&b, &rules, cycle(), prior);
+        let balances = PriorBalances::default();
+        let run = BalanceInputs {
+            cycle: cycle(),
+            first_cycle: true,
+            g_date: g_date(),
+            report_date: g_date(),
+            prior: &balances,
+            carried: &prior.carried,
+        };
+        let out = settle(&b, &rules, &run, &e, &[]);
+        let rows = out
+            .rows
             .iter()
             .map(|r| {
                 (
                     b.partners.at(r.partner).partner_id.to_string(),
                     r.kind.as_str(),
-                    e.ref_id(r).to_string(),
+                    r.reference.clone(),
                     r.amount.to_string(),
                 )
             })

@@ -203,18 +203,25 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     // The expiry report counts its windows from G unless --as-of names another instant.
     let report_at = config.as_of.unwrap_or(g);
     let report_date = report_at.with_timezone(&rule_set.time_zone).date_naive();
-    let decisions = subsidies::decide(&bundle, &rule_set, config.cycle, &mut evaluation);
-    let settled = balances::settle(
+    let (decisions, subsidy_rows) = subsidies::decide(&bundle, &rule_set, config.cycle);
+    let mut settled = balances::settle(
         &bundle,
         &rule_set,
-        config.cycle,
-        config.first_cycle,
-        g_date,
-        report_date,
-        &prior_balances,
-        &prior.carried,
-        &mut evaluation,
+        &balances::BalanceInputs {
+            cycle: config.cycle,
+            first_cycle: config.first_cycle,
+            g_date,
+            report_date,
+            prior: &prior_balances,
+            carried: &prior.carried,
+        },
+        &evaluation,
+        &subsidy_rows,
     );
+    // The journal gets the balance rows in the order they were made: subsidies, withdrawals,
+    // expiry.
+    evaluation.add_balance_rows(subsidy_rows, config.cycle);
+    evaluation.add_balance_rows(std::mem::take(&mut settled.rows), config.cycle);
     let matched = vouchers::match_vouchers(&bundle, &rule_set, config.cycle, &voucher_states);
     evaluation.order_journal(&bundle, &rule_set);
     let files = load::with_later_rejects(

@@ -4,7 +4,7 @@
 //! partner holds a qualifying capability tag on the application date (not at registration).
 
 use crate::calendar::Cycle;
-use crate::evaluate::{Evaluation, Kind, RuleRef};
+use crate::evaluate::{BalanceRow, Kind, RuleRef};
 use crate::load::Bundle;
 use crate::model::{CapabilityTag, PartnerIdx};
 use crate::rules::RuleSet;
@@ -59,11 +59,11 @@ pub fn decide(
     bundle: &Bundle,
     rules: &RuleSet,
     cycle: Cycle,
-    evaluation: &mut Evaluation<'_>,
-) -> Vec<SubsidyDecision> {
+) -> (Vec<SubsidyDecision>, Vec<BalanceRow>) {
     let Some(policy) = &rules.subsidy else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
+    let mut rows = Vec::new();
     let mut decisions = Vec::with_capacity(bundle.projects.len());
     let (first, last) = (cycle.first_day(), cycle.last_day());
     for (i, project) in bundle.projects.iter().enumerate() {
@@ -140,17 +140,16 @@ pub fn decide(
             }
         };
         if decision == Decision::Granted {
-            evaluation.push_balance_row(
-                project.partner,
-                Kind::Subsidy,
-                RuleRef::SUBSIDY,
-                cycle,
-                project.annual_new_resource_amount,
-                Some(policy.rate),
+            rows.push(BalanceRow {
+                partner: project.partner,
+                kind: Kind::Subsidy,
+                rule: RuleRef::SUBSIDY,
+                base: project.annual_new_resource_amount,
+                rate: Some(policy.rate),
                 amount,
-                project.currency,
-                &project.project_id,
-            );
+                currency: project.currency,
+                reference: project.project_id.to_string(),
+            });
         }
         decisions.push(SubsidyDecision {
             project: i,
@@ -165,13 +164,12 @@ pub fn decide(
             .project_id
             .cmp(&bundle.projects[b.project].project_id)
     });
-    decisions
+    (decisions, rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::{Prior, evaluate};
     use crate::testkit::{bundle, cycle, reference};
 
     const PROJECTS: &str = "project_id,partner_id,market,registered_on,benefit_applied_on,annual_new_resource_amount,currency\n";
@@ -187,11 +185,8 @@ mod tests {
             ("capability_tags.csv", &format!("{TAGS}{tags}")),
         ]);
         let rules = reference();
-        let prior = Prior::default();
-        let mut e = evaluate(&b, &rules, cycle(), &prior);
-        let decisions = decide(&b, &rules, cycle(), &mut e);
-        let rows = e
-            .rows
+        let (decisions, rows) = decide(&b, &rules, cycle());
+        let rows = rows
             .iter()
             .filter(|r| r.kind == Kind::Subsidy)
             .map(|r| r.amount.to_string())

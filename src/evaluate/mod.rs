@@ -18,15 +18,14 @@ use crate::calendar::Cycle;
 pub use crate::chain::{CarriedRow, PoolDelta, Prior, PriorPool};
 use crate::load::Bundle;
 pub use crate::model::Kind;
-use crate::model::{Currency, PartnerIdx};
 use crate::rules::{LeverKind, RuleSet};
 use context::Context;
 pub use context::OrdersById;
 use pools::{Pools, build_pools};
 use rayon::prelude::*;
 pub use row::{
-    ExternalRules, Fate, LedgerRow, NO_LEVER, OptionalIndex, Outcome, RateId, Rates, RuleOrigin,
-    RuleRef, reason, rule_name,
+    BalanceRow, ExternalRules, Fate, LedgerRow, NO_LEVER, OptionalIndex, Outcome, RateId, Rates,
+    RuleOrigin, RuleRef, reason, rule_name,
 };
 use rust_decimal::Decimal;
 use std::borrow::Cow;
@@ -111,35 +110,27 @@ impl<'a> Evaluation<'a> {
             .map_or("", |s| s.as_str())
     }
 
-    /// Adds a partner-level balance row (subsidy, withdrawal, expiry) about `reference`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn push_balance_row(
-        &mut self,
-        partner: PartnerIdx,
-        kind: Kind,
-        rule: RuleRef,
-        cycle: Cycle,
-        base: Decimal,
-        rate: Option<Decimal>,
-        amount: Decimal,
-        currency: Currency,
-        reference: &str,
-    ) {
-        self.refs.push(reference.to_string());
-        self.rows.push(LedgerRow {
-            line: OptionalIndex::NONE,
-            partner,
-            lever: NO_LEVER,
-            rule,
-            kind,
-            earned_cycle: cycle,
-            credit_cycle: cycle,
-            base,
-            rate: self.rates.id(rate),
-            amount,
-            currency,
-            ref_id: OptionalIndex::some(self.refs.len() as u32 - 1),
-        });
+    /// Adds the partner-level rows a later stage returned (subsidies, withdrawals, expiry), in
+    /// their order, credited in `cycle`.
+    pub fn add_balance_rows(&mut self, rows: Vec<BalanceRow>, cycle: Cycle) {
+        for row in rows {
+            self.refs.push(row.reference);
+            let rate = self.rates.id(row.rate);
+            self.rows.push(LedgerRow {
+                line: OptionalIndex::NONE,
+                partner: row.partner,
+                lever: NO_LEVER,
+                rule: row.rule,
+                kind: row.kind,
+                earned_cycle: cycle,
+                credit_cycle: cycle,
+                base: row.base,
+                rate,
+                amount: row.amount,
+                currency: row.currency,
+                ref_id: OptionalIndex::some(self.refs.len() as u32 - 1),
+            });
+        }
     }
 }
 

@@ -257,3 +257,18 @@ pub mod reason {
     pub const ORDER_NEVER_EARNED: &str = "order_never_earned";
     pub const NO_ORDER: &str = "no_order";
 }
+
+/// A partner-level row that a stage after evaluation returns for the journal: a subsidy, a
+/// withdrawal, an expiry; credited in the run's cycle, about `reference` (project, application,
+/// lot).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalanceRow {
+    pub partner: PartnerIdx,
+    pub kind: Kind,
+    pub rule: RuleRef,
+    pub base: Decimal,
+    pub rate: Option<Decimal>,
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub reference: String,
+}
