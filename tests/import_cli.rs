@@ -210,6 +210,18 @@ fn bad_responses_stop_with_exit_3_and_leave_nothing() {
         ),
         ("missing_page", "total_count = \"2\": 1 record(s) read"),
         (
+            "empty_page",
+            "ListSubCustomerBillDetail_C1_p2.json: *: total_count = \"2\": a page with no fee_records",
+        ),
+        (
+            "amount_word",
+            "fee_records[0] (id \"L1\"): payment_amount = \"true\": not a decimal amount",
+        ),
+        (
+            "no_responses",
+            "no response (*.json) in the exporter's folder",
+        ),
+        (
             "jiao",
             "ShowRefundOrderDetails_U1.json: refund_infos[0] (id \"R1\"): measure_id = \"2\"",
         ),
@@ -355,4 +367,192 @@ fn policy_exclusions_earn_nothing_and_stop_no_clawback() {
     assert_eq!(fate("L103-1"), f("clawed_back", "", "-7.20"));
     // L103-2 refunds O100, which earned nothing: nothing to claw back.
     assert_eq!(outcomes["L103-2"]["fate"], "refund_not_earned");
+}
+
+/// One fee record of a resale new purchase, with `fields` replaced (JSON text of each value).
+fn fee_record(fields: &[(&str, &str)]) -> String {
+    let mut record: Vec<(String, String)> = [
+        ("id", "\"L1\""),
+        ("bill_cycle", "\"2026-10\""),
+        ("customer_id", "\"C1\""),
+        ("association_type", "\"2\""),
+        ("service_type_code", "\"hws.service.type.ec2\""),
+        ("charging_mode", "1"),
+        ("trade_time", "\"2026-10-05T02:00:00Z\""),
+        ("trade_id", "\"O1\""),
+        ("bill_detail_type", "1"),
+        ("official_amount", "100.00"),
+        ("payment_amount", "100.00"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in fields {
+        match record.iter_mut().find(|(name, _)| name == k) {
+            Some(slot) => slot.1 = v.to_string(),
+            None => record.push((k.to_string(), v.to_string())),
+        }
+    }
+    let body: Vec<String> = record
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {v}"))
+        .collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+/// `import huawei --exporter-id SP01` of the files given (name, text) in a fresh folder.
+fn import_files(files: &[(&str, &str)]) -> (common::Outcome, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let from = tmp.path().join("from");
+    std::fs::create_dir(&from).unwrap();
+    for (name, text) in files {
+        std::fs::write(from.join(name), text).unwrap();
+    }
+    let mut cmd = incentives();
+    cmd.args([
+        "import",
+        "huawei",
+        "--cycle",
+        "2026-10",
+        "--exporter-id",
+        "SP01",
+        "--from",
+    ])
+    .arg(&from)
+    .arg("--out")
+    .arg(tmp.path().join("bundle"));
+    (run(&mut cmd), tmp)
+}
+
+fn bill_page(total: &str, records: &[String]) -> String {
+    format!(
+        "{{\"total_count\": {total}, \"currency\": \"CNY\", \"fee_records\": [{}]}}",
+        records.join(", ")
+    )
+}
+
+/// Only the response folder (and the test's own) is left: no bundle, staging folder or report.
+fn nothing_written(tmp: &Path) -> bool {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .filter_map(Result::ok)
+        .all(|e| e.file_name() == "from")
+}
+
+#[test]
+fn malformed_responses_stop_naming_file_record_and_value() {
+    let bill = "ListSubCustomerBillDetail_C1_p1.json";
+    let one = |fields: &[(&str, &str)]| bill_page("1", &[fee_record(fields)]);
+    for (text, names) in [
+        (String::new(), format!("{bill}: *: response")),
+        (
+            "{\"total_count\": 1,".to_string(),
+            format!("{bill}: *: response"),
+        ),
+        (
+            "{\"total_count\": 1, \"currency\": \"CNY\", \"fee_records\": \"x\"}".into(),
+            format!("{bill}: *: response"),
+        ),
+        (
+            one(&[("payment_amount", "{\"value\": 1}")]),
+            "(id \"L1\"): payment_amount = \"{\\\"value\\\": 1}\": not a decimal amount".into(),
+        ),
+        (
+            one(&[("payment_amount", "1E+2")]),
+            "payment_amount = \"1E+2\": an amount written with an exponent".into(),
+        ),
+        (
+            one(&[("official_amount", "0.1000000001")]),
+            "official_amount = \"0.1000000001\": 10 decimal places".into(),
+        ),
+        (
+            one(&[("payment_amount", "123456789012345678901234567890")]),
+            "payment_amount = \"123456789012345678901234567890\": 10^12 or more".into(),
+        ),
+        (
+            one(&[("payment_amount", "null")]),
+            "(id \"L1\"): payment_amount = \"\": missing".into(),
+        ),
+        (
+            one(&[("bill_detail_type", "\"12\"")]),
+            "bill_detail_type = \"12\": a code".into(),
+        ),
+        (
+            one(&[("charging_mode", "1.0")]),
+            "charging_mode = \"1.0\": a code".into(),
+        ),
+        (
+            one(&[("trade_time", "\"2026-10-05 02:00:00\"")]),
+            "trade_time = \"2026-10-05 02:00:00\": not an instant".into(),
+        ),
+        (
+            one(&[("bill_cycle", "\"2026-09\"")]),
+            "bill_cycle = \"2026-09\": not the cycle imported".into(),
+        ),
+        (
+            one(&[("id", "\"L 1\"")]),
+            "(id \"L 1\"): id = \"L 1\": not an id".into(),
+        ),
+        (
+            one(&[("bill_detail_type", "4"), ("payment_amount", "5.00")]),
+            "payment_amount = \"5.00\": a refund that is not below zero".into(),
+        ),
+        (
+            bill_page("-1", &[fee_record(&[])]),
+            "*: total_count = \"-1\": not a count".into(),
+        ),
+        (
+            bill_page("1.5", &[fee_record(&[])]),
+            "*: total_count = \"1.5\": not a count".into(),
+        ),
+        (
+            one(&[]).replace("\"CNY\"", "\"RMB\""),
+            "*: currency = \"RMB\": not an ISO 4217 code".into(),
+        ),
+    ] {
+        let (out, tmp) = import_files(&[(bill, &text)]);
+        assert_eq!(out.status, 3, "{text}: {}", out.stderr);
+        assert!(out.stderr.contains(&names), "{text}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        assert!(nothing_written(tmp.path()), "{text}");
+    }
+}
+
+#[test]
+fn a_byte_order_mark_and_an_upper_case_extension_are_still_read() {
+    let page = format!("\u{feff}{}", bill_page("1", &[fee_record(&[])]));
+    let (out, tmp) = import_files(&[("ListSubCustomerBillDetail_C1_p1.JSON", &page)]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let lines = csv_rows(&tmp.path().join("bundle/bill_lines.csv"));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["payable_amount"], "100.00");
+}
+
+#[test]
+fn a_subfolder_not_named_by_a_partner_id_is_a_usage_error() {
+    // Its responses would be skipped unread: say so rather than import the others alone.
+    let tmp = tempfile::tempdir().unwrap();
+    let from = tmp.path().join("from");
+    std::fs::create_dir_all(from.join("SP01")).unwrap();
+    std::fs::create_dir_all(from.join("SP 02")).unwrap();
+    let page = bill_page("1", &[fee_record(&[])]);
+    std::fs::write(
+        from.join("SP01/ListSubCustomerBillDetail_C1_p1.json"),
+        &page,
+    )
+    .unwrap();
+    std::fs::write(
+        from.join("SP 02/ListSubCustomerBillDetail_C1_p1.json"),
+        &page,
+    )
+    .unwrap();
+    let mut cmd = incentives();
+    cmd.args(["import", "huawei", "--cycle", "2026-10", "--from"])
+        .arg(&from)
+        .arg("--out")
+        .arg(tmp.path().join("bundle"));
+    let out = run(&mut cmd);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("\"SP 02\""), "{}", out.stderr);
+    assert!(nothing_written(tmp.path()));
 }

@@ -330,7 +330,9 @@ struct Files {
 fn parse<T: for<'de> Deserialize<'de>>(path: &Path, label: &str) -> Result<T, Stop> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Refusal::value("file", "", &format!("cannot read: {e}")).at(label, "*"))?;
-    serde_json::from_str(&text).map_err(|e| {
+    // A UTF-8 byte-order mark, as some tools save JSON, is not part of the response.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    serde_json::from_str(text).map_err(|e| {
         Refusal::value("response", "", &format!("not a response of this API: {e}")).at(label, "*")
     })
 }
@@ -345,6 +347,13 @@ fn count_records(path: &Path, label: &str) -> Result<u64, Stop> {
         .sum())
 }
 
+/// A response file: `.json` in any case (`.JSON` is not left out unread).
+pub fn is_json_name(name: &str) -> bool {
+    name.len() > 5
+        && name.is_char_boundary(name.len() - 5)
+        && name[name.len() - 5..].eq_ignore_ascii_case(".json")
+}
+
 fn read_files(dir: &Path, prefix: &str) -> Result<Files, Stop> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| {
@@ -354,16 +363,24 @@ fn read_files(dir: &Path, prefix: &str) -> Result<Files, Stop> {
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".json"))
+        .filter(|n| is_json_name(n))
         .collect();
     names.sort();
+    if names.is_empty() {
+        return Err(Refusal::value(
+            "folder",
+            &dir.display().to_string(),
+            "no response (*.json) in the exporter's folder: nothing to import",
+        )
+        .at(&format!("{prefix}*.json"), "*"));
+    }
     let mut files = Files::default();
     for name in names {
         let path = dir.join(&name);
         let label = format!("{prefix}{name}");
         if let Some(order) = name
             .strip_prefix("ShowRefundOrderDetails_")
-            .and_then(|s| s.strip_suffix(".json"))
+            .and_then(|s| s.get(..s.len().checked_sub(5)?))
         {
             let page = parse(&path, &label)?;
             files.refunds.insert(order.to_string(), (label, page));
@@ -638,17 +655,29 @@ fn bill_lines(
             )
             .at(file, "*"));
         }
-        if let Some((c, m)) = keys.into_iter().next() {
-            let key = format!(
-                "customer {} cycle {}",
-                c.unwrap_or_default(),
-                m.unwrap_or_default()
-            );
-            groups.entry(key).or_default().push((
-                file.clone(),
-                total(&page.total_count, file)?,
-                records.len() as u64,
-            ));
+        let stated = total(&page.total_count, file)?;
+        match keys.into_iter().next() {
+            Some((c, m)) => {
+                let key = format!(
+                    "customer {} cycle {}",
+                    c.unwrap_or_default(),
+                    m.unwrap_or_default()
+                );
+                groups
+                    .entry(key)
+                    .or_default()
+                    .push((file.clone(), stated, records.len() as u64));
+            }
+            // A page with no record cannot say whose it is: with records stated, some are missing.
+            None if stated.is_some_and(|t| t > 0) => {
+                return Err(Refusal::value(
+                    "total_count",
+                    &stated.unwrap_or_default().to_string(),
+                    "a page with no fee_records: its customer and cycle are unknown, so the records it stands for cannot be found (export the pages that hold them, or remove a page past the end)",
+                )
+                .at(file, "*"));
+            }
+            None => {}
         }
         let currency = json::required(&page.currency, "currency")
             .and_then(|c| match crate::model::Currency::parse(&c) {
