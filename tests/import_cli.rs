@@ -556,3 +556,89 @@ fn a_subfolder_not_named_by_a_partner_id_is_a_usage_error() {
     assert!(out.stderr.contains("\"SP 02\""), "{}", out.stderr);
     assert!(nothing_written(tmp.path()));
 }
+
+#[test]
+fn a_refund_detail_splits_one_line_once_and_never_onto_another_lines_id() {
+    let refund = |id: &str, order: &str| {
+        fee_record(&[
+            ("id", &format!("\"{id}\"")),
+            ("bill_detail_type", "4"),
+            ("trade_id", &format!("\"{order}\"")),
+            ("official_amount", "-300.00"),
+            ("payment_amount", "-300.00"),
+            ("coupon_amount", "-0.01"),
+        ])
+    };
+    let bills = bill_page(
+        "4",
+        &[
+            refund("L1", "U1"),
+            refund("L2", "U1"),
+            fee_record(&[("id", "\"L5-1\""), ("trade_id", "\"O5\"")]),
+            refund("L5", "U5"),
+        ],
+    );
+    let entry = |id: &str, amount: &str, base: &str| {
+        format!(
+            r#"{{"id": "{id}", "amount": {amount}, "base_order_id": "{base}", "measure_id": 1}}"#
+        )
+    };
+    let detail = |entries: &[String]| {
+        format!(
+            r#"{{"total_count": {}, "refund_infos": [{}]}}"#,
+            entries.len(),
+            entries.join(", ")
+        )
+    };
+    // U1's detail lists R2 twice: counted once, so −100.00 − 200.00 = −300.00 splits L1.
+    let u1 = detail(&[
+        entry("R1", "-100.00", "B1"),
+        entry("R2", "-200.00", "B2"),
+        entry("R2", "-200.00", "B2"),
+    ]);
+    let u5 = detail(&[entry("R5", "-100.00", "B5"), entry("R6", "-200.00", "B6")]);
+    let (out, tmp) = import_files(&[
+        ("ListSubCustomerBillDetail_C1_p1.json", &bills),
+        ("ShowRefundOrderDetails_U1.json", &u1),
+        ("ShowRefundOrderDetails_U5.json", &u5),
+    ]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let lines = by_id(
+        csv_rows(&tmp.path().join("bundle/bill_lines.csv")),
+        "line_id",
+    );
+    // L1 in two parts; coupon −0.01 × 100/300 = −0.00333333 (rounded to 8 places), the last part
+    // −0.01 + 0.00333333 = −0.00666667: together −0.01 exactly.
+    assert_eq!(lines.keys().collect::<Vec<_>>(), ["L1-1", "L1-2", "L5-1"]);
+    assert_eq!(lines["L1-1"]["coupon_amount"], "-0.00333333");
+    assert_eq!(lines["L1-2"]["coupon_amount"], "-0.00666667");
+    assert_eq!(lines["L1-2"]["original_order_id"], "B2");
+    // L5-1 is a purchase of its own, so L5's first part cannot take its id.
+    assert_eq!(lines["L5-1"]["bill_type"], "new");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("import_report.json")).unwrap(),
+    )
+    .unwrap();
+    let for_person: Vec<String> = report["for_person"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{} {} {}", p["file"], p["record"], p["reason"]))
+        .collect();
+    // Three, and the note that no --master gave partners.csv.
+    assert_eq!(for_person.len(), 4, "{for_person:#?}");
+    assert!(
+        for_person[0].contains("refund_infos[2] (id \\\"R2\\\")")
+            && for_person[0].contains("seen twice"),
+        "{for_person:#?}"
+    );
+    assert!(
+        for_person[1].contains("(id \\\"L2\\\")")
+            && for_person[1].contains("already split line L1"),
+        "{for_person:#?}"
+    );
+    assert!(
+        for_person[2].contains("(id \\\"L5\\\")") && for_person[2].contains("id of another line"),
+        "{for_person:#?}"
+    );
+}

@@ -201,6 +201,8 @@ pub struct Imported {
     line_ids: HashSet<String>,
     /// Unsubscribe orders whose refund detail a line asked for.
     refunds_used: HashSet<String>,
+    /// Unsubscribe orders whose refund detail split a line, and that line's id.
+    refunds_split_by: BTreeMap<String, String>,
     order_ids: HashSet<String>,
     voucher_ids: HashSet<String>,
 }
@@ -530,6 +532,7 @@ fn refund_details(into: &mut Imported, files: &Files) -> Result<RefundEntries, S
         );
         check_complete(groups, "refund detail of")?;
         let mut entries = Vec::new();
+        let mut seen = HashSet::new();
         for (i, info) in infos.iter().enumerate() {
             let record = format!(
                 "refund_infos[{i}] (id {:?})",
@@ -537,6 +540,13 @@ fn refund_details(into: &mut Imported, files: &Files) -> Result<RefundEntries, S
             );
             let at = |r: Refusal| r.at(file, &record);
             json::yuan(&info.measure_id, "measure_id").map_err(at)?;
+            if let Some(rid) = json::code(&info.id)
+                && !seen.insert(rid)
+            {
+                into.report
+                    .for_person(file, &record, "record id seen twice: counted once");
+                continue;
+            }
             let amount = json::required_amount(&info.amount, "amount").map_err(at)?;
             entries.push((json::code(&info.base_order_id), amount));
         }
@@ -732,8 +742,28 @@ fn refund_line(
         return;
     }
     into.refunds_used.insert(line.order_id.clone());
+    if let Some(earlier) = into.refunds_split_by.get(&line.order_id) {
+        // Splitting it again would claw the same base orders back twice.
+        let why = format!(
+            "a second refund line of unsubscribe order {}: its refund detail already split line {earlier}",
+            line.order_id
+        );
+        into.report.for_person(file, name, why);
+        return;
+    }
     match split_by_detail(&line, refunds.get(&line.order_id), &mut into.report) {
+        Ok(parts) if parts.iter().any(|p| into.line_ids.contains(&p.line_id)) => {
+            into.report.for_person(
+                file,
+                name,
+                "a part's id <line_id>-<k> is the id of another line: the split is not written",
+            );
+        }
         Ok(parts) => {
+            into.line_ids
+                .extend(parts.iter().map(|p| p.line_id.clone()));
+            into.refunds_split_by
+                .insert(line.order_id.clone(), line.line_id.clone());
             into.report.refunds_split.push(Split {
                 line_id: line.line_id.clone(),
                 parts: parts
@@ -1244,6 +1274,45 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn the_remainder_of_a_three_way_split_is_on_the_last_part() {
+        // −100.00 in thirds −33.33, −33.33, −33.34; coupon −0.01, official −100.00, no discount.
+        // Coupon: −0.01 × 33.33 / 100 = −0.003333 exactly, twice; the last part takes
+        // −0.01 − 2 × (−0.003333) = −0.003334. Official: −33.33, −33.33, then −33.34.
+        let mut line = refund();
+        (line.payable_amount, line.official_amount) = (d("-100.00"), d("-100.00"));
+        (line.coupon_amount, line.discount_amount) = (d("-0.01"), d("0"));
+        let parts = split_refund(
+            &line,
+            vec![
+                ("B3".into(), d("-33.34")),
+                ("B1".into(), d("-33.33")),
+                ("B2".into(), d("-33.33")),
+            ],
+        );
+        let coupons: Vec<String> = parts.iter().map(|p| p.coupon_amount.to_string()).collect();
+        assert_eq!(coupons, ["-0.003333", "-0.003333", "-0.003334"]);
+        let officials: Vec<String> = parts
+            .iter()
+            .map(|p| p.official_amount.to_string())
+            .collect();
+        assert_eq!(officials, ["-33.33", "-33.33", "-33.34"]);
+        let sum = |f: fn(&Line) -> Decimal| parts.iter().map(f).sum::<Decimal>();
+        assert_eq!(sum(|p| p.coupon_amount), d("-0.01"));
+        assert_eq!(sum(|p| p.payable_amount), d("-100.00"));
+        assert_eq!(sum(|p| p.discount_amount), Decimal::ZERO);
+
+        // A share of exactly half the 8th place rounds away from zero: −0.00000001 in halves is
+        // −0.000000005 → −0.00000001 on the first part, and the last part takes the remainder, 0.
+        line.coupon_amount = d("-0.00000001");
+        let parts = split_refund(
+            &line,
+            vec![("B1".into(), d("-50.00")), ("B2".into(), d("-50.00"))],
+        );
+        assert_eq!(parts[0].coupon_amount, d("-0.00000001"));
+        assert!(parts[1].coupon_amount.is_zero());
     }
 
     #[test]
