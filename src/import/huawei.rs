@@ -982,6 +982,7 @@ type History = BTreeMap<String, Result<Decimal, String>>;
 fn coupon_history(into: &mut Imported, files: &Files, g: DateTime<Utc>) -> Result<History, Stop> {
     let mut history = History::new();
     let mut seen = HashSet::new();
+    let mut issued = HashSet::new();
     let mut groups: BTreeMap<String, Vec<(String, Option<u64>, u64)>> = BTreeMap::new();
     for (file, page) in &files.coupon_records {
         let records = page.records.as_deref().unwrap_or_default();
@@ -1040,13 +1041,33 @@ fn coupon_history(into: &mut Imported, files: &Files, g: DateTime<Utc>) -> Resul
                 *entry = Err(format!(
                     "{file}: {name}: a reseller transfer (9) has no documented direction"
                 ));
+            } else if amount < Decimal::ZERO {
+                // The operation type gives the direction; a signed amount would reverse it.
+                *entry = Err(format!(
+                    "{file}: {name}: operation_amount {amount} is negative: its direction is unclear"
+                ));
             } else if let Ok(balance) = entry {
+                if op == "1" {
+                    issued.insert(coupon_of(&r.coupon_id));
+                }
                 *balance += sign * amount;
             }
         }
     }
     check_complete(groups, "voucher history of")?;
+    for (coupon, opening) in history.iter_mut() {
+        if opening.is_ok() && !issued.contains(coupon) {
+            *opening = Err(
+                "its history has no issue (1) before bill generation: the history is incomplete"
+                    .to_string(),
+            );
+        }
+    }
     Ok(history)
+}
+
+fn coupon_of(raw: &Raw) -> String {
+    json::code(raw).unwrap_or_default()
 }
 
 fn vouchers(
@@ -1358,6 +1379,23 @@ mod tests {
                {"id": "H5", "coupon_id": "V1", "operation_type": "4", "operation_amount": 30, "operation_time": "2026-10-31T16:00:00Z", "result": "0"}"#,
         );
         assert_eq!(h["V1"], Ok(d("420.00")));
+    }
+
+    #[test]
+    fn a_history_without_its_issue_or_with_a_signed_amount_is_for_a_person() {
+        // V8: only a reclaim (its issue is outside the history exported): 0 − 100 would be an
+        // opening of −100; V9: a reclaim written −100 would add 100 back (500 + 100 = 600).
+        // V10: issued at 15:59:59Z on the month's last day, one second before bill generation
+        // (00:00 on 1 November in Shanghai): counted, 300.
+        let h = history(
+            r#"{"id": "H1", "coupon_id": "V8", "operation_type": "2", "operation_amount": 100, "operation_time": "2026-09-01T00:00:00Z"},
+               {"id": "H2", "coupon_id": "V9", "operation_type": "1", "operation_amount": 500, "operation_time": "2026-08-01T00:00:00Z"},
+               {"id": "H3", "coupon_id": "V9", "operation_type": "2", "operation_amount": -100, "operation_time": "2026-09-01T00:00:00Z"},
+               {"id": "H4", "coupon_id": "V10", "operation_type": "1", "operation_amount": 300, "operation_time": "2026-10-31T15:59:59Z"}"#,
+        );
+        assert!(h["V8"].as_ref().is_err_and(|why| why.contains("no issue")));
+        assert!(h["V9"].as_ref().is_err_and(|why| why.contains("negative")));
+        assert_eq!(h["V10"], Ok(d("300")));
     }
 
     #[test]
