@@ -642,3 +642,35 @@ fn a_refund_detail_splits_one_line_once_and_never_onto_another_lines_id() {
         "{for_person:#?}"
     );
 }
+
+#[test]
+fn a_policy_response_that_cannot_be_read_writes_no_rule_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (text, names) in [
+        (
+            r#"{"total_count": 1, "policies": [{"service_type_code": "hws.service.type.y\n[x]", "incentive_policy": "1"}]}"#,
+            "policies[0]: service_type_code = \"hws.service.type.y\\n[x]\": not a service type code",
+        ),
+        (
+            r#"{"total_count": 1, "policies": [{"service_type_code": "a", "incentive_policy": "3"}]}"#,
+            "policies[0]: incentive_policy = \"3\": a code",
+        ),
+        (
+            r#"{"total_count": 3, "policies": [{"service_type_code": "a", "incentive_policy": 2}]}"#,
+            "total_count = \"3\": 1 policies read",
+        ),
+    ] {
+        let file = tmp.path().join("p.json");
+        std::fs::write(&file, text).unwrap();
+        let out_file = tmp.path().join("rules.toml");
+        let mut cmd = incentives();
+        cmd.args(["import", "huawei-policy", "--month", "2026-10"])
+            .arg(&file)
+            .arg("--out")
+            .arg(&out_file);
+        let out = run(&mut cmd);
+        assert_eq!(out.status, 3, "{text}: {}", out.stderr);
+        assert!(out.stderr.contains(names), "{text}: {}", out.stderr);
+        assert!(!out_file.exists());
+    }
+}
