@@ -674,3 +674,78 @@ fn a_policy_response_that_cannot_be_read_writes_no_rule_file() {
         assert!(!out_file.exists());
     }
 }
+
+#[test]
+fn orders_of_all_customers_are_complete_though_a_page_holds_one_customer() {
+    let order = |id: &str, customer: &str| {
+        format!(
+            r#"{{"order_id": "{id}", "customer_id": "{customer}", "order_type": 1, "status": 5, "create_time": "2026-10-05T01:55:00Z", "payment_time": "2026-10-05T02:00:00Z", "amount_after_discount": 100.00, "currency": "CNY", "measure_id": 1}}"#
+        )
+    };
+    let page = |total: u32, orders: &[String]| {
+        format!(
+            r#"{{"total_count": {total}, "order_infos": [{}]}}"#,
+            orders.join(", ")
+        )
+    };
+    let bills = bill_page("1", &[fee_record(&[])]);
+    // One query of 3 orders of all customers, its second page holding C2's alone: complete.
+    let p1 = page(3, &[order("O1", "C1"), order("O2", "C2")]);
+    let p2 = page(3, &[order("O3", "C2")]);
+    let (out, tmp) = import_files(&[
+        ("ListSubCustomerBillDetail_C1_p1.json", &bills),
+        ("ListCustomerOrders_p1.json", &p1),
+        ("ListCustomerOrders_p2.json", &p2),
+    ]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(csv_rows(&tmp.path().join("bundle/orders.csv")).len(), 3);
+    // Without its first page the 3 orders stated are not all there: 1 read.
+    let (out, tmp) = import_files(&[
+        ("ListSubCustomerBillDetail_C1_p1.json", &bills),
+        ("ListCustomerOrders_p2.json", &p2),
+    ]);
+    assert_eq!(out.status, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("ListCustomerOrders_p2.json: *: total_count = \"3\": 1 record(s) read"),
+        "{}",
+        out.stderr
+    );
+    assert!(nothing_written(tmp.path()));
+}
+
+#[test]
+fn a_doubled_page_stops_and_a_record_id_seen_twice_is_reported() {
+    // The same page saved twice: 2 records read of the 1 stated.
+    let page = bill_page("1", &[fee_record(&[])]);
+    let (out, tmp) = import_files(&[
+        ("ListSubCustomerBillDetail_C1_p1.json", &page),
+        ("ListSubCustomerBillDetail_C1_p1_copy.json", &page),
+    ]);
+    assert_eq!(out.status, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("total_count = \"1\": 2 record(s) read"),
+        "{}",
+        out.stderr
+    );
+    assert!(nothing_written(tmp.path()));
+    // One page stating 2 records, both with id L1: the first is written, the second reported.
+    let page = bill_page(
+        "2",
+        &[
+            fee_record(&[]),
+            fee_record(&[("payment_amount", "50.00"), ("official_amount", "50.00")]),
+        ],
+    );
+    let (out, tmp) = import_files(&[("ListSubCustomerBillDetail_C1_p1.json", &page)]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let lines = csv_rows(&tmp.path().join("bundle/bill_lines.csv"));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["payable_amount"], "100.00");
+    assert!(
+        out.stdout
+            .contains("fee_records[1] (id \"L1\"): line id seen twice"),
+        "{}",
+        out.stdout
+    );
+}
