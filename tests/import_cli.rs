@@ -749,3 +749,63 @@ fn a_doubled_page_stops_and_a_record_id_seen_twice_is_reported() {
         out.stdout
     );
 }
+
+#[test]
+fn customer_coupons_never_become_vouchers() {
+    let bills = bill_page("1", &[fee_record(&[])]);
+    // Coupons SP01 issued to its customers, and one of its "own" coupons held by customer C1.
+    let issued = r#"{"total_count": 2, "coupons": [
+        {"coupon_id": "CC1", "customer_id": "C1", "face_value": 50.00},
+        {"coupon_id": "CC2", "customer_id": "C2", "face_value": 20.00}]}"#;
+    let own = r#"{"count": 1, "user_coupons": [
+        {"coupon_id": "V1", "coupon_type": 1, "customer_id": "C1", "face_value": 100.00,
+         "create_time": "2026-09-01T00:00:00Z", "valid_time": "2026-09-01T00:00:00Z",
+         "expire_time": "2027-08-31T16:00:00Z", "currency": "CNY", "status": 2, "measure_id": 1}]}"#;
+    let history = r#"{"total_count": 1, "records": [
+        {"id": "H1", "coupon_id": "V1", "operation_type": "1", "operation_amount": 100.00,
+         "operation_time": "2026-09-01T00:00:00Z", "result": "0"}]}"#;
+    let (out, tmp) = import_files(&[
+        ("ListSubCustomerBillDetail_C1_p1.json", &bills),
+        ("ListIssuedPartnerCoupons_p1.json", issued),
+        ("ListSubCustomerCoupons_p1.json", own),
+        ("ListPartnerCouponsRecord_p1.json", history),
+    ]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(!tmp.path().join("bundle/vouchers.csv").exists());
+    assert!(
+        out.stdout.contains(
+            "ListIssuedPartnerCoupons_p1.json: *: 2 coupon(s) the partner issued to its customers"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "user_coupons[0] (coupon_id \"V1\"): a coupon of customer C1: customer coupons never become vouchers"
+        ),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn an_order_status_the_field_page_does_not_list_stops_the_import() {
+    let bills = bill_page("1", &[fee_record(&[])]);
+    let orders = r#"{"total_count": 1, "order_infos": [
+        {"order_id": "O1", "customer_id": "C1", "order_type": 1, "status": 3,
+         "create_time": "2026-10-05T01:55:00Z", "payment_time": "2026-10-05T02:00:00Z",
+         "amount_after_discount": 100.00, "currency": "CNY", "measure_id": 1}]}"#;
+    let (out, tmp) = import_files(&[
+        ("ListSubCustomerBillDetail_C1_p1.json", &bills),
+        ("ListCustomerOrders_p1.json", orders),
+    ]);
+    assert_eq!(out.status, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "ListCustomerOrders_p1.json: order_infos[0] (order_id \"O1\"): status = \"3\""
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(nothing_written(tmp.path()));
+}

@@ -967,7 +967,19 @@ fn order_row(
         ("unsubscribe", 1) => bases.into_iter().next().unwrap_or_default().to_string(),
         _ => String::new(),
     };
-    let unpaid = json::code(&info.status).as_deref() == Some("6");
+    // huawei-fields.md lists 5 (completed) and 6 (awaiting payment); another status (a
+    // cancelled order, say) is not known to be paid or not, so it stops the import.
+    let unpaid = match json::code(&info.status).as_deref() {
+        None | Some("5") => false,
+        Some("6") => true,
+        Some(other) => {
+            return Err(Refusal::value(
+                "status",
+                other,
+                "an order status domain/huawei-fields.md does not list (5 completed, 6 awaiting payment)",
+            ));
+        }
+    };
     Ok(OrderRow {
         partner_id: partner_of
             .get(order_id.as_str())
@@ -1431,9 +1443,51 @@ mod tests {
         for unpublished in ["12", "100", "101", "102", "7"] {
             assert_eq!(bill_type(unpublished), Mapped::Unknown);
         }
-        assert_eq!(order_type("11"), Mapped::To("change"));
-        assert!(matches!(order_type("15"), Mapped::NoCounterpart(_)));
+        // Every code of the page's bill-type table, as it lists them.
+        for (codes, word) in [
+            (&["1"][..], "new"),
+            (&["2", "8", "18", "103"][..], "renew"),
+            (&["3"][..], "change"),
+            (&["5", "14", "23"][..], "usage"),
+            (&["4", "20", "24"][..], "refund"),
+            (&["9", "16", "25", "13"][..], "adjustment"),
+        ] {
+            for code in codes {
+                assert_eq!(bill_type(code), Mapped::To(word), "bill type {code}");
+            }
+        }
+        for (code, word) in [
+            ("1", "new"),
+            ("2", "renew"),
+            ("3", "change"),
+            ("4", "unsubscribe"),
+            ("10", "change"),
+            ("11", "change"),
+        ] {
+            assert_eq!(order_type(code), Mapped::To(word), "order type {code}");
+        }
+        for none in ["13", "14", "15"] {
+            assert!(
+                matches!(order_type(none), Mapped::NoCounterpart(_)),
+                "{none}"
+            );
+        }
         assert_eq!(order_type("12"), Mapped::Unknown);
+        for (code, word) in [
+            ("1", "yearly_monthly"),
+            ("3", "on_demand"),
+            ("10", "reserved"),
+            ("11", "savings_plan"),
+        ] {
+            assert_eq!(charge_mode(code), Mapped::To(word), "charging mode {code}");
+        }
+        assert_eq!(charge_mode("2"), Mapped::Unknown);
+        assert_eq!(sales_mode("1"), Mapped::To("referral"));
         assert_eq!(sales_mode("2"), Mapped::To("resale"));
+        assert_eq!(sales_mode("3"), Mapped::Unknown);
+        assert_eq!(voucher_type("1"), Mapped::To("cash_voucher"));
+        assert_eq!(voucher_type("4"), Mapped::To("flexipurchase_coupon"));
+        assert!(matches!(voucher_type("2"), Mapped::NoCounterpart(_)));
+        assert_eq!(voucher_type("5"), Mapped::Unknown);
     }
 }
