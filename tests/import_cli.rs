@@ -809,3 +809,68 @@ fn an_order_status_the_field_page_does_not_list_stops_the_import() {
     );
     assert!(nothing_written(tmp.path()));
 }
+
+#[test]
+fn the_masters_links_of_a_reseller_replace_the_apis_and_its_other_files_are_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let master = tmp.path().join("master");
+    std::fs::create_dir(&master).unwrap();
+    for f in ["partners.csv", "vouchers.csv"] {
+        std::fs::copy(fixture(&format!("huawei/master/{f}")), master.join(f)).unwrap();
+    }
+    // A settlement with an exponent and a second one of L101: neither applied, both reported.
+    std::fs::write(
+        master.join("settlements.csv"),
+        "line_id,settlement_amount\nL101,800.00\nL103,-240.00\nL102,8e2\nL101,1\n",
+    )
+    .unwrap();
+    // RS01's history: DIST01 from 2025-06-01 (ListIndirectPartners says only 2026-04-01).
+    std::fs::write(
+        master.join("distributor_links.csv"),
+        "reseller_id,distributor_id,valid_from,valid_to\nRS01,DIST01,2025-06-01,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        master.join("capability_tags.csv"),
+        "partner_id,tag,valid_from,valid_to\nSP01,ai_platform,2026-01-01,\n",
+    )
+    .unwrap();
+    let mut cmd = incentives();
+    cmd.args(["import", "huawei", "--cycle", "2026-10", "--from"])
+        .arg(fixture("huawei/month"))
+        .arg("--master")
+        .arg(&master)
+        .arg("--out")
+        .arg(tmp.path().join("bundle"));
+    let out = run(&mut cmd);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let links = csv_rows(&tmp.path().join("bundle/distributor_links.csv"));
+    assert_eq!(links.len(), 1);
+    assert_eq!(
+        (
+            links[0]["reseller_id"].as_str(),
+            links[0]["valid_from"].as_str()
+        ),
+        ("RS01", "2025-06-01")
+    );
+    let lines = by_id(
+        csv_rows(&tmp.path().join("bundle/bill_lines.csv")),
+        "line_id",
+    );
+    assert_eq!(lines["L101"]["settlement_amount"], "800.00");
+    assert_eq!(lines["L102"]["settlement_amount"], "");
+    for reported in [
+        "master/settlements.csv: row 4: settlement_amount \"8e2\": an amount written with an exponent",
+        "master/settlements.csv: row 5: line L101 settled twice",
+    ] {
+        assert!(out.stdout.contains(reported), "{}", out.stdout);
+    }
+    let tags = csv_rows(&tmp.path().join("bundle/capability_tags.csv"));
+    assert_eq!(tags.len(), 1);
+    assert!(
+        out.stdout
+            .contains("reseller's links taken from --master's distributor_links.csv (1)"),
+        "{}",
+        out.stdout
+    );
+}

@@ -32,14 +32,19 @@ pub fn amount(raw: &Raw, field: &str) -> Result<Option<Decimal>, Refusal> {
     let Some(text) = text(raw) else {
         return Ok(None);
     };
-    let refuse = |why: &str| Refusal::value(field, &text, why);
-    match parse_decimal(&text, INPUT_SCALE_MAX) {
-        Ok(d) => Ok(Some(d)),
+    amount_text(&text, field).map(Some)
+}
+
+/// An amount from its text (a JSON number's, a string's or a CSV cell's), exactly.
+pub fn amount_text(text: &str, field: &str) -> Result<Decimal, Refusal> {
+    let refuse = |why: &str| Refusal::value(field, text, why);
+    match parse_decimal(text, INPUT_SCALE_MAX) {
+        Ok(d) => Ok(d),
         Err(DecimalError::TooManyPlaces { places, .. }) => Err(refuse(&format!(
             "{places} decimal places; at most {INPUT_SCALE_MAX}"
         ))),
         Err(DecimalError::OutOfRange) => Err(refuse("10^12 or more")),
-        Err(DecimalError::NotDecimal) if has_exponent(&text) => Err(refuse(
+        Err(DecimalError::NotDecimal) if has_exponent(text) => Err(refuse(
             "an amount written with an exponent (re-export it as plain decimals)",
         )),
         Err(DecimalError::NotDecimal) => Err(refuse("not a decimal amount")),
