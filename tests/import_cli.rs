@@ -874,3 +874,46 @@ fn the_masters_links_of_a_reseller_replace_the_apis_and_its_other_files_are_copi
         out.stdout
     );
 }
+
+#[test]
+fn an_error_body_or_an_empty_object_saved_as_a_response_stops_the_import() {
+    // Either would read as a page of no records: the orders or coupons would vanish unsaid.
+    let bills = bill_page("1", &[fee_record(&[])]);
+    let error = r#"{"error_code": "CBC.0150", "error_msg": "Access denied."}"#;
+    for (file, text, names) in [
+        (
+            "ListCustomerOrders_p1.json",
+            error,
+            "ListCustomerOrders_p1.json: *: error_code = \"CBC.0150\": an error response (Access denied.)",
+        ),
+        (
+            "ListSubCustomerCoupons_p1.json",
+            "{}",
+            "ListSubCustomerCoupons_p1.json: *: response = \"\": neither a total_count nor a list",
+        ),
+    ] {
+        let (out, tmp) = import_files(&[
+            ("ListSubCustomerBillDetail_C1_p1.json", &bills),
+            (file, text),
+        ]);
+        assert_eq!(out.status, 3, "{file}: {}", out.stderr);
+        assert!(out.stderr.contains(names), "{file}: {}", out.stderr);
+        assert!(nothing_written(tmp.path()));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("ListIncentiveDiscountPolicies.json");
+    std::fs::write(&file, error).unwrap();
+    let mut cmd = incentives();
+    cmd.args(["import", "huawei-policy", "--month", "2026-10"])
+        .arg(&file)
+        .arg("--out")
+        .arg(tmp.path().join("rules.toml"));
+    let out = run(&mut cmd);
+    assert_eq!(out.status, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error_code = \"CBC.0150\""),
+        "{}",
+        out.stderr
+    );
+    assert!(!tmp.path().join("rules.toml").exists());
+}

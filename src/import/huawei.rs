@@ -334,6 +334,7 @@ fn parse<T: for<'de> Deserialize<'de>>(path: &Path, label: &str) -> Result<T, St
         .map_err(|e| Refusal::value("file", "", &format!("cannot read: {e}")).at(label, "*"))?;
     // A UTF-8 byte-order mark, as some tools save JSON, is not part of the response.
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    json::check_body(text).map_err(|r| r.at(label, "*"))?;
     serde_json::from_str(text).map_err(|e| {
         Refusal::value("response", "", &format!("not a response of this API: {e}")).at(label, "*")
     })

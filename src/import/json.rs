@@ -67,6 +67,42 @@ fn has_exponent(text: &str) -> bool {
     mantissa_ok && digits(exponent)
 }
 
+/// A response body must be one: the vendor's error body (`error_code`, `error_msg`) saved in its
+/// place, or an object with neither a total nor a list of records, would read as a page of no
+/// records and its records would vanish without a word.
+pub fn check_body(body: &str) -> Result<(), Refusal> {
+    let Ok(fields) = serde_json::from_str::<std::collections::BTreeMap<String, Raw>>(body) else {
+        return Ok(()); // not an object: the response's own reader says why
+    };
+    if let Some(code) = fields.get("error_code").and_then(text) {
+        let message = fields.get("error_msg").and_then(text);
+        return Err(Refusal::value(
+            "error_code",
+            &code,
+            &format!(
+                "an error response ({}), not the API's records: ask again",
+                message.unwrap_or_default()
+            ),
+        ));
+    }
+    let is_list = |raw: &Raw| {
+        raw.as_ref()
+            .is_some_and(|r| r.get().trim_start().starts_with('['))
+    };
+    let has_total = ["total_count", "count"]
+        .iter()
+        .any(|k| fields.get(*k).is_some_and(|t| text(t).is_some()));
+    if !has_total && !fields.values().any(is_list) {
+        let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+        return Err(Refusal::value(
+            "response",
+            &keys.join(", "),
+            "neither a total_count nor a list of records: not a response of this API",
+        ));
+    }
+    Ok(())
+}
+
 /// An amount that must be there (blank is refused).
 pub fn required_amount(raw: &Raw, field: &str) -> Result<Decimal, Refusal> {
     amount(raw, field)?.ok_or_else(|| Refusal::value(field, "", "missing"))

@@ -47,7 +47,9 @@ pub fn read(files: &[PathBuf]) -> Result<Policies, Stop> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Refusal::value("file", "", &format!("cannot read: {e}")).at(&file, "*"))?;
-        let page: PolicyPage = serde_json::from_str(&text).map_err(|e| {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        json::check_body(text).map_err(|r| r.at(&file, "*"))?;
+        let page: PolicyPage = serde_json::from_str(text).map_err(|e| {
             Refusal::value(
                 "response",
                 "",
