@@ -172,7 +172,12 @@ fn exporters(
         let name = e.file_name().to_string_lossy().into_owned();
         if e.path().is_dir() && is_valid_id(&name) {
             found.push((name.clone(), e.path(), format!("{name}/")));
-        } else if name.ends_with(".json") {
+        } else if e.path().is_dir() {
+            return Err(RunError::Usage(format!(
+                "--from {}: subfolder {name:?} is not named by a partner id: its responses would not be read; rename or remove it",
+                from.display()
+            )));
+        } else if huawei::is_json_name(&name) {
             return Err(RunError::Usage(format!(
                 "--from {}: {name} is not in an exporter's subfolder: give --exporter-id P for one exporter's files, or put each exporter's files in a folder named by its partner id",
                 from.display()

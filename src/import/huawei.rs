@@ -201,6 +201,8 @@ pub struct Imported {
     line_ids: HashSet<String>,
     /// Unsubscribe orders whose refund detail a line asked for.
     refunds_used: HashSet<String>,
+    /// Unsubscribe orders whose refund detail split a line, and that line's id.
+    refunds_split_by: BTreeMap<String, String>,
     order_ids: HashSet<String>,
     voucher_ids: HashSet<String>,
 }
@@ -330,7 +332,10 @@ struct Files {
 fn parse<T: for<'de> Deserialize<'de>>(path: &Path, label: &str) -> Result<T, Stop> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Refusal::value("file", "", &format!("cannot read: {e}")).at(label, "*"))?;
-    serde_json::from_str(&text).map_err(|e| {
+    // A UTF-8 byte-order mark, as some tools save JSON, is not part of the response.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    json::check_body(text).map_err(|r| r.at(label, "*"))?;
+    serde_json::from_str(text).map_err(|e| {
         Refusal::value("response", "", &format!("not a response of this API: {e}")).at(label, "*")
     })
 }
@@ -345,6 +350,13 @@ fn count_records(path: &Path, label: &str) -> Result<u64, Stop> {
         .sum())
 }
 
+/// A response file: `.json` in any case (`.JSON` is not left out unread).
+pub fn is_json_name(name: &str) -> bool {
+    name.len() > 5
+        && name.is_char_boundary(name.len() - 5)
+        && name[name.len() - 5..].eq_ignore_ascii_case(".json")
+}
+
 fn read_files(dir: &Path, prefix: &str) -> Result<Files, Stop> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| {
@@ -354,16 +366,24 @@ fn read_files(dir: &Path, prefix: &str) -> Result<Files, Stop> {
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_file())
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".json"))
+        .filter(|n| is_json_name(n))
         .collect();
     names.sort();
+    if names.is_empty() {
+        return Err(Refusal::value(
+            "folder",
+            &dir.display().to_string(),
+            "no response (*.json) in the exporter's folder: nothing to import",
+        )
+        .at(&format!("{prefix}*.json"), "*"));
+    }
     let mut files = Files::default();
     for name in names {
         let path = dir.join(&name);
         let label = format!("{prefix}{name}");
         if let Some(order) = name
             .strip_prefix("ShowRefundOrderDetails_")
-            .and_then(|s| s.strip_suffix(".json"))
+            .and_then(|s| s.get(..s.len().checked_sub(5)?))
         {
             let page = parse(&path, &label)?;
             files.refunds.insert(order.to_string(), (label, page));
@@ -479,6 +499,23 @@ fn check_complete(
     Ok(())
 }
 
+/// Pages of an API that may be asked for one customer (or coupon) or for all: grouped by the one
+/// customer a page holds, an all-customers query whose last page happens to hold one customer
+/// would look incomplete. So the pages are complete when, taken as one query, they agree on a
+/// total they add up to; else each group must add up to its own.
+fn check_complete_per_query(
+    groups: BTreeMap<String, Vec<(String, Option<u64>, u64)>>,
+    what: &str,
+) -> Result<(), Stop> {
+    let pages: Vec<_> = groups.values().flatten().collect();
+    let totals: HashSet<Option<u64>> = pages.iter().map(|(_, t, _)| *t).collect();
+    let read: u64 = pages.iter().map(|(_, _, n)| n).sum();
+    if totals.len() == 1 && totals.contains(&Some(read)) {
+        return Ok(());
+    }
+    check_complete(groups, what)
+}
+
 fn total(raw: &Raw, file: &str) -> Result<Option<u64>, Stop> {
     match json::code(raw) {
         None => Ok(None),
@@ -513,6 +550,7 @@ fn refund_details(into: &mut Imported, files: &Files) -> Result<RefundEntries, S
         );
         check_complete(groups, "refund detail of")?;
         let mut entries = Vec::new();
+        let mut seen = HashSet::new();
         for (i, info) in infos.iter().enumerate() {
             let record = format!(
                 "refund_infos[{i}] (id {:?})",
@@ -520,6 +558,13 @@ fn refund_details(into: &mut Imported, files: &Files) -> Result<RefundEntries, S
             );
             let at = |r: Refusal| r.at(file, &record);
             json::yuan(&info.measure_id, "measure_id").map_err(at)?;
+            if let Some(rid) = json::code(&info.id)
+                && !seen.insert(rid)
+            {
+                into.report
+                    .for_person(file, &record, "record id seen twice: counted once");
+                continue;
+            }
             let amount = json::required_amount(&info.amount, "amount").map_err(at)?;
             entries.push((json::code(&info.base_order_id), amount));
         }
@@ -638,17 +683,29 @@ fn bill_lines(
             )
             .at(file, "*"));
         }
-        if let Some((c, m)) = keys.into_iter().next() {
-            let key = format!(
-                "customer {} cycle {}",
-                c.unwrap_or_default(),
-                m.unwrap_or_default()
-            );
-            groups.entry(key).or_default().push((
-                file.clone(),
-                total(&page.total_count, file)?,
-                records.len() as u64,
-            ));
+        let stated = total(&page.total_count, file)?;
+        match keys.into_iter().next() {
+            Some((c, m)) => {
+                let key = format!(
+                    "customer {} cycle {}",
+                    c.unwrap_or_default(),
+                    m.unwrap_or_default()
+                );
+                groups
+                    .entry(key)
+                    .or_default()
+                    .push((file.clone(), stated, records.len() as u64));
+            }
+            // A page with no record cannot say whose it is: with records stated, some are missing.
+            None if stated.is_some_and(|t| t > 0) => {
+                return Err(Refusal::value(
+                    "total_count",
+                    &stated.unwrap_or_default().to_string(),
+                    "a page with no fee_records: its customer and cycle are unknown, so the records it stands for cannot be found (export the pages that hold them, or remove a page past the end)",
+                )
+                .at(file, "*"));
+            }
+            None => {}
         }
         let currency = json::required(&page.currency, "currency")
             .and_then(|c| match crate::model::Currency::parse(&c) {
@@ -703,8 +760,28 @@ fn refund_line(
         return;
     }
     into.refunds_used.insert(line.order_id.clone());
+    if let Some(earlier) = into.refunds_split_by.get(&line.order_id) {
+        // Splitting it again would claw the same base orders back twice.
+        let why = format!(
+            "a second refund line of unsubscribe order {}: its refund detail already split line {earlier}",
+            line.order_id
+        );
+        into.report.for_person(file, name, why);
+        return;
+    }
     match split_by_detail(&line, refunds.get(&line.order_id), &mut into.report) {
+        Ok(parts) if parts.iter().any(|p| into.line_ids.contains(&p.line_id)) => {
+            into.report.for_person(
+                file,
+                name,
+                "a part's id <line_id>-<k> is the id of another line: the split is not written",
+            );
+        }
         Ok(parts) => {
+            into.line_ids
+                .extend(parts.iter().map(|p| p.line_id.clone()));
+            into.refunds_split_by
+                .insert(line.order_id.clone(), line.line_id.clone());
             into.report.refunds_split.push(Split {
                 line_id: line.line_id.clone(),
                 parts: parts
@@ -865,7 +942,7 @@ fn orders(
         }
     }
     into.orders.extend(rows);
-    check_complete(groups, "orders of")
+    check_complete_per_query(groups, "orders of")
 }
 
 fn order_row(
@@ -891,7 +968,19 @@ fn order_row(
         ("unsubscribe", 1) => bases.into_iter().next().unwrap_or_default().to_string(),
         _ => String::new(),
     };
-    let unpaid = json::code(&info.status).as_deref() == Some("6");
+    // huawei-fields.md lists 5 (completed) and 6 (awaiting payment); another status (a
+    // cancelled order, say) is not known to be paid or not, so it stops the import.
+    let unpaid = match json::code(&info.status).as_deref() {
+        None | Some("5") => false,
+        Some("6") => true,
+        Some(other) => {
+            return Err(Refusal::value(
+                "status",
+                other,
+                "an order status domain/huawei-fields.md does not list (5 completed, 6 awaiting payment)",
+            ));
+        }
+    };
     Ok(OrderRow {
         partner_id: partner_of
             .get(order_id.as_str())
@@ -923,6 +1012,7 @@ type History = BTreeMap<String, Result<Decimal, String>>;
 fn coupon_history(into: &mut Imported, files: &Files, g: DateTime<Utc>) -> Result<History, Stop> {
     let mut history = History::new();
     let mut seen = HashSet::new();
+    let mut issued = HashSet::new();
     let mut groups: BTreeMap<String, Vec<(String, Option<u64>, u64)>> = BTreeMap::new();
     for (file, page) in &files.coupon_records {
         let records = page.records.as_deref().unwrap_or_default();
@@ -981,13 +1071,33 @@ fn coupon_history(into: &mut Imported, files: &Files, g: DateTime<Utc>) -> Resul
                 *entry = Err(format!(
                     "{file}: {name}: a reseller transfer (9) has no documented direction"
                 ));
+            } else if amount < Decimal::ZERO {
+                // The operation type gives the direction; a signed amount would reverse it.
+                *entry = Err(format!(
+                    "{file}: {name}: operation_amount {amount} is negative: its direction is unclear"
+                ));
             } else if let Ok(balance) = entry {
+                if op == "1" {
+                    issued.insert(coupon_of(&r.coupon_id));
+                }
                 *balance += sign * amount;
             }
         }
     }
-    check_complete(groups, "voucher history of")?;
+    check_complete_per_query(groups, "voucher history of")?;
+    for (coupon, opening) in history.iter_mut() {
+        if opening.is_ok() && !issued.contains(coupon) {
+            *opening = Err(
+                "its history has no issue (1) before bill generation: the history is incomplete"
+                    .to_string(),
+            );
+        }
+    }
     Ok(history)
+}
+
+fn coupon_of(raw: &Raw) -> String {
+    json::code(raw).unwrap_or_default()
 }
 
 fn vouchers(
@@ -1218,6 +1328,45 @@ mod tests {
     }
 
     #[test]
+    fn the_remainder_of_a_three_way_split_is_on_the_last_part() {
+        // −100.00 in thirds −33.33, −33.33, −33.34; coupon −0.01, official −100.00, no discount.
+        // Coupon: −0.01 × 33.33 / 100 = −0.003333 exactly, twice; the last part takes
+        // −0.01 − 2 × (−0.003333) = −0.003334. Official: −33.33, −33.33, then −33.34.
+        let mut line = refund();
+        (line.payable_amount, line.official_amount) = (d("-100.00"), d("-100.00"));
+        (line.coupon_amount, line.discount_amount) = (d("-0.01"), d("0"));
+        let parts = split_refund(
+            &line,
+            vec![
+                ("B3".into(), d("-33.34")),
+                ("B1".into(), d("-33.33")),
+                ("B2".into(), d("-33.33")),
+            ],
+        );
+        let coupons: Vec<String> = parts.iter().map(|p| p.coupon_amount.to_string()).collect();
+        assert_eq!(coupons, ["-0.003333", "-0.003333", "-0.003334"]);
+        let officials: Vec<String> = parts
+            .iter()
+            .map(|p| p.official_amount.to_string())
+            .collect();
+        assert_eq!(officials, ["-33.33", "-33.33", "-33.34"]);
+        let sum = |f: fn(&Line) -> Decimal| parts.iter().map(f).sum::<Decimal>();
+        assert_eq!(sum(|p| p.coupon_amount), d("-0.01"));
+        assert_eq!(sum(|p| p.payable_amount), d("-100.00"));
+        assert_eq!(sum(|p| p.discount_amount), Decimal::ZERO);
+
+        // A share of exactly half the 8th place rounds away from zero: −0.00000001 in halves is
+        // −0.000000005 → −0.00000001 on the first part, and the last part takes the remainder, 0.
+        line.coupon_amount = d("-0.00000001");
+        let parts = split_refund(
+            &line,
+            vec![("B1".into(), d("-50.00")), ("B2".into(), d("-50.00"))],
+        );
+        assert_eq!(parts[0].coupon_amount, d("-0.00000001"));
+        assert!(parts[1].coupon_amount.is_zero());
+    }
+
+    #[test]
     fn refund_detail_that_does_not_add_up_is_for_a_person() {
         // −100 + −150 = −250, but the line refunds −300: not splittable.
         let detail = (
@@ -1263,6 +1412,23 @@ mod tests {
     }
 
     #[test]
+    fn a_history_without_its_issue_or_with_a_signed_amount_is_for_a_person() {
+        // V8: only a reclaim (its issue is outside the history exported): 0 − 100 would be an
+        // opening of −100; V9: a reclaim written −100 would add 100 back (500 + 100 = 600).
+        // V10: issued at 15:59:59Z on the month's last day, one second before bill generation
+        // (00:00 on 1 November in Shanghai): counted, 300.
+        let h = history(
+            r#"{"id": "H1", "coupon_id": "V8", "operation_type": "2", "operation_amount": 100, "operation_time": "2026-09-01T00:00:00Z"},
+               {"id": "H2", "coupon_id": "V9", "operation_type": "1", "operation_amount": 500, "operation_time": "2026-08-01T00:00:00Z"},
+               {"id": "H3", "coupon_id": "V9", "operation_type": "2", "operation_amount": -100, "operation_time": "2026-09-01T00:00:00Z"},
+               {"id": "H4", "coupon_id": "V10", "operation_type": "1", "operation_amount": 300, "operation_time": "2026-10-31T15:59:59Z"}"#,
+        );
+        assert!(h["V8"].as_ref().is_err_and(|why| why.contains("no issue")));
+        assert!(h["V9"].as_ref().is_err_and(|why| why.contains("negative")));
+        assert_eq!(h["V10"], Ok(d("300")));
+    }
+
+    #[test]
     fn a_reseller_transfer_leaves_the_voucher_for_a_person() {
         let h = history(
             r#"{"id": "H1", "coupon_id": "V7", "operation_type": "1", "operation_amount": 100, "operation_time": "2026-08-01T00:00:00Z"},
@@ -1278,9 +1444,51 @@ mod tests {
         for unpublished in ["12", "100", "101", "102", "7"] {
             assert_eq!(bill_type(unpublished), Mapped::Unknown);
         }
-        assert_eq!(order_type("11"), Mapped::To("change"));
-        assert!(matches!(order_type("15"), Mapped::NoCounterpart(_)));
+        // Every code of the page's bill-type table, as it lists them.
+        for (codes, word) in [
+            (&["1"][..], "new"),
+            (&["2", "8", "18", "103"][..], "renew"),
+            (&["3"][..], "change"),
+            (&["5", "14", "23"][..], "usage"),
+            (&["4", "20", "24"][..], "refund"),
+            (&["9", "16", "25", "13"][..], "adjustment"),
+        ] {
+            for code in codes {
+                assert_eq!(bill_type(code), Mapped::To(word), "bill type {code}");
+            }
+        }
+        for (code, word) in [
+            ("1", "new"),
+            ("2", "renew"),
+            ("3", "change"),
+            ("4", "unsubscribe"),
+            ("10", "change"),
+            ("11", "change"),
+        ] {
+            assert_eq!(order_type(code), Mapped::To(word), "order type {code}");
+        }
+        for none in ["13", "14", "15"] {
+            assert!(
+                matches!(order_type(none), Mapped::NoCounterpart(_)),
+                "{none}"
+            );
+        }
         assert_eq!(order_type("12"), Mapped::Unknown);
+        for (code, word) in [
+            ("1", "yearly_monthly"),
+            ("3", "on_demand"),
+            ("10", "reserved"),
+            ("11", "savings_plan"),
+        ] {
+            assert_eq!(charge_mode(code), Mapped::To(word), "charging mode {code}");
+        }
+        assert_eq!(charge_mode("2"), Mapped::Unknown);
+        assert_eq!(sales_mode("1"), Mapped::To("referral"));
         assert_eq!(sales_mode("2"), Mapped::To("resale"));
+        assert_eq!(sales_mode("3"), Mapped::Unknown);
+        assert_eq!(voucher_type("1"), Mapped::To("cash_voucher"));
+        assert_eq!(voucher_type("4"), Mapped::To("flexipurchase_coupon"));
+        assert!(matches!(voucher_type("2"), Mapped::NoCounterpart(_)));
+        assert_eq!(voucher_type("5"), Mapped::Unknown);
     }
 }

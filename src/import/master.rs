@@ -6,7 +6,6 @@
 use super::ImportReport;
 use crate::error::RunError;
 use crate::load::is_valid_id;
-use crate::money::{INPUT_SCALE_MAX, parse_decimal};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -85,16 +84,22 @@ pub fn settlements(
         let (id, amount) = (r.get(id_col).unwrap_or(""), r.get(amount_col).unwrap_or(""));
         if !is_valid_id(id) {
             report.for_person(file, &row, format!("line_id {id:?} is not an id"));
-        } else if let Err(e) = parse_decimal(amount, INPUT_SCALE_MAX) {
-            report.for_person(file, &row, format!("settlement_amount {amount:?}: {e:?}"));
-        } else if out.contains_key(id) {
-            report.for_person(
-                file,
-                &row,
-                format!("line {id} settled twice: the later row is not applied"),
-            );
-        } else if let Ok(d) = parse_decimal(amount, INPUT_SCALE_MAX) {
-            out.insert(id.to_string(), d);
+        } else {
+            match super::json::amount_text(amount, "settlement_amount") {
+                Err(r) => report.for_person(
+                    file,
+                    &row,
+                    format!("settlement_amount {:?}: {}", r.value, r.why),
+                ),
+                Ok(_) if out.contains_key(id) => report.for_person(
+                    file,
+                    &row,
+                    format!("line {id} settled twice: the later row is not applied"),
+                ),
+                Ok(d) => {
+                    out.insert(id.to_string(), d);
+                }
+            }
         }
     }
     Ok(out)

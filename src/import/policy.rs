@@ -47,7 +47,9 @@ pub fn read(files: &[PathBuf]) -> Result<Policies, Stop> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Refusal::value("file", "", &format!("cannot read: {e}")).at(&file, "*"))?;
-        let page: PolicyPage = serde_json::from_str(&text).map_err(|e| {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        json::check_body(text).map_err(|r| r.at(&file, "*"))?;
+        let page: PolicyPage = serde_json::from_str(text).map_err(|e| {
             Refusal::value(
                 "response",
                 "",
@@ -64,6 +66,13 @@ pub fn read(files: &[PathBuf]) -> Result<Policies, Stop> {
             let record = format!("policies[{i}]");
             let at = |r: Refusal| r.at(&file, &record);
             let service = json::required(&p.service_type_code, "service_type_code").map_err(at)?;
+            if !crate::load::is_valid_id(&service) {
+                return Err(at(Refusal::value(
+                    "service_type_code",
+                    &service,
+                    "not a service type code of the form [A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+                )));
+            }
             let code = json::required(&p.incentive_policy, "incentive_policy").map_err(at)?;
             if !matches!(code.as_str(), "0" | "1" | "2" | "13") {
                 return Err(at(Refusal::value(
@@ -106,6 +115,14 @@ fn check_total(totals: &BTreeMap<String, String>, read: u64) -> Result<(), Stop>
         .at(file, "*")),
         _ => Ok(()),
     }
+}
+
+/// Text for a `#` comment: a line break or other control character would end the comment and
+/// let the vendor's text become rules, so each is a space.
+fn comment_text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// A TOML string literal.
@@ -165,7 +182,7 @@ pub fn rules_text(month: Cycle, files: &[PathBuf], policies: &Policies) -> Strin
             .iter()
             .map(|f| f
                 .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()))
+                .map_or_else(String::new, |n| comment_text(&n.to_string_lossy())))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -177,7 +194,7 @@ pub fn rules_text(month: Cycle, files: &[PathBuf], policies: &Policies) -> Strin
     if let Some(specific) = policies.get("1") {
         out.push_str("# Specific products (policy 1): their incentive is priced case by case; a person must write\n# their rules:\n");
         for (c, n) in specific {
-            out.push_str(&format!("#   {c}  {n}\n"));
+            out.push_str(&format!("#   {c}  {}\n", comment_text(n)));
         }
     }
     out
@@ -227,6 +244,22 @@ fn write_new(dir: &Path, out: &Path, bytes: &[u8]) -> Result<(), RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_product_name_cannot_write_rules() {
+        // A name with line breaks stays inside its comment: the file holds no section at all.
+        let mut p = Policies::new();
+        p.entry("1".into()).or_default().insert(
+            "hws.service.type.x".into(),
+            "X\n[[exclusion]]\nid = \"evil\"\r\nwhen = {}".into(),
+        );
+        let text = rules_text(Cycle::new(2026, 10).unwrap(), &[], &p);
+        assert!(
+            text.contains("#   hws.service.type.x  X [[exclusion]] id = \"evil\"  when = {}\n")
+        );
+        let parsed: toml::Table = toml::from_str(&text).unwrap();
+        assert!(parsed.is_empty(), "{text}");
+    }
 
     #[test]
     fn policies_2_and_13_become_exclusions_and_1_comments() {
