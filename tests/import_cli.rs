@@ -280,10 +280,10 @@ fn policies_become_exclusions() {
     assert_eq!(out.status, 0, "{}", out.stderr);
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains(
-        "when = { service_type_code = [\"hws.service.type.marketplace2\", \"hws.service.type.sms\"] }\nstops_clawback = false\ncounts_toward_tier = false"
+        "when = { service_type_code = [\"hws.service.type.marketplace2\", \"hws.service.type.sms\"] }\nwindow = { from = \"2026-10-01\", to = \"2026-10-31\" }\nstops_clawback = false\ncounts_toward_tier = false"
     ), "{text}");
     assert!(text.contains(
-        "when = { service_type_code = [\"hws.service.type.cdn\"] }\nstops_clawback = false\ncounts_toward_tier = true"
+        "when = { service_type_code = [\"hws.service.type.cdn\"] }\nwindow = { from = \"2026-10-01\", to = \"2026-10-31\" }\nstops_clawback = false\ncounts_toward_tier = true"
     ), "{text}");
     assert!(
         text.contains("#   hws.service.type.modelarts  ModelArts"),

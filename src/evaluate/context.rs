@@ -275,8 +275,9 @@ impl<'a, 'o> Context<'a, 'o> {
     fn exclusion(&self, facts: &LineFacts<'_>) -> Option<&'a crate::rules::Exclusion> {
         self.exclusions
             .iter()
-            .position(|c| c.holds(facts))
-            .map(|i| &self.rules.exclusions[i])
+            .zip(&self.rules.exclusions)
+            .find(|(c, e)| e.in_window(facts.trade_date) && c.holds(facts))
+            .map(|(_, e)| e)
     }
 
     /// The first exclusion that holds and stops clawbacks: programme membership, for one, gates
@@ -285,7 +286,7 @@ impl<'a, 'o> Context<'a, 'o> {
         self.exclusions
             .iter()
             .zip(&self.rules.exclusions)
-            .find(|(c, e)| e.stops_clawback && c.holds(facts))
+            .find(|(c, e)| e.stops_clawback && e.in_window(facts.trade_date) && c.holds(facts))
             .map(|(_, e)| e.reason.as_str())
     }
 

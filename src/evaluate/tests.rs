@@ -1118,6 +1118,57 @@ fn an_exclusion_that_stops_clawbacks_is_the_rule_files_choice() {
 }
 
 #[test]
+fn an_exclusion_holds_only_in_its_window_of_trade_dates() {
+    let windowed = r#"
+[[exclusion]]
+id = "exclude.ec2_mid_october"
+reason = "vendor_policy"
+explanation = "ec2 earns nothing from 10 to 20 October"
+when = { service_type_code = ["hws.service.type.ec2"] }
+window = { from = "2026-10-10", to = "2026-10-20" }
+"#;
+    let w = world(
+        &[
+            // 10-05: before the window, 1,000.00 × 8 % = 80.00.
+            L { id: "A1", ..BASE },
+            // 10-10 and 10-20 (Shanghai dates, both ends inclusive): excluded.
+            L {
+                id: "A2",
+                at: "2026-10-10T00:00:00+08:00",
+                order: "O2",
+                ..BASE
+            },
+            L {
+                id: "A3",
+                at: "2026-10-20T23:59:59+08:00",
+                order: "O3",
+                ..BASE
+            },
+            // 10-20T16:00Z is 10-21 in Shanghai: after the window, earns 80.00.
+            L {
+                id: "A4",
+                at: "2026-10-20T16:00:00Z",
+                order: "O4",
+                ..BASE
+            },
+        ],
+        &[],
+        &[("zz_window.toml", windowed)],
+    );
+    let f: Vec<(String, &str)> = fates(&w).into_iter().map(|x| (x.0, x.1)).collect();
+    assert_eq!(
+        f,
+        vec![
+            ("A1".to_string(), "earned"),
+            ("A2".to_string(), "excluded"),
+            ("A3".to_string(), "excluded"),
+            ("A4".to_string(), "earned"),
+        ]
+    );
+    assert_eq!(fates(&w)[1].2, "vendor_policy");
+}
+
+#[test]
 fn an_excluded_base_that_counts_toward_the_tier_raises_it() {
     let lines = [
         // 100,000.00 of resale_base base: exactly the top of the 0 % band, no tier on its own.

@@ -498,11 +498,15 @@ fn exclusion_section(
     text: &str,
     e: &super::format::ExclusionSection,
 ) -> Exclusion {
+    let what = format!("exclusion {}", e.id);
+    let (window_from, window_to) = rule_window(report, fname, text, &what, &e.window);
     Exclusion {
         id: e.id.clone(),
         reason: e.reason.clone(),
         explanation: e.explanation.clone(),
         when: spanned_condition(report, fname, text, &e.when),
+        window_from,
+        window_to,
         stops_clawback: e.stops_clawback,
         counts_toward_tier: e.counts_toward_tier,
     }
@@ -933,7 +937,8 @@ impl RuleChecks {
             }
             _ => {}
         }
-        let (window_from, window_to) = rule_window(report, fname, text, &id, &inner.window);
+        let (window_from, window_to) =
+            rule_window(report, fname, text, &format!("rule {id}"), &inner.window);
         let when = spanned_condition(report, fname, text, &inner.when);
         if kind == LeverKind::Tier
             && when.tests.iter().any(|(f, _)| {
@@ -960,12 +965,13 @@ impl RuleChecks {
     }
 }
 
-/// A rule's effective window on the trade date: both ends dates, the end not before the start.
+/// A rule's (or an exclusion's) effective window on the trade date: both ends dates, the end not
+/// before the start.
 fn rule_window(
     report: &mut Report<'_>,
     fname: &str,
     text: &str,
-    id: &str,
+    what: &str,
     window: &Option<toml::Spanned<super::format::DateWindow>>,
 ) -> (Option<NaiveDate>, Option<NaiveDate>) {
     let Some(w) = window else {
@@ -979,7 +985,7 @@ fn rule_window(
                     fname,
                     text,
                     d.span(),
-                    format!("rule {id}: {:?} is not a date YYYY-MM-DD", d.get_ref()),
+                    format!("{what}: {:?} is not a date YYYY-MM-DD", d.get_ref()),
                 );
             }
             parsed
@@ -993,7 +999,7 @@ fn rule_window(
             fname,
             text,
             w.span(),
-            format!("rule {id}: window ends {t}, before it starts {f}"),
+            format!("{what}: window ends {t}, before it starts {f}"),
         );
     }
     (from, to)

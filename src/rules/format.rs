@@ -119,6 +119,8 @@ pub struct ExclusionSection {
     /// Words for the analyst.
     pub explanation: String,
     pub when: Option<Spanned<Conditions>>,
+    /// Effective window on the trade date, both ends inclusive (default: always).
+    pub window: Option<Spanned<DateWindow>>,
     /// Whether a refund or negative line this exclusion matches claws nothing back (default
     /// true). Programme membership gates earning, not clawback: such exclusions say `false`.
     #[serde(default = "yes")]

@@ -137,6 +137,9 @@ pub struct Exclusion {
     pub reason: String,
     pub explanation: String,
     pub when: Condition,
+    /// Trade dates it holds on, both ends inclusive (None: open).
+    pub window_from: Option<NaiveDate>,
+    pub window_to: Option<NaiveDate>,
     /// A refund or negative line it matches claws nothing back.
     pub stops_clawback: bool,
     /// The base of a line it excludes still counts toward a tier on the lever that would
@@ -202,6 +205,12 @@ pub struct Rule {
 }
 
 impl Rule {
+    pub fn in_window(&self, date: NaiveDate) -> bool {
+        self.window_from.is_none_or(|f| f <= date) && self.window_to.is_none_or(|t| date <= t)
+    }
+}
+
+impl Exclusion {
     pub fn in_window(&self, date: NaiveDate) -> bool {
         self.window_from.is_none_or(|f| f <= date) && self.window_to.is_none_or(|t| date <= t)
     }
