@@ -10,7 +10,7 @@ use crate::progress::Progress;
 use crate::reconcile;
 use crate::rules;
 use crate::state::{ClosingBalances, CycleRecord, PendingPublication, StateStore};
-use crate::write::{self, Manifest, Staging, Timings};
+use crate::write::{self, Manifest, Publication, Staging, Timings};
 use crate::{balances, explain, subsidies, vouchers};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -91,20 +91,90 @@ fn fault_point(phase: &str) {
     }
 }
 
-/// Finishes publications a crash interrupted after their state was committed.
-fn finish_publications(state: &StateStore) -> Result<(), RunError> {
+/// What a run does first with publications its state holds (committed, not yet published):
+/// finishes those whose staged folder is there (a crash or a failed publication interrupted
+/// them), clears those already published, and names those whose staged folder was lost
+/// (unpublished) with the command that repairs them. `publisher` is this run's lock on
+/// `OUT/<cycle>`; another cycle's (or another `--out`'s) is taken while it is published.
+fn finish_publications(state: &StateStore, config: &RunConfig) -> Result<(), RunError> {
+    let out_root = write::absolute(&config.out);
+    let chain = state.chain()?;
     for p in state.pending_publications()? {
-        write::publish(&p.out_root, p.cycle, &p.staged)?;
-        state.published(p.cycle)?;
-        crate::progress::note(
-            "WARN",
-            &format!(
-                "note: finished publishing {} (a run was interrupted after its commit)",
-                p.cycle
+        match write::publication(&p.out_root, p.cycle, &p.staged) {
+            Publication::Published => state.published(p.cycle)?,
+            Publication::Pending => {
+                let _lock = if p.cycle == config.cycle && p.out_root == out_root {
+                    None
+                } else {
+                    Some(crate::state::lock::Lock::publisher(&p.out_root, p.cycle)?)
+                };
+                write::publish(&p.out_root, p.cycle, &p.staged)
+                    .map_err(|e| publication_failed(&state.dir, &p.out_root, p.cycle, e))?;
+                state.published(p.cycle)?;
+                crate::progress::note(
+                    "WARN",
+                    &format!(
+                        "note: finished publishing {} to {} (a run was interrupted after its commit)",
+                        p.cycle,
+                        p.out_root.join(p.cycle.to_string()).display()
+                    ),
+                );
+            }
+            Publication::Lost if p.cycle == config.cycle => crate::progress::note(
+                "WARN",
+                &format!(
+                    "note: cycle {} was committed but its outputs were lost before publication ({} is gone); this run makes them again",
+                    p.cycle,
+                    p.staged.display()
+                ),
             ),
-        );
+            Publication::Lost => {
+                let first = chain
+                    .iter()
+                    .any(|c| c.cycle == p.cycle.to_string() && c.first_cycle);
+                crate::progress::note(
+                    "WARN",
+                    &format!(
+                        "warning: cycle {} is committed in {} but UNPUBLISHED: its staged outputs ({}) were lost before publication. Repair: {}",
+                        p.cycle,
+                        state.dir.join("state.db").display(),
+                        p.staged.display(),
+                        crate::state::repair_command(p.cycle, first, &state.dir, &p.out_root)
+                    ),
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// The error of a publication that failed after its cycle was committed: the state is committed
+/// and the publication pending, and what to do (exit 1; 2 or 5 when what stopped it was a
+/// foreign file at `OUT/<cycle>` or another publisher).
+fn publication_failed(state_dir: &Path, out_root: &Path, cycle: Cycle, e: RunError) -> RunError {
+    let message = format!(
+        "cycle {cycle} is committed in the state ({}), but publishing it to {} failed: {e}. The publication is pending: `incentives status --state {}` shows it; the next run on this state finishes it once the cause is fixed",
+        state_dir.join("state.db").display(),
+        out_root.join(cycle.to_string()).display(),
+        state_dir.display()
+    );
+    match e {
+        RunError::Usage(_) => RunError::Usage(message),
+        RunError::Locked(_) => RunError::Locked(message),
+        _ => RunError::Io(message),
+    }
+}
+
+/// An error writing the state, before its commit: nothing was committed; the path is named.
+fn state_failed(state_dir: &Path, e: RunError) -> RunError {
+    match e {
+        RunError::Io(message) => RunError::Io(format!(
+            "{}: the state could not be written ({message}); nothing was committed and nothing published (the staged outputs were removed): free space on the file system of {} (or fix what the message says) and run again",
+            state_dir.join("state.db").display(),
+            state_dir.display()
+        )),
+        other => other,
+    }
 }
 
 pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, RunError> {
@@ -118,7 +188,27 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         crate::progress::note("warn", &format!("warning: {warning}"));
     }
     let mut state = StateStore::open(&config.state)?;
-    finish_publications(&state)?;
+    // One publisher of OUT/<cycle> at a time, whatever its state; what is there must be ours.
+    let _publisher = crate::state::lock::Lock::publisher(&config.out, config.cycle)?;
+    write::check_target(&config.out, config.cycle)?;
+    finish_publications(&state, config)?;
+    let state_tag = write::state_tag(&config.state);
+    let pending: Vec<PathBuf> = state
+        .pending_publications()?
+        .into_iter()
+        .map(|p| p.staged)
+        .collect();
+    let swept = write::sweep(&config.out, &state_tag, &pending);
+    if !swept.is_empty() {
+        crate::progress::note(
+            "INFO",
+            &format!(
+                "note: removed what killed runs left in {}: {}",
+                config.out.display(),
+                swept.join(", ")
+            ),
+        );
+    }
     state.check_chain(config.cycle, config.first_cycle)?;
     let prior = state.prior(config.cycle)?;
 
@@ -280,8 +370,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     progress.start("write");
     let write_started = Instant::now();
     let totals = reconcile::bill_line_totals(&bundle);
-    write::sweep(&config.out, config.cycle, &[]);
-    let staging = Staging::begin(&config.out, config.cycle, config.format)?;
+    let staging = Staging::begin(&config.out, config.cycle, config.format, &state_tag)?;
     // The journal and statements on one side, every other file on the other: two cores write
     // at once (each side also formats in parallel).
     let (deferred, others) = rayon::join(
@@ -396,7 +485,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             // The staging folder is kept where it is: this is the path `into_staged_after`
             // returns.
             staged: staging.path().to_path_buf(),
-            out_root: absolute(&config.out),
+            out_root: write::absolute(&config.out),
         };
         let closing = ClosingBalances {
             // A voucher that has expired and holds nothing more is not carried on.
@@ -411,16 +500,23 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             carry: settled.carry,
             applied: settled.applied,
         };
-        let prepared = state.prepare_commit(&record, deferred, pool_rows, &closing, &publication)?;
+        let prepared = state
+            .prepare_commit(&record, deferred, pool_rows, &closing, &publication)
+            .map_err(|e| state_failed(&config.state, e))?;
         Ok((summary, record, prepared))
     })?;
     fault_point("staged");
     // The commit point: from here on the cycle is done, and is published right after.
     progress.start("commit");
     let commit_started = Instant::now();
-    prepared.commit()?;
+    if let Err(e) = prepared.commit() {
+        // Nothing was committed: the staged folder is not to be published.
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(state_failed(&config.state, e));
+    }
     fault_point("committed");
-    let published = write::publish(&config.out, config.cycle, &staged)?;
+    let published = write::publish(&config.out, config.cycle, &staged)
+        .map_err(|e| publication_failed(&config.state, &config.out, config.cycle, e))?;
     progress.finish("commit", state_rows, "state rows", commit_started.elapsed());
     fault_point("published");
     state.published(config.cycle)?;
@@ -507,10 +603,6 @@ fn add_totals(
                 .or_default() += b.expired;
         }
     }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `{"bill_lines.csv": "<sha256>", ...}` for the files present.

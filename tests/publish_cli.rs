@@ -1,0 +1,344 @@
+//! Nothing outside the engine wedges a chain (SPEC §4): outputs lost before publication, a
+//! publication that fails after the commit, a full state, two states publishing into one
+//! `--out`, leftovers of killed runs, signals, planted links and foreign folders. Faults are
+//! injected with the debug builds' hooks (`INCENTIVES_FAIL_AT`, `INCENTIVES_PAUSE_AT`,
+//! `INCENTIVES_ABORT_AT`) or by a second process the test controls; nothing depends on timing.
+
+mod common;
+
+use common::{Outcome, fixture, incentives, run};
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+struct Chain {
+    _tmp: tempfile::TempDir,
+    out: PathBuf,
+    state: PathBuf,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        let tmp = tempfile::tempdir().unwrap();
+        Chain {
+            out: tmp.path().join("out"),
+            state: tmp.path().join("state"),
+            _tmp: tmp,
+        }
+    }
+
+    /// A second state publishing into the same `--out`.
+    fn beside(&self, name: &str) -> Chain {
+        let tmp = tempfile::tempdir().unwrap();
+        Chain {
+            out: self.out.clone(),
+            state: tmp.path().join(name),
+            _tmp: tmp,
+        }
+    }
+
+    fn args(&self, cycle: &str, input: &str, first: bool) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "run".into(),
+            "--cycle".into(),
+            cycle.into(),
+            "--input".into(),
+            fixture("chain").join(input).into(),
+            "--out".into(),
+            self.out.clone().into(),
+            "--state".into(),
+            self.state.clone().into(),
+        ];
+        if first {
+            args.push("--first-cycle".into());
+        }
+        args
+    }
+
+    fn run_env(&self, cycle: &str, input: &str, first: bool, env: &[(&str, &str)]) -> Outcome {
+        let mut cmd = incentives();
+        cmd.args(self.args(cycle, input, first));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    }
+
+    fn ok(&self, cycle: &str, input: &str, first: bool) {
+        let o = self.run_env(cycle, input, first, &[]);
+        assert_eq!(o.status, 0, "{cycle}: {}", o.stderr);
+    }
+
+    /// A run paused at `phase` (debug hook), its stderr read up to the pause.
+    fn paused(&self, cycle: &str, input: &str, first: bool, phase: &str) -> Child {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("incentives"))
+            .env_clear()
+            .env("INCENTIVES_PAUSE_AT", phase)
+            .args(self.args(cycle, input, first))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_pause(&mut child);
+        child
+    }
+
+    fn status(&self, extra: &[&str]) -> Outcome {
+        let mut cmd = incentives();
+        cmd.args(["status", "--state"]).arg(&self.state).args(extra);
+        run(&mut cmd)
+    }
+
+    /// Hidden entries of `--out` whose name starts with `prefix`.
+    fn hidden(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&self.out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn published(&self, cycle: &str) -> Option<String> {
+        fs::read_link(self.out.join(cycle))
+            .ok()
+            .map(|t| t.to_string_lossy().into_owned())
+    }
+
+    fn ledger(&self, cycle: &str) -> String {
+        fs::read_to_string(self.out.join(cycle).join("ledger.csv")).unwrap()
+    }
+}
+
+/// Reads the child's stderr until it says it paused, then keeps draining it in the background
+/// (so the child never blocks on a full pipe) and returns what follows on a channel.
+fn wait_for_pause(child: &mut Child) {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        if line.contains("paused at") {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut rest = String::new();
+                let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+                let _ = tx.send(rest);
+            });
+            REST.with(|r| *r.borrow_mut() = Some(rx));
+            return;
+        }
+        line.clear();
+    }
+    panic!("the child ended without pausing");
+}
+
+thread_local! {
+    static REST: std::cell::RefCell<Option<std::sync::mpsc::Receiver<String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// What the last paused child wrote to stderr after its pause, once it has ended.
+#[allow(dead_code)]
+fn rest_of_stderr() -> String {
+    REST.with(|r| r.borrow_mut().take())
+        .map(|rx| rx.recv().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+fn kill(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn outputs_lost_before_publication_are_unpublished_and_a_rerun_repairs_them() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    c.ok("2026-10", "2026-10", false);
+    // Killed right after its commit, then its staged folder deleted (as by a cleaner or a
+    // full disk): committed, nothing to publish.
+    let o = c.run_env(
+        "2026-11",
+        "2026-11",
+        false,
+        &[("INCENTIVES_ABORT_AT", "committed")],
+    );
+    assert_ne!(o.status, 0);
+    let staged = c.hidden(".2026-11.run-");
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    fs::remove_dir_all(c.out.join(&staged[0])).unwrap();
+
+    let s = c.status(&[]);
+    assert_eq!(s.status, 0, "{}", s.stderr);
+    assert!(s.stdout.contains("2026-11  unpublished"), "{}", s.stdout);
+    assert!(s.stdout.contains("2026-10  ok"), "{}", s.stdout);
+    assert!(
+        s.stdout
+            .contains("Repair: incentives run --cycle 2026-11 --input"),
+        "{}",
+        s.stdout
+    );
+    // The next run says so too, with the same command, and is not stopped by it.
+    let o = c.run_env("2026-12", "2026-11", false, &[]);
+    assert!(o.stderr.contains("2026-11 is committed"), "{}", o.stderr);
+    assert!(o.stderr.contains("UNPUBLISHED"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("Repair: incentives run --cycle 2026-11"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("belongs to another cycle"),
+        "{}",
+        o.stderr
+    );
+    // Re-running the cycle repairs it.
+    let o = c.run_env("2026-11", "2026-11", false, &[]);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("this run makes them again"),
+        "{}",
+        o.stderr
+    );
+    let s = c.status(&[]);
+    assert!(s.stdout.contains("2026-11  ok"), "{}", s.stdout);
+    assert!(!s.stdout.contains("unpublished"), "{}", s.stdout);
+    assert!(c.ledger("2026-11").contains(",C1,"));
+}
+
+#[test]
+fn a_publication_that_fails_after_the_commit_is_pending_until_the_next_run() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    let o = c.run_env(
+        "2026-10",
+        "2026-10",
+        false,
+        &[("INCENTIVES_FAIL_AT", "publish")],
+    );
+    assert_eq!(o.status, 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("cycle 2026-10 is committed in the state"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("publication is pending"), "{}", o.stderr);
+    assert!(o.stderr.contains("No space left on device"), "{}", o.stderr);
+    assert!(c.published("2026-10").is_none());
+    assert!(c.hidden(".2026-10.link-").is_empty());
+    let s = c.status(&[]);
+    assert!(s.stdout.contains("2026-10  pending"), "{}", s.stdout);
+    assert!(s.stdout.contains("publication pending"), "{}", s.stdout);
+    // The chain goes on: the next run publishes 10 first.
+    let o = c.run_env("2026-11", "2026-11", false, &[]);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("finished publishing 2026-10"),
+        "{}",
+        o.stderr
+    );
+    assert!(c.ledger("2026-10").contains(",B1,"));
+    let s = c.status(&[]);
+    assert!(!s.stdout.contains("pending"), "{}", s.stdout);
+}
+
+#[test]
+fn a_full_state_commits_nothing_removes_its_staging_and_names_the_state() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    let before = c.published("2026-09");
+    let o = c.run_env(
+        "2026-10",
+        "2026-10",
+        false,
+        &[("INCENTIVES_FAIL_AT", "state")],
+    );
+    assert_eq!(o.status, 1, "{}", o.stderr);
+    let db = c.state.join("state.db");
+    assert!(
+        o.stderr
+            .contains(&format!("{}: the state could not be written", db.display())),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("full"), "{}", o.stderr);
+    assert!(o.stderr.contains("nothing was committed"), "{}", o.stderr);
+    assert!(c.hidden(".2026-10.run-").is_empty());
+    assert!(c.published("2026-10").is_none());
+    assert_eq!(c.published("2026-09"), before);
+    let s = c.status(&[]);
+    assert!(!s.stdout.contains("2026-10"), "{}", s.stdout);
+    c.ok("2026-10", "2026-10", false);
+}
+
+#[test]
+fn two_states_in_one_out_keep_each_others_staging_and_one_publisher_per_cycle() {
+    let a = Chain::new();
+    let b = a.beside("state-b");
+    // A is writing 09 (its staging folder exists, its owner alive).
+    let mut holder = a.paused("2026-09", "2026-09", true, "staged");
+    let a_staging = a.hidden(".2026-09.run-");
+    assert_eq!(a_staging.len(), 1);
+    // B may not publish 2026-09 at the same time: exit 5 naming the lock, nothing changed.
+    let o = b.run_env("2026-09", "2026-09", true, &[]);
+    assert_eq!(o.status, 5, "{}", o.stderr);
+    assert!(o.stderr.contains(".2026-09.lock"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("pid {}", holder.id())),
+        "{}",
+        o.stderr
+    );
+    // B runs another cycle into the same --out: A's staging folder is left alone.
+    b.ok("2026-10", "2026-10", true);
+    assert_eq!(a.hidden(".2026-09.run-"), a_staging);
+    // A is killed before its commit: B still leaves A's leftover (another state's) ...
+    kill(&mut holder);
+    b.ok("2026-10", "2026-10", true);
+    assert_eq!(a.hidden(".2026-09.run-"), a_staging);
+    // ... and A's next run removes it, with a link a killed run left.
+    std::os::unix::fs::symlink(".2026-09.run-x", a.out.join(".2026-09.link-4194304-1")).unwrap();
+    let o = a.run_env("2026-09", "2026-09", true, &[]);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("removed what killed runs left"),
+        "{}",
+        o.stderr
+    );
+    let left = a.hidden(".2026-09.run-");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_ne!(left, a_staging);
+    assert_eq!(a.published("2026-09").as_deref(), Some(left[0].as_str()));
+    assert!(a.hidden(".2026-09.link-").is_empty());
+    // B's published cycle is untouched by A's sweep.
+    assert!(b.published("2026-10").is_some());
+    assert!(b.out.join("2026-10/manifest.json").exists());
+}
+
+#[test]
+fn a_half_deleted_folder_of_a_killed_run_is_removed_by_the_next_run() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    let first = c.published("2026-09").unwrap();
+    // Killed after publishing the re-run, before the replaced folder was removed: that folder,
+    // half-deleted as by a kill inside `rm -r`, is what is left.
+    let o = c.run_env(
+        "2026-09",
+        "2026-09",
+        true,
+        &[("INCENTIVES_ABORT_AT", "published")],
+    );
+    assert_ne!(o.status, 0);
+    let now = c.published("2026-09").unwrap();
+    assert_ne!(now, first);
+    let old = c.out.join(&first);
+    if old.exists() {
+        fs::remove_file(old.join("ledger.csv")).unwrap();
+    } else {
+        fs::create_dir_all(old.join("ledgers")).unwrap();
+    }
+    c.ok("2026-10", "2026-10", false);
+    assert_eq!(c.hidden(".2026-09.run-"), vec![now.clone()]);
+    assert_eq!(c.published("2026-09"), Some(now));
+}
