@@ -75,9 +75,54 @@ pub struct Summary {
 /// Most rejects listed on stderr when `--strict` refuses a bundle; all are counted.
 const STRICT_REJECTS_SHOWN: usize = 50;
 
+/// The signal (SIGTERM or SIGINT) that asked the run to stop; 0 while none has. Set by the
+/// handler, read between phases: a signal never interrupts a write half-way.
+static STOP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(signal, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGTERM and SIGINT stop the run at the next phase boundary instead of killing it where
+/// it stands (libc's `sigaction`: libc is a dependency already, no new crate).
+fn catch_stop_signals() {
+    // SAFETY: the handler only stores into an atomic; the struct is fully initialised (zeroed,
+    // then an empty mask and the handler set) before it is passed.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+}
+
+/// The name of the signal that asked the run to stop, if one did.
+fn stop_signal() -> Option<&'static str> {
+    match STOP.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        libc::SIGINT => Some("SIGINT"),
+        _ => Some("SIGTERM"),
+    }
+}
+
+/// Before the commit point: a signal received stops the run here (exit 1). Whatever was staged
+/// is dropped by the caller's clean-up (the staging folder), and the lock with the state store.
+fn check_stop(phase: &str) -> Result<(), RunError> {
+    match stop_signal() {
+        None => Ok(()),
+        Some(signal) => Err(RunError::Io(format!(
+            "stopped by {signal} before the commit point (after {phase}): nothing was committed and nothing published; the staging folder was removed and the state lock released: run the same command again"
+        ))),
+    }
+}
+
 /// Test hook for crash safety: in debug builds only, `INCENTIVES_ABORT_AT=<phase>` aborts the
 /// process at that phase (no clean-up runs, as in a crash) and `INCENTIVES_PAUSE_AT=<phase>`
-/// stops there for a minute so a test can SIGKILL it. Release builds ignore both.
+/// stops there for a minute (or until SIGTERM or SIGINT) so a test can kill or signal it.
+/// Release builds ignore both.
 fn fault_point(phase: &str) {
     if !cfg!(debug_assertions) {
         return;
@@ -87,7 +132,12 @@ fn fault_point(phase: &str) {
     }
     if std::env::var("INCENTIVES_PAUSE_AT").is_ok_and(|p| p == phase) {
         crate::progress::note("INFO", &format!("paused at {phase}"));
-        std::thread::sleep(std::time::Duration::from_secs(60));
+        for _ in 0..3000 {
+            if stop_signal().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 
@@ -181,6 +231,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     let started = Instant::now();
     let started_at = crate::calendar::format_instant(chrono::Utc::now());
     let mut phases = BTreeMap::new();
+    catch_stop_signals();
 
     // A rule set that fails its check stops the run before anything else.
     let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
@@ -211,6 +262,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     }
     state.check_chain(config.cycle, config.first_cycle)?;
     let prior = state.prior(config.cycle)?;
+    check_stop("opening the state")?;
 
     progress.start("load");
     let load_started = Instant::now();
@@ -240,6 +292,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     }
     phases.insert("load", started.elapsed().as_millis());
     fault_point("loaded");
+    check_stop("load")?;
 
     if config.strict && !bundle.rejects.is_empty() {
         for reject in bundle.rejects.iter().take(STRICT_REJECTS_SHOWN) {
@@ -280,6 +333,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         evaluate_started.elapsed(),
     );
     phases.insert("evaluate", evaluate_started.elapsed().as_millis());
+    check_stop("evaluate")?;
 
     // Balances: subsidies, lots and withdrawals and expiry, vouchers.
     progress.start("balances");
@@ -321,6 +375,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         balances_started.elapsed(),
     );
     phases.insert("balances", balances_started.elapsed().as_millis());
+    check_stop("balances")?;
     if config.strict && !rejects.is_empty() {
         for reject in rejects.iter().take(STRICT_REJECTS_SHOWN) {
             crate::progress::note("WARN", &format!("rejected: {reject}"));
@@ -366,6 +421,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         reconcile_started.elapsed(),
     );
     fault_point("reconciled");
+    check_stop("reconcile")?;
 
     progress.start("write");
     let write_started = Instant::now();
@@ -408,6 +464,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     );
     let deferred = deferred?;
     others?;
+    check_stop("write")?;
     progress.finish(
         "write",
         staging.written().len() as u64,
@@ -506,6 +563,12 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         Ok((summary, record, prepared))
     })?;
     fault_point("staged");
+    if let Err(e) = check_stop("staging") {
+        // The prepared transaction is rolled back when dropped; the staged folder goes now.
+        drop(prepared);
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e);
+    }
     // The commit point: from here on the cycle is done, and is published right after.
     progress.start("commit");
     let commit_started = Instant::now();
@@ -520,6 +583,14 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     progress.finish("commit", state_rows, "state rows", commit_started.elapsed());
     fault_point("published");
     state.published(config.cycle)?;
+    if let Some(signal) = stop_signal() {
+        return Err(RunError::Io(format!(
+            "stopped by {signal} after the commit point: cycle {} is committed in {} and its publication finished ({}); nothing is pending",
+            config.cycle,
+            config.state.join("state.db").display(),
+            published.display()
+        )));
+    }
 
     Ok(RunReport {
         cycle: config.cycle,

@@ -140,7 +140,6 @@ thread_local! {
 }
 
 /// What the last paused child wrote to stderr after its pause, once it has ended.
-#[allow(dead_code)]
 fn rest_of_stderr() -> String {
     REST.with(|r| r.borrow_mut().take())
         .map(|rx| rx.recv().unwrap_or_default())
@@ -341,4 +340,59 @@ fn a_half_deleted_folder_of_a_killed_run_is_removed_by_the_next_run() {
     c.ok("2026-10", "2026-10", false);
     assert_eq!(c.hidden(".2026-09.run-"), vec![now.clone()]);
     assert_eq!(c.published("2026-09"), Some(now));
+}
+
+fn signal(child: &mut Child, signal: i32) -> (i32, String) {
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not yet waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let status = child.wait().unwrap();
+    (status.code().unwrap_or(-1), rest_of_stderr())
+}
+
+#[test]
+fn sigterm_or_sigint_before_the_commit_point_stops_cleanly_and_changes_nothing() {
+    for (phase, sig, name) in [
+        ("loaded", libc::SIGTERM, "SIGTERM"),
+        ("reconciled", libc::SIGINT, "SIGINT"),
+        ("staged", libc::SIGTERM, "SIGTERM"),
+    ] {
+        let c = Chain::new();
+        c.ok("2026-09", "2026-09", true);
+        c.ok("2026-10", "2026-10", false);
+        let status_before = c.status(&[]).stdout;
+        let mut child = c.paused("2026-11", "2026-11", false, phase);
+        let (code, stderr) = signal(&mut child, sig);
+        assert_eq!(code, 1, "{phase}: {stderr}");
+        assert!(
+            stderr.contains(&format!("stopped by {name} before the commit point")),
+            "{phase}: {stderr}"
+        );
+        assert!(stderr.contains("nothing was committed"), "{stderr}");
+        // Staging removed, nothing published, the state as it was, the lock released.
+        assert!(c.hidden(".2026-11.run-").is_empty(), "{phase}");
+        assert!(c.published("2026-11").is_none(), "{phase}");
+        assert_eq!(c.status(&[]).stdout, status_before, "{phase}");
+        assert_eq!(fs::read_to_string(c.state.join("lock")).unwrap(), "");
+        let o = c.run_env("2026-11", "2026-11", false, &[]);
+        assert_eq!(o.status, 0, "{phase}: {}", o.stderr);
+        assert!(!o.stderr.contains("is gone"), "{phase}: {}", o.stderr);
+    }
+}
+
+#[test]
+fn sigterm_after_the_commit_point_finishes_the_publication_and_says_so() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    let mut child = c.paused("2026-10", "2026-10", false, "committed");
+    let (code, stderr) = signal(&mut child, libc::SIGTERM);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM after the commit point"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("publication finished"), "{stderr}");
+    assert!(c.published("2026-10").is_some());
+    let s = c.status(&[]);
+    assert!(s.stdout.contains("2026-10  ok"), "{}", s.stdout);
+    assert_eq!(c.hidden(".2026-10.run-").len(), 1);
 }
