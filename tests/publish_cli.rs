@@ -396,3 +396,127 @@ fn sigterm_after_the_commit_point_finishes_the_publication_and_says_so() {
     assert!(s.stdout.contains("2026-10  ok"), "{}", s.stdout);
     assert_eq!(c.hidden(".2026-10.run-").len(), 1);
 }
+
+#[test]
+fn a_folder_file_or_link_at_out_cycle_that_incentives_did_not_create_is_refused_and_kept() {
+    for kind in ["folder", "file", "link"] {
+        let c = Chain::new();
+        c.ok("2026-09", "2026-09", true);
+        let target = c.out.join("2026-10");
+        let elsewhere = c.out.join("elsewhere");
+        fs::create_dir_all(&elsewhere).unwrap();
+        match kind {
+            "folder" => {
+                fs::create_dir(&target).unwrap();
+                fs::write(target.join("mine.txt"), "mine").unwrap();
+            }
+            "file" => fs::write(&target, "mine").unwrap(),
+            _ => std::os::unix::fs::symlink(&elsewhere, &target).unwrap(),
+        }
+        let o = c.run_env("2026-10", "2026-10", false, &[]);
+        assert_eq!(o.status, 2, "{kind}: {}", o.stderr);
+        assert!(
+            o.stderr.contains("incentives did not create"),
+            "{}",
+            o.stderr
+        );
+        assert!(o.stderr.contains("left as it is"), "{}", o.stderr);
+        // Refused before the inputs are read: nothing committed, nothing staged, nothing moved.
+        assert!(!o.stderr.contains("phase=\"load\""), "{}", o.stderr);
+        assert!(!c.status(&[]).stdout.contains("2026-10"));
+        assert!(c.hidden(".2026-10.run-").is_empty());
+        match kind {
+            "folder" => assert_eq!(fs::read_to_string(target.join("mine.txt")).unwrap(), "mine"),
+            "file" => assert_eq!(fs::read_to_string(&target).unwrap(), "mine"),
+            _ => assert_eq!(fs::read_link(&target).unwrap(), elsewhere),
+        }
+        assert!(fs::read_dir(&elsewhere).unwrap().next().is_none());
+    }
+}
+
+#[test]
+fn a_link_planted_where_a_lock_is_created_is_not_followed() {
+    for lock in ["state", "out"] {
+        let c = Chain::new();
+        fs::create_dir_all(&c.state).unwrap();
+        fs::create_dir_all(&c.out).unwrap();
+        let victim = c.out.parent().unwrap().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let at = if lock == "state" {
+            c.state.join("lock")
+        } else {
+            c.out.join(".2026-09.lock")
+        };
+        std::os::unix::fs::symlink(&victim, &at).unwrap();
+        let o = c.run_env("2026-09", "2026-09", true, &[]);
+        assert_eq!(o.status, 2, "{lock}: {}", o.stderr);
+        assert!(
+            o.stderr
+                .contains(&format!("{}: is a symbolic link", at.display())),
+            "{}",
+            o.stderr
+        );
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(fs::symlink_metadata(&at).unwrap().file_type().is_symlink());
+    }
+}
+
+#[test]
+fn an_outside_flock_holder_of_the_lock_is_exit_5_naming_the_lock_file() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    let path = c.state.join("lock");
+    // This test process is the outside holder (as `flock state/lock sleep 60` would be).
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.lock().unwrap();
+    let o = c.run_env("2026-10", "2026-10", false, &[]);
+    assert_eq!(o.status, 5, "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!(
+            "{}: a process outside incentives holds the state lock",
+            path.display()
+        )),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("fuser"), "{}", o.stderr);
+    file.unlock().unwrap();
+    c.ok("2026-10", "2026-10", false);
+}
+
+#[test]
+fn report_refuses_a_planted_link_and_a_file_it_did_not_write() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    let report = |output: &std::path::Path| {
+        let mut cmd = incentives();
+        cmd.args(["report", "--cycle", "2026-09", "--out"])
+            .arg(&c.out)
+            .arg("--output")
+            .arg(output);
+        run(&mut cmd)
+    };
+    let dir = c.out.parent().unwrap();
+    let victim = dir.join("victim.txt");
+    fs::write(&victim, "keep").unwrap();
+    let link = dir.join("linked.html");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let o = report(&link);
+    assert_eq!(o.status, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("is a symbolic link"), "{}", o.stderr);
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+    let o = report(&victim);
+    assert_eq!(o.status, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("not a report incentives wrote"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+    // A report of ours is replaced.
+    let page = dir.join("page.html");
+    assert_eq!(report(&page).status, 0);
+    let o = report(&page);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    assert!(fs::read_to_string(&page).unwrap().contains("2026-09"));
+}
