@@ -108,6 +108,10 @@ pub struct ReportArgs {
     /// The output folder the cycle was published to.
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
+    /// The state folder of the chain: a stale cycle (or one whose publication is pending or
+    /// lost) is warned about before the answer.
+    #[arg(long, value_name = "DIR", default_value = "state")]
+    pub state: PathBuf,
     #[arg(long, value_name = "YYYY-MM")]
     pub cycle: Cycle,
     /// Only this partner's waterfall.
@@ -123,6 +127,10 @@ pub struct ExplainArgs {
     /// The output folder the cycle was published to (its OUT).
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
+    /// The state folder of the chain: a stale cycle (or one whose publication is pending or
+    /// lost) is warned about before the answer.
+    #[arg(long, value_name = "DIR", default_value = "state")]
+    pub state: PathBuf,
     #[arg(long, value_name = "YYYY-MM")]
     pub cycle: Cycle,
     #[arg(long, value_name = "ID")]
@@ -457,15 +465,19 @@ pub fn main() -> ExitCode {
         Command::Status(args) => {
             crate::state::status(&args.state).map(|text| out(&crate::error::printable(&text)))
         }
-        Command::Explain(args) => crate::explain::view::render(
-            &args.out.join(args.cycle.to_string()),
-            &args.partner,
-            args.customer.as_deref(),
-            args.line.as_deref(),
-            args.limit,
-        )
-        .map(|text| out(&text)),
+        Command::Explain(args) => {
+            crate::explain::view::warn_on_standing(&args.state, &args.out, args.cycle);
+            crate::explain::view::render(
+                &args.out.join(args.cycle.to_string()),
+                &args.partner,
+                args.customer.as_deref(),
+                args.line.as_deref(),
+                args.limit,
+            )
+            .map(|text| out(&text))
+        }
         Command::Report(args) => {
+            crate::explain::view::warn_on_standing(&args.state, &args.out, args.cycle);
             let output = args
                 .output
                 .clone()
@@ -614,6 +626,7 @@ fn summary_json(report: &RunReport) -> serde_json::Value {
         "withdrawals": counted(&s.withdrawn),
         "pending_withdrawals": s.pending_withdrawals,
         "explanation_rows": s.explanation_rows,
+        "made_stale": report.made_stale,
         "outputs": report.published.display().to_string(),
         "elapsed_ms": report.elapsed_ms as u64,
     })
@@ -844,6 +857,13 @@ pub fn summary(report: &RunReport, colour: bool) -> String {
         "  identities (SPEC §6)   hold on all {} explanation rows",
         s.explanation_rows
     );
+    if !report.made_stale.is_empty() {
+        let _ = writeln!(
+            out,
+            "  made stale      {} (re-run them in order)",
+            report.made_stale.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "  outputs         {} ({} files)",

@@ -50,6 +50,8 @@ pub struct RunReport {
     pub ruleset_hash: String,
     pub ruleset_name: String,
     pub summary: Summary,
+    /// Later cycles of the chain this run made stale (a re-run of an earlier cycle).
+    pub made_stale: Vec<String>,
     pub elapsed_ms: u128,
 }
 
@@ -261,6 +263,13 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         );
     }
     state.check_chain(config.cycle, config.first_cycle)?;
+    // A re-run of M makes every later cycle of the chain stale (at its commit).
+    let made_stale: Vec<String> = state
+        .chain()?
+        .into_iter()
+        .map(|c| c.cycle)
+        .filter(|c| *c > config.cycle.to_string())
+        .collect();
     let prior = state.prior(config.cycle)?;
     check_stop("opening the state")?;
 
@@ -583,6 +592,17 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     progress.finish("commit", state_rows, "state rows", commit_started.elapsed());
     fault_point("published");
     state.published(config.cycle)?;
+    if !made_stale.is_empty() {
+        crate::progress::note(
+            "WARN",
+            &format!(
+                "warning: re-running {} made later cycles stale: {}; re-run them in order, starting with {}",
+                config.cycle,
+                made_stale.join(", "),
+                made_stale[0]
+            ),
+        );
+    }
     if let Some(signal) = stop_signal() {
         return Err(RunError::Io(format!(
             "stopped by {signal} after the commit point: cycle {} is committed in {} and its publication finished ({}); nothing is pending",
@@ -605,6 +625,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         ruleset_hash: rule_set.hash.clone(),
         ruleset_name: rule_set.name.clone(),
         summary,
+        made_stale,
         elapsed_ms: started.elapsed().as_millis(),
     })
 }

@@ -520,3 +520,65 @@ fn report_refuses_a_planted_link_and_a_file_it_did_not_write() {
     assert_eq!(o.status, 0, "{}", o.stderr);
     assert!(fs::read_to_string(&page).unwrap().contains("2026-09"));
 }
+
+#[test]
+fn a_rerun_names_the_cycles_it_made_stale_and_readers_warn_on_them() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    c.ok("2026-10", "2026-10", false);
+    c.ok("2026-11", "2026-11", false);
+    let o = c.run_env("2026-10", "2026-10-corrected", false, &[]);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("re-running 2026-10 made later cycles stale: 2026-11"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stdout.contains("made stale      2026-11"), "{}", o.stdout);
+    let mut json = incentives();
+    json.args(c.args("2026-09", "2026-09", true))
+        .args(["--log-format", "json"]);
+    let j = run(&mut json);
+    assert_eq!(j.status, 0, "{}", j.stderr);
+    let summary = j
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["event"] == "summary")
+        .unwrap();
+    assert_eq!(
+        summary["made_stale"],
+        serde_json::json!(["2026-10", "2026-11"])
+    );
+
+    let reader = |cmd: &str, cycle: &str, state: &std::path::Path| {
+        let mut r = incentives();
+        r.args([cmd, "--cycle", cycle, "--out"])
+            .arg(&c.out)
+            .arg("--state")
+            .arg(state);
+        if cmd == "explain" {
+            r.args(["--partner", "SP1"]);
+        } else {
+            r.arg("--output").arg(c.out.join(format!("{cycle}.html")));
+        }
+        run(&mut r)
+    };
+    for cmd in ["explain", "report"] {
+        let o = reader(cmd, "2026-11", &c.state);
+        assert_eq!(o.status, 0, "{cmd}: {}", o.stderr);
+        assert!(
+            o.stderr.contains("warning: cycle 2026-11 is STALE"),
+            "{cmd}: {}",
+            o.stderr
+        );
+        let o = reader(cmd, "2026-09", &c.state);
+        assert_eq!(o.status, 0, "{cmd}: {}", o.stderr);
+        assert!(o.stderr.is_empty(), "{cmd}: {}", o.stderr);
+        // No state to ask: said once, and the answer follows.
+        let o = reader(cmd, "2026-09", &c.out.join("no-state-here"));
+        assert_eq!(o.status, 0, "{cmd}: {}", o.stderr);
+        assert_eq!(o.stderr.matches("no state in").count(), 1, "{}", o.stderr);
+    }
+}

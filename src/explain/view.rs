@@ -45,6 +45,43 @@ pub fn read(path: &Path) -> Result<Vec<Row>, RunError> {
     Ok(rows)
 }
 
+/// Before `explain` or `report` answers on `cycle` (published in `out`): a warning on stderr if
+/// the chain in `state` has the cycle stale, or its publication pending or lost; a note, once, if
+/// there is no state to ask (or it does not hold the cycle). Nothing if the cycle was never
+/// published there (the answer is then an error of its own).
+pub fn warn_on_standing(state: &Path, out: &Path, cycle: crate::calendar::Cycle) {
+    if std::fs::symlink_metadata(out.join(cycle.to_string())).is_err() {
+        return;
+    }
+    let shown = state.display();
+    let say = |text: String| crate::progress::note("WARN", &text);
+    match crate::state::read_chain(state) {
+        Ok(None) => say(format!(
+            "note: no state in {shown} (no state.db): whether cycle {cycle} is stale cannot be told; pass --state with the folder the chain was run with"
+        )),
+        Err(e) => say(format!(
+            "note: the state in {shown} cannot be read ({e}): whether cycle {cycle} is stale cannot be told"
+        )),
+        Ok(Some(chain)) => match chain.iter().find(|c| c.record.cycle == cycle.to_string()) {
+            None => say(format!(
+                "note: cycle {cycle} is not in the state in {shown}: whether it is stale cannot be told; pass --state with the folder it was run with"
+            )),
+            Some(c) => match c.word() {
+                "STALE" => say(format!(
+                    "warning: cycle {cycle} is STALE in {shown}: an earlier cycle was re-run after it, so these outputs no longer add up with the chain; re-run {cycle} (and the cycles after it, in order) before relying on them"
+                )),
+                "pending" => say(format!(
+                    "warning: cycle {cycle}'s latest run is committed in {shown} but its publication is pending: these outputs may be an earlier run's; the next run on that state publishes it"
+                )),
+                "unpublished" => say(format!(
+                    "warning: cycle {cycle}'s latest run is committed in {shown} but its outputs were lost before publication: these outputs are an earlier run's; re-run {cycle} (`incentives status --state {shown}` gives the command)"
+                )),
+                _ => {}
+            },
+        },
+    }
+}
+
 fn bold(text: &str, colour: bool) -> String {
     if colour {
         format!("\u{1b}[1m{text}\u{1b}[0m")
