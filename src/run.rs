@@ -70,6 +70,8 @@ pub struct Summary {
     /// Σ and count of withdrawals applied.
     pub withdrawn: BTreeMap<String, (Decimal, u64)>,
     pub pending_withdrawals: usize,
+    /// Places of each currency's amounts (the rule set's rounding scale).
+    pub scales: BTreeMap<String, u32>,
     pub explanation_rows: usize,
     pub outputs: Vec<String>,
 }
@@ -532,6 +534,22 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             &bundle,
             &voucher_states,
         );
+        let currencies: Vec<String> = summary
+            .credited
+            .keys()
+            .chain(summary.deferred.keys())
+            .chain(summary.vouchers_deducted.keys())
+            .chain(summary.vouchers_expired.keys())
+            .chain(summary.incentive_expired.keys())
+            .chain(summary.subsidies.keys())
+            .chain(summary.withdrawn.keys())
+            .cloned()
+            .collect();
+        for c in currencies {
+            if let Some(code) = crate::model::Currency::parse(&c) {
+                summary.scales.insert(c, rule_set.rounding.scale(code));
+            }
+        }
         let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
         let record = CycleRecord {
             cycle: config.cycle.to_string(),

@@ -582,3 +582,101 @@ fn a_rerun_names_the_cycles_it_made_stale_and_readers_warn_on_them() {
         assert_eq!(o.stderr.matches("no state in").count(), 1, "{}", o.stderr);
     }
 }
+
+#[test]
+fn status_json_and_text_show_each_cycles_state_run_time_with_zone_and_totals() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    c.ok("2026-10", "2026-10", false);
+    let o = c.run_env(
+        "2026-11",
+        "2026-11",
+        false,
+        &[("INCENTIVES_FAIL_AT", "publish")],
+    );
+    assert_eq!(o.status, 1);
+    let doc = |c: &Chain| -> serde_json::Value {
+        let o = c.status(&["--json"]);
+        assert_eq!(o.status, 0, "{}", o.stderr);
+        assert_eq!(o.stdout.lines().count(), 1, "{}", o.stdout);
+        serde_json::from_str(&o.stdout).unwrap()
+    };
+    let d = doc(&c);
+    let cycles = d["cycles"].as_array().unwrap();
+    assert_eq!(cycles.len(), 3);
+    assert_eq!(cycles[0]["state"], "ok");
+    assert_eq!(cycles[0]["credited"], serde_json::json!({"CNY": "830.00"}));
+    assert_eq!(cycles[0]["ruleset_hash"].as_str().unwrap().len(), 64);
+    assert!(cycles[0]["run_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(cycles[2]["state"], "pending");
+    assert_eq!(cycles[2]["credited"], serde_json::json!({"CNY": "-470.00"}));
+    // Lost before publication: unpublished, with the command that repairs it.
+    let staged = cycles[2]["staged"].as_str().unwrap();
+    fs::remove_dir_all(staged).unwrap();
+    let d = doc(&c);
+    assert_eq!(d["cycles"][2]["state"], "unpublished");
+    assert!(
+        d["cycles"][2]["repair"]
+            .as_str()
+            .unwrap()
+            .starts_with("incentives run --cycle 2026-11 --input")
+    );
+    // A re-run of 10 makes 11 stale (and publishes it again).
+    c.ok("2026-10", "2026-10", false);
+    assert_eq!(doc(&c)["cycles"][2]["state"], "unpublished");
+    c.ok("2026-11", "2026-11", false);
+    c.ok("2026-10", "2026-10", false);
+    assert_eq!(doc(&c)["cycles"][2]["state"], "STALE");
+
+    // The text: run time with its zone (the tests' TZ is America/Los_Angeles), words, and the
+    // totals as a right-aligned figure per currency.
+    let text = c.status(&[]).stdout;
+    let row = text.lines().find(|l| l.starts_with("2026-09")).unwrap();
+    assert!(
+        row.contains(" -08:00 ") || row.contains(" -07:00 "),
+        "{text}"
+    );
+    assert!(row.starts_with("2026-09  ok "), "{text}");
+    assert!(row.ends_with("  830.00"), "{text}");
+    assert!(text.contains("2026-11  STALE "), "{text}");
+    let header = text.lines().next().unwrap();
+    assert_eq!(header.len(), row.len(), "{text}");
+}
+
+#[test]
+fn the_summary_shows_amounts_at_the_currency_scale_in_aligned_columns() {
+    let c = Chain::new();
+    c.ok("2026-09", "2026-09", true);
+    let o = c.run_env("2026-10", "2026-10", false, &[]);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("per currency"))
+        .unwrap_or_else(|| panic!("{}", o.stdout));
+    let table: Vec<&str> = lines[start..]
+        .iter()
+        .take_while(|l| !l.contains("withdrawals pending"))
+        .copied()
+        .collect();
+    assert!(table.len() > 5, "{}", o.stdout);
+    // Every row as long as the header: the figures are right-aligned under the currency.
+    for l in &table {
+        assert_eq!(l.chars().count(), table[0].chars().count(), "{}", o.stdout);
+    }
+    assert!(table[0].ends_with("CNY"), "{}", o.stdout);
+    let credited = table[1];
+    assert!(
+        credited.contains("incentive credited to 2026-10"),
+        "{}",
+        o.stdout
+    );
+    assert!(credited.ends_with(" 190.00"), "{}", o.stdout);
+    assert!(
+        table
+            .iter()
+            .any(|l| l.contains("vouchers deducted") && l.ends_with(" 1000.00")),
+        "{}",
+        o.stdout
+    );
+}

@@ -1140,3 +1140,50 @@ pub fn status(dir: &Path) -> Result<String, RunError> {
     }
     Ok(out)
 }
+
+/// `incentives status --json`: one JSON document, the chain with each cycle's state (`ok`,
+/// `STALE`, `pending`, `unpublished`), run time (UTC, as stored, and in the machine's zone),
+/// totals credited per currency as decimal strings, the full rule-set hash.
+pub fn status_json(dir: &Path) -> Result<String, RunError> {
+    let chain = read_chain(dir)?.ok_or_else(|| no_state(dir))?;
+    let cycles: Vec<serde_json::Value> = chain
+        .iter()
+        .map(|c| {
+            let r = &c.record;
+            let inputs: serde_json::Value =
+                serde_json::from_str(&r.input_hashes).unwrap_or(serde_json::Value::Null);
+            let (publication, staged, repair) = match &c.publication {
+                Some((p, crate::write::Publication::Lost)) => (
+                    "unpublished",
+                    Some(p.staged.display().to_string()),
+                    Some(repair_command(p.cycle, r.first_cycle, dir, &p.out_root)),
+                ),
+                Some((p, _)) => ("pending", Some(p.staged.display().to_string()), None),
+                None => ("published", None, None),
+            };
+            serde_json::json!({
+                "cycle": r.cycle,
+                "state": c.word(),
+                "stale": r.stale,
+                "publication": publication,
+                "staged": staged,
+                "repair": repair,
+                "run_at": r.run_at,
+                "run_at_local": run_time(&r.run_at),
+                "first_cycle": r.first_cycle,
+                "ruleset_hash": r.ruleset_hash,
+                "input_hashes": inputs,
+                "lines_read": r.lines_read,
+                "lines_accepted": r.lines_accepted,
+                "lines_rejected": r.lines_rejected,
+                "ledger_rows": r.ledger_rows,
+                "credited": c.credited(),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "state": dir.display().to_string(),
+        "cycles": cycles,
+    })
+    .to_string())
+}
