@@ -108,6 +108,10 @@ pub struct ReportArgs {
     /// The output folder the cycle was published to.
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
+    /// The state folder of the chain: a stale cycle (or one whose publication is pending or
+    /// lost) is warned about before the answer.
+    #[arg(long, value_name = "DIR", default_value = "state")]
+    pub state: PathBuf,
     #[arg(long, value_name = "YYYY-MM")]
     pub cycle: Cycle,
     /// Only this partner's waterfall.
@@ -123,6 +127,10 @@ pub struct ExplainArgs {
     /// The output folder the cycle was published to (its OUT).
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
+    /// The state folder of the chain: a stale cycle (or one whose publication is pending or
+    /// lost) is warned about before the answer.
+    #[arg(long, value_name = "DIR", default_value = "state")]
+    pub state: PathBuf,
     #[arg(long, value_name = "YYYY-MM")]
     pub cycle: Cycle,
     #[arg(long, value_name = "ID")]
@@ -141,6 +149,10 @@ pub struct ExplainArgs {
 pub struct StatusArgs {
     #[arg(long, value_name = "DIR", default_value = "state")]
     pub state: PathBuf,
+    /// One JSON document: each cycle with its state, run time, totals per currency as decimal
+    /// strings, the full rule-set hash.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -454,18 +466,25 @@ pub fn main() -> ExitCode {
                 }
             })
             .map_err(RunError::Rules),
+        Command::Status(args) if args.json => {
+            crate::state::status_json(&args.state).map(|doc| out(&format!("{doc}\n")))
+        }
         Command::Status(args) => {
             crate::state::status(&args.state).map(|text| out(&crate::error::printable(&text)))
         }
-        Command::Explain(args) => crate::explain::view::render(
-            &args.out.join(args.cycle.to_string()),
-            &args.partner,
-            args.customer.as_deref(),
-            args.line.as_deref(),
-            args.limit,
-        )
-        .map(|text| out(&text)),
+        Command::Explain(args) => {
+            crate::explain::view::warn_on_standing(&args.state, &args.out, args.cycle);
+            crate::explain::view::render(
+                &args.out.join(args.cycle.to_string()),
+                &args.partner,
+                args.customer.as_deref(),
+                args.line.as_deref(),
+                args.limit,
+            )
+            .map(|text| out(&text))
+        }
         Command::Report(args) => {
+            crate::explain::view::warn_on_standing(&args.state, &args.out, args.cycle);
             let output = args
                 .output
                 .clone()
@@ -614,6 +633,7 @@ fn summary_json(report: &RunReport) -> serde_json::Value {
         "withdrawals": counted(&s.withdrawn),
         "pending_withdrawals": s.pending_withdrawals,
         "explanation_rows": s.explanation_rows,
+        "made_stale": report.made_stale,
         "outputs": report.published.display().to_string(),
         "elapsed_ms": report.elapsed_ms as u64,
     })
@@ -759,26 +779,6 @@ pub fn summary(report: &RunReport, colour: bool) -> String {
             t.to_string()
         }
     };
-    let money = |m: &std::collections::BTreeMap<String, rust_decimal::Decimal>| {
-        if m.is_empty() {
-            "none".to_string()
-        } else {
-            m.iter()
-                .map(|(c, a)| format!("{a} {c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
-    let counted = |m: &std::collections::BTreeMap<String, (rust_decimal::Decimal, u64)>| {
-        if m.is_empty() {
-            "none".to_string()
-        } else {
-            m.iter()
-                .map(|(c, (a, n))| format!("{a} {c} ({n})"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
     let s = &report.summary;
     let mut out = String::new();
     let _ = writeln!(
@@ -803,47 +803,19 @@ pub fn summary(report: &RunReport, colour: bool) -> String {
         "  ledger          {} rows, {} carried in",
         report.ledger_rows, report.carried_in_rows
     );
-    let _ = writeln!(
-        out,
-        "  {}",
-        b(&format!("incentive credited to {}", report.cycle))
-    );
-    if s.credited.is_empty() {
-        let _ = writeln!(out, "    none");
-    }
-    for (currency, levers) in &s.credited {
-        let total: rust_decimal::Decimal = levers.values().copied().sum();
-        let parts = levers
-            .iter()
-            .map(|(l, a)| format!("{l} {a}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let _ = writeln!(out, "    {currency} {total}  ({parts})");
-    }
-    let _ = writeln!(out, "  credited next cycle    {}", money(&s.deferred));
-    let _ = writeln!(
-        out,
-        "  vouchers deducted      {}",
-        money(&s.vouchers_deducted)
-    );
-    let _ = writeln!(
-        out,
-        "  expired                incentive {}; vouchers {}",
-        money(&s.incentive_expired),
-        money(&s.vouchers_expired)
-    );
-    let _ = writeln!(out, "  subsidies granted      {}", counted(&s.subsidies));
-    let _ = writeln!(
-        out,
-        "  withdrawals applied    {}; {} pending",
-        counted(&s.withdrawn),
-        s.pending_withdrawals
-    );
+    out.push_str(&money_table(report, &b));
     let _ = writeln!(
         out,
         "  identities (SPEC §6)   hold on all {} explanation rows",
         s.explanation_rows
     );
+    if !report.made_stale.is_empty() {
+        let _ = writeln!(
+            out,
+            "  made stale      {} (re-run them in order)",
+            report.made_stale.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "  outputs         {} ({} files)",
@@ -858,5 +830,105 @@ pub fn summary(report: &RunReport, colour: bool) -> String {
         );
     }
     let _ = writeln!(out, "  time            {} ms", report.elapsed_ms);
+    out
+}
+
+/// The summary's figures per currency as a table: one column per currency, amounts at the
+/// currency's scale, right-aligned so the decimal points line up.
+fn money_table(report: &RunReport, bold: &dyn Fn(&str) -> String) -> String {
+    use rust_decimal::Decimal;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::fmt::Write as _;
+    let s = &report.summary;
+    let currencies: BTreeSet<&String> = s
+        .credited
+        .keys()
+        .chain(s.deferred.keys())
+        .chain(s.vouchers_deducted.keys())
+        .chain(s.vouchers_expired.keys())
+        .chain(s.incentive_expired.keys())
+        .chain(s.subsidies.keys())
+        .chain(s.withdrawn.keys())
+        .collect();
+    if currencies.is_empty() {
+        return "  amounts         none\n".to_string();
+    }
+    let amount = |c: &String, a: Decimal| {
+        crate::money::format_amount(a, s.scales.get(c).copied().unwrap_or(2))
+    };
+    let row = |m: &BTreeMap<String, Decimal>| -> Vec<String> {
+        currencies
+            .iter()
+            .map(|c| amount(c, m.get(*c).copied().unwrap_or_default()))
+            .collect()
+    };
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let totals: BTreeMap<String, Decimal> = s
+        .credited
+        .iter()
+        .map(|(c, levers)| (c.clone(), levers.values().copied().sum()))
+        .collect();
+    rows.push((
+        format!("incentive credited to {}", report.cycle),
+        row(&totals),
+    ));
+    let levers: BTreeSet<&String> = s.credited.values().flat_map(|l| l.keys()).collect();
+    for lever in levers {
+        let m: BTreeMap<String, Decimal> = s
+            .credited
+            .iter()
+            .filter_map(|(c, l)| l.get(lever).map(|a| (c.clone(), *a)))
+            .collect();
+        rows.push((format!("  {lever}"), row(&m)));
+    }
+    rows.push(("credited next cycle".into(), row(&s.deferred)));
+    rows.push(("vouchers deducted".into(), row(&s.vouchers_deducted)));
+    rows.push(("vouchers expired".into(), row(&s.vouchers_expired)));
+    rows.push(("incentive expired".into(), row(&s.incentive_expired)));
+    let split = |m: &BTreeMap<String, (Decimal, u64)>| {
+        let amounts: BTreeMap<String, Decimal> =
+            m.iter().map(|(c, (a, _))| (c.clone(), *a)).collect();
+        let counts: Vec<String> = currencies
+            .iter()
+            .map(|c| m.get(*c).map_or(0, |(_, n)| *n).to_string())
+            .collect();
+        (row(&amounts), counts)
+    };
+    let (amounts, counts) = split(&s.subsidies);
+    rows.push(("subsidies granted".into(), amounts));
+    rows.push(("  count".into(), counts));
+    let (amounts, counts) = split(&s.withdrawn);
+    rows.push(("withdrawals applied".into(), amounts));
+    rows.push(("  count".into(), counts));
+    let label = rows
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let widths: Vec<usize> = currencies
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|(_, cells)| cells[i].len())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let _ = write!(out, "  {}", bold(&format!("{:<label$}", "per currency")));
+    for (c, w) in currencies.iter().zip(&widths) {
+        let _ = write!(out, "  {}", bold(&format!("{c:>w$}")));
+    }
+    out.push('\n');
+    for (l, cells) in &rows {
+        let _ = write!(out, "  {l:<label$}");
+        for (cell, w) in cells.iter().zip(&widths) {
+            let _ = write!(out, "  {cell:>w$}");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "  withdrawals pending    {}", s.pending_withdrawals);
     out
 }

@@ -253,5 +253,61 @@ p.explanation{{max-width:60em;font-size:14px;line-height:1.4}}</style></head><bo
         html.push_str("</section>");
     }
     html.push_str("</body></html>\n");
-    std::fs::write(output, html).map_err(|e| RunError::io(output.display(), e))
+    write_new(output, &html)
+}
+
+/// How every page this command writes begins: what tells a report of ours from another file.
+const REPORT_START: &str =
+    "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Incentives ";
+
+/// Writes the page to `output` through a new file beside it renamed into place: a symbolic link
+/// planted at `output` is refused (never followed), and so is a file or folder there that is not
+/// a report this command wrote; an earlier report is replaced.
+fn write_new(output: &Path, html: &str) -> Result<(), RunError> {
+    use std::io::{Read as _, Write as _};
+    let shown = output.display();
+    match std::fs::symlink_metadata(output) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(RunError::Usage(format!(
+                "{shown}: is a symbolic link; the report is not written through it: remove the link (rm {shown}) or pass another --output"
+            )));
+        }
+        Ok(m) if m.is_dir() => {
+            return Err(RunError::Usage(format!(
+                "{shown}: is a folder, where the report is a file: pass --output with a file name"
+            )));
+        }
+        Ok(_) => {
+            let mut head = vec![0u8; REPORT_START.len()];
+            let ours = std::fs::File::open(output)
+                .and_then(|mut f| f.read_exact(&mut head))
+                .is_ok()
+                && head == REPORT_START.as_bytes();
+            if !ours {
+                return Err(RunError::Usage(format!(
+                    "{shown}: exists and is not a report incentives wrote; it is left as it is: move it away or pass another --output"
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(RunError::io(shown, e)),
+    }
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".report-")
+        .tempfile_in(parent)
+        .map_err(|e| RunError::io(parent.display(), e))?;
+    file.write_all(html.as_bytes())
+        .and_then(|()| {
+            use std::os::unix::fs::PermissionsExt as _;
+            file.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+        })
+        .map_err(|e| RunError::io(output.display(), e))?;
+    file.persist(output)
+        .map_err(|e| RunError::io(output.display(), e.error))?;
+    Ok(())
 }

@@ -11,7 +11,7 @@ use crate::progress::Progress;
 use crate::reconcile;
 use crate::rules;
 use crate::state::{CycleRecord, PendingPublication, StateStore};
-use crate::write::{self, Manifest, Staging, Timings};
+use crate::write::{self, Manifest, Publication, Staging, Timings};
 use crate::{balances, explain, subsidies, vouchers};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -51,6 +51,8 @@ pub struct RunReport {
     pub ruleset_hash: String,
     pub ruleset_name: String,
     pub summary: Summary,
+    /// Later cycles of the chain this run made stale (a re-run of an earlier cycle).
+    pub made_stale: Vec<String>,
     pub elapsed_ms: u128,
 }
 
@@ -69,6 +71,8 @@ pub struct Summary {
     /// Σ and count of withdrawals applied.
     pub withdrawn: BTreeMap<String, (Decimal, u64)>,
     pub pending_withdrawals: usize,
+    /// Places of each currency's amounts (the rule set's rounding scale).
+    pub scales: BTreeMap<String, u32>,
     pub explanation_rows: usize,
     pub outputs: Vec<String>,
 }
@@ -76,9 +80,54 @@ pub struct Summary {
 /// Most rejects listed on stderr when `--strict` refuses a bundle; all are counted.
 const STRICT_REJECTS_SHOWN: usize = 50;
 
+/// The signal (SIGTERM or SIGINT) that asked the run to stop; 0 while none has. Set by the
+/// handler, read between phases: a signal never interrupts a write half-way.
+static STOP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(signal, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGTERM and SIGINT stop the run at the next phase boundary instead of killing it where
+/// it stands (libc's `sigaction`: libc is a dependency already, no new crate).
+fn catch_stop_signals() {
+    // SAFETY: the handler only stores into an atomic; the struct is fully initialised (zeroed,
+    // then an empty mask and the handler set) before it is passed.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+}
+
+/// The name of the signal that asked the run to stop, if one did.
+fn stop_signal() -> Option<&'static str> {
+    match STOP.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        libc::SIGINT => Some("SIGINT"),
+        _ => Some("SIGTERM"),
+    }
+}
+
+/// Before the commit point: a signal received stops the run here (exit 1). Whatever was staged
+/// is dropped by the caller's clean-up (the staging folder), and the lock with the state store.
+fn check_stop(phase: &str) -> Result<(), RunError> {
+    match stop_signal() {
+        None => Ok(()),
+        Some(signal) => Err(RunError::Io(format!(
+            "stopped by {signal} before the commit point (after {phase}): nothing was committed and nothing published; the staging folder was removed and the state lock released: run the same command again"
+        ))),
+    }
+}
+
 /// Test hook for crash safety: in debug builds only, `INCENTIVES_ABORT_AT=<phase>` aborts the
 /// process at that phase (no clean-up runs, as in a crash) and `INCENTIVES_PAUSE_AT=<phase>`
-/// stops there for a minute so a test can SIGKILL it. Release builds ignore both.
+/// stops there for a minute (or until SIGTERM or SIGINT) so a test can kill or signal it.
+/// Release builds ignore both.
 fn fault_point(phase: &str) {
     if !cfg!(debug_assertions) {
         return;
@@ -88,30 +137,106 @@ fn fault_point(phase: &str) {
     }
     if std::env::var("INCENTIVES_PAUSE_AT").is_ok_and(|p| p == phase) {
         crate::progress::note("INFO", &format!("paused at {phase}"));
-        std::thread::sleep(std::time::Duration::from_secs(60));
+        for _ in 0..3000 {
+            if stop_signal().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 
-/// Finishes publications a crash interrupted after their state was committed.
-fn finish_publications(state: &StateStore) -> Result<(), RunError> {
+/// What a run does first with publications its state holds (committed, not yet published):
+/// finishes those whose staged folder is there (a crash or a failed publication interrupted
+/// them), clears those already published, and names those whose staged folder was lost
+/// (unpublished) with the command that repairs them. `publisher` is this run's lock on
+/// `OUT/<cycle>`; another cycle's (or another `--out`'s) is taken while it is published.
+fn finish_publications(state: &StateStore, config: &RunConfig) -> Result<(), RunError> {
+    let out_root = write::absolute(&config.out);
+    let chain = state.chain()?;
     for p in state.pending_publications()? {
-        write::publish(&p.out_root, p.cycle, &p.staged)?;
-        state.published(p.cycle)?;
-        crate::progress::note(
-            "WARN",
-            &format!(
-                "note: finished publishing {} (a run was interrupted after its commit)",
-                p.cycle
+        match write::publication(&p.out_root, p.cycle, &p.staged) {
+            Publication::Published => state.published(p.cycle)?,
+            Publication::Pending => {
+                let _lock = if p.cycle == config.cycle && p.out_root == out_root {
+                    None
+                } else {
+                    Some(crate::state::lock::Lock::publisher(&p.out_root, p.cycle)?)
+                };
+                write::publish(&p.out_root, p.cycle, &p.staged)
+                    .map_err(|e| publication_failed(&state.dir, &p.out_root, p.cycle, e))?;
+                state.published(p.cycle)?;
+                crate::progress::note(
+                    "WARN",
+                    &format!(
+                        "note: finished publishing {} to {} (a run was interrupted after its commit)",
+                        p.cycle,
+                        p.out_root.join(p.cycle.to_string()).display()
+                    ),
+                );
+            }
+            Publication::Lost if p.cycle == config.cycle => crate::progress::note(
+                "WARN",
+                &format!(
+                    "note: cycle {} was committed but its outputs were lost before publication ({} is gone); this run makes them again",
+                    p.cycle,
+                    p.staged.display()
+                ),
             ),
-        );
+            Publication::Lost => {
+                let first = chain
+                    .iter()
+                    .any(|c| c.cycle == p.cycle.to_string() && c.first_cycle);
+                crate::progress::note(
+                    "WARN",
+                    &format!(
+                        "warning: cycle {} is committed in {} but UNPUBLISHED: its staged outputs ({}) were lost before publication. Repair: {}",
+                        p.cycle,
+                        state.dir.join("state.db").display(),
+                        p.staged.display(),
+                        crate::state::repair_command(p.cycle, first, &state.dir, &p.out_root)
+                    ),
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// The error of a publication that failed after its cycle was committed: the state is committed
+/// and the publication pending, and what to do (exit 1; 2 or 5 when what stopped it was a
+/// foreign file at `OUT/<cycle>` or another publisher).
+fn publication_failed(state_dir: &Path, out_root: &Path, cycle: Cycle, e: RunError) -> RunError {
+    let message = format!(
+        "cycle {cycle} is committed in the state ({}), but publishing it to {} failed: {e}. The publication is pending: `incentives status --state {}` shows it; the next run on this state finishes it once the cause is fixed",
+        state_dir.join("state.db").display(),
+        out_root.join(cycle.to_string()).display(),
+        state_dir.display()
+    );
+    match e {
+        RunError::Usage(_) => RunError::Usage(message),
+        RunError::Locked(_) => RunError::Locked(message),
+        _ => RunError::Io(message),
+    }
+}
+
+/// An error writing the state, before its commit: nothing was committed; the path is named.
+fn state_failed(state_dir: &Path, e: RunError) -> RunError {
+    match e {
+        RunError::Io(message) => RunError::Io(format!(
+            "{}: the state could not be written ({message}); nothing was committed and nothing published (the staged outputs were removed): free space on the file system of {} (or fix what the message says) and run again",
+            state_dir.join("state.db").display(),
+            state_dir.display()
+        )),
+        other => other,
+    }
 }
 
 pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let started_at = crate::calendar::format_instant(chrono::Utc::now());
     let mut phases = BTreeMap::new();
+    catch_stop_signals();
 
     // A rule set that fails its check stops the run before anything else.
     let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
@@ -119,9 +244,37 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         crate::progress::note("warn", &format!("warning: {warning}"));
     }
     let mut state = StateStore::open(&config.state)?;
-    finish_publications(&state)?;
+    // One publisher of OUT/<cycle> at a time, whatever its state; what is there must be ours.
+    let _publisher = crate::state::lock::Lock::publisher(&config.out, config.cycle)?;
+    write::check_target(&config.out, config.cycle)?;
+    finish_publications(&state, config)?;
+    let state_tag = write::state_tag(&config.state);
+    let pending: Vec<PathBuf> = state
+        .pending_publications()?
+        .into_iter()
+        .map(|p| p.staged)
+        .collect();
+    let swept = write::sweep(&config.out, &state_tag, &pending);
+    if !swept.is_empty() {
+        crate::progress::note(
+            "INFO",
+            &format!(
+                "note: removed what killed runs left in {}: {}",
+                config.out.display(),
+                swept.join(", ")
+            ),
+        );
+    }
     state.check_chain(config.cycle, config.first_cycle)?;
+    // A re-run of M makes every later cycle of the chain stale (at its commit).
+    let made_stale: Vec<String> = state
+        .chain()?
+        .into_iter()
+        .map(|c| c.cycle)
+        .filter(|c| *c > config.cycle.to_string())
+        .collect();
     let prior = state.prior(config.cycle)?;
+    check_stop("opening the state")?;
 
     progress.start("load");
     let load_started = Instant::now();
@@ -151,6 +304,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     }
     phases.insert("load", started.elapsed().as_millis());
     fault_point("loaded");
+    check_stop("load")?;
 
     if config.strict && !bundle.rejects.is_empty() {
         for reject in bundle.rejects.iter().take(STRICT_REJECTS_SHOWN) {
@@ -191,6 +345,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         evaluate_started.elapsed(),
     );
     phases.insert("evaluate", evaluate_started.elapsed().as_millis());
+    check_stop("evaluate")?;
 
     // Balances: subsidies, lots and withdrawals and expiry, vouchers.
     progress.start("balances");
@@ -239,6 +394,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         balances_started.elapsed(),
     );
     phases.insert("balances", balances_started.elapsed().as_millis());
+    check_stop("balances")?;
     if config.strict && !rejects.is_empty() {
         for reject in rejects.iter().take(STRICT_REJECTS_SHOWN) {
             crate::progress::note("WARN", &format!("rejected: {reject}"));
@@ -284,12 +440,12 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         reconcile_started.elapsed(),
     );
     fault_point("reconciled");
+    check_stop("reconcile")?;
 
     progress.start("write");
     let write_started = Instant::now();
     let totals = reconcile::bill_line_totals(&bundle);
-    write::sweep(&config.out, config.cycle, &[]);
-    let staging = Staging::begin(&config.out, config.cycle, config.format)?;
+    let staging = Staging::begin(&config.out, config.cycle, config.format, &state_tag)?;
     // The journal and statements on one side, every other file on the other: two cores write
     // at once (each side also formats in parallel).
     let (deferred, others) = rayon::join(
@@ -330,6 +486,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     );
     let deferred = deferred?;
     others?;
+    check_stop("write")?;
     progress.finish(
         "write",
         staging.written().len() as u64,
@@ -388,6 +545,22 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             &bundle,
             &voucher_states,
         );
+        let currencies: Vec<String> = summary
+            .credited
+            .keys()
+            .chain(summary.deferred.keys())
+            .chain(summary.vouchers_deducted.keys())
+            .chain(summary.vouchers_expired.keys())
+            .chain(summary.incentive_expired.keys())
+            .chain(summary.subsidies.keys())
+            .chain(summary.withdrawn.keys())
+            .cloned()
+            .collect();
+        for c in currencies {
+            if let Some(code) = crate::model::Currency::parse(&c) {
+                summary.scales.insert(c, rule_set.rounding.scale(code));
+            }
+        }
         let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
         let record = CycleRecord {
             cycle: config.cycle.to_string(),
@@ -407,7 +580,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             // The staging folder is kept where it is: this is the path `into_staged_after`
             // returns.
             staged: staging.path().to_path_buf(),
-            out_root: absolute(&config.out),
+            out_root: write::absolute(&config.out),
         };
         let closing = ClosingBalances {
             // A voucher that has expired and holds nothing more is not carried on.
@@ -422,19 +595,51 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             carry: settled.carry,
             applied: settled.applied,
         };
-        let prepared = state.prepare_commit(&record, deferred, pool_rows, &closing, &publication)?;
+        let prepared = state
+            .prepare_commit(&record, deferred, pool_rows, &closing, &publication)
+            .map_err(|e| state_failed(&config.state, e))?;
         Ok((summary, record, prepared))
     })?;
     fault_point("staged");
+    if let Err(e) = check_stop("staging") {
+        // The prepared transaction is rolled back when dropped; the staged folder goes now.
+        drop(prepared);
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(e);
+    }
     // The commit point: from here on the cycle is done, and is published right after.
     progress.start("commit");
     let commit_started = Instant::now();
-    prepared.commit()?;
+    if let Err(e) = prepared.commit() {
+        // Nothing was committed: the staged folder is not to be published.
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(state_failed(&config.state, e));
+    }
     fault_point("committed");
-    let published = write::publish(&config.out, config.cycle, &staged)?;
+    let published = write::publish(&config.out, config.cycle, &staged)
+        .map_err(|e| publication_failed(&config.state, &config.out, config.cycle, e))?;
     progress.finish("commit", state_rows, "state rows", commit_started.elapsed());
     fault_point("published");
     state.published(config.cycle)?;
+    if !made_stale.is_empty() {
+        crate::progress::note(
+            "WARN",
+            &format!(
+                "warning: re-running {} made later cycles stale: {}; re-run them in order, starting with {}",
+                config.cycle,
+                made_stale.join(", "),
+                made_stale[0]
+            ),
+        );
+    }
+    if let Some(signal) = stop_signal() {
+        return Err(RunError::Io(format!(
+            "stopped by {signal} after the commit point: cycle {} is committed in {} and its publication finished ({}); nothing is pending",
+            config.cycle,
+            config.state.join("state.db").display(),
+            published.display()
+        )));
+    }
 
     Ok(RunReport {
         cycle: config.cycle,
@@ -449,6 +654,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         ruleset_hash: rule_set.hash.clone(),
         ruleset_name: rule_set.name.clone(),
         summary,
+        made_stale,
         elapsed_ms: started.elapsed().as_millis(),
     })
 }
@@ -518,10 +724,6 @@ fn add_totals(
                 .or_default() += b.expired;
         }
     }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `{"bill_lines.csv": "<sha256>", ...}` for the files present.

@@ -45,6 +45,43 @@ pub fn read(path: &Path) -> Result<Vec<Row>, RunError> {
     Ok(rows)
 }
 
+/// Before `explain` or `report` answers on `cycle` (published in `out`): a warning on stderr if
+/// the chain in `state` has the cycle stale, or its publication pending or lost; a note, once, if
+/// there is no state to ask (or it does not hold the cycle). Nothing if the cycle was never
+/// published there (the answer is then an error of its own).
+pub fn warn_on_standing(state: &Path, out: &Path, cycle: crate::calendar::Cycle) {
+    if std::fs::symlink_metadata(out.join(cycle.to_string())).is_err() {
+        return;
+    }
+    let shown = state.display();
+    let say = |text: String| crate::progress::note("WARN", &text);
+    match crate::state::read_chain(state) {
+        Ok(None) => say(format!(
+            "note: no state in {shown} (no state.db): whether cycle {cycle} is stale cannot be told; pass --state with the folder the chain was run with"
+        )),
+        Err(e) => say(format!(
+            "note: the state in {shown} cannot be read ({e}): whether cycle {cycle} is stale cannot be told"
+        )),
+        Ok(Some(chain)) => match chain.iter().find(|c| c.record.cycle == cycle.to_string()) {
+            None => say(format!(
+                "note: cycle {cycle} is not in the state in {shown}: whether it is stale cannot be told; pass --state with the folder it was run with"
+            )),
+            Some(c) => match c.word() {
+                "STALE" => say(format!(
+                    "warning: cycle {cycle} is STALE in {shown}: an earlier cycle was re-run after it, so these outputs no longer add up with the chain; re-run {cycle} (and the cycles after it, in order) before relying on them"
+                )),
+                "pending" => say(format!(
+                    "warning: cycle {cycle}'s latest run is committed in {shown} but its publication is pending: these outputs may be an earlier run's; the next run on that state publishes it"
+                )),
+                "unpublished" => say(format!(
+                    "warning: cycle {cycle}'s latest run is committed in {shown} but its outputs were lost before publication: these outputs are an earlier run's; re-run {cycle} (`incentives status --state {shown}` gives the command)"
+                )),
+                _ => {}
+            },
+        },
+    }
+}
+
 fn bold(text: &str, colour: bool) -> String {
     if colour {
         format!("\u{1b}[1m{text}\u{1b}[0m")
@@ -170,16 +207,39 @@ pub fn render(
             cycle_dir.display()
         )));
     }
-    // The waterfall, summed over the chosen rows per currency.
+    // The waterfall, summed over the chosen rows per currency, at the currency's scale (the
+    // places its amounts are written with).
     let mut by_currency: BTreeMap<&str, BTreeMap<&str, rust_decimal::Decimal>> = BTreeMap::new();
+    let mut scales: BTreeMap<&str, u32> = BTreeMap::new();
     for r in &chosen {
-        let sums = by_currency.entry(r["currency"].as_str()).or_default();
+        let currency = r["currency"].as_str();
+        let sums = by_currency.entry(currency).or_default();
+        let scale = scales.entry(currency).or_default();
         for (col, _) in STEPS {
-            *sums.entry(col).or_default() +=
-                crate::money::parse_decimal(&r[*col], 28).unwrap_or_default();
+            let value = crate::money::parse_decimal(&r[*col], 28).unwrap_or_default();
+            *scale = (*scale).max(value.scale());
+            *sums.entry(col).or_default() += value;
         }
     }
-    for (currency, sums) in &by_currency {
+    let figures: BTreeMap<&str, Vec<String>> = by_currency
+        .iter()
+        .map(|(currency, sums)| {
+            let scale = scales.get(currency).copied().unwrap_or(2);
+            let cells = STEPS
+                .iter()
+                .map(|(col, _)| crate::money::format_amount(sums[col], scale))
+                .collect();
+            (*currency, cells)
+        })
+        .collect();
+    let width = figures
+        .values()
+        .flatten()
+        .map(|f| f.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
+    for currency in by_currency.keys() {
         let title = format!(
             "{partner}{} — {currency}",
             customer
@@ -187,12 +247,8 @@ pub fn render(
                 .unwrap_or_else(|| format!(" ({} rows)", chosen.len()))
         );
         let _ = writeln!(out, "{}", bold(&title, colour));
-        for (col, label) in STEPS {
-            let _ = writeln!(
-                out,
-                "  {label:<42} {:>16}",
-                crate::money::format_amount(sums[col], 2)
-            );
+        for ((_, label), figure) in STEPS.iter().zip(&figures[currency]) {
+            let _ = writeln!(out, "  {label:<42} {figure:>width$}");
         }
     }
     if customer.is_some() && chosen.len() == 1 {
@@ -210,6 +266,22 @@ pub fn render(
             .or_default()
             .push(o);
     }
+    // Columns as wide as the widest cell listed, so amounts line up whatever their size.
+    let listed: Vec<&Row> = groups.values().flat_map(|l| l.iter().copied()).collect();
+    let w = |col: &str, min: usize| {
+        listed
+            .iter()
+            .map(|o| o[col].chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(min)
+    };
+    let (w_line, w_customer, w_payable, w_incentive) = (
+        w("line_id", 20),
+        w("customer_id", 12),
+        w("payable_amount", 14),
+        w("incentive", 10),
+    );
     for ((fate, reason), mut lines) in groups {
         lines.sort_by(|a, b| {
             abs_amount(&b["payable_amount"])
@@ -225,7 +297,7 @@ pub fn render(
         for o in lines.iter().take(limit) {
             let _ = writeln!(
                 out,
-                "  {:<20} {:<12} payable {:>14} {}  incentive {:>10}  {}",
+                "  {:<w_line$} {:<w_customer$} payable {:>w_payable$} {}  incentive {:>w_incentive$}  {}",
                 o["line_id"],
                 o["customer_id"],
                 o["payable_amount"],

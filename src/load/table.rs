@@ -448,8 +448,9 @@ impl Source {
                 // Only blank lines so far.
                 Ok(false) if source.eof => return Ok(None),
                 Ok(false) => {}
-                // A character cut at the end of what was read is not an error yet.
-                Err(_) if !source.eof && memchr::memchr(b'\n', &bytes).is_none() => {}
+                // A character cut at the end of what was read is not an error yet: the header
+                // (after any blank lines) has not ended.
+                Err(_) if !source.eof && !header_ended(&bytes) => {}
                 Err(e) => return Err(csv_error(file, 1, &[], &bytes, 0, e)),
             }
             // The header may go on past what was read.
@@ -650,6 +651,16 @@ impl Source {
             rows_read,
         })
     }
+}
+
+/// Whether `bytes` hold a line break after their leading blank lines: the header record (the
+/// first non-blank line) has ended there, unless a quote spans it.
+fn header_ended(bytes: &[u8]) -> bool {
+    let content = bytes
+        .iter()
+        .position(|&b| b != b'\n' && b != b'\r')
+        .unwrap_or(bytes.len());
+    memchr::memchr(b'\n', &bytes[content..]).is_some()
 }
 
 /// Cuts the records ending at `ends` into blocks of about `block` bytes.

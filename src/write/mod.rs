@@ -1,9 +1,13 @@
 //! Last stage: write the cycle's outputs into a staging folder, then publish them atomically.
 //!
-//! `--out DIR/<cycle>` is a symbolic link to a hidden folder `DIR/.<cycle>.run-XXXXXX`. A run
-//! writes a fresh hidden folder, syncs it, and swaps the link with one `rename(2)`: a reader sees the
-//! previous complete folder or the new complete one, never a partial or missing one. A run that
-//! fails drops its staging folder and leaves the published one untouched.
+//! `--out DIR/<cycle>` is a symbolic link to a hidden folder
+//! `DIR/.<cycle>.run-<pid>-<start>-<state>-XXXXXX`, named after the run that made it (its pid
+//! and start time, and a tag of its state folder). A run writes a fresh hidden folder, syncs
+//! it, and swaps the link with one `rename(2)`: a reader sees the previous complete folder or
+//! the new complete one, never a partial or missing one. A run that fails drops its staging
+//! folder and leaves the published one untouched. Leftovers are removed only by a run of the
+//! same state and only when their owner is dead; a folder, file or link at `OUT/<cycle>` that
+//! incentives did not create is refused, never replaced.
 
 mod balances;
 mod explanations;
@@ -47,12 +51,20 @@ pub struct Staging {
 
 impl Staging {
     /// Creates `out_root` if needed and a fresh hidden staging folder inside it (same file system,
-    /// so the publishing rename is atomic).
-    pub fn begin(out_root: &Path, cycle: Cycle, format: Format) -> Result<Staging, RunError> {
+    /// so the publishing rename is atomic), named after this run and its state (`state_tag`).
+    /// `mkdir` never follows a link planted at the name.
+    pub fn begin(
+        out_root: &Path,
+        cycle: Cycle,
+        format: Format,
+        state_tag: &str,
+    ) -> Result<Staging, RunError> {
         fs::create_dir_all(out_root).map_err(|e| RunError::io(out_root.display(), e))?;
+        let out_root = absolute(out_root);
+        let (pid, start) = crate::state::lock::me();
         let dir = tempfile::Builder::new()
-            .prefix(&format!(".{cycle}.run-"))
-            .tempdir_in(out_root)
+            .prefix(&format!(".{cycle}.run-{pid}-{start}-{state_tag}-"))
+            .tempdir_in(&out_root)
             .map_err(|e| RunError::io(out_root.display(), e))?;
         Ok(Staging {
             dir,
@@ -186,10 +198,109 @@ fn sync_all(files: &[PathBuf]) -> Result<(), RunError> {
     })
 }
 
+/// `path` made absolute (against the current folder), without resolving links.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The tag of a state folder in the names of its runs' staging folders: the first 12 hex digits
+/// of the SHA-256 of its canonical path. A run sweeps only leftovers carrying its own tag.
+pub fn state_tag(state_dir: &Path) -> String {
+    let path = fs::canonicalize(state_dir).unwrap_or_else(|_| absolute(state_dir));
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    hex::encode(digest)[..12].to_string()
+}
+
+/// The run a staging folder's name says made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    pid: u32,
+    start: u64,
+    tag: String,
+}
+
+/// `.<cycle>.run-<pid>-<start>-<tag>-XXXXXX` → the cycle and, for names of this release, the
+/// owner (an older release named its folders `.<cycle>.run-XXXXXX`).
+fn parse_run_name(name: &str) -> Option<(&str, Option<Owner>)> {
+    let rest = name.strip_prefix('.')?;
+    let (cycle, rest) = rest.split_once(".run-")?;
+    let parts: Vec<&str> = rest.split('-').collect();
+    let owner = match parts.as_slice() {
+        [pid, start, tag, _random] => Some(Owner {
+            pid: pid.parse().ok()?,
+            start: start.parse().ok()?,
+            tag: tag.to_string(),
+        }),
+        _ => None,
+    };
+    Some((cycle, owner))
+}
+
+/// Where a committed cycle's outputs stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    /// `OUT/<cycle>` is the staged folder.
+    Published,
+    /// The staged folder is there, not yet published.
+    Pending,
+    /// The staged folder is gone and was never published (deleted, a full disk): only a re-run
+    /// of the cycle makes its outputs again.
+    Lost,
+}
+
+/// Where the staged folder `staged` of `cycle`, committed in a state, stands.
+pub fn publication(out_root: &Path, cycle: Cycle, staged: &Path) -> Publication {
+    let published = previous_target(&out_root.join(cycle.to_string()), out_root, cycle)
+        .ok()
+        .flatten();
+    if published.as_deref().and_then(|p| p.file_name()) == staged.file_name() {
+        Publication::Published
+    } else if staged.is_dir() {
+        Publication::Pending
+    } else {
+        Publication::Lost
+    }
+}
+
+/// Checks `OUT/<cycle>` before a run reads its inputs: nothing there, or a link to a folder of
+/// ours. A folder, a file or a link incentives did not create is refused (exit 2) and left as
+/// it is. Returns the folder published now.
+pub fn check_target(out_root: &Path, cycle: Cycle) -> Result<Option<PathBuf>, RunError> {
+    let published = out_root.join(cycle.to_string());
+    let shown = published.display();
+    let meta = match fs::symlink_metadata(&published) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(RunError::io(shown, e)),
+    };
+    if meta.file_type().is_symlink() {
+        return match previous_target(&published, out_root, cycle) {
+            Ok(Some(target)) => Ok(Some(target)),
+            Ok(None) => Err(RunError::Usage(format!(
+                "{shown}: is a symbolic link that incentives did not create (it points at {}); it is not followed and is left as it is: remove it (rm {shown}) or pass another --out, and run again",
+                fs::read_link(&published)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default()
+            ))),
+            Err(e) => Err(RunError::io(shown, e)),
+        };
+    }
+    let what = if meta.is_dir() { "a folder" } else { "a file" };
+    Err(RunError::Usage(format!(
+        "{shown}: is {what} that incentives did not create (a published cycle is a link to a hidden .{cycle}.run-* folder); it is left as it is: move it away (mv {shown} {shown}.old) or pass another --out, and run again"
+    )))
+}
+
+/// Debug builds only: `INCENTIVES_FAIL_AT=<point>` makes that step fail as a full disk would.
+pub fn injected_failure(point: &str) -> Option<std::io::Error> {
+    (cfg!(debug_assertions) && std::env::var("INCENTIVES_FAIL_AT").is_ok_and(|p| p == point))
+        .then(|| std::io::Error::from_raw_os_error(libc::ENOSPC))
+}
+
 /// Makes `staged` (a hidden folder of `out_root`) the cycle's published result with one rename
 /// of the `OUT/<cycle>` link, then removes the folder it replaced. Publishing a folder that is
 /// already the published one does nothing; so a publication interrupted by a crash can be
-/// finished by running this again.
+/// finished by running this again. The caller holds the cycle's publisher lock.
 pub fn publish(out_root: &Path, cycle: Cycle, staged: &Path) -> Result<PathBuf, RunError> {
     let io = |what: &Path, e| RunError::io(what.display(), e);
     let target_name = staged
@@ -197,7 +308,7 @@ pub fn publish(out_root: &Path, cycle: Cycle, staged: &Path) -> Result<PathBuf, 
         .map(|n| n.to_os_string())
         .ok_or_else(|| RunError::Io(format!("{}: staging folder has no name", staged.display())))?;
     let published = out_root.join(cycle.to_string());
-    let previous = previous_target(&published, out_root, cycle).map_err(|e| io(&published, e))?;
+    let previous = check_target(out_root, cycle)?;
     if previous.as_deref().and_then(|p| p.file_name()) == Some(target_name.as_os_str()) {
         return Ok(published);
     }
@@ -207,44 +318,85 @@ pub fn publish(out_root: &Path, cycle: Cycle, staged: &Path) -> Result<PathBuf, 
             staged.display()
         )));
     }
-    // A real folder left by something else cannot be swapped atomically: move it aside first.
-    if published.is_dir() && !is_symlink(&published) {
-        let aside = out_root.join(format!(".{cycle}.replaced-{}", std::process::id()));
-        fs::rename(&published, &aside).map_err(|e| io(&published, e))?;
-    }
-    let link = out_root.join(format!(".{cycle}.link-{}", std::process::id()));
+    let (pid, start) = crate::state::lock::me();
+    let link = out_root.join(format!(".{cycle}.link-{pid}-{start}"));
+    // A link of ours left by an earlier attempt of this very process; never another's.
     let _ = fs::remove_file(&link);
     std::os::unix::fs::symlink(&target_name, &link).map_err(|e| io(&link, e))?;
-    fs::rename(&link, &published).map_err(|e| io(&published, e))?;
+    if let Some(e) = injected_failure("publish") {
+        let _ = fs::remove_file(&link);
+        return Err(io(&published, e));
+    }
+    fs::rename(&link, &published).map_err(|e| {
+        let _ = fs::remove_file(&link);
+        io(&published, e)
+    })?;
     sync_dir(out_root).map_err(|e| io(out_root, e))?;
-    // The old result is no longer reachable; remove it (a failure here loses nothing).
+    // The old result is no longer reachable; remove it (a failure here loses nothing: what is
+    // left is swept by the next run).
     if let Some(old) = previous {
         let _ = fs::remove_dir_all(old);
     }
     Ok(published)
 }
 
-/// Removes staging folders of `cycle` that runs killed before their commit left behind: every
-/// `.<cycle>.run-*` folder that is neither published nor in `keep`. Called with the state lock
-/// held, so no other run is writing one.
-pub fn sweep(out_root: &Path, cycle: Cycle, keep: &[PathBuf]) {
+/// Removes what killed runs of this state left in `out_root`, for every cycle: staging folders
+/// (`.<cycle>.run-*`, whole or half-deleted) that carry `state_tag`, whose owner is dead, that
+/// no `OUT/<cycle>` link points at and that are not in `pending` (committed, to be published);
+/// folders of an older release's naming that nothing points at and nothing is pending for; and
+/// `.<cycle>.link-*` links whose owner is dead. Another state's folders, and any folder whose
+/// owner is alive, are left alone. Returns the names removed.
+pub fn sweep(out_root: &Path, state_tag: &str, pending: &[PathBuf]) -> Vec<String> {
     let Ok(entries) = fs::read_dir(out_root) else {
-        return;
+        return Vec::new();
     };
-    let published = previous_target(&out_root.join(cycle.to_string()), out_root, cycle)
-        .ok()
-        .flatten();
-    let prefix = format!(".{cycle}.run-");
-    for entry in entries.flatten() {
-        let path = entry.path();
+    let entries: Vec<fs::DirEntry> = entries.flatten().collect();
+    // Every folder a published cycle's link points at.
+    let published: Vec<std::ffi::OsString> = entries
+        .iter()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .map(|t| t.into_os_string())
+        .collect();
+    let mut removed = Vec::new();
+    for entry in &entries {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix)
-            && published.as_deref() != Some(path.as_path())
-            && !keep.iter().any(|k| k.file_name() == path.file_name())
+        let path = entry.path();
+        if let Some((_, owner)) = parse_run_name(&name) {
+            let dead = match &owner {
+                Some(o) => o.tag == state_tag && !crate::state::lock::alive(o.pid, o.start),
+                None => true,
+            };
+            let linked = published.iter().any(|p| *p == entry.file_name());
+            let kept = pending.iter().any(|k| k.file_name() == path.file_name());
+            if dead
+                && !linked
+                && !kept
+                && entry.file_type().is_ok_and(|t| t.is_dir())
+                && fs::remove_dir_all(&path).is_ok()
+            {
+                removed.push(name);
+            }
+        } else if let Some((_, owner)) = name
+            .strip_prefix('.')
+            .and_then(|rest| rest.split_once(".link-"))
         {
-            let _ = fs::remove_dir_all(&path);
+            let mut words = owner.split('-').map(|w| w.parse::<u64>().ok());
+            let dead = match (words.next().flatten(), words.next().flatten()) {
+                (Some(pid), Some(start)) => !crate::state::lock::alive(pid as u32, start),
+                (Some(pid), None) => crate::state::lock::process_start(pid as u32).is_none(),
+                _ => false,
+            };
+            if dead
+                && entry.file_type().is_ok_and(|t| t.is_symlink())
+                && fs::remove_file(&path).is_ok()
+            {
+                removed.push(name);
+            }
         }
     }
+    removed
 }
 
 fn is_symlink(path: &Path) -> bool {
@@ -297,7 +449,7 @@ mod tests {
     fn what_is_written_last_is_staged_and_a_failure_there_leaves_nothing() {
         let out = tempfile::tempdir().unwrap();
         let cycle: Cycle = "2026-10".parse().unwrap();
-        let staging = Staging::begin(out.path(), cycle, Format::Csv).unwrap();
+        let staging = Staging::begin(out.path(), cycle, Format::Csv, "tag").unwrap();
         staging.write_file("early.txt", b"early").unwrap();
         let (staged, seen) = staging
             .into_staged_after(|s| {
@@ -312,7 +464,7 @@ mod tests {
         assert_eq!(fs::read(staged.join("manifest.json")).unwrap(), b"{}");
 
         // A failing last step: the error comes back and the staging folder is removed.
-        let staging = Staging::begin(out.path(), cycle, Format::Csv).unwrap();
+        let staging = Staging::begin(out.path(), cycle, Format::Csv, "tag").unwrap();
         let folder = staging.path().to_path_buf();
         staging.write_file("early.txt", b"early").unwrap();
         let failed = staging.into_staged_after(|_| -> Result<(), RunError> {
