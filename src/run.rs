@@ -232,20 +232,76 @@ fn state_failed(state_dir: &Path, e: RunError) -> RunError {
     }
 }
 
-pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, RunError> {
-    let started = Instant::now();
-    let started_at = crate::calendar::format_instant(chrono::Utc::now());
-    let mut phases = BTreeMap::new();
-    catch_stop_signals();
+/// The phases of a run, each shown as it starts and ends (progress) and timed on its own for
+/// the manifest: one helper records both, so the two never disagree.
+struct Phases<'p> {
+    progress: &'p dyn Progress,
+    ms: BTreeMap<&'static str, u128>,
+}
 
-    // A rule set that fails its check stops the run before anything else.
+/// A phase under way.
+struct Phase {
+    name: &'static str,
+    started: Instant,
+    shown: bool,
+}
+
+impl<'p> Phases<'p> {
+    fn new(progress: &'p dyn Progress) -> Phases<'p> {
+        Phases {
+            progress,
+            ms: BTreeMap::new(),
+        }
+    }
+
+    /// A phase shown to the person or the log, and timed.
+    fn start(&self, name: &'static str) -> Phase {
+        self.progress.start(name);
+        Phase {
+            name,
+            started: Instant::now(),
+            shown: true,
+        }
+    }
+
+    /// A phase only timed (opening the rule set and the state: short, and before any output).
+    fn start_quiet(&self, name: &'static str) -> Phase {
+        Phase {
+            name,
+            started: Instant::now(),
+            shown: false,
+        }
+    }
+
+    fn finish(&mut self, phase: Phase, count: u64, unit: &'static str) {
+        let elapsed = phase.started.elapsed();
+        if phase.shown {
+            self.progress.finish(phase.name, count, unit, elapsed);
+        }
+        self.ms.insert(phase.name, elapsed.as_millis());
+    }
+}
+
+/// What opening a run gives: the rule set, the state (locked), what earlier cycles left, this
+/// run's hold on `OUT/<cycle>`, and the later cycles a re-run makes stale.
+struct Opened {
+    rule_set: rules::RuleSet,
+    prior: evaluate::Prior,
+    state_tag: String,
+    made_stale: Vec<String>,
+    _publisher: crate::state::lock::Lock,
+}
+
+/// The rule set (checked first: a set that fails stops the run before anything else), the
+/// state and its lock, the output folder (one publisher of `OUT/<cycle>`; what is there must be
+/// ours), interrupted publications finished, killed runs' leftovers swept, the chain rules.
+fn open(config: &RunConfig) -> Result<(Opened, StateStore), RunError> {
     let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
     for warning in &rule_set.warnings {
         crate::progress::note("warn", &format!("warning: {warning}"));
     }
-    let mut state = StateStore::open(&config.state)?;
-    // One publisher of OUT/<cycle> at a time, whatever its state; what is there must be ours.
-    let _publisher = crate::state::lock::Lock::publisher(&config.out, config.cycle)?;
+    let state = StateStore::open(&config.state)?;
+    let publisher = crate::state::lock::Lock::publisher(&config.out, config.cycle)?;
     write::check_target(&config.out, config.cycle)?;
     finish_publications(&state, config)?;
     let state_tag = write::state_tag(&config.state);
@@ -274,111 +330,111 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         .filter(|c| *c > config.cycle.to_string())
         .collect();
     let prior = state.prior(config.cycle)?;
-    check_stop("opening the state")?;
+    let opened = Opened {
+        rule_set,
+        prior,
+        state_tag,
+        made_stale,
+        _publisher: publisher,
+    };
+    Ok((opened, state))
+}
 
-    progress.start("load");
-    let load_started = Instant::now();
-    let mut bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
-    let read: u64 = bundle.files.iter().map(|f| f.digest.rows_read).sum();
-    progress.finish("load", read, "rows", load_started.elapsed());
-    // The likeliest cron mistake: the right folder run as the wrong cycle. Publishing an empty
-    // month would hide it, so it fails like a structural error.
+/// The likeliest cron mistake: the right folder run as the wrong cycle. Publishing an empty
+/// month would hide it, so it fails like a usage error.
+fn refuse_wrong_cycle(config: &RunConfig, bundle: &Bundle) -> Result<(), RunError> {
     let lines_read = bundle.bill_lines.len() + bundle.rejected_lines.len();
-    if lines_read > 0
-        && bundle.bill_lines.is_empty()
-        && bundle
-            .rejected_lines
-            .iter()
-            .all(|l| l.reject.code == crate::reject::RejectCode::WrongCycle)
-    {
-        let seen = bundle
-            .rejected_lines
-            .first()
-            .map(|l| l.reject.value.clone())
-            .unwrap_or_default();
-        return Err(RunError::Usage(format!(
-            "every one of the {lines_read} bill lines in {} belongs to another cycle (the first says {seen:?}), not {}: check --cycle and --input",
-            config.input.display(),
-            config.cycle
-        )));
+    let all_wrong = bundle
+        .rejected_lines
+        .iter()
+        .all(|l| l.reject.code == crate::reject::RejectCode::WrongCycle);
+    if lines_read == 0 || !bundle.bill_lines.is_empty() || !all_wrong {
+        return Ok(());
     }
-    phases.insert("load", started.elapsed().as_millis());
-    fault_point("loaded");
-    check_stop("load")?;
+    let seen = bundle
+        .rejected_lines
+        .first()
+        .map(|l| l.reject.value.clone())
+        .unwrap_or_default();
+    Err(RunError::Usage(format!(
+        "every one of the {lines_read} bill lines in {} belongs to another cycle (the first says {seen:?}), not {}: check --cycle and --input",
+        config.input.display(),
+        config.cycle
+    )))
+}
 
-    if config.strict && !bundle.rejects.is_empty() {
-        for reject in bundle.rejects.iter().take(STRICT_REJECTS_SHOWN) {
-            crate::progress::note("WARN", &format!("rejected: {reject}"));
-        }
-        if bundle.rejects.len() > STRICT_REJECTS_SHOWN {
-            crate::progress::note(
-                "WARN",
-                &format!("… and {} more", bundle.rejects.len() - STRICT_REJECTS_SHOWN),
-            );
-        }
-        return Err(RunError::StrictRejects {
-            count: bundle.rejects.len(),
-        });
+/// `--strict`: any reject fails the run before anything is written, the first ones listed.
+fn refuse_rejects(config: &RunConfig, rejects: &[crate::reject::Reject]) -> Result<(), RunError> {
+    if !config.strict || rejects.is_empty() {
+        return Ok(());
     }
+    for reject in rejects.iter().take(STRICT_REJECTS_SHOWN) {
+        crate::progress::note("WARN", &format!("rejected: {reject}"));
+    }
+    if rejects.len() > STRICT_REJECTS_SHOWN {
+        crate::progress::note(
+            "WARN",
+            &format!("… and {} more", rejects.len() - STRICT_REJECTS_SHOWN),
+        );
+    }
+    Err(RunError::StrictRejects {
+        count: rejects.len(),
+    })
+}
 
-    progress.start("evaluate");
-    let evaluate_started = Instant::now();
-    // Grouping the lines is one thread's walk through memory; the orders are sorted beside it.
-    let orders = std::mem::take(&mut bundle.orders);
-    let (orders_by_id, ()) = rayon::join(
-        || evaluate::OrdersById::new(&orders),
-        || bundle.group_lines_by_partner(),
-    );
-    let mut evaluation = evaluate::evaluate_with(
-        &bundle,
-        orders_by_id,
-        &rule_set,
-        config.cycle,
-        &prior,
-        evaluate::Journal::Later,
-    );
-    drop(orders);
-    progress.finish(
-        "evaluate",
-        bundle.bill_lines.len() as u64,
-        "lines",
-        evaluate_started.elapsed(),
-    );
-    phases.insert("evaluate", evaluate_started.elapsed().as_millis());
-    check_stop("evaluate")?;
+/// What the balance stages made: subsidy decisions, lots and withdrawals and expiry, vouchers,
+/// and every reject of the cycle (the loader's and those decided against the state).
+struct Balanced {
+    decisions: Vec<subsidies::SubsidyDecision>,
+    settled: balances::BalanceOutcome,
+    voucher_states: Vec<vouchers::VoucherState>,
+    matched: vouchers::VoucherOutcome,
+    files: Vec<load::FileReport>,
+    rejects: Vec<crate::reject::Reject>,
+    /// Bill generation, and the instant the expiry report counts from.
+    g: chrono::DateTime<chrono::Utc>,
+    report_at: chrono::DateTime<chrono::Utc>,
+}
 
-    // Balances: subsidies, lots and withdrawals and expiry, vouchers.
-    progress.start("balances");
-    let balances_started = Instant::now();
+/// Subsidies, lots (withdrawals, expiry, lot M), vouchers; their rows join the journal, which
+/// is then put in order once.
+fn settle_balances(
+    config: &RunConfig,
+    opened: &Opened,
+    state: &StateStore,
+    bundle: &Bundle,
+    evaluation: &mut evaluate::Evaluation<'_>,
+) -> Result<Balanced, RunError> {
+    let rule_set = &opened.rule_set;
     let (stored_vouchers, prior_balances) = state.prior_balances(config.cycle)?;
     let (voucher_states, voucher_rejects) =
-        vouchers::cycle_vouchers(&bundle, stored_vouchers, config.cycle);
-    let g = vouchers::bill_generation(&rule_set, config.cycle);
-    let g_date = g.with_timezone(&rule_set.time_zone).date_naive();
+        vouchers::cycle_vouchers(bundle, stored_vouchers, config.cycle);
+    let g = vouchers::bill_generation(rule_set, config.cycle);
     // The expiry report counts its windows from G unless --as-of names another instant.
     let report_at = config.as_of.unwrap_or(g);
-    let report_date = report_at.with_timezone(&rule_set.time_zone).date_naive();
-    let (decisions, subsidy_rows) = subsidies::decide(&bundle, &rule_set, config.cycle);
+    let date_of =
+        |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&rule_set.time_zone).date_naive();
+    let (decisions, subsidy_rows) = subsidies::decide(bundle, rule_set, config.cycle);
     let mut settled = balances::settle(
-        &bundle,
-        &rule_set,
+        bundle,
+        rule_set,
         &balances::BalanceInputs {
             cycle: config.cycle,
             first_cycle: config.first_cycle,
-            g_date,
-            report_date,
+            g_date: date_of(g),
+            report_date: date_of(report_at),
             prior: &prior_balances,
-            carried: &prior.carried,
+            carried: &opened.prior.carried,
         },
-        &evaluation,
+        evaluation,
         &subsidy_rows,
     );
     // The journal gets the balance rows in the order they were made: subsidies, withdrawals,
     // expiry.
     evaluation.add_balance_rows(subsidy_rows, config.cycle);
     evaluation.add_balance_rows(std::mem::take(&mut settled.rows), config.cycle);
-    let matched = vouchers::match_vouchers(&bundle, &rule_set, config.cycle, &voucher_states);
-    evaluation.order_journal(&bundle, &rule_set);
+    let matched = vouchers::match_vouchers(bundle, rule_set, config.cycle, &voucher_states);
+    evaluation.order_journal(bundle, rule_set);
     let files = load::with_later_rejects(
         &bundle.files,
         voucher_rejects.iter().chain(&settled.rejects),
@@ -387,34 +443,34 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     rejects.extend(voucher_rejects);
     rejects.extend(settled.rejects.iter().cloned());
     rejects.sort_by(|a, b| (a.file, a.row, a.column).cmp(&(b.file, b.row, b.column)));
-    progress.finish(
-        "balances",
-        voucher_states.len() as u64 + settled.lots.len() as u64,
-        "vouchers and lots",
-        balances_started.elapsed(),
-    );
-    phases.insert("balances", balances_started.elapsed().as_millis());
-    check_stop("balances")?;
-    if config.strict && !rejects.is_empty() {
-        for reject in rejects.iter().take(STRICT_REJECTS_SHOWN) {
-            crate::progress::note("WARN", &format!("rejected: {reject}"));
-        }
-        return Err(RunError::StrictRejects {
-            count: rejects.len(),
-        });
-    }
+    Ok(Balanced {
+        decisions,
+        settled,
+        voucher_states,
+        matched,
+        files,
+        rejects,
+        g,
+        report_at,
+    })
+}
 
-    // SPEC §6, on the in-memory results, before anything is published.
-    progress.start("reconcile");
-    let reconcile_started = Instant::now();
-    // The state's pool rows are encoded (compressed) first and the pools freed: after the rows
-    // they are the largest thing evaluation leaves.
+/// SPEC §6 on the in-memory results, before anything is written: the explanations and the
+/// identities (a violation is exit 4). The state's pool rows are encoded (compressed) first and
+/// the pools freed: after the rows they are the largest thing evaluation leaves.
+fn reconcile_cycle(
+    config: &RunConfig,
+    opened: &Opened,
+    bundle: &Bundle,
+    evaluation: &mut evaluate::Evaluation<'_>,
+    matched: &vouchers::VoucherOutcome,
+) -> Result<(crate::state::PoolRows, Vec<explain::Explanation>), RunError> {
     let pool_rows = crate::state::encode_pools(evaluation.pool_count(), |range| {
-        evaluation.pool_deltas_in(&bundle, &rule_set, range)
+        evaluation.pool_deltas_in(bundle, &opened.rule_set, range)
     })?;
     evaluation.free_pools();
-    let mut explanations =
-        explain::explanations(&bundle, &evaluation, &prior.carried, config.cycle);
+    let carried = &opened.prior.carried;
+    let mut explanations = explain::explanations(bundle, evaluation, carried, config.cycle);
     // Test hook (debug builds only): break an identity to prove a violation stops the run.
     if cfg!(debug_assertions)
         && std::env::var_os("INCENTIVES_BREAK_IDENTITY").is_some()
@@ -423,183 +479,165 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         e.consumption += rust_decimal::Decimal::new(1, 2);
     }
     let violations = explain::check_identities(
-        &bundle,
-        &evaluation,
-        &prior.carried,
+        bundle,
+        evaluation,
+        carried,
         &explanations,
-        &matched,
+        matched,
         config.cycle,
     );
     if !violations.is_empty() {
         return Err(RunError::Reconciliation(violations));
     }
-    progress.finish(
-        "reconcile",
-        explanations.len() as u64,
-        "explanations",
-        reconcile_started.elapsed(),
-    );
-    fault_point("reconciled");
-    check_stop("reconcile")?;
+    Ok((pool_rows, explanations))
+}
 
-    progress.start("write");
-    let write_started = Instant::now();
-    let totals = reconcile::bill_line_totals(&bundle);
-    let staging = Staging::begin(&config.out, config.cycle, config.format, &state_tag)?;
-    // The journal and statements on one side, every other file on the other: two cores write
-    // at once (each side also formats in parallel).
+/// Every output table into the staging folder: the journal and statements on one side, every
+/// other file on the other, two cores writing at once (each side also formats in parallel).
+/// Returns the journal rows credited to later cycles, encoded for the state.
+fn write_outputs(
+    config: &RunConfig,
+    opened: &Opened,
+    staging: &Staging,
+    bundle: &Bundle,
+    evaluation: &evaluate::Evaluation<'_>,
+    balanced: &Balanced,
+    explanations: &[explain::Explanation],
+) -> Result<crate::state::DeferredRows, RunError> {
+    let rule_set = &opened.rule_set;
     let (deferred, others) = rayon::join(
         || {
             let mut deferred = crate::state::DeferredRows::default();
             write::write_ledgers(
-                &staging,
-                &bundle,
-                &rule_set,
-                &evaluation,
-                &prior.carried,
+                staging,
+                bundle,
+                rule_set,
+                evaluation,
+                &opened.prior.carried,
                 config.cycle,
                 &mut deferred,
             )
             .map(|()| deferred)
         },
         || -> Result<(), RunError> {
-            write::write_outcomes(&staging, &bundle, &rule_set, &evaluation)?;
+            write::write_outcomes(staging, bundle, rule_set, evaluation)?;
             write::write_explanations(
-                &staging,
-                &rule_set,
+                staging,
+                rule_set,
                 &config.cycle.to_string(),
-                &explanations,
+                explanations,
                 config.lang,
             )?;
-            write::write_rejects(&staging, &rejects)?;
-            write::write_vouchers(&staging, &bundle, &rule_set, &voucher_states, &matched)?;
-            write::write_expiry_report(
-                &staging,
-                &rule_set,
-                &settled.report,
-                &voucher_states,
-                &matched,
-                report_at,
+            write::write_rejects(staging, &balanced.rejects)?;
+            write::write_vouchers(
+                staging,
+                bundle,
+                rule_set,
+                &balanced.voucher_states,
+                &balanced.matched,
             )?;
-            write::write_subsidies(&staging, &bundle, &rule_set, &decisions)
+            write::write_expiry_report(
+                staging,
+                rule_set,
+                &balanced.settled.report,
+                &balanced.voucher_states,
+                &balanced.matched,
+                balanced.report_at,
+            )?;
+            write::write_subsidies(staging, bundle, rule_set, &balanced.decisions)
         },
     );
     let deferred = deferred?;
     others?;
-    check_stop("write")?;
-    progress.finish(
-        "write",
-        staging.written().len() as u64,
-        "files",
-        write_started.elapsed(),
+    Ok(deferred)
+}
+
+pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let started_at = crate::calendar::format_instant(chrono::Utc::now());
+    let mut phases = Phases::new(progress);
+    catch_stop_signals();
+
+    let phase = phases.start_quiet("open");
+    let (opened, mut state) = open(config)?;
+    phases.finish(phase, 0, "");
+    check_stop("opening the state")?;
+
+    let phase = phases.start("load");
+    let mut bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
+    let read: u64 = bundle.files.iter().map(|f| f.digest.rows_read).sum();
+    phases.finish(phase, read, "rows");
+    refuse_wrong_cycle(config, &bundle)?;
+    fault_point("loaded");
+    check_stop("load")?;
+    refuse_rejects(config, &bundle.rejects)?;
+
+    let phase = phases.start("evaluate");
+    // Grouping the lines is one thread's walk through memory; the orders are sorted beside it.
+    // Nothing after evaluation reads the orders: they are freed as soon as it returns.
+    let orders = std::mem::take(&mut bundle.orders);
+    let (orders_by_id, ()) = rayon::join(
+        || evaluate::OrdersById::new(&orders),
+        || bundle.group_lines_by_partner(),
     );
-    phases.insert("write", write_started.elapsed().as_millis());
+    let mut evaluation = evaluate::evaluate_with(
+        &bundle,
+        orders_by_id,
+        &opened.rule_set,
+        config.cycle,
+        &opened.prior,
+        evaluate::Journal::Later,
+    );
+    drop(orders);
+    phases.finish(phase, bundle.bill_lines.len() as u64, "lines");
+    check_stop("evaluate")?;
+
+    let phase = phases.start("balances");
+    let balanced = settle_balances(config, &opened, &state, &bundle, &mut evaluation)?;
+    let count = balanced.voucher_states.len() + balanced.settled.lots.len();
+    phases.finish(phase, count as u64, "vouchers and lots");
+    check_stop("balances")?;
+    refuse_rejects(config, &balanced.rejects)?;
+
+    let phase = phases.start("reconcile");
+    let (pool_rows, explanations) =
+        reconcile_cycle(config, &opened, &bundle, &mut evaluation, &balanced.matched)?;
+    phases.finish(phase, explanations.len() as u64, "explanations");
+    fault_point("reconciled");
+    check_stop("reconcile")?;
+
+    let phase = phases.start("write");
+    let totals = reconcile::bill_line_totals(&bundle);
+    let staging = Staging::begin(&config.out, config.cycle, config.format, &opened.state_tag)?;
+    let deferred = write_outputs(
+        config,
+        &opened,
+        &staging,
+        &bundle,
+        &evaluation,
+        &balanced,
+        &explanations,
+    )?;
+    check_stop("write")?;
+    phases.finish(phase, staging.written().len() as u64, "files");
+
     // The manifest, the summary and the state transaction are made while the outputs are
     // synced; the transaction is committed once they are.
     let state_rows = deferred.len() + pool_rows.len();
-    let (staged, (summary, record, prepared)) = staging.into_staged_after(|staging| {
-        let written = staging.written();
-        let manifest_outputs: Vec<String> = written.iter().map(|w| w.file.clone()).collect();
-        let mut manifest = Manifest::new(
-            config.cycle,
-            config.first_cycle,
-            &rule_set,
-            &files,
-            totals,
-            rejects.len(),
-            written,
-            Timings {
-                started_at: started_at.clone(),
-                phases_ms: phases,
-                total_ms: started.elapsed().as_millis(),
-            },
-        );
-        manifest.output_totals =
-            reconcile::output_totals(&bundle, &evaluation, &matched, &explanations);
-        manifest.identities = write::Identities {
-            explanation_rows: explanations.len(),
-            checked: vec![
-                "consumption = eligible_base + non_base + excluded + deferred_out_base + deferred_out_non_base",
-                "refunds = clawback_base + refund_not_earned",
-                "incentive = earned_now + carried_in + clawed_back + tier + cap + override = Σ ledger rows credited",
-                "every input line once in line_outcomes.csv; Σ payable conserved",
-                "vouchers: opening − deducted − expired = closing, never below zero, Σ deductions ≤ settlement",
-            ],
-            violations: 0,
-        };
-        staging.write_file("manifest.json", &manifest.to_json()?)?;
-
-        let mut summary = Summary {
-            pending_withdrawals: settled.pending.len(),
-            explanation_rows: explanations.len(),
-            outputs: manifest_outputs,
-            ..Default::default()
-        };
-        add_totals(
-            &mut summary,
-            config.cycle,
-            &rule_set,
-            &evaluation,
-            &prior.carried,
-            &matched,
-            &bundle,
-            &voucher_states,
-        );
-        let currencies: Vec<String> = summary
-            .credited
-            .keys()
-            .chain(summary.deferred.keys())
-            .chain(summary.vouchers_deducted.keys())
-            .chain(summary.vouchers_expired.keys())
-            .chain(summary.incentive_expired.keys())
-            .chain(summary.subsidies.keys())
-            .chain(summary.withdrawn.keys())
-            .cloned()
-            .collect();
-        for c in currencies {
-            if let Some(code) = crate::model::Currency::parse(&c) {
-                summary.scales.insert(c, rule_set.rounding.scale(code));
-            }
-        }
-        let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
-        let record = CycleRecord {
-            cycle: config.cycle.to_string(),
-            run_at: started_at,
-            first_cycle: config.first_cycle,
-            ruleset_hash: rule_set.hash.clone(),
-            input_hashes: input_hashes(&bundle),
-            lines_read: lines.map_or(0, |f| f.digest.rows_read),
-            lines_accepted: lines.map_or(0, |f| f.accepted),
-            lines_rejected: lines.map_or(0, |f| f.rejected),
-            ledger_rows: evaluation.rows.len() as u64,
-            credited: credited(&summary),
-            stale: false,
-        };
-        let publication = PendingPublication {
-            cycle: config.cycle,
-            // The staging folder is kept where it is: this is the path `into_staged_after`
-            // returns.
-            staged: staging.path().to_path_buf(),
-            out_root: write::absolute(&config.out),
-        };
-        let closing = ClosingBalances {
-            // A voucher that has expired and holds nothing more is not carried on.
-            vouchers: matched
-                .balances
-                .iter()
-                .map(|b| (&voucher_states[b.voucher], b.closing))
-                .filter(|(v, closing)| !(closing.is_zero() && v.voucher.expires_at <= g))
-                .map(|(v, closing)| (v.voucher.clone(), v.partner_id.clone(), closing))
-                .collect(),
-            lots: settled.lots,
-            carry: settled.carry,
-            applied: settled.applied,
-        };
-        let prepared = state
-            .prepare_commit(&record, deferred, pool_rows, &closing, &publication)
-            .map_err(|e| state_failed(&config.state, e))?;
-        Ok((summary, record, prepared))
-    })?;
+    let cycle_run = CycleRun {
+        config,
+        opened: &opened,
+        state: &mut state,
+        bundle: &bundle,
+        evaluation: &evaluation,
+        balanced: &balanced,
+        explanations: &explanations,
+        started,
+        started_at: &started_at,
+        phases_ms: phases.ms.clone(),
+    };
+    let (staged, (summary, record, prepared)) = staging
+        .into_staged_after(|staging| cycle_run.prepare(staging, totals, deferred, pool_rows))?;
     fault_point("staged");
     if let Err(e) = check_stop("staging") {
         // The prepared transaction is rolled back when dropped; the staged folder goes now.
@@ -607,20 +645,55 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         let _ = std::fs::remove_dir_all(&staged);
         return Err(e);
     }
-    // The commit point: from here on the cycle is done, and is published right after.
-    progress.start("commit");
-    let commit_started = Instant::now();
+    let phase = phases.start("commit");
+    let published = commit_and_publish(config, prepared, &staged)?;
+    phases.finish(phase, state_rows, "state rows");
+    fault_point("published");
+    state.published(config.cycle)?;
+    after_publication(config, &opened.made_stale, &published)?;
+
+    Ok(RunReport {
+        cycle: config.cycle,
+        published,
+        lines_read: record.lines_read,
+        lines_accepted: record.lines_accepted,
+        lines_rejected: record.lines_rejected,
+        partners: bundle.partners.len(),
+        rejects: balanced.rejects.len(),
+        ledger_rows: evaluation.rows.len(),
+        carried_in_rows: opened.prior.carried.len(),
+        ruleset_hash: opened.rule_set.hash.clone(),
+        ruleset_name: opened.rule_set.name.clone(),
+        summary,
+        made_stale: opened.made_stale.clone(),
+        elapsed_ms: started.elapsed().as_millis(),
+    })
+}
+
+/// The commit point, then the publication: from the commit on the cycle is done, and is
+/// published right after (a failure there leaves it pending, and says so).
+fn commit_and_publish(
+    config: &RunConfig,
+    prepared: crate::state::PreparedCommit<'_>,
+    staged: &Path,
+) -> Result<PathBuf, RunError> {
     if let Err(e) = prepared.commit() {
         // Nothing was committed: the staged folder is not to be published.
-        let _ = std::fs::remove_dir_all(&staged);
+        let _ = std::fs::remove_dir_all(staged);
         return Err(state_failed(&config.state, e));
     }
     fault_point("committed");
-    let published = write::publish(&config.out, config.cycle, &staged)
-        .map_err(|e| publication_failed(&config.state, &config.out, config.cycle, e))?;
-    progress.finish("commit", state_rows, "state rows", commit_started.elapsed());
-    fault_point("published");
-    state.published(config.cycle)?;
+    write::publish(&config.out, config.cycle, staged)
+        .map_err(|e| publication_failed(&config.state, &config.out, config.cycle, e))
+}
+
+/// What a published run still says: the later cycles it made stale, and a signal that came
+/// after the commit point (the cycle is committed and published; exit 1 all the same).
+fn after_publication(
+    config: &RunConfig,
+    made_stale: &[String],
+    published: &Path,
+) -> Result<(), RunError> {
     if !made_stale.is_empty() {
         crate::progress::note(
             "WARN",
@@ -640,23 +713,170 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
             published.display()
         )));
     }
+    Ok(())
+}
 
-    Ok(RunReport {
-        cycle: config.cycle,
-        published,
-        lines_read: record.lines_read,
-        lines_accepted: record.lines_accepted,
-        lines_rejected: record.lines_rejected,
-        partners: bundle.partners.len(),
-        rejects: rejects.len(),
-        ledger_rows: evaluation.rows.len(),
-        carried_in_rows: prior.carried.len(),
-        ruleset_hash: rule_set.hash.clone(),
-        ruleset_name: rule_set.name.clone(),
-        summary,
-        made_stale,
-        elapsed_ms: started.elapsed().as_millis(),
-    })
+/// Everything a run made, for what is prepared while the outputs are synced: the manifest, the
+/// summary, and the state's transaction.
+struct CycleRun<'r, 'e> {
+    config: &'r RunConfig,
+    opened: &'r Opened,
+    state: &'r mut StateStore,
+    bundle: &'r Bundle,
+    evaluation: &'r evaluate::Evaluation<'e>,
+    balanced: &'r Balanced,
+    explanations: &'r [explain::Explanation],
+    started: Instant,
+    started_at: &'r str,
+    phases_ms: BTreeMap<&'static str, u128>,
+}
+
+impl<'r> CycleRun<'r, '_> {
+    /// The manifest (written into the staging folder), the summary, the cycle's record and its
+    /// prepared (not committed) state transaction.
+    fn prepare(
+        self,
+        staging: &Staging,
+        totals: reconcile::BillLineTotals,
+        deferred: crate::state::DeferredRows,
+        pool_rows: crate::state::PoolRows,
+    ) -> Result<(Summary, CycleRecord, crate::state::PreparedCommit<'r>), RunError> {
+        let written = staging.written();
+        let outputs: Vec<String> = written.iter().map(|w| w.file.clone()).collect();
+        self.manifest(staging, totals)?;
+        let summary = self.summary(outputs);
+        let record = self.record(&summary);
+        let publication = PendingPublication {
+            cycle: self.config.cycle,
+            // The staging folder is kept where it is: this is the path `into_staged_after`
+            // returns.
+            staged: staging.path().to_path_buf(),
+            out_root: write::absolute(&self.config.out),
+        };
+        let closing = self.closing();
+        let state_dir = &self.config.state;
+        let prepared = self
+            .state
+            .prepare_commit(&record, deferred, pool_rows, &closing, &publication)
+            .map_err(|e| state_failed(state_dir, e))?;
+        Ok((summary, record, prepared))
+    }
+
+    fn manifest(
+        &self,
+        staging: &Staging,
+        totals: reconcile::BillLineTotals,
+    ) -> Result<(), RunError> {
+        let mut manifest = Manifest::new(
+            self.config.cycle,
+            self.config.first_cycle,
+            &self.opened.rule_set,
+            &self.balanced.files,
+            totals,
+            self.balanced.rejects.len(),
+            staging.written(),
+            Timings {
+                started_at: self.started_at.to_string(),
+                phases_ms: self.phases_ms.clone(),
+                total_ms: self.started.elapsed().as_millis(),
+            },
+        );
+        manifest.output_totals = reconcile::output_totals(
+            self.bundle,
+            self.evaluation,
+            &self.balanced.matched,
+            self.explanations,
+        );
+        manifest.identities = write::Identities {
+            explanation_rows: self.explanations.len(),
+            checked: vec![
+                "consumption = eligible_base + non_base + excluded + deferred_out_base + deferred_out_non_base",
+                "refunds = clawback_base + refund_not_earned",
+                "incentive = earned_now + carried_in + clawed_back + tier + cap + override = Σ ledger rows credited",
+                "every input line once in line_outcomes.csv; Σ payable conserved",
+                "vouchers: opening − deducted − expired = closing, never below zero, Σ deductions ≤ settlement",
+            ],
+            violations: 0,
+        };
+        staging.write_file("manifest.json", &manifest.to_json()?)
+    }
+
+    fn summary(&self, outputs: Vec<String>) -> Summary {
+        let rule_set = &self.opened.rule_set;
+        let mut summary = Summary {
+            pending_withdrawals: self.balanced.settled.pending.len(),
+            explanation_rows: self.explanations.len(),
+            outputs,
+            ..Default::default()
+        };
+        add_totals(
+            &mut summary,
+            self.config.cycle,
+            rule_set,
+            self.evaluation,
+            &self.opened.prior.carried,
+            &self.balanced.matched,
+            self.bundle,
+            &self.balanced.voucher_states,
+        );
+        let currencies: Vec<String> = summary
+            .credited
+            .keys()
+            .chain(summary.deferred.keys())
+            .chain(summary.vouchers_deducted.keys())
+            .chain(summary.vouchers_expired.keys())
+            .chain(summary.incentive_expired.keys())
+            .chain(summary.subsidies.keys())
+            .chain(summary.withdrawn.keys())
+            .cloned()
+            .collect();
+        for c in currencies {
+            if let Some(code) = crate::model::Currency::parse(&c) {
+                summary.scales.insert(c, rule_set.rounding.scale(code));
+            }
+        }
+        summary
+    }
+
+    fn record(&self, summary: &Summary) -> CycleRecord {
+        let lines = self
+            .bundle
+            .files
+            .iter()
+            .find(|f| f.file == "bill_lines.csv");
+        CycleRecord {
+            cycle: self.config.cycle.to_string(),
+            run_at: self.started_at.to_string(),
+            first_cycle: self.config.first_cycle,
+            ruleset_hash: self.opened.rule_set.hash.clone(),
+            input_hashes: input_hashes(self.bundle),
+            lines_read: lines.map_or(0, |f| f.digest.rows_read),
+            lines_accepted: lines.map_or(0, |f| f.accepted),
+            lines_rejected: lines.map_or(0, |f| f.rejected),
+            ledger_rows: self.evaluation.rows.len() as u64,
+            credited: credited(summary),
+            stale: false,
+        }
+    }
+
+    /// What the cycle closes with for the next: a voucher that has expired and holds nothing
+    /// more is not carried on.
+    fn closing(&self) -> ClosingBalances {
+        let balanced = self.balanced;
+        ClosingBalances {
+            vouchers: balanced
+                .matched
+                .balances
+                .iter()
+                .map(|b| (&balanced.voucher_states[b.voucher], b.closing))
+                .filter(|(v, closing)| !(closing.is_zero() && v.voucher.expires_at <= balanced.g))
+                .map(|(v, closing)| (v.voucher.clone(), v.partner_id.clone(), closing))
+                .collect(),
+            lots: balanced.settled.lots.clone(),
+            carry: balanced.settled.carry.clone(),
+            applied: balanced.settled.applied.clone(),
+        }
+    }
 }
 
 /// The summary's totals per currency (and lever): incentive credited to the cycle (this run's
