@@ -467,10 +467,10 @@ pub fn main() -> ExitCode {
             })
             .map_err(RunError::Rules),
         Command::Status(args) if args.json => {
-            crate::state::status_json(&args.state).map(|doc| out(&format!("{doc}\n")))
+            crate::status::status_json(&args.state).map(|doc| out(&format!("{doc}\n")))
         }
         Command::Status(args) => {
-            crate::state::status(&args.state).map(|text| out(&crate::error::printable(&text)))
+            crate::status::status(&args.state).map(|text| out(&crate::error::printable(&text)))
         }
         Command::Explain(args) => {
             crate::explain::view::warn_on_standing(&args.state, &args.out, args.cycle);

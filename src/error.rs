@@ -98,6 +98,29 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// An identity of SPEC §6 that does not hold: a bug, never bad input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub key: String,
+    pub identity: String,
+    pub expected: rust_decimal::Decimal,
+    pub actual: rust_decimal::Decimal,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}: expected {}, actual {}, difference {}",
+            self.key,
+            self.identity,
+            self.expected,
+            self.actual,
+            self.actual - self.expected
+        )
+    }
+}
+
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -124,7 +147,7 @@ pub enum RunError {
         if .0.len() == 1 { "y" } else { "ies" },
         .0.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
     )]
-    Reconciliation(Vec<crate::explain::Violation>),
+    Reconciliation(Vec<Violation>),
 }
 
 impl RunError {

@@ -17,7 +17,6 @@ use rayon::prelude::*;
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
-use std::fmt;
 
 /// One row of `explanations.csv` (customer `*` for partner-level rows: tiers, caps).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,28 +326,7 @@ fn key_of(e: &Explanation) -> BorrowedKey<'_> {
     (e.partner_id.as_str(), e.customer_id.as_str(), e.currency)
 }
 
-/// An identity of SPEC §6 that does not hold: a bug, never bad input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub key: String,
-    pub identity: String,
-    pub expected: Decimal,
-    pub actual: Decimal,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}: expected {}, actual {}, difference {}",
-            self.key,
-            self.identity,
-            self.expected,
-            self.actual,
-            self.actual - self.expected
-        )
-    }
-}
+pub use crate::error::Violation;
 
 /// A partner's explanations against what its rows credit to the cycle (`credited`, per
 /// customer and currency): the identities of each explanation, its agreement with the journal,

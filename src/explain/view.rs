@@ -55,7 +55,7 @@ pub fn warn_on_standing(state: &Path, out: &Path, cycle: crate::calendar::Cycle)
     }
     let shown = state.display();
     let say = |text: String| crate::progress::note("WARN", &text);
-    match crate::state::read_chain(state) {
+    match crate::status::read_chain(state) {
         Ok(None) => say(format!(
             "note: no state in {shown} (no state.db): whether cycle {cycle} is stale cannot be told; pass --state with the folder the chain was run with"
         )),

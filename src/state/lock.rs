@@ -18,25 +18,7 @@ pub struct Lock {
 /// Kept under its old name: the state's lock.
 pub type StateLock = Lock;
 
-/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`): with
-/// the pid, it names one process, even after the pid is reused. `None` if no such process.
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// This process's (pid, start time).
-pub fn me() -> (u32, u64) {
-    let pid = std::process::id();
-    (pid, process_start(pid).unwrap_or(0))
-}
-
-/// Whether the process (pid, start) is running: the pid exists and started at that time.
-pub fn alive(pid: u32, start: u64) -> bool {
-    process_start(pid) == Some(start)
-}
+pub use crate::process::{alive, me, process_start};
 
 /// Who a lock file says holds it: `pid P started T ticks S`.
 struct Holder {

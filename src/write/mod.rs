@@ -61,7 +61,7 @@ impl Staging {
     ) -> Result<Staging, RunError> {
         fs::create_dir_all(out_root).map_err(|e| RunError::io(out_root.display(), e))?;
         let out_root = absolute(out_root);
-        let (pid, start) = crate::state::lock::me();
+        let (pid, start) = crate::process::me();
         let dir = tempfile::Builder::new()
             .prefix(&format!(".{cycle}.run-{pid}-{start}-{state_tag}-"))
             .tempdir_in(&out_root)
@@ -291,11 +291,7 @@ pub fn check_target(out_root: &Path, cycle: Cycle) -> Result<Option<PathBuf>, Ru
     )))
 }
 
-/// Debug builds only: `INCENTIVES_FAIL_AT=<point>` makes that step fail as a full disk would.
-pub fn injected_failure(point: &str) -> Option<std::io::Error> {
-    (cfg!(debug_assertions) && std::env::var("INCENTIVES_FAIL_AT").is_ok_and(|p| p == point))
-        .then(|| std::io::Error::from_raw_os_error(libc::ENOSPC))
-}
+pub use crate::process::injected_failure;
 
 /// Makes `staged` (a hidden folder of `out_root`) the cycle's published result with one rename
 /// of the `OUT/<cycle>` link, then removes the folder it replaced. Publishing a folder that is
@@ -318,7 +314,7 @@ pub fn publish(out_root: &Path, cycle: Cycle, staged: &Path) -> Result<PathBuf, 
             staged.display()
         )));
     }
-    let (pid, start) = crate::state::lock::me();
+    let (pid, start) = crate::process::me();
     let link = out_root.join(format!(".{cycle}.link-{pid}-{start}"));
     // A link of ours left by an earlier attempt of this very process; never another's.
     let _ = fs::remove_file(&link);
@@ -365,7 +361,7 @@ pub fn sweep(out_root: &Path, state_tag: &str, pending: &[PathBuf]) -> Vec<Strin
         let path = entry.path();
         if let Some((_, owner)) = parse_run_name(&name) {
             let dead = match &owner {
-                Some(o) => o.tag == state_tag && !crate::state::lock::alive(o.pid, o.start),
+                Some(o) => o.tag == state_tag && !crate::process::alive(o.pid, o.start),
                 None => true,
             };
             let linked = published.iter().any(|p| *p == entry.file_name());
@@ -384,8 +380,8 @@ pub fn sweep(out_root: &Path, state_tag: &str, pending: &[PathBuf]) -> Vec<Strin
         {
             let mut words = owner.split('-').map(|w| w.parse::<u64>().ok());
             let dead = match (words.next().flatten(), words.next().flatten()) {
-                (Some(pid), Some(start)) => !crate::state::lock::alive(pid as u32, start),
-                (Some(pid), None) => crate::state::lock::process_start(pid as u32).is_none(),
+                (Some(pid), Some(start)) => !crate::process::alive(pid as u32, start),
+                (Some(pid), None) => crate::process::process_start(pid as u32).is_none(),
                 _ => false,
             };
             if dead
