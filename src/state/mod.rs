@@ -951,12 +951,13 @@ impl DeferredRows {
     }
 }
 
+/// A cycle's record and the publication recorded for it, if any.
+pub type StoredCycle = (CycleRecord, Option<PendingPublication>);
+
 /// The chain in the state folder `dir`, read without the lock (SQLite lets a reader see the last
 /// committed state while a run works): each cycle's record and the publication recorded for it
 /// (committed, maybe not yet published). `Ok(None)` when there is no state.db there.
-pub fn read_chain(
-    dir: &Path,
-) -> Result<Option<Vec<(CycleRecord, Option<PendingPublication>)>>, RunError> {
+pub fn read_chain(dir: &Path) -> Result<Option<Vec<StoredCycle>>, RunError> {
     let path = dir.join("state.db");
     if !check_state_files(dir, false)? {
         return Ok(None);
