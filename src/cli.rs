@@ -371,8 +371,6 @@ fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
-    use clap::CommandFactory;
-    use std::io::IsTerminal;
     let started = std::time::Instant::now();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let cli = match Cli::try_parse() {
@@ -391,28 +389,8 @@ pub fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
-    let json = cli.log_format == LogFormat::Json;
-    crate::progress::set_json(json);
-    let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-    let colour = terminal && !json && std::env::var_os("NO_COLOR").is_none();
-    if !cli.quiet && (!terminal || json) {
-        let builder = tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_target(false)
-            .with_ansi(false);
-        match cli.log_format {
-            LogFormat::Json => builder.json().init(),
-            LogFormat::Text => builder.init(),
-        }
-    }
-    let progress: Box<dyn crate::progress::Progress> = if cli.quiet {
-        Box::new(crate::progress::Silent)
-    } else if terminal && !json {
-        Box::new(crate::progress::Bars::new())
-    } else {
-        Box::new(crate::progress::Logs)
-    };
-    if json && !cli.quiet {
+    let output = Output::set_up(&cli);
+    if output.json && !cli.quiet {
         crate::progress::event(
             "INFO",
             "start",
@@ -425,28 +403,104 @@ pub fn main() -> ExitCode {
         );
     }
     let quiet = cli.quiet;
-    let result = match cli.command {
+    let code = match dispatch(cli.command, &output) {
+        Ok(()) => exit::SUCCESS,
+        Err(e) => output.error(&e),
+    };
+    finish(code, started, quiet);
+    ExitCode::from(code)
+}
+
+/// How a command reports: quietly, as JSON lines, on a terminal (colours, progress bars) or as
+/// plain log lines (cron).
+struct Output {
+    quiet: bool,
+    json: bool,
+    colour: bool,
+    progress: Box<dyn crate::progress::Progress>,
+}
+
+impl Output {
+    /// Sets up the log lines and the progress display the command line asks for.
+    fn set_up(cli: &Cli) -> Output {
+        use std::io::IsTerminal;
+        let json = cli.log_format == LogFormat::Json;
+        crate::progress::set_json(json);
+        let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        let colour = terminal && !json && std::env::var_os("NO_COLOR").is_none();
+        if !cli.quiet && (!terminal || json) {
+            let builder = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(false);
+            match cli.log_format {
+                LogFormat::Json => builder.json().init(),
+                LogFormat::Text => builder.init(),
+            }
+        }
+        let progress: Box<dyn crate::progress::Progress> = if cli.quiet {
+            Box::new(crate::progress::Silent)
+        } else if terminal && !json {
+            Box::new(crate::progress::Bars::new())
+        } else {
+            Box::new(crate::progress::Logs)
+        };
+        Output {
+            quiet: cli.quiet,
+            json,
+            colour,
+            progress,
+        }
+    }
+
+    /// Says what stopped the command, and gives its exit code. A message may quote an input's
+    /// header or a command-line value: control characters are escaped. A closed stderr leaves
+    /// the exit code to say it.
+    fn error(&self, e: &RunError) -> u8 {
+        let message = crate::error::printable(&e.to_string()).into_owned();
+        if self.json {
+            crate::progress::event(
+                "ERROR",
+                "error",
+                serde_json::json!({ "message": message, "exit_code": e.exit_code() }),
+            );
+        } else {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "error: {message}");
+        }
+        e.exit_code()
+    }
+
+    /// A finished run's summary: a screen, or JSON events (the rejects counted apart).
+    fn run_summary(&self, report: &run::RunReport) {
+        if self.quiet {
+        } else if self.json {
+            if report.rejects > 0 {
+                crate::progress::event(
+                    "WARN",
+                    "rejects",
+                    serde_json::json!({
+                        "count": report.rejects,
+                        "file": report.published.join("rejects.csv").display().to_string(),
+                    }),
+                );
+            }
+            crate::progress::event("INFO", "summary", summary_json(report));
+        } else {
+            out(&summary(report, self.colour));
+        }
+    }
+}
+
+/// Runs one subcommand.
+fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
+    use clap::CommandFactory;
+    let quiet = output.quiet;
+    match command {
         Command::Run(args) => args
             .resolve()
-            .and_then(|config| run::run(&config, progress.as_ref()))
-            .map(|report| {
-                if quiet {
-                } else if json {
-                    if report.rejects > 0 {
-                        crate::progress::event(
-                            "WARN",
-                            "rejects",
-                            serde_json::json!({
-                                "count": report.rejects,
-                                "file": report.published.join("rejects.csv").display().to_string(),
-                            }),
-                        );
-                    }
-                    crate::progress::event("INFO", "summary", summary_json(&report));
-                } else {
-                    out(&summary(&report, colour));
-                }
-            }),
+            .and_then(|config| run::run(&config, output.progress.as_ref()))
+            .map(|report| output.run_summary(&report)),
         Command::Generate(args) => args.resolve().and_then(|config| {
             for dir in generate::generate(&config)? {
                 if !quiet {
@@ -510,28 +564,7 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Command::Man(args) => man(&args, quiet),
-    };
-    let code = match result {
-        Ok(()) => exit::SUCCESS,
-        Err(e) => {
-            // A message may quote an input's header or a command-line value. A closed stderr
-            // leaves the exit code to say it.
-            let message = crate::error::printable(&e.to_string()).into_owned();
-            if json {
-                crate::progress::event(
-                    "ERROR",
-                    "error",
-                    serde_json::json!({ "message": message, "exit_code": e.exit_code() }),
-                );
-            } else {
-                use std::io::Write as _;
-                let _ = writeln!(std::io::stderr(), "error: {message}");
-            }
-            e.exit_code()
-        }
-    };
-    finish(code, started, quiet);
-    ExitCode::from(code)
+    }
 }
 
 /// Whether the command line asks for JSON logs (read before clap has accepted it).
