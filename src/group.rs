@@ -1,5 +1,6 @@
-//! Items grouped by partner with one counting sort: the unit of parallel work in evaluation,
-//! explanations and the journal (SPEC §8: per partner the work is independent).
+//! Items grouped by partner with one counting sort: the one way the engine groups lines, rows
+//! or vouchers by partner, and the unit of parallel work in evaluation, pools, vouchers,
+//! explanations, the identities and the journal (SPEC §8: per partner the work is independent).
 
 /// Indices `0..n` grouped by partner: `items[starts[p]..starts[p + 1]]`, each group in input
 /// order (so anything computed from a group is the same whatever the thread count).
@@ -29,6 +30,15 @@ impl Grouped {
             }
         }
         Grouped { starts, items }
+    }
+
+    /// How many items were grouped (those left out not counted).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 
     /// The items of partner `p`, in input order.

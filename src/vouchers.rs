@@ -108,15 +108,14 @@ pub fn match_vouchers(
         let end = tags.partition_point(|t| t.partner <= p);
         &tags[start..end]
     };
-    // Lines per partner, in (trade time, line id) order.
-    let mut by_partner: Vec<Vec<u32>> = vec![Vec::new(); bundle.partners.len()];
-    for (i, line) in lines.iter().enumerate() {
+    // The eligible lines per partner (sorted in (trade time, line id) order below).
+    let eligible_line = |line: &crate::model::BillLine| {
         if line.settlement_amount <= Decimal::ZERO {
-            continue;
+            return false;
         }
         let trade_date = line.trade_time.with_timezone(&rules.time_zone).date_naive();
         let partner = bundle.partners.at(line.partner);
-        let facts = LineFacts {
+        eligible.holds(&LineFacts {
             line,
             partner: line.partner,
             trade_date,
@@ -124,24 +123,30 @@ pub fn match_vouchers(
             // `check` refuses `order_type` here: vouchers are matched on the bill's lines.
             order_type: None,
             tags: tags_of(line.partner),
-        };
-        if eligible.holds(&facts) {
-            by_partner[line.partner.0 as usize].push(i as u32);
-        }
-    }
-    let mut vouchers_by_partner: Vec<Vec<usize>> = vec![Vec::new(); bundle.partners.len()];
-    for (v, state) in vouchers.iter().enumerate() {
-        if let Some((p, _)) = bundle.partners.get(&state.partner_id) {
-            vouchers_by_partner[p.0 as usize].push(v);
-        }
-    }
+        })
+    };
+    let is_eligible: Vec<bool> = lines.par_iter().map(eligible_line).collect();
+    let partners = bundle.partners.len();
+    let by_partner = crate::group::Grouped::new(partners, lines.len(), |i| {
+        is_eligible[i].then_some(lines[i].partner.0 as usize)
+    });
+    let vouchers_by_partner = crate::group::Grouped::new(partners, vouchers.len(), |v| {
+        bundle
+            .partners
+            .get(&vouchers[v].partner_id)
+            .map(|(p, _)| p.0 as usize)
+    });
 
     let mut balances: Vec<Decimal> = vouchers.iter().map(|v| v.voucher.opening_balance).collect();
-    let results: Vec<PartnerMatch> = by_partner
-        .par_iter_mut()
-        .enumerate()
-        .map(|(p, line_ids)| {
-            let mut own: Vec<usize> = vouchers_by_partner[p].clone();
+    let results: Vec<PartnerMatch> = (0..partners as u32)
+        .into_par_iter()
+        .map(|p| {
+            let mut line_ids: Vec<u32> = by_partner.of(p).to_vec();
+            let mut own: Vec<usize> = vouchers_by_partner
+                .of(p)
+                .iter()
+                .map(|&v| v as usize)
+                .collect();
             own.sort_by(|&a, &b| {
                 candidate_order(
                     &policy.candidate_order,

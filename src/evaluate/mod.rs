@@ -164,13 +164,11 @@ pub fn evaluate_with<'a>(
     let lines = &bundle.bill_lines;
 
     // Positive lines by partner, in parallel; each partner's lines in file order.
-    let mut by_partner: Vec<Vec<u32>> = vec![Vec::new(); bundle.partners.len()];
-    for i in 0..lines.len() {
-        if !lines[i].is_negative() {
-            by_partner[lines[i].partner.0 as usize].push(i as u32);
-        }
-    }
-    let positives: usize = by_partner.iter().map(Vec::len).sum();
+    let partners = bundle.partners.len();
+    let by_partner = crate::group::Grouped::new(partners, lines.len(), |i| {
+        (!lines[i].is_negative()).then_some(lines[i].partner.0 as usize)
+    });
+    let positives = by_partner.len();
     // At most one row per line lever and override lever per positive line: reserved once,
     // so the run's largest vector never moves to grow (pages never written are never resident).
     let per_line = rules
@@ -192,10 +190,11 @@ pub fn evaluate_with<'a>(
     // order, so rows are in the same order whatever the thread count, and what a window holds
     // apart from the result stays small. A window is appended while the next one is
     // evaluated: the copy into the run's largest vector (its first touch) is work of its own.
-    let evaluate_window = |window: &[Vec<u32>]| -> Vec<Partition> {
+    let evaluate_window = |window: &[u32]| -> Vec<Partition> {
         window
             .par_iter()
-            .map(|indices| {
+            .map(|&p| {
+                let indices = by_partner.of(p);
                 let mut rows = Vec::new();
                 let mut outcomes = Vec::with_capacity(indices.len());
                 for &i in indices {
@@ -225,7 +224,8 @@ pub fn evaluate_with<'a>(
             }
         };
     let mut evaluated: Vec<Partition> = Vec::new();
-    for window in by_partner.chunks(PARTNERS_PER_WINDOW) {
+    let partner_indices: Vec<u32> = (0..partners as u32).collect();
+    for window in partner_indices.chunks(PARTNERS_PER_WINDOW) {
         let previous = std::mem::take(&mut evaluated);
         let (next, ()) = rayon::join(
             || evaluate_window(window),
