@@ -542,10 +542,7 @@ pub fn check_identities(
 mod tests {
     use super::*;
     use crate::evaluate::{Prior, evaluate};
-    use crate::generate::{GenerateConfig, generate};
-    use crate::load::load_bundle;
     use crate::testkit::{bundle, cycle, reference};
-    use proptest::prelude::*;
 
     fn consistent() -> (Bundle, crate::rules::RuleSet) {
         let lines = "line_id,bill_cycle,partner_id,customer_id,sales_mode,market,service_type_code,charge_mode,bill_type,trade_time,order_id,official_amount,payable_amount,settlement_amount,currency
@@ -689,40 +686,5 @@ L2,2026-10,SP1,C1,resale,cn,hws.service.type.ec2,on_demand,usage,2026-10-06T10:0
 
     fn rows_ok(b: &Bundle, e: &Evaluation<'_>) -> Vec<Explanation> {
         explanations(b, e, &[], cycle())
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(6))]
-        /// On random generated bundles: the identities hold, every line has one outcome, and one
-        /// thread or two give the same rows in the same order.
-        #[test]
-        fn identities_hold_and_threads_do_not_matter(seed in 1u64..1_000_000, lines in 200u64..1200) {
-            let dir = tempfile::tempdir().unwrap();
-            let config = GenerateConfig {
-                cycle: cycle(),
-                lines,
-                seed,
-                out: dir.path().to_path_buf(),
-                bad_rows_ppm: 5_000,
-                partners: Some(6),
-                cycles: 1,
-                chain_start: cycle(),
-                chain_index: 0,
-                customers: Some(40),
-            };
-            generate(&config).unwrap();
-            let b = load_bundle(dir.path(), cycle()).unwrap();
-            let rules = reference();
-            let prior = Prior::default();
-            let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
-            let one = pool(1).install(|| evaluate(&b, &rules, cycle(), &prior));
-            let two = pool(2).install(|| evaluate(&b, &rules, cycle(), &prior));
-            prop_assert_eq!(&one.rows, &two.rows);
-            prop_assert_eq!(&one.journal, &two.journal);
-            prop_assert_eq!(one.outcomes.len(), b.bill_lines.len());
-            let rows = explanations(&b, &one, &[], cycle());
-            let v = check_identities(&b, &one, &[], &rows, &VoucherOutcome::default(), cycle());
-            prop_assert!(v.is_empty(), "{:?}", v);
-        }
     }
 }
