@@ -164,7 +164,7 @@ pub enum Out<'a> {
     Text(&'a str),
     /// Text written unaltered (headers, words the engine chose).
     Number(&'a str),
-    /// An amount, written in CSV as [`crate::money::write_amount`] writes it with this minimum
+    /// An amount, written in CSV as [`crate::money::push_amount`] writes it with this minimum
     /// scale; Parquet takes the value itself, never its text.
     Amount(Decimal, u32),
     /// A count or a row number.
@@ -781,7 +781,7 @@ mod tests {
 
     #[test]
     fn typed_cells_write_the_csv_text_of_their_value() {
-        // An amount cell is what write_amount writes: 12.3 at scale 2 is 12.30, -0 is 0.00;
+        // An amount cell is what push_amount writes: 12.3 at scale 2 is 12.30, -0 is 0.00;
         // a count is its digits; an instant ISO 8601 UTC; a date YYYY-MM-DD; a raw cell its
         // text, neutralised; an empty cell nothing.
         let d = |s: &str| crate::money::parse_decimal(s, 28).unwrap();
