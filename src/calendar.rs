@@ -127,6 +127,20 @@ pub fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// How many fractional-second digits an instant as written has (`…:00.250Z` → 3). An input
+/// instant has at most 6 (SPEC §8: outputs keep microseconds; a finer input is rejected).
+pub fn fraction_digits(text: &str) -> usize {
+    // After `YYYY-MM-DDThh:mm:ss`, a fraction starts with '.' (or ',') and runs to the offset.
+    text.get(19..)
+        .filter(|rest| rest.starts_with(['.', ',']))
+        .map_or(0, |rest| {
+            rest[1..].bytes().take_while(u8::is_ascii_digit).count()
+        })
+}
+
+/// The finest an input instant may be written: microseconds.
+pub const INSTANT_DIGITS_MAX: usize = 6;
+
 /// Parses a calendar date written `YYYY-MM-DD` exactly.
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
     if !is_strict_date(text.as_bytes()) {
@@ -229,6 +243,16 @@ mod tests {
         ] {
             assert!(parse_instant(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn fraction_digits_are_counted_as_written() {
+        assert_eq!(fraction_digits("2026-10-31T16:05:00Z"), 0);
+        assert_eq!(fraction_digits("2026-10-31T16:05:00.250Z"), 3);
+        assert_eq!(fraction_digits("2026-10-31T16:05:00.123456+08:00"), 6);
+        assert_eq!(fraction_digits("2026-10-31T16:05:00.1234567Z"), 7);
+        assert_eq!(fraction_digits("2026-10-31T16:05:00.000000000Z"), 9);
+        assert_eq!(fraction_digits("2026"), 0);
     }
 
     #[test]

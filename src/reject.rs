@@ -25,6 +25,8 @@ pub enum RejectCode {
     AmountOutOfRange,
     /// Not an ISO 8601 date-time with an offset.
     BadTimestamp,
+    /// An instant written finer than a microsecond (more than 6 fractional-second digits).
+    TimestampTooPrecise,
     /// Not a `YYYY-MM-DD` calendar date.
     BadDate,
     /// `bill_cycle` is not `YYYY-MM` or not the cycle being run.

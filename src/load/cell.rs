@@ -2,7 +2,7 @@
 //! column, the raw text and the reason; the file and row are added by the caller.
 
 use super::table::Cell;
-use crate::calendar::{parse_date, parse_instant};
+use crate::calendar::{INSTANT_DIGITS_MAX, fraction_digits, parse_date, parse_instant};
 use crate::model::{Currency, Id};
 use crate::money::{DecimalError, INPUT_SCALE_MAX, parse_decimal};
 use crate::reject::{Reject, RejectCode};
@@ -151,13 +151,25 @@ impl<'a> Cell<'a> {
         if self.is_blank() {
             return Err(self.missing());
         }
-        parse_instant(self.text).ok_or_else(|| {
+        let t = parse_instant(self.text).ok_or_else(|| {
             Fault::new(
                 self,
                 RejectCode::BadTimestamp,
                 "not an ISO 8601 date-time with an offset, e.g. 2026-10-31T16:05:00Z or 2026-11-01T00:05:00+08:00",
             )
-        })
+        })?;
+        // Even trailing zeros: the export claims a precision the outputs cannot keep.
+        let digits = fraction_digits(self.text);
+        if digits > INSTANT_DIGITS_MAX {
+            return Err(Fault::new(
+                self,
+                RejectCode::TimestampTooPrecise,
+                format!(
+                    "{digits} fractional-second digits; at most {INSTANT_DIGITS_MAX} (microseconds) allowed"
+                ),
+            ));
+        }
+        Ok(t)
     }
 
     pub fn optional_instant(self) -> Checked<Option<DateTime<Utc>>> {
@@ -223,6 +235,33 @@ pub fn check_window<T: PartialOrd + std::fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instants_finer_than_a_microsecond_are_rejected() {
+        let cell = |text| Cell {
+            column: "trade_time",
+            text,
+        };
+        for ok in [
+            "2026-10-31T16:05:00Z",
+            "2026-10-31T16:05:00.5Z",
+            "2026-11-01T00:05:00.123456+08:00",
+        ] {
+            assert!(cell(ok).instant().is_ok(), "{ok}");
+        }
+        for fine in [
+            "2026-10-31T16:05:00.1234567Z",
+            "2026-11-01T00:05:00.123456789+08:00",
+            "2026-10-31T16:05:00.000000000Z",
+        ] {
+            let fault = cell(fine).instant().unwrap_err();
+            assert_eq!(fault.code, RejectCode::TimestampTooPrecise, "{fine}");
+            assert_eq!(fault.value, fine);
+        }
+        // A time that is no instant at all stays a bad timestamp.
+        let fault = cell("2026-10-31T16:05:00.1234567").instant().unwrap_err();
+        assert_eq!(fault.code, RejectCode::BadTimestamp);
+    }
 
     #[test]
     fn ids_are_safe_file_names() {

@@ -1,15 +1,63 @@
 //! `voucher_deductions.csv`, `voucher_balances.csv`, `expiry_report.csv`, `subsidies.csv`.
 
-use super::{Out, Staging};
+use super::{Column, Out, Staging};
 use crate::balances::ReportRow;
 use crate::calendar::format_instant;
 use crate::error::RunError;
 use crate::load::Bundle;
-use crate::money::format_amount;
 use crate::rules::RuleSet;
 use crate::subsidies::SubsidyDecision;
 use crate::vouchers::{VoucherOutcome, VoucherState};
 use chrono::{DateTime, Utc};
+
+/// The columns of `voucher_deductions` (SPEC Appendix B).
+pub const DEDUCTION_COLUMNS: &[Column] = &[
+    Column::unique("line_id").filtered(),
+    Column::text("voucher_id"),
+    Column::text("partner_id"),
+    Column::text("customer_id"),
+    Column::instant("trade_time"),
+    Column::amount("amount"),
+    Column::text("currency"),
+    Column::amount("voucher_balance_after"),
+];
+
+/// The columns of `voucher_balances` (SPEC Appendix B).
+pub const BALANCE_COLUMNS: &[Column] = &[
+    Column::unique("voucher_id"),
+    Column::text("partner_id"),
+    Column::text("currency"),
+    Column::amount("opening"),
+    Column::amount("deducted"),
+    Column::amount("expired"),
+    Column::amount("closing"),
+    Column::instant("expires_at"),
+];
+
+/// The columns of `expiry_report` (SPEC Appendix B).
+pub const EXPIRY_COLUMNS: &[Column] = &[
+    Column::text("partner_id"),
+    Column::text("kind"),
+    Column::unique("lot_id"),
+    Column::text("currency"),
+    Column::amount("balance"),
+    Column::date("expires_on"),
+    Column::text("window"),
+    Column::text("reason"),
+];
+
+/// The columns of `subsidies` (SPEC Appendix B).
+pub const SUBSIDY_COLUMNS: &[Column] = &[
+    Column::unique("project_id"),
+    Column::text("partner_id"),
+    Column::text("market"),
+    Column::amount("annual_new_resource_amount"),
+    Column::text("currency"),
+    Column::text("decision"),
+    Column::text("reason"),
+    Column::text("qualifying_tag"),
+    Column::amount("amount"),
+];
 
 pub fn write_vouchers(
     staging: &Staging,
@@ -18,19 +66,7 @@ pub fn write_vouchers(
     vouchers: &[VoucherState],
     outcome: &VoucherOutcome,
 ) -> Result<(), RunError> {
-    let mut out = staging.table(
-        "voucher_deductions",
-        &[
-            "line_id",
-            "voucher_id",
-            "partner_id",
-            "customer_id",
-            "trade_time",
-            "amount",
-            "currency",
-            "voucher_balance_after",
-        ],
-    )?;
+    let mut out = staging.table("voucher_deductions", DEDUCTION_COLUMNS)?;
     for d in &outcome.deductions {
         let line = &bundle.bill_lines[d.line as usize];
         let v = &vouchers[d.voucher];
@@ -40,26 +76,14 @@ pub fn write_vouchers(
             Out::Text(&v.voucher.voucher_id),
             Out::Text(&v.partner_id),
             Out::Text(&line.customer_id),
-            Out::Text(&format_instant(line.trade_time)),
-            Out::Number(&format_amount(d.amount, scale)),
+            Out::Instant(line.trade_time),
+            Out::Amount(d.amount, scale),
             Out::Text(line.currency.as_str()),
-            Out::Number(&format_amount(d.balance_after, scale)),
+            Out::Amount(d.balance_after, scale),
         ])?;
     }
     staging.finish(out)?;
-    let mut out = staging.table(
-        "voucher_balances",
-        &[
-            "voucher_id",
-            "partner_id",
-            "currency",
-            "opening",
-            "deducted",
-            "expired",
-            "closing",
-            "expires_at",
-        ],
-    )?;
+    let mut out = staging.table("voucher_balances", BALANCE_COLUMNS)?;
     for b in &outcome.balances {
         let v = &vouchers[b.voucher];
         let scale = rules.rounding.scale(v.voucher.currency);
@@ -67,11 +91,11 @@ pub fn write_vouchers(
             Out::Text(&v.voucher.voucher_id),
             Out::Text(&v.partner_id),
             Out::Text(v.voucher.currency.as_str()),
-            Out::Number(&format_amount(b.opening, scale)),
-            Out::Number(&format_amount(b.deducted, scale)),
-            Out::Number(&format_amount(b.expired, scale)),
-            Out::Number(&format_amount(b.closing, scale)),
-            Out::Text(&format_instant(v.voucher.expires_at)),
+            Out::Amount(b.opening, scale),
+            Out::Amount(b.deducted, scale),
+            Out::Amount(b.expired, scale),
+            Out::Amount(b.closing, scale),
+            Out::Instant(v.voucher.expires_at),
         ])?;
     }
     staging.finish(out)
@@ -138,27 +162,15 @@ pub fn write_expiry_report(
             b.currency,
         ))
     });
-    let mut out = staging.table(
-        "expiry_report",
-        &[
-            "partner_id",
-            "kind",
-            "lot_id",
-            "currency",
-            "balance",
-            "expires_on",
-            "window",
-            "reason",
-        ],
-    )?;
+    let mut out = staging.table("expiry_report", EXPIRY_COLUMNS)?;
     for r in &rows {
         out.row(&[
             Out::Text(&r.partner_id),
             Out::Text(r.kind),
             Out::Text(&r.lot_id),
             Out::Text(r.currency.as_str()),
-            Out::Number(&format_amount(r.balance, rules.rounding.scale(r.currency))),
-            Out::Text(&r.expires_on.map(|d| d.to_string()).unwrap_or_default()),
+            Out::Amount(r.balance, rules.rounding.scale(r.currency)),
+            r.expires_on.map_or(Out::Null, Out::Date),
             Out::Text(&r.window),
             Out::Text(&r.reason),
         ])?;
@@ -172,20 +184,7 @@ pub fn write_subsidies(
     rules: &RuleSet,
     decisions: &[SubsidyDecision],
 ) -> Result<(), RunError> {
-    let mut out = staging.table(
-        "subsidies",
-        &[
-            "project_id",
-            "partner_id",
-            "market",
-            "annual_new_resource_amount",
-            "currency",
-            "decision",
-            "reason",
-            "qualifying_tag",
-            "amount",
-        ],
-    )?;
+    let mut out = staging.table("subsidies", SUBSIDY_COLUMNS)?;
     for d in decisions {
         let p = &bundle.projects[d.project];
         let scale = rules.rounding.scale(p.currency);
@@ -193,12 +192,12 @@ pub fn write_subsidies(
             Out::Text(&p.project_id),
             Out::Text(&bundle.partners.at(p.partner).partner_id),
             Out::Text(p.market.as_str()),
-            Out::Number(&format_amount(p.annual_new_resource_amount, scale)),
+            Out::Amount(p.annual_new_resource_amount, scale),
             Out::Text(p.currency.as_str()),
             Out::Text(d.decision.as_str()),
             Out::Text(&d.reason),
             Out::Text(&d.qualifying_tag),
-            Out::Number(&format_amount(d.amount, scale)),
+            Out::Amount(d.amount, scale),
         ])?;
     }
     staging.finish(out)

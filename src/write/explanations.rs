@@ -1,36 +1,37 @@
 //! `explanations.csv` (SPEC Appendix B).
 
-use super::{Out, Staging};
+use super::{Column, Out, Staging};
 use crate::error::RunError;
 use crate::explain::{Explanation, Lang, paragraph};
 use crate::money::format_amount;
 use crate::rules::RuleSet;
 
-const COLUMNS: &[&str] = &[
-    "cycle",
-    "partner_id",
-    "customer_id",
-    "currency",
-    "consumption",
-    "refunds",
-    "eligible_base",
-    "non_base",
-    "excluded",
-    "excluded_by_reason",
-    "deferred_out_base",
-    "deferred_out_non_base",
-    "deferred_out_incentive",
-    "clawback_base",
-    "refund_not_earned",
-    "earned_now",
-    "carried_in",
-    "clawed_back",
-    "tier",
-    "cap",
-    "override",
-    "incentive",
-    "rejected_lines",
-    "explanation",
+/// The columns of `explanations` (SPEC Appendix B).
+pub const COLUMNS: &[Column] = &[
+    Column::text("cycle"),
+    Column::text("partner_id"),
+    Column::text("customer_id"),
+    Column::text("currency"),
+    Column::amount("consumption"),
+    Column::amount("refunds"),
+    Column::amount("eligible_base"),
+    Column::amount("non_base"),
+    Column::amount("excluded"),
+    Column::text("excluded_by_reason"),
+    Column::amount("deferred_out_base"),
+    Column::amount("deferred_out_non_base"),
+    Column::amount("deferred_out_incentive"),
+    Column::amount("clawback_base"),
+    Column::amount("refund_not_earned"),
+    Column::amount("earned_now"),
+    Column::amount("carried_in"),
+    Column::amount("clawed_back"),
+    Column::amount("tier"),
+    Column::amount("cap"),
+    Column::amount("override"),
+    Column::amount("incentive"),
+    Column::count("rejected_lines"),
+    Column::unique("explanation"),
 ];
 
 pub fn write_explanations(
@@ -41,7 +42,7 @@ pub fn write_explanations(
     lang: Lang,
 ) -> Result<(), RunError> {
     let mut out = staging.table("explanations", COLUMNS)?;
-    super::table::write_parallel(&mut out, explanations, COLUMNS.len(), |slice, batch| {
+    super::table::write_parallel(&mut out, explanations, |slice, batch| {
         for e in slice {
             let scale = rules.rounding.scale(e.currency);
             let m = |d| format_amount(d, scale);

@@ -1,8 +1,8 @@
 //! `ledger.csv`, `ledgers/<partner_id>.csv` and `line_outcomes.csv` (SPEC §5, Appendix B).
 
-use super::{Batch, Encoded, Format, Out, Staging};
+use super::{Batch, Column, Encoded, Format, Out, Staging};
 use crate::calendar::Cycle;
-use crate::chain::{CarriedRow, DeferredSink, LEDGER_COLUMNS};
+use crate::chain::{CarriedRow, DeferredSink};
 use crate::error::RunError;
 use crate::evaluate::{Evaluation, LedgerRow, RuleOrigin};
 use crate::load::Bundle;
@@ -13,20 +13,42 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-const OUTCOME_COLUMNS: &[&str] = &[
-    "line_id",
-    "partner_id",
-    "customer_id",
-    "bill_type",
-    "payable_amount",
-    "currency",
-    "fate",
-    "reason",
-    "rule_ids",
-    "base",
-    "incentive",
-    "credit_cycle",
-    "source_row",
+/// The columns of `ledger` and `ledgers/<partner_id>` (SPEC Appendix B; the names are
+/// [`crate::chain::LEDGER_COLUMNS`], which the state's carried rows hold).
+pub const LEDGER: &[Column] = &[
+    Column::unique("entry_id"),
+    Column::text("partner_id"),
+    Column::text("customer_id"),
+    Column::unique("line_id").filtered(),
+    Column::unique("order_id"),
+    Column::text("lever"),
+    Column::text("rule_id"),
+    Column::text("kind"),
+    Column::text("ref_id"),
+    Column::text("earned_cycle"),
+    Column::text("credit_cycle"),
+    Column::amount("base"),
+    Column::amount("rate").repeating(),
+    Column::amount("amount"),
+    Column::text("currency"),
+    Column::text("ruleset_hash"),
+];
+
+/// The columns of `line_outcomes` (SPEC Appendix B).
+pub const OUTCOME_COLUMNS: &[Column] = &[
+    Column::unique("line_id").filtered(),
+    Column::text("partner_id"),
+    Column::text("customer_id"),
+    Column::text("bill_type"),
+    Column::amount("payable_amount"),
+    Column::text("currency"),
+    Column::text("fate"),
+    Column::text("reason"),
+    Column::text("rule_ids"),
+    Column::amount("base"),
+    Column::amount("incentive"),
+    Column::text("credit_cycle"),
+    Column::count("source_row"),
 ];
 
 /// Partners whose statements are formatted in parallel at a time: bounds the bytes held.
@@ -88,16 +110,15 @@ pub fn write_ledgers(
         statements.push((partner, start..n, carried_rows));
     }
 
-    let mut journal = staging.table("ledger", LEDGER_COLUMNS)?;
+    let mut journal = staging.table("ledger", LEDGER)?;
     for window in statements.chunks(PARTNERS_PER_WINDOW) {
         let formatted: Vec<Statement> = window
             .par_iter()
             .map(|(partner, range, carried_rows)| {
-                let width = LEDGER_COLUMNS.len();
-                let mut journal = Batch::new(width, format);
+                let mut journal = Batch::new(LEDGER, format);
                 // A statement differs from the journal only by carried rows, merged by the
                 // statement's sort keys (a carried row before a journal row of equal keys).
-                let mut statement = (!carried_rows.is_empty()).then(|| Batch::new(width, format));
+                let mut statement = (!carried_rows.is_empty()).then(|| Batch::new(LEDGER, format));
                 let mut carried_next = 0;
                 // Rows credited to a later cycle, by that cycle, as CSV for the state store.
                 let mut later: BTreeMap<String, Batch> = BTreeMap::new();
@@ -119,8 +140,10 @@ pub fn write_ledgers(
                     journal.row(&row_cells);
                     if row.credit_cycle > cycle {
                         if !later.contains_key(cells.credit_cycle.as_str()) {
-                            later
-                                .insert(cells.credit_cycle.clone(), Batch::new(width, Format::Csv));
+                            later.insert(
+                                cells.credit_cycle.clone(),
+                                Batch::new(LEDGER, Format::Csv),
+                            );
                         }
                         if let Some(b) = later.get_mut(cells.credit_cycle.as_str()) {
                             b.row(&row_cells);
@@ -134,10 +157,10 @@ pub fn write_ledgers(
                 }
                 // The statement's file is written here, so its encoding and hashing run on
                 // every core; only the journal is written in order.
-                let journal = journal.encode();
-                let mut out = staging.table(&format!("ledgers/{partner}"), LEDGER_COLUMNS)?;
+                let journal = journal.encode()?;
+                let mut out = staging.table(&format!("ledgers/{partner}"), LEDGER)?;
                 match statement {
-                    Some(st) => out.write(&st.encode())?,
+                    Some(st) => out.write(&st.encode()?)?,
                     None => out.write(&journal)?,
                 }
                 staging.finish(out)?;
@@ -181,7 +204,7 @@ struct CarriedText<'c> {
     row: &'c CarriedRow,
     earned_cycle: String,
     credit_cycle: String,
-    rate: String,
+    rate: Option<Decimal>,
     scale: u32,
 }
 
@@ -191,9 +214,7 @@ impl<'c> CarriedText<'c> {
             row,
             earned_cycle: row.earned_cycle.to_string(),
             credit_cycle: row.credit_cycle.to_string(),
-            rate: row
-                .rate
-                .map_or_else(String::new, |r| r.normalize().to_string()),
+            rate: row.rate.map(|r| r.normalize()),
             scale,
         }
     }
@@ -226,7 +247,7 @@ impl<'c> CarriedText<'c> {
             Out::Text(&self.earned_cycle),
             Out::Text(&self.credit_cycle),
             Out::Amount(c.base, self.scale),
-            Out::Number(&self.rate),
+            self.rate.map_or(Out::Null, |r| Out::Amount(r, 0)),
             Out::Amount(c.amount, self.scale),
             Out::Text(c.currency.as_str()),
             Out::Text(crate::rules::short_hash(&c.ruleset_hash)),
@@ -277,7 +298,8 @@ struct LedgerCells<'a> {
     earned_cycle: String,
     credit_cycle: String,
     base: Decimal,
-    rate: String,
+    /// As given, without trailing zeros (written at its own scale).
+    rate: Option<Decimal>,
     amount: Decimal,
     /// The currency's scale, the least number of places amounts are written with.
     scale: u32,
@@ -317,10 +339,7 @@ impl<'a> LedgerCells<'a> {
         row.credit_cycle.push_to(&mut self.credit_cycle);
         self.base = row.base;
         self.scale = scale;
-        self.rate.clear();
-        if let Some(r) = evaluation.rate(row) {
-            let _ = write!(self.rate, "{}", r.normalize());
-        }
+        self.rate = evaluation.rate(row).map(|r| r.normalize());
         self.amount = row.amount;
         self.currency = row.currency.as_str();
         self.hash = rules.short_hash();
@@ -353,7 +372,7 @@ impl<'a> LedgerCells<'a> {
             Out::Text(&self.earned_cycle),
             Out::Text(&self.credit_cycle),
             Out::Amount(self.base, self.scale),
-            Out::Number(&self.rate),
+            self.rate.map_or(Out::Null, |r| Out::Amount(r, 0)),
             Out::Amount(self.amount, self.scale),
             Out::Text(self.currency),
             Out::Text(self.hash),
@@ -393,7 +412,7 @@ pub fn write_outcomes(
     let names = RowNames::new(rules, evaluation);
 
     let mut out = staging.table("line_outcomes", OUTCOME_COLUMNS)?;
-    super::table::write_parallel(&mut out, &entries, OUTCOME_COLUMNS.len(), |slice, batch| {
+    super::table::write_parallel(&mut out, &entries, |slice, batch| {
         let (mut credit, mut rule_ids) = (String::new(), String::new());
         let mut ids: Vec<Cow<'_, str>> = Vec::new();
         for &(_, row_number, entry) in slice {
@@ -417,7 +436,7 @@ pub fn write_outcomes(
                     }
                     let base = match evaluation.line_base(line, outcome) {
                         Some(base) => Out::Amount(base, scale),
-                        None => Out::Number(""),
+                        None => Out::Null,
                     };
                     let total: Decimal = rows.iter().map(|r| r.amount).sum();
                     credit.clear();
@@ -447,13 +466,13 @@ pub fn write_outcomes(
                         Out::Text(&r.partner_id),
                         Out::Text(&r.customer_id),
                         Out::Text(&r.bill_type),
-                        Out::Text(r.raw_payable()),
+                        Out::Raw(r.raw_payable(), r.payable_amount),
                         Out::Text(&r.currency),
                         Out::Text("rejected"),
                         Out::Text(r.reject.code.as_str()),
                         Out::Text(""),
-                        Out::Number(""),
-                        Out::Number(""),
+                        Out::Null,
+                        Out::Null,
                         Out::Text(""),
                         Out::Count(row_number),
                     ]);
@@ -510,8 +529,14 @@ mod tests {
         }
         // The cycles, the rate (as the journal writes it) and the amounts at the scale.
         assert!(matches!(cells[10], Out::Text("2026-10")));
-        assert!(matches!(cells[12], Out::Number("0.05")));
+        assert!(matches!(cells[12], Out::Amount(r, 0) if r.to_string() == "0.05"));
         assert!(matches!(cells[13], Out::Amount(a, 2) if a.to_string() == "5.00"));
+    }
+
+    #[test]
+    fn the_ledger_declares_the_columns_the_state_keeps() {
+        let names: Vec<&str> = super::LEDGER.iter().map(|c| c.name).collect();
+        assert_eq!(names, crate::chain::LEDGER_COLUMNS);
     }
 
     #[test]

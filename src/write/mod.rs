@@ -21,7 +21,7 @@ pub use balances::{write_expiry_report, write_subsidies, write_vouchers};
 pub use explanations::write_explanations;
 pub use ledger::{write_ledgers, write_outcomes};
 pub use manifest::{Identities, Manifest, Timings};
-pub use table::{Batch, Encoded, Format, Out, Table};
+pub use table::{Batch, Column, ColumnType, Encoded, Format, Out, Table};
 
 use crate::calendar::Cycle;
 use crate::error::RunError;
@@ -83,7 +83,7 @@ impl Staging {
 
     /// Opens an output table in the run's format (`name` without extension; it may contain
     /// one folder level, e.g. `ledgers/P1`).
-    pub fn table(&self, name: &str, columns: &[&str]) -> Result<Table, RunError> {
+    pub fn table(&self, name: &str, columns: &'static [Column]) -> Result<Table, RunError> {
         Table::create(self.dir.path(), name, columns, self.format)
     }
 
@@ -420,15 +420,23 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// The columns of `rejects` (SPEC Appendix B).
+pub const REJECT_COLUMNS: &[Column] = &[
+    Column::text("file"),
+    Column::count("row"),
+    Column::text("column"),
+    Column::unique("value"),
+    Column::text("reason"),
+];
+
 /// `rejects.csv` (SPEC Appendix B), rows already sorted by file, row, column.
 pub fn write_rejects(staging: &Staging, rejects: &[Reject]) -> Result<(), RunError> {
-    let mut out = staging.table("rejects", &["file", "row", "column", "value", "reason"])?;
+    let mut out = staging.table("rejects", REJECT_COLUMNS)?;
     for r in rejects {
-        let row = r.row.to_string();
         let reason = r.reason();
         out.row(&[
             Out::Text(r.file),
-            Out::Number(&row),
+            Out::Count(r.row),
             Out::Text(r.column),
             Out::Text(&r.value),
             Out::Text(&reason),

@@ -1,34 +1,41 @@
 //! One output table, in CSV or Parquet, hashed as it is written.
 //!
-//! Writers fill [`Batch`]es of text cells (in parallel, a batch per partner or per slice of
-//! rows), [`Batch::encode`] turns a batch into what the file takes (CSV bytes, or the batch
-//! itself for Parquet), and [`Table::write`] appends it, in order, on one thread. So the cost of
-//! formatting is spread over the cores while the file's order stays fixed.
+//! Each table declares its columns once, as a list of [`Column`]s (name and type): the CSV
+//! header is their names, the Parquet schema their types. Writers fill [`Batch`]es of typed
+//! cells ([`Out`]) in parallel (a batch per partner or per slice of rows); [`Batch::encode`]
+//! turns a batch into what the file takes (CSV bytes, or one Arrow array per column), and
+//! [`Table::write`] appends it, in order, on one thread. So the cost of formatting is spread
+//! over the cores while the file's order stays fixed.
 //!
-//! Both formats hold the same cells: text as the CSV shows it (formula-neutralised, below);
-//! in Parquet, the amount columns are `DECIMAL(38, 8)` (every amount the engine reads or
-//! writes has at most 8 places, so nothing is rounded), the row numbers `INT64`, and an empty
-//! or non-decimal amount cell (a rejected line's raw payable) is null.
+//! Both formats hold the same rows. CSV holds text (formula-neutralised, below). Parquet holds
+//! each column in its declared type (SPEC §8): text as UTF-8 (exactly the CSV's text), amounts
+//! `DECIMAL(38,8)` (every amount the engine reads or writes has at most 8 places, so nothing
+//! is rounded), instants `TIMESTAMP` (UTC, microseconds), dates `DATE`, counts `INT64`; an
+//! empty optional cell is null. Cells reach Parquet as their values, never parsed back from
+//! text.
 
 use super::WrittenFile;
 use super::writeback::WritebackFile;
+use crate::calendar::format_instant;
 use crate::csv_field::push_csv_field;
 use crate::error::RunError;
-use bytes::Bytes;
-use parquet::basic::Compression;
-use parquet::column::writer::{ColumnCloseResult, get_column_writer, get_typed_column_writer};
-use parquet::data_type::{
-    ByteArray, ByteArrayType, FixedLenByteArray, FixedLenByteArrayType, Int64Type,
+use arrow_array::ArrayRef;
+use arrow_array::builder::{
+    Date32Builder, Decimal128Builder, Int64Builder, LargeStringBuilder, TimestampMicrosecondBuilder,
 };
-use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
-use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
-use parquet::schema::types::{ColumnDescPtr, ColumnPath};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, NaiveDate, Utc};
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::arrow::arrow_writer::{ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::basic::Compression;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,7 +45,7 @@ pub enum Format {
     /// RFC 4180 CSV, UTF-8, `\n`-terminated.
     #[default]
     Csv,
-    /// Apache Parquet, Snappy-compressed, amounts as exact decimals.
+    /// Apache Parquet, Snappy-compressed, one typed schema per table.
     Parquet,
 }
 
@@ -51,35 +58,126 @@ impl Format {
     }
 }
 
-/// One output cell. Text is neutralised against formula injection; numbers are written as given.
+/// A column's type: what its cells hold, and so its Parquet type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// UTF-8 text, exactly as the CSV holds it (never null: an empty cell is `""`).
+    Text,
+    /// `DECIMAL(38, 8)`, written from the exact decimal.
+    Amount,
+    /// `INT64`: a count or a row number.
+    Count,
+    /// `TIMESTAMP` adjusted to UTC, microseconds.
+    Instant,
+    /// `DATE`.
+    Date,
+}
+
+/// One output column: its name (the contract, SPEC Appendix B), its type, and how Parquet
+/// stores it. Each table declares its columns as one list; the CSV header is their names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    /// Dictionary-encoded (values that repeat: levers, kinds, cycles, currencies, rule ids...).
+    /// Values distinct per row are written plain: the dictionary costs more to build than it
+    /// saves.
+    pub dictionary: bool,
+    /// Statistics (min and max per row group and page) kept: on what analysts filter by; not on
+    /// values distinct per row, where they prune nothing and cost a comparison per cell.
+    pub statistics: bool,
+}
+
+impl Column {
+    const fn of(name: &'static str, ty: ColumnType, dictionary: bool, statistics: bool) -> Column {
+        Column {
+            name,
+            ty,
+            dictionary,
+            statistics,
+        }
+    }
+
+    /// Text whose values repeat: dictionary-encoded, with statistics.
+    pub const fn text(name: &'static str) -> Column {
+        Column::of(name, ColumnType::Text, true, true)
+    }
+
+    /// Text distinct (or nearly) per row (entry ids, line ids, paragraphs): plain, no statistics.
+    pub const fn unique(name: &'static str) -> Column {
+        Column::of(name, ColumnType::Text, false, false)
+    }
+
+    /// An amount: plain (a 16-byte value rarely repeated), with statistics.
+    pub const fn amount(name: &'static str) -> Column {
+        Column::of(name, ColumnType::Amount, false, true)
+    }
+
+    /// A count or row number: plain, with statistics.
+    pub const fn count(name: &'static str) -> Column {
+        Column::of(name, ColumnType::Count, false, true)
+    }
+
+    /// An instant: plain, with statistics.
+    pub const fn instant(name: &'static str) -> Column {
+        Column::of(name, ColumnType::Instant, false, true)
+    }
+
+    /// A calendar date: dictionary-encoded (dates repeat), with statistics.
+    pub const fn date(name: &'static str) -> Column {
+        Column::of(name, ColumnType::Date, true, true)
+    }
+
+    /// The same column, dictionary-encoded (e.g. rates: one per rule).
+    pub const fn repeating(self) -> Column {
+        Column::of(self.name, self.ty, true, self.statistics)
+    }
+
+    /// The same column with statistics kept though its values are distinct per row: analysts
+    /// filter by it (`line_id`).
+    pub const fn filtered(self) -> Column {
+        Column::of(self.name, self.ty, self.dictionary, true)
+    }
+
+    /// The Arrow field the column is written from.
+    fn field(&self) -> Field {
+        let (data_type, nullable) = match self.ty {
+            // Large offsets: one partner's statement is one batch, whatever its size.
+            ColumnType::Text => (DataType::LargeUtf8, false),
+            ColumnType::Amount => (DataType::Decimal128(38, PARQUET_SCALE as i8), true),
+            ColumnType::Count => (DataType::Int64, true),
+            ColumnType::Instant => (
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            ColumnType::Date => (DataType::Date32, true),
+        };
+        Field::new(self.name, data_type, nullable)
+    }
+}
+
+/// One output cell. Text is neutralised against formula injection; every other cell is
+/// written as its value (in CSV, as SPEC Appendix B writes it).
 #[derive(Debug, Clone, Copy)]
 pub enum Out<'a> {
+    /// Text, neutralised.
     Text(&'a str),
+    /// Text written unaltered (headers, words the engine chose).
     Number(&'a str),
-    /// An amount, written as [`crate::money::write_amount`] writes it with this minimum scale;
-    /// Parquet takes the value itself, never its text.
+    /// An amount, written in CSV as [`crate::money::push_amount`] writes it with this minimum
+    /// scale; Parquet takes the value itself, never its text.
     Amount(Decimal, u32),
     /// A count or a row number.
     Count(u64),
-}
-
-/// A Parquet cell's value when it was given as a number rather than as text.
-#[derive(Debug, Clone, Copy)]
-enum Typed {
-    Text,
-    Amount(Decimal, u32),
-    Count(u64),
-}
-
-impl Typed {
-    /// The cell's text as CSV would hold it (for a typed cell in a text column).
-    fn text(self) -> Option<String> {
-        match self {
-            Typed::Text => None,
-            Typed::Amount(d, scale) => Some(crate::money::format_amount(d, scale)),
-            Typed::Count(n) => Some(n.to_string()),
-        }
-    }
+    /// An instant: ISO 8601 UTC in CSV ([`format_instant`]).
+    Instant(DateTime<Utc>),
+    /// A calendar date: `YYYY-MM-DD` in CSV.
+    Date(NaiveDate),
+    /// An empty optional cell: nothing in CSV, null in Parquet (`""` in a text column).
+    Null,
+    /// An input's amount cell as written, and its value when it was a decimal (a rejected
+    /// line's `payable_amount`): the text (neutralised) in CSV, the value or null in Parquet.
+    Raw(&'a str, Option<Decimal>),
 }
 
 /// A text cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return
@@ -91,117 +189,190 @@ pub fn neutralise(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// Every decimal place an output amount can have: inputs have at most 8, computed amounts are
+/// rounded to a currency scale, rates are checked to 8 places.
+pub const PARQUET_SCALE: u32 = 8;
+
 /// Rows of cells without an allocation per cell: for CSV the rows in one buffer as the file
-/// will hold them (quoted where RFC 4180 needs it); for Parquet each column's cells side by
-/// side, as its column chunk reads them.
-#[derive(Debug, Clone)]
+/// will hold them (quoted where RFC 4180 needs it); for Parquet each column's values in an
+/// Arrow builder of its type.
+#[derive(Debug)]
 pub struct Batch {
     format: Format,
+    columns: &'static [Column],
     /// CSV: the rows' bytes.
     text: String,
-    /// Parquet: the cells, column by column.
-    columns: Vec<Cells>,
+    /// Parquet: the values, column by column.
+    values: Vec<Values>,
     rows: usize,
-    width: usize,
+    /// The first cell that did not fit its column (a writer's mistake, never the data's).
+    fault: Option<String>,
 }
 
 /// One column of a Parquet batch.
-#[derive(Debug, Clone, Default)]
-struct Cells {
-    /// The text cells' text, one after the other.
-    text: String,
-    /// Where each cell's text ends.
-    ends: Vec<usize>,
-    /// Empty while every cell is text; then one per cell.
-    typed: Vec<Typed>,
+#[derive(Debug)]
+enum Values {
+    Text(LargeStringBuilder),
+    Amount(Decimal128Builder),
+    Count(Int64Builder),
+    Instant(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
 }
 
-impl Cells {
-    fn push(&mut self, typed: Typed) {
-        self.ends.push(self.text.len());
-        if self.typed.is_empty() && matches!(typed, Typed::Text) {
-            return;
+impl Values {
+    fn new(ty: ColumnType) -> Values {
+        match ty {
+            ColumnType::Text => Values::Text(LargeStringBuilder::new()),
+            ColumnType::Amount => Values::Amount(Decimal128Builder::new()),
+            ColumnType::Count => Values::Count(Int64Builder::new()),
+            ColumnType::Instant => Values::Instant(TimestampMicrosecondBuilder::new()),
+            ColumnType::Date => Values::Date(Date32Builder::new()),
         }
-        self.typed.resize(self.ends.len() - 1, Typed::Text);
-        self.typed.push(typed);
     }
 
-    fn len(&self) -> usize {
-        self.ends.len()
+    /// Appends `cell`; an error names what does not fit (the column gets a null or `""`).
+    fn push(&mut self, cell: Out<'_>) -> Result<(), String> {
+        let unfit = |what: &str| Err(format!("{what} {cell:?}"));
+        match (self, cell) {
+            (Values::Text(b), Out::Text(t) | Out::Raw(t, _)) => b.append_value(neutralise(t)),
+            (Values::Text(b), Out::Number(t)) => b.append_value(t),
+            (Values::Text(b), Out::Null) => b.append_value(""),
+            (Values::Text(b), _) => {
+                b.append_value("");
+                return unfit("a text column given");
+            }
+            (Values::Amount(b), Out::Amount(d, _) | Out::Raw(_, Some(d))) => match scaled(d) {
+                Some(v) => b.append_value(v),
+                None => {
+                    b.append_null();
+                    return Err(format!(
+                        "{d} has more than {PARQUET_SCALE} decimal places for a Parquet amount"
+                    ));
+                }
+            },
+            (Values::Count(b), Out::Count(n)) => match i64::try_from(n) {
+                Ok(v) => b.append_value(v),
+                Err(_) => {
+                    b.append_null();
+                    return unfit("a count beyond INT64:");
+                }
+            },
+            (Values::Instant(b), Out::Instant(t)) => match micros(t) {
+                Some(v) => b.append_value(v),
+                None => {
+                    b.append_null();
+                    return unfit("an instant finer than a microsecond:");
+                }
+            },
+            (Values::Date(b), Out::Date(d)) => b.append_value(days(d)),
+            (Values::Amount(b), Out::Null | Out::Raw(_, None)) => b.append_null(),
+            (Values::Count(b), Out::Null) => b.append_null(),
+            (Values::Instant(b), Out::Null) => b.append_null(),
+            (Values::Date(b), Out::Null) => b.append_null(),
+            (Values::Amount(b), _) => {
+                b.append_null();
+                return unfit("an amount column given");
+            }
+            (Values::Count(b), _) => {
+                b.append_null();
+                return unfit("a count column given");
+            }
+            (Values::Instant(b), _) => {
+                b.append_null();
+                return unfit("an instant column given");
+            }
+            (Values::Date(b), _) => {
+                b.append_null();
+                return unfit("a date column given");
+            }
+        }
+        Ok(())
     }
 
-    /// Where cell `r`'s text sits in `text`.
-    fn range(&self, r: usize) -> Range<usize> {
-        let start = match r {
-            0 => 0,
-            _ => self.ends.get(r - 1).copied().unwrap_or(0),
-        };
-        start..self.ends.get(r).copied().unwrap_or(start)
+    fn finish(&mut self) -> Result<ArrayRef, String> {
+        Ok(match self {
+            Values::Text(b) => Arc::new(b.finish()),
+            Values::Amount(b) => Arc::new(
+                b.finish()
+                    .with_precision_and_scale(38, PARQUET_SCALE as i8)
+                    .map_err(|e| e.to_string())?,
+            ),
+            Values::Count(b) => Arc::new(b.finish()),
+            Values::Instant(b) => Arc::new(b.finish().with_timezone("UTC")),
+            Values::Date(b) => Arc::new(b.finish()),
+        })
     }
+}
 
-    /// Cell `r`: its value when given as a number, else its text.
-    fn cell(&self, r: usize) -> (Typed, &str) {
-        let typed = self.typed.get(r).copied().unwrap_or(Typed::Text);
-        (typed, &self.text[self.range(r)])
+/// An amount as its value × 10^8 (`DECIMAL(38, 8)`'s unscaled value); None when it has more
+/// than 8 places.
+fn scaled(value: Decimal) -> Option<i128> {
+    let scale = value.scale();
+    if scale > PARQUET_SCALE {
+        return None;
     }
+    Some(value.mantissa() * 10i128.pow(PARQUET_SCALE - scale))
+}
+
+/// Microseconds since 1970-01-01T00:00:00Z; None for an instant finer than a microsecond
+/// (the loader rejects such inputs, SPEC §8).
+fn micros(t: DateTime<Utc>) -> Option<i64> {
+    t.timestamp_subsec_nanos()
+        .is_multiple_of(1000)
+        .then(|| t.timestamp_micros())
+}
+
+/// Days since 1970-01-01.
+fn days(d: NaiveDate) -> i32 {
+    (d - DateTime::UNIX_EPOCH.date_naive()).num_days() as i32
 }
 
 impl Batch {
-    pub fn new(width: usize, format: Format) -> Batch {
-        let columns = match format {
+    pub fn new(columns: &'static [Column], format: Format) -> Batch {
+        let values = match format {
             Format::Csv => Vec::new(),
-            Format::Parquet => vec![Cells::default(); width],
+            Format::Parquet => columns.iter().map(|c| Values::new(c.ty)).collect(),
         };
         Batch {
             format,
-            text: String::new(),
             columns,
+            text: String::new(),
+            values,
             rows: 0,
-            width,
+            fault: None,
         }
     }
 
-    /// Appends one row (exactly `width` cells).
+    /// Appends one row (a cell per column).
     pub fn row(&mut self, cells: &[Out<'_>]) {
-        debug_assert_eq!(cells.len(), self.width);
-        for (c, cell) in cells.iter().enumerate() {
-            match self.format {
-                Format::Csv => {
+        debug_assert_eq!(cells.len(), self.columns.len());
+        if cells.len() != self.columns.len() && self.fault.is_none() {
+            self.fault = Some(format!(
+                "a row of {} cells for {} columns",
+                cells.len(),
+                self.columns.len()
+            ));
+        }
+        match self.format {
+            Format::Csv => {
+                for (c, cell) in cells.iter().enumerate() {
                     if c > 0 {
                         self.text.push(',');
                     }
-                    match *cell {
-                        Out::Text(t) => push_csv_field(&mut self.text, &neutralise(t)),
-                        Out::Number(n) => push_csv_field(&mut self.text, n),
-                        // Digits, sign and point: never quoted.
-                        Out::Amount(d, scale) => {
-                            crate::money::push_amount(&mut self.text, d, scale)
-                        }
-                        Out::Count(n) => self.text.push_str(itoa::Buffer::new().format(n)),
+                    push_csv_cell(&mut self.text, *cell);
+                }
+                self.text.push('\n');
+            }
+            Format::Parquet => {
+                for ((values, cell), column) in self.values.iter_mut().zip(cells).zip(self.columns)
+                {
+                    if let Err(e) = values.push(*cell)
+                        && self.fault.is_none()
+                    {
+                        self.fault = Some(format!("column {}: {e}", column.name));
                     }
                 }
-                Format::Parquet => {
-                    let Some(column) = self.columns.get_mut(c) else {
-                        continue;
-                    };
-                    let typed = match *cell {
-                        Out::Text(t) => {
-                            column.text.push_str(&neutralise(t));
-                            Typed::Text
-                        }
-                        Out::Number(n) => {
-                            column.text.push_str(n);
-                            Typed::Text
-                        }
-                        Out::Amount(d, scale) => Typed::Amount(d, scale),
-                        Out::Count(n) => Typed::Count(n),
-                    };
-                    column.push(typed);
-                }
             }
-        }
-        if self.format == Format::Csv {
-            self.text.push('\n');
         }
         self.rows += 1;
     }
@@ -220,11 +391,41 @@ impl Batch {
     }
 
     /// What [`Table::write`] takes for this batch.
-    pub fn encode(self) -> Encoded {
-        match self.format {
-            Format::Csv => Encoded::Csv(self.text.into_bytes(), self.rows as u64),
-            Format::Parquet => Encoded::Rows(Arc::new(self)),
+    pub fn encode(mut self) -> Result<Encoded, RunError> {
+        if let Some(fault) = self.fault {
+            return Err(RunError::Io(format!(
+                "an output cell does not fit: {fault}"
+            )));
         }
+        match self.format {
+            Format::Csv => Ok(Encoded::Csv(self.text.into_bytes(), self.rows as u64)),
+            Format::Parquet => {
+                let arrays = self
+                    .values
+                    .iter_mut()
+                    .map(Values::finish)
+                    .collect::<Result<Vec<_>, String>>()
+                    .map_err(RunError::Io)?;
+                Ok(Encoded::Arrow(arrays, self.rows as u64))
+            }
+        }
+    }
+}
+
+/// Appends one cell's CSV text.
+fn push_csv_cell(out: &mut String, cell: Out<'_>) {
+    use std::fmt::Write as _;
+    match cell {
+        Out::Text(t) | Out::Raw(t, _) => push_csv_field(out, &neutralise(t)),
+        Out::Number(n) => push_csv_field(out, n),
+        // Digits, sign, point, dashes, colons: never quoted.
+        Out::Amount(d, scale) => crate::money::push_amount(out, d, scale),
+        Out::Count(n) => out.push_str(itoa::Buffer::new().format(n)),
+        Out::Instant(t) => out.push_str(&format_instant(t)),
+        Out::Date(d) => {
+            let _ = write!(out, "{d}");
+        }
+        Out::Null => {}
     }
 }
 
@@ -237,21 +438,20 @@ const SLICE_ROWS: usize = 1 << 14;
 pub fn write_parallel<T: Sync>(
     table: &mut Table,
     items: &[T],
-    width: usize,
     fill: impl Fn(&[T], &mut Batch) + Sync,
 ) -> Result<(), RunError> {
     use rayon::prelude::*;
-    let format = table.format();
+    let (format, columns) = (table.format(), table.columns);
     let window = SLICE_ROWS * 2 * rayon::current_num_threads().max(1);
     for part in items.chunks(window) {
         let encoded: Vec<Encoded> = part
             .par_chunks(SLICE_ROWS)
             .map(|slice| {
-                let mut batch = Batch::new(width, format);
+                let mut batch = Batch::new(columns, format);
                 fill(slice, &mut batch);
                 batch.encode()
             })
-            .collect();
+            .collect::<Result<_, RunError>>()?;
         for e in encoded {
             table.write(&e)?;
         }
@@ -262,8 +462,9 @@ pub fn write_parallel<T: Sync>(
 /// A batch ready for its file.
 pub enum Encoded {
     Csv(Vec<u8>, u64),
-    /// Shared, so a batch written to two files (journal and statement) is not copied.
-    Rows(Arc<Batch>),
+    /// One array per column; shared (the arrays are reference-counted), so a batch written to
+    /// two files (journal and statement) is not copied.
+    Arrow(Vec<ArrayRef>, u64),
 }
 
 struct Hashing<W> {
@@ -289,6 +490,7 @@ type Sink = Hashing<BufWriter<WritebackFile>>;
 pub struct Table {
     name: String,
     path: PathBuf,
+    columns: &'static [Column],
     rows: u64,
     body: Body,
 }
@@ -300,75 +502,17 @@ enum Body {
 
 struct ParquetBody {
     writer: SerializedFileWriter<Sink>,
-    types: Vec<ColumnType>,
-    /// Batches not yet in a row group.
-    pending: Vec<Arc<Batch>>,
+    /// Column writers for each row group, from the Arrow schema.
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+    /// Batches not yet in a row group, and their rows.
+    pending: Vec<Vec<ArrayRef>>,
+    pending_rows: usize,
+    row_groups: usize,
 }
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 1 << 16;
-
-/// Parquet's type of a column, by its name (the names are the contract, SPEC Appendix B).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ColumnType {
-    Text,
-    Decimal,
-    Integer,
-}
-
-/// Every decimal place an output amount can have: inputs have at most 8, computed amounts are
-/// rounded to a currency scale, rates are checked to 8 places.
-pub const PARQUET_SCALE: u32 = 8;
-
-fn column_type(name: &str) -> ColumnType {
-    match name {
-        "row" | "source_row" | "rejected_lines" => ColumnType::Integer,
-        "base"
-        | "rate"
-        | "amount"
-        | "payable_amount"
-        | "incentive"
-        | "consumption"
-        | "refunds"
-        | "eligible_base"
-        | "non_base"
-        | "excluded"
-        | "deferred_out_base"
-        | "deferred_out_non_base"
-        | "deferred_out_incentive"
-        | "clawback_base"
-        | "refund_not_earned"
-        | "earned_now"
-        | "carried_in"
-        | "clawed_back"
-        | "tier"
-        | "cap"
-        | "override"
-        | "voucher_balance_after"
-        | "opening"
-        | "deducted"
-        | "expired"
-        | "closing"
-        | "balance"
-        | "annual_new_resource_amount" => ColumnType::Decimal,
-        _ => ColumnType::Text,
-    }
-}
-
-/// Columns whose every row holds a value of its own (ids, explanation paragraphs).
-fn distinct_per_row(name: &str) -> bool {
-    matches!(name, "entry_id" | "line_id" | "order_id" | "explanation")
-}
-
-/// Whether a column's values repeat enough for dictionary encoding. Values distinct per row and
-/// amounts (a 16-byte value hashed per cell, rarely repeated) are written plain: the
-/// dictionary cost more to build than it saved in bytes. Rates repeat (one per rule).
-fn dictionary_pays(name: &str) -> bool {
-    match name {
-        "rate" => true,
-        _ => !distinct_per_row(name) && column_type(name) != ColumnType::Decimal,
-    }
-}
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> RunError {
     RunError::Io(format!("{}: {e}", path.display()))
@@ -380,7 +524,7 @@ impl Table {
     pub(super) fn create(
         dir: &Path,
         name: &str,
-        columns: &[&str],
+        columns: &'static [Column],
         format: Format,
     ) -> Result<Table, RunError> {
         let name = format!("{name}.{}", format.extension());
@@ -395,55 +539,24 @@ impl Table {
         };
         let body = match format {
             Format::Csv => {
-                let mut header = Batch::new(columns.len(), Format::Csv);
-                header.row(&columns.iter().map(|c| Out::Number(c)).collect::<Vec<_>>());
-                sink.write_all(header.csv_bytes())
+                let mut header = String::new();
+                for (c, column) in columns.iter().enumerate() {
+                    if c > 0 {
+                        header.push(',');
+                    }
+                    push_csv_field(&mut header, column.name);
+                }
+                header.push('\n');
+                sink.write_all(header.as_bytes())
                     .map_err(|e| RunError::io(path.display(), e))?;
                 Body::Csv(sink)
             }
-            Format::Parquet => {
-                let types: Vec<ColumnType> = columns.iter().map(|c| column_type(c)).collect();
-                let fields: Vec<String> = columns
-                    .iter()
-                    .zip(&types)
-                    .map(|(c, t)| match t {
-                        ColumnType::Text => format!("REQUIRED BYTE_ARRAY {c} (UTF8);"),
-                        ColumnType::Integer => format!("OPTIONAL INT64 {c};"),
-                        ColumnType::Decimal => format!(
-                            "OPTIONAL FIXED_LEN_BYTE_ARRAY (16) {c} (DECIMAL(38,{PARQUET_SCALE}));"
-                        ),
-                    })
-                    .collect();
-                let message = format!("message row {{ {} }}", fields.join(" "));
-                let schema = parquet::schema::parser::parse_message_type(&message)
-                    .map_err(|e| io_err(&path, e))?;
-                let mut props = WriterProperties::builder()
-                    .set_compression(Compression::SNAPPY)
-                    .set_created_by(format!("incentives {}", env!("CARGO_PKG_VERSION")));
-                for c in columns.iter().filter(|c| !dictionary_pays(c)) {
-                    props = props.set_column_dictionary_enabled(ColumnPath::from(*c), false);
-                }
-                // Min and max of values distinct per row prune nothing (row groups follow
-                // partners, not ids) and cost a comparison per cell.
-                for c in columns.iter().filter(|c| distinct_per_row(c)) {
-                    props = props.set_column_statistics_enabled(
-                        ColumnPath::from(*c),
-                        EnabledStatistics::None,
-                    );
-                }
-                let props = props.build();
-                let writer = SerializedFileWriter::new(sink, Arc::new(schema), Arc::new(props))
-                    .map_err(|e| io_err(&path, e))?;
-                Body::Parquet(Box::new(ParquetBody {
-                    writer,
-                    types,
-                    pending: Vec::new(),
-                }))
-            }
+            Format::Parquet => Body::Parquet(Box::new(ParquetBody::new(sink, columns, &path)?)),
         };
         Ok(Table {
             name,
             path,
+            columns,
             rows: 0,
             body,
         })
@@ -456,11 +569,15 @@ impl Table {
         }
     }
 
+    pub fn columns(&self) -> &'static [Column] {
+        self.columns
+    }
+
     /// Appends one row.
     pub fn row(&mut self, cells: &[Out<'_>]) -> Result<(), RunError> {
-        let mut batch = Batch::new(cells.len(), self.format());
+        let mut batch = Batch::new(self.columns, self.format());
         batch.row(cells);
-        self.write(&batch.encode())
+        self.write(&batch.encode()?)
     }
 
     /// Appends an encoded batch.
@@ -472,18 +589,19 @@ impl Table {
                     .map_err(|e| RunError::io(path.display(), e))?;
                 self.rows += rows;
             }
-            (Body::Parquet(p), Encoded::Rows(batch)) => {
-                p.pending.push(Arc::clone(batch));
-                if p.pending_rows() >= ROW_GROUP_ROWS {
+            (Body::Parquet(p), Encoded::Arrow(arrays, rows)) => {
+                if arrays.len() != self.columns.len() {
+                    return Err(io_err(path, "a batch of another table"));
+                }
+                p.pending.push(arrays.clone());
+                p.pending_rows += *rows as usize;
+                if p.pending_rows >= ROW_GROUP_ROWS {
                     p.flush(path)?;
                 }
-                self.rows += batch.rows as u64;
+                self.rows += rows;
             }
-            (Body::Parquet(_), Encoded::Csv(..)) | (Body::Csv(_), Encoded::Rows(_)) => {
-                return Err(RunError::Io(format!(
-                    "{}: a batch encoded for the other format",
-                    path.display()
-                )));
+            (Body::Parquet(_), Encoded::Csv(..)) | (Body::Csv(_), Encoded::Arrow(..)) => {
+                return Err(io_err(path, "a batch encoded for the other format"));
             }
         }
         Ok(())
@@ -513,154 +631,82 @@ impl Table {
 }
 
 impl ParquetBody {
-    fn pending_rows(&self) -> usize {
-        self.pending.iter().map(|b| b.rows).sum()
+    /// The file's writer with the table's schema: the Arrow fields of its columns, converted
+    /// by the parquet crate (so the Parquet types are those Arrow readers expect), Snappy, and
+    /// each column's dictionary and statistics as declared.
+    fn new(sink: Sink, columns: &[Column], path: &Path) -> Result<ParquetBody, RunError> {
+        let schema: SchemaRef = Arc::new(Schema::new(
+            columns.iter().map(Column::field).collect::<Vec<_>>(),
+        ));
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by(format!("incentives {}", env!("CARGO_PKG_VERSION")));
+        for c in columns {
+            let path = ColumnPath::from(c.name);
+            props = props.set_column_dictionary_enabled(path.clone(), c.dictionary);
+            if !c.statistics {
+                props = props.set_column_statistics_enabled(path, EnabledStatistics::None);
+            }
+        }
+        let props = props.build();
+        let parquet_schema = ArrowSchemaConverter::new()
+            .with_coerce_types(props.coerce_types())
+            .convert(&schema)
+            .map_err(|e| io_err(path, e))?;
+        let writer =
+            SerializedFileWriter::new(sink, parquet_schema.root_schema_ptr(), props.into())
+                .map_err(|e| io_err(path, e))?;
+        let factory = ArrowRowGroupWriterFactory::new(&writer, Arc::clone(&schema));
+        Ok(ParquetBody {
+            writer,
+            factory,
+            schema,
+            pending: Vec::new(),
+            pending_rows: 0,
+            row_groups: 0,
+        })
     }
 
     /// Writes the pending rows as one row group. Each column chunk is encoded (statistics,
-    /// dictionary, Snappy) into a buffer of its own on every core, then the chunks are spliced
-    /// into the file in column order: the bytes are those a column-by-column writer makes.
+    /// dictionary, Snappy) by a writer of its own on every core, then the chunks are spliced
+    /// into the file in column order: the bytes do not depend on the thread count.
     fn flush(&mut self, path: &Path) -> Result<(), RunError> {
         use rayon::prelude::*;
-        let rows = self.pending_rows();
-        let batches = std::mem::take(&mut self.pending);
-        if rows == 0 {
+        if self.pending_rows == 0 {
             return Ok(());
         }
+        let batches = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
         let err = |e| io_err(path, e);
-        let descr = self.writer.schema_descr();
-        let columns: Vec<ColumnDescPtr> = (0..self.types.len()).map(|c| descr.column(c)).collect();
-        let props = self.writer.properties().clone();
-        let chunks = columns
+        let writers = self
+            .factory
+            .create_column_writers(self.row_groups)
+            .map_err(err)?;
+        let fields = self.schema.fields();
+        let chunks = writers
             .into_par_iter()
-            .zip(self.types.par_iter())
+            .zip(fields.par_iter())
             .enumerate()
-            .map(|(c, (column, ty))| encode_column(&batches, rows, c, *ty, column, props.clone()))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| io_err(path, e))?;
+            .map(|(c, (mut writer, field))| {
+                for arrays in &batches {
+                    if let Some(array) = arrays.get(c) {
+                        for leaf in compute_leaves(field, array)? {
+                            writer.write(&leaf)?;
+                        }
+                    }
+                }
+                writer.close()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
         let mut group = self.writer.next_row_group().map_err(err)?;
-        for (bytes, close) in chunks {
-            group.append_column(&bytes, close).map_err(err)?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut group).map_err(err)?;
         }
         group.close().map_err(err)?;
+        self.row_groups += 1;
         Ok(())
     }
-}
-
-/// A batch column's text as the owner of a `Bytes` buffer: text cells reach the writer as
-/// slices of it rather than a copy each (measured at 10M: 8-10 s of the write phase).
-struct SharedText(Arc<Batch>, usize);
-
-impl AsRef<[u8]> for SharedText {
-    fn as_ref(&self) -> &[u8] {
-        self.0
-            .columns
-            .get(self.1)
-            .map_or(&[], |c| c.text.as_bytes())
-    }
-}
-
-/// Encodes column `c` of `batches` (`rows` rows in all) as one column chunk in a buffer of its
-/// own.
-fn encode_column(
-    batches: &[Arc<Batch>],
-    rows: usize,
-    c: usize,
-    ty: ColumnType,
-    column: ColumnDescPtr,
-    props: WriterPropertiesPtr,
-) -> Result<(Bytes, ColumnCloseResult), String> {
-    let columns = || batches.iter().filter_map(|b| b.columns.get(c));
-    let cells = || columns().flat_map(|col| (0..col.len()).map(move |r| col.cell(r)));
-    let mut sink = TrackedWrite::new(Vec::new());
-    let close = {
-        let writer = get_column_writer(
-            column,
-            props,
-            Box::new(SerializedPageWriter::new(&mut sink)),
-        );
-        let e = |e: parquet::errors::ParquetError| e.to_string();
-        match ty {
-            ColumnType::Text => {
-                let mut values: Vec<ByteArray> = Vec::with_capacity(rows);
-                for batch in batches {
-                    let Some(col) = batch.columns.get(c) else {
-                        continue;
-                    };
-                    let text = Bytes::from_owner(SharedText(Arc::clone(batch), c));
-                    for r in 0..col.len() {
-                        values.push(match col.cell(r).0.text() {
-                            None => ByteArray::from(text.slice(col.range(r))),
-                            Some(owned) => ByteArray::from(owned.into_bytes()),
-                        });
-                    }
-                }
-                let mut w = get_typed_column_writer::<ByteArrayType>(writer);
-                w.write_batch(&values, None, None).map_err(e)?;
-                w.close().map_err(e)?
-            }
-            ColumnType::Integer => {
-                let mut values = Vec::with_capacity(rows);
-                let mut defined = Vec::with_capacity(rows);
-                for (typed, s) in cells() {
-                    let value = match typed {
-                        Typed::Count(n) => i64::try_from(n).ok(),
-                        Typed::Text => s.parse::<i64>().ok(),
-                        Typed::Amount(..) => typed.text().and_then(|t| t.parse::<i64>().ok()),
-                    };
-                    match value {
-                        Some(v) => {
-                            values.push(v);
-                            defined.push(1);
-                        }
-                        None => defined.push(0),
-                    }
-                }
-                let mut w = get_typed_column_writer::<Int64Type>(writer);
-                w.write_batch(&values, Some(&defined), None).map_err(e)?;
-                w.close().map_err(e)?
-            }
-            ColumnType::Decimal => {
-                let mut values = Vec::with_capacity(rows);
-                let mut defined = Vec::with_capacity(rows);
-                for (typed, s) in cells() {
-                    let value = match typed {
-                        Typed::Amount(d, _) => Some(d),
-                        Typed::Count(n) => Some(Decimal::from(n)),
-                        Typed::Text => crate::money::parse_decimal(s, 28).ok(),
-                    };
-                    match value.map(|v| (v, scaled(v))) {
-                        Some((_, Some(bytes))) => {
-                            values.push(FixedLenByteArray::from(bytes.to_vec()));
-                            defined.push(1);
-                        }
-                        Some((v, None)) => {
-                            return Err(format!(
-                                "{v} has more than {PARQUET_SCALE} decimal places for a Parquet amount"
-                            ));
-                        }
-                        None => defined.push(0),
-                    }
-                }
-                let mut w = get_typed_column_writer::<FixedLenByteArrayType>(writer);
-                w.write_batch(&values, Some(&defined), None).map_err(e)?;
-                w.close().map_err(e)?
-            }
-        }
-    };
-    let bytes = sink.into_inner().map_err(|e| e.to_string())?;
-    Ok((Bytes::from(bytes), close))
-}
-
-/// An amount as the 16 big-endian bytes of its value × 10^8; None when it has more than 8
-/// places. An empty or non-decimal text cell (a rejected line's raw amount) is null instead.
-fn scaled(value: Decimal) -> Option<[u8; 16]> {
-    let scale = value.scale();
-    if scale > PARQUET_SCALE {
-        return None;
-    }
-    let mantissa = value.mantissa() * 10i128.pow(PARQUET_SCALE - scale);
-    Some(mantissa.to_be_bytes())
 }
 
 #[cfg(test)]
@@ -680,21 +726,23 @@ mod tests {
         assert_eq!(neutralise(""), "");
     }
 
+    const FOUR: &[Column] = &[
+        Column::text("a"),
+        Column::text("b"),
+        Column::text("c"),
+        Column::text("d"),
+    ];
+
     #[test]
     fn a_batch_neutralises_text_but_not_numbers_and_quotes_as_rfc_4180() {
-        let mut b = Batch::new(4, Format::Csv);
+        let mut b = Batch::new(FOUR, Format::Csv);
         b.row(&[
             Out::Text("-x"),
             Out::Number("-1.50"),
             Out::Text("a,\"b\""),
             Out::Text("two\nlines"),
         ]);
-        b.row(&[
-            Out::Text(""),
-            Out::Number(""),
-            Out::Text("P1"),
-            Out::Text("x"),
-        ]);
+        b.row(&[Out::Text(""), Out::Null, Out::Text("P1"), Out::Text("x")]);
         assert_eq!(b.rows(), 2);
         let expected = "'-x,-1.50,\"a,\"\"b\"\"\",\"two\nlines\"\n,,P1,x\n";
         assert_eq!(String::from_utf8(b.csv_bytes().to_vec()).unwrap(), expected);
@@ -715,23 +763,95 @@ mod tests {
     fn amounts_are_exact_at_scale_8() {
         let d = |s: &str| crate::money::parse_decimal(s, 28).unwrap();
         // 12.30 → 1230000000 × 10^-8; -0.00000001 → -1 × 10^-8.
-        assert_eq!(scaled(d("12.30")), Some(1_230_000_000i128.to_be_bytes()));
-        assert_eq!(scaled(d("-0.00000001")), Some((-1i128).to_be_bytes()));
+        assert_eq!(scaled(d("12.30")), Some(1_230_000_000));
+        assert_eq!(scaled(d("-0.00000001")), Some(-1));
         assert_eq!(scaled(d("0.123456789")), None);
     }
 
+    const TYPED: &[Column] = &[
+        Column::amount("a"),
+        Column::amount("b"),
+        Column::amount("c"),
+        Column::count("n"),
+        Column::instant("t"),
+        Column::date("d"),
+        Column::amount("r"),
+        Column::amount("e"),
+    ];
+
     #[test]
     fn typed_cells_write_the_csv_text_of_their_value() {
-        // An amount cell is what write_amount writes: 12.3 at scale 2 is 12.30, -0 is 0.00;
-        // a count is its digits.
+        // An amount cell is what push_amount writes: 12.3 at scale 2 is 12.30, -0 is 0.00;
+        // a count is its digits; an instant ISO 8601 UTC; a date YYYY-MM-DD; a raw cell its
+        // text, neutralised; an empty cell nothing.
         let d = |s: &str| crate::money::parse_decimal(s, 28).unwrap();
-        let mut typed = Batch::new(4, Format::Csv);
+        let t = crate::calendar::parse_instant("2026-11-01T00:05:00.25+08:00").unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+        let mut typed = Batch::new(TYPED, Format::Csv);
         typed.row(&[
             Out::Amount(d("12.3"), 2),
             Out::Amount(d("-0"), 2),
             Out::Amount(d("0.12345678"), 2),
             Out::Count(42),
+            Out::Instant(t),
+            Out::Date(day),
+            Out::Raw("-1.5", Some(d("-1.5"))),
+            Out::Null,
         ]);
-        assert_eq!(typed.csv_bytes(), b"12.30,0.00,0.12345678,42\n");
+        assert_eq!(
+            typed.csv_bytes(),
+            b"12.30,0.00,0.12345678,42,2026-10-31T16:05:00.250Z,2026-10-31,'-1.5,\n"
+        );
+    }
+
+    #[test]
+    fn parquet_takes_the_values_and_refuses_a_cell_of_another_type() {
+        use arrow_array::{Array, Date32Array, Decimal128Array, TimestampMicrosecondArray};
+        let d = |s: &str| crate::money::parse_decimal(s, 28).unwrap();
+        let t = crate::calendar::parse_instant("2026-11-01T00:05:00.000001+08:00").unwrap();
+        let day = NaiveDate::from_ymd_opt(1970, 1, 2).unwrap();
+        let mut b = Batch::new(TYPED, Format::Parquet);
+        b.row(&[
+            Out::Amount(d("12.3"), 2),
+            Out::Null,
+            Out::Raw("x", None),
+            Out::Count(42),
+            Out::Instant(t),
+            Out::Date(day),
+            Out::Raw("-1.5", Some(d("-1.5"))),
+            Out::Null,
+        ]);
+        let Ok(Encoded::Arrow(arrays, 1)) = b.encode() else {
+            panic!("one row of arrays")
+        };
+        let a = arrays[0]
+            .as_any()
+            .downcast_ref::<Decimal128Array>()
+            .unwrap();
+        assert_eq!(a.value(0), 1_230_000_000);
+        assert!(arrays[1].is_null(0) && arrays[2].is_null(0));
+        let ts = arrays[4]
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!(ts.value(0), t.timestamp_micros());
+        let dates = arrays[5].as_any().downcast_ref::<Date32Array>().unwrap();
+        assert_eq!(dates.value(0), 1);
+
+        // Text in an amount column, or a nanosecond, is a writer's mistake: an error, no panic.
+        let mut b = Batch::new(TYPED, Format::Parquet);
+        b.row(&[
+            Out::Text("12.30"),
+            Out::Null,
+            Out::Null,
+            Out::Null,
+            Out::Null,
+            Out::Null,
+            Out::Null,
+            Out::Null,
+        ]);
+        assert!(b.encode().is_err());
+        let nano = crate::calendar::parse_instant("2026-10-31T16:05:00.000000001Z").unwrap();
+        assert_eq!(micros(nano), None);
     }
 }
