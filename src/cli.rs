@@ -78,6 +78,16 @@ pub enum Command {
     /// beside its explanation.
     Report(ReportArgs),
 
+    /// Run polars SQL over a published cycle's tables by name (ledger, line_outcomes,
+    /// explanations, voucher_deductions, voucher_balances, expiry_report, subsidies, rejects,
+    /// statements): a table on the terminal, or a .csv / .parquet file with --output.
+    Query(crate::analyst::query::QueryArgs),
+
+    /// What a proposed rule set would have paid in a closed cycle: the cycle re-run read-only on
+    /// its own inputs against its prior state, one row per partner × lever × currency (paid,
+    /// proposed, difference) in --write, the largest movers on the terminal.
+    Whatif(crate::analyst::whatif::WhatifArgs),
+
     /// Import the vendor's exports: `import huawei` (API responses → a cycle bundle) and
     /// `import huawei-policy` (incentive policies → a rule file of exclusions). SPEC §11.
     Import(crate::import::args::ImportArgs),
@@ -114,12 +124,19 @@ pub struct ReportArgs {
     pub state: PathBuf,
     #[arg(long, value_name = "YYYY-MM")]
     pub cycle: Cycle,
-    /// Only this partner's waterfall.
+    /// Only this partner's page (default file OUT/<cycle>-report-<ID>.html).
     #[arg(long, value_name = "ID")]
     pub partner: Option<String>,
-    /// Where to write the page (default OUT/<cycle>-report.html, beside the cycle's folder).
+    /// Where to write the page (default OUT/<cycle>-report.html, beside the cycle's folder);
+    /// the pages of the partners it lists are written beside it.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// The page's language.
+    #[arg(long, value_enum, default_value_t = crate::explain::Lang::En)]
+    pub lang: crate::explain::Lang,
+    /// The bundle the cycle ran on: partner names from its partners.csv.
+    #[arg(long, value_name = "DIR")]
+    pub input: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -499,7 +516,11 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
     match command {
         Command::Run(args) => args
             .resolve()
-            .and_then(|config| run::run(&config, output.progress.as_ref()))
+            .and_then(|config| {
+                // The paragraphs name exclusions by the rule set's readable reasons.
+                crate::explain::register_reason_words_from(&config.rules);
+                run::run(&config, output.progress.as_ref())
+            })
             .map(|report| output.run_summary(&report)),
         Command::Generate(args) => args.resolve().and_then(|config| {
             for dir in generate::generate(&config)? {
@@ -528,33 +549,59 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
         }
         Command::Explain(args) => {
             crate::explain::view::warn_on_standing(&args.state, &args.out, args.cycle);
-            crate::explain::view::render(
-                &args.out.join(args.cycle.to_string()),
-                &args.partner,
-                args.customer.as_deref(),
-                args.line.as_deref(),
-                args.limit,
-            )
-            .map(|text| out(&text))
+            crate::analyst::cycle::PublishedCycle::open(&args.out, args.cycle)
+                .and_then(|cycle| {
+                    crate::explain::view::render(
+                        &cycle,
+                        &args.partner,
+                        args.customer.as_deref(),
+                        args.line.as_deref(),
+                        args.limit,
+                    )
+                })
+                .map(|text| out(&text))
         }
         Command::Report(args) => {
             crate::explain::view::warn_on_standing(&args.state, &args.out, args.cycle);
-            let output = args
-                .output
-                .clone()
-                .unwrap_or_else(|| args.out.join(format!("{}-report.html", args.cycle)));
-            crate::report::write_report(
-                &args.out.join(args.cycle.to_string()),
-                args.cycle,
-                args.partner.as_deref(),
-                &output,
-            )
-            .map(|()| {
-                if !quiet {
-                    out(&format!("wrote {}\n", output.display()));
-                }
-            })
+            let output = args.output.clone().unwrap_or_else(|| {
+                args.out.join(match &args.partner {
+                    Some(p) => format!("{}-report-{p}.html", args.cycle),
+                    None => format!("{}-report.html", args.cycle),
+                })
+            });
+            crate::analyst::cycle::PublishedCycle::open(&args.out, args.cycle)
+                .and_then(|cycle| {
+                    crate::report::write_report(
+                        &cycle,
+                        args.partner.as_deref(),
+                        args.lang,
+                        args.input.as_deref(),
+                        &output,
+                    )
+                })
+                .map(|written| {
+                    if !quiet {
+                        out(&format!(
+                            "wrote {}{}\n",
+                            output.display(),
+                            match written.len() {
+                                0 | 1 => String::new(),
+                                n => format!(" and {} partner pages beside it", n - 1),
+                            }
+                        ));
+                    }
+                })
         }
+        Command::Query(args) => crate::analyst::query::main(&args).map(|text| {
+            if !quiet {
+                out(&text)
+            }
+        }),
+        Command::Whatif(args) => crate::analyst::whatif::main(args).map(|text| {
+            if !quiet {
+                out(&text)
+            }
+        }),
         Command::Import(args) => crate::import::args::run(args, quiet),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics on a failed write (a closed pipe).
@@ -604,6 +651,8 @@ impl Command {
             Command::Status(_) => "status",
             Command::Explain(_) => "explain",
             Command::Report(_) => "report",
+            Command::Query(_) => "query",
+            Command::Whatif(_) => "whatif",
             Command::Import(_) => "import",
             Command::Completions { .. } => "completions",
             Command::Man(_) => "man",
@@ -618,6 +667,8 @@ impl Command {
             Command::Validate(a) => Some(a.cycle),
             Command::Explain(a) => Some(a.cycle),
             Command::Report(a) => Some(a.cycle),
+            Command::Query(a) => Some(a.cycle),
+            Command::Whatif(a) => Some(a.cycle),
             _ => None,
         }
     }

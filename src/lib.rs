@@ -2,6 +2,7 @@
 //!
 //! One module per stage of the pipeline; data flows one way (see `ARCHITECTURE.md`).
 
+pub mod analyst;
 pub mod balances;
 pub mod calendar;
 pub mod chain;

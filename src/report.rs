@@ -1,21 +1,29 @@
-//! `incentives report`: a self-contained HTML page of a published cycle for finance and analysts
-//! (no network, no script): totals per lever and currency, top partners, and for each partner
-//! the waterfall from consumption to incentive as an SVG chart beside its explanations. Every
-//! figure is summed from the cycle's `ledger.csv` and `explanations.csv`.
+//! `incentives report`: self-contained HTML pages of a published cycle for finance (no network,
+//! no script), read through polars (`analyst::cycle`), CSV or Parquet alike, in English or
+//! Chinese (`--lang zh`).
+//!
+//! The cycle's page is bounded whatever the month's size: the totals per currency (incentive
+//! credited to the cycle, by lever, under the one definition of `analyst::cycle::credited_to`;
+//! credited next cycle; subsidies, withdrawals and expiry apart) and the top 50 partners per
+//! currency, each linking to its own page. A partner's page (`--partner P`, also written for
+//! every partner the cycle's page lists) holds P's figures and nothing of any other partner's,
+//! except, on a distributor's page, the resellers whose lines earned it an override.
 
-use crate::calendar::Cycle;
+use crate::analyst::cycle::{PublishedCycle, credited_to, decimals, is, texts};
+use crate::analyst::grouped;
 use crate::error::RunError;
-use crate::money::{format_amount, parse_decimal};
+use crate::explain::Lang;
+use polars::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::explain::view::{Row, read};
-
-fn dec(s: &str) -> Decimal {
-    parse_decimal(s, 28).unwrap_or_default()
-}
+/// Partners listed per currency on the cycle's page.
+pub const TOP: usize = 50;
+/// Customers whose paragraphs a partner's page shows (largest incentive first); the rest are
+/// counted and left to `explain`.
+const CUSTOMERS_SHOWN: usize = 200;
 
 /// HTML-escapes text.
 fn esc(text: &str) -> String {
@@ -25,8 +33,81 @@ fn esc(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// The waterfall steps: (column, label, kind) where kind is `total`, `down` (subtracted from
-/// consumption) or `step` (added to incentive).
+/// Width in pixels of a label at 12px: wide characters (CJK) count double.
+fn text_width(text: &str) -> i64 {
+    text.chars()
+        .map(|c| if (c as u32) >= 0x2E80 { 13 } else { 7 })
+        .sum()
+}
+
+/// The words of a page, in English or Chinese.
+struct Words {
+    lang: Lang,
+}
+
+impl Words {
+    fn t(&self, en: &'static str) -> &'static str {
+        if self.lang == Lang::En {
+            return en;
+        }
+        match en {
+            "Partner incentives, cycle" => "合作伙伴激励，账期",
+            "Incentive credited to this cycle" => "本账期计入的激励",
+            "currency" => "币种",
+            "incentive credited" => "计入激励",
+            "lever" => "激励类型",
+            "credited next cycle" => "计入下一账期",
+            "Balances moved apart from the incentive credited" => "激励之外的余额变动",
+            "kind" => "类型",
+            "rows" => "笔数",
+            "amount" => "金额",
+            "subsidy" => "项目补贴",
+            "withdrawal" => "提取激励",
+            "expiry" => "激励过期",
+            "Top partners by incentive credited" => "计入激励最多的合作伙伴",
+            "partner" => "合作伙伴",
+            "name" => "名称",
+            "consumption" => "消费",
+            "customer coupons" => "客户代金券支付",
+            "excluded" => "不计激励",
+            "base next cycle" => "下一账期基数",
+            "non-base next cycle" => "下一账期基数外",
+            "eligible base" => "本账期激励基数",
+            "start" => "起点",
+            "earned now" => "本期产生",
+            "carried in" => "上期结转",
+            "clawed back" => "退订扣回",
+            "override" => "总经销商激励",
+            "tier" => "阶梯激励",
+            "cap" => "封顶",
+            "incentive" => "激励",
+            "from consumption to the base earning this cycle" => "从消费到本账期激励基数",
+            "incentive credited this cycle" => "本账期计入的激励",
+            "Resellers whose lines earned this distributor an override" => {
+                "为本总经销商带来激励的云经销商"
+            }
+            "reseller" => "云经销商",
+            "override earned" => "总经销商激励",
+            "Customers" => "客户",
+            "more customers: incentives explain --partner" => {
+                "位客户未列出：incentives explain --partner"
+            }
+            "back to the cycle" => "返回账期总览",
+            "partners in all" => "个合作伙伴",
+            "page" => "页面",
+            other => other,
+        }
+    }
+
+    fn html_lang(&self) -> &'static str {
+        match self.lang {
+            Lang::En => "en",
+            Lang::Zh => "zh-CN",
+        }
+    }
+}
+
+/// The waterfall steps from consumption: (column, label).
 const CONSUMPTION: &[(&str, &str)] = &[
     ("non_base", "customer coupons"),
     ("excluded", "excluded"),
@@ -41,19 +122,6 @@ const INCENTIVE: &[(&str, &str)] = &[
     ("tier", "tier"),
     ("cap", "cap"),
 ];
-
-/// One partner's figures in one currency: the sums of its explanation rows.
-fn sums(rows: &[&Row]) -> BTreeMap<&'static str, Decimal> {
-    let mut m = BTreeMap::new();
-    for col in ["consumption", "eligible_base", "incentive"]
-        .into_iter()
-        .chain(CONSUMPTION.iter().map(|c| c.0))
-        .chain(INCENTIVE.iter().map(|c| c.0))
-    {
-        m.insert(col, rows.iter().map(|r| dec(&r[col])).sum());
-    }
-    m
-}
 
 /// A waterfall chart: floating bars from a start total through steps to an end total.
 fn waterfall(
@@ -77,10 +145,26 @@ fn waterfall(
         .max()
         .unwrap_or(Decimal::ONE)
         .max(Decimal::new(1, 2));
-    let (width, bar_h, gap, label_w) = (640i64, 22i64, 8i64, 170i64);
+    let label_w = steps
+        .iter()
+        .map(|s| s.0)
+        .chain([start.0, end.0])
+        .map(text_width)
+        .max()
+        .unwrap_or(0)
+        + 12;
+    let figure_w = levels
+        .iter()
+        .chain(steps.iter().map(|s| &s.1))
+        .map(|v| text_width(&crate::analyst::grouped(*v, scale)))
+        .max()
+        .unwrap_or(0)
+        + 12;
+    let (bar_h, gap) = (22i64, 8i64);
+    let width = label_w + 60 + 400 + figure_w;
     let n = steps.len() as i64 + 2;
     let height = n * (bar_h + gap) + 30;
-    let plot = Decimal::from(width - label_w - 110);
+    let plot = Decimal::from(400);
     let zero_x = label_w
         + if levels.iter().any(|l| *l < Decimal::ZERO) {
             60
@@ -115,7 +199,7 @@ fn waterfall(
             b + 6,
             y + 15,
             esc(label),
-            format_amount(figure, scale)
+            crate::analyst::grouped(figure, scale)
         );
     };
     bar(0, start.0, Decimal::ZERO, start.1, "total", start.1);
@@ -131,134 +215,487 @@ fn waterfall(
     svg
 }
 
-pub fn write_report(
-    cycle_dir: &Path,
-    cycle: Cycle,
-    partner: Option<&str>,
-    output: &Path,
-) -> Result<(), RunError> {
-    let explanations = read(&cycle_dir.join("explanations.csv"))?;
-    let ledger = read(&cycle_dir.join("ledger.csv"))?;
-    let mut html = String::new();
-    let _ = write!(
-        html,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Incentives {cycle}</title><style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}td.l,th.l{{text-align:left}}
-section{{border-top:2px solid #ddd;margin-top:2em;padding-top:1em}}.pair{{display:flex;gap:2em;flex-wrap:wrap}}
-.label{{font-size:12px}}.figure{{font-size:12px;font-family:monospace}}rect.total{{fill:#4a6fa5}}rect.up{{fill:#5a9e5a}}rect.down{{fill:#c0504d}}
-p.explanation{{max-width:60em;font-size:14px;line-height:1.4}}</style></head><body><h1>Partner incentives, cycle {cycle}</h1>"#
-    );
-    // Totals per lever and currency credited to the cycle (the journal's own rows).
-    let mut totals: BTreeMap<(String, String), Decimal> = BTreeMap::new();
-    for r in ledger
-        .iter()
-        .filter(|r| r["credit_cycle"] == cycle.to_string())
-    {
-        *totals
-            .entry((r["lever"].clone(), r["currency"].clone()))
-            .or_default() += dec(&r["amount"]);
-    }
-    html.push_str("<h2>Ledger totals credited to this cycle, per lever</h2><table><tr><th class=\"l\">lever</th><th>currency</th><th>amount</th></tr>");
-    for ((lever, currency), amount) in &totals {
-        let _ = write!(
-            html,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td></tr>",
-            esc(lever),
-            esc(currency),
-            format_amount(*amount, 2)
-        );
-    }
-    html.push_str("</table>");
-    // Partners by incentive credited.
-    let mut by_partner: BTreeMap<(String, String), Vec<&Row>> = BTreeMap::new();
-    for r in &explanations {
-        if partner.is_none_or(|p| r["partner_id"] == p) {
-            by_partner
-                .entry((r["partner_id"].clone(), r["currency"].clone()))
-                .or_default()
-                .push(r);
+/// Partner names from `INPUT/partners.csv` (the bundle the cycle ran on), when given.
+pub fn partner_names(input: Option<&Path>) -> BTreeMap<String, String> {
+    let mut names = BTreeMap::new();
+    let Some(dir) = input else { return names };
+    let Ok(mut reader) = csv::Reader::from_path(dir.join("partners.csv")) else {
+        return names;
+    };
+    let Ok(headers) = reader.headers().cloned() else {
+        return names;
+    };
+    let at = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}') == name)
+    };
+    let (Some(id), Some(name)) = (at("partner_id"), at("name")) else {
+        return names;
+    };
+    for record in reader.records().flatten() {
+        if let (Some(i), Some(n)) = (record.get(id), record.get(name)) {
+            names
+                .entry(i.to_string())
+                .or_insert_with(|| crate::error::printable(n).into_owned());
         }
     }
-    if by_partner.is_empty() {
-        return Err(RunError::Usage(format!(
-            "no explanation rows{} in {}",
-            partner
-                .map(|p| format!(" for partner {p}"))
-                .unwrap_or_default(),
-            cycle_dir.display()
-        )));
-    }
-    let mut ranked: Vec<(&(String, String), Decimal)> = by_partner
+    names
+}
+
+/// Where `report --partner P` writes P's page by default, beside the cycle's page.
+pub fn partner_page_name(cycle: &PublishedCycle, partner: &str) -> String {
+    format!("{}-report-{partner}.html", cycle.cycle)
+}
+
+fn page_start(html: &mut String, words: &Words, title: &str) {
+    let _ = write!(
+        html,
+        r#"<!DOCTYPE html><html lang="{}"><head><meta charset="utf-8"><meta name="generator" content="incentives report"><title>{}</title><style>
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}}th{{background:#f3f3f3}}td.l,th.l{{text-align:left}}
+section{{border-top:2px solid #ddd;margin-top:2em;padding-top:1em}}.pair{{display:flex;gap:2em;flex-wrap:wrap}}svg{{overflow:visible}}
+.label{{font-size:12px}}.figure{{font-size:12px;font-family:monospace}}rect.total{{fill:#4a6fa5}}rect.up{{fill:#5a9e5a}}rect.down{{fill:#c0504d}}
+p.explanation{{max-width:60em;font-size:14px;line-height:1.5}}</style></head><body><h1>{}</h1>"#,
+        words.html_lang(),
+        esc(title),
+        esc(title)
+    );
+}
+
+/// A grouped frame's rows: the key cells and the amounts.
+type Keyed = Vec<(Vec<String>, Vec<Decimal>)>;
+
+/// Sums per (currency, key columns...) of `amounts`, from a grouped frame.
+fn keyed_sums(df: &DataFrame, keys: &[&str], amounts: &[&str]) -> Result<Keyed, RunError> {
+    let key_cols: Vec<Vec<String>> = keys
         .iter()
-        .map(|(k, rows)| (k, sums(rows)["incentive"]))
-        .collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    html.push_str("<h2>Top partners</h2><table><tr><th class=\"l\">partner</th><th>currency</th><th>incentive credited</th></tr>");
-    for ((p, c), amount) in ranked.iter().take(10) {
+        .map(|k| texts(df, k))
+        .collect::<Result<_, _>>()?;
+    let amount_cols: Vec<Vec<Decimal>> = amounts
+        .iter()
+        .map(|a| decimals(df, a))
+        .collect::<Result<_, _>>()?;
+    Ok((0..df.height())
+        .map(|i| {
+            (
+                key_cols.iter().map(|c| c[i].clone()).collect(),
+                amount_cols.iter().map(|c| c[i]).collect(),
+            )
+        })
+        .collect())
+}
+
+/// Writes the cycle's page (and the pages of the partners it lists) or, with `partner`, that
+/// partner's page only. Returns the files written.
+pub fn write_report(
+    cycle: &PublishedCycle,
+    partner: Option<&str>,
+    lang: Lang,
+    input: Option<&Path>,
+    output: &Path,
+) -> Result<Vec<PathBuf>, RunError> {
+    let words = Words { lang };
+    let names = partner_names(input);
+    if let Some(p) = partner {
+        let html = partner_page(cycle, p, &words, &names, None)?;
+        write_new(output, &html)?;
+        return Ok(vec![output.to_path_buf()]);
+    }
+    let (html, listed) = cycle_page(cycle, &words, &names)?;
+    write_new(output, &html)?;
+    let mut written = vec![output.to_path_buf()];
+    let folder = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let back = output.file_name().map(|f| f.to_string_lossy().into_owned());
+    for p in listed {
+        let page = folder.join(partner_page_name(cycle, &p));
+        let html = partner_page(cycle, &p, &words, &names, back.as_deref())?;
+        write_new(&page, &html)?;
+        written.push(page);
+    }
+    Ok(written)
+}
+
+/// The cycle's page and the partners it links to.
+fn cycle_page(
+    cycle: &PublishedCycle,
+    words: &Words,
+    names: &BTreeMap<String, String>,
+) -> Result<(String, Vec<String>), RunError> {
+    let w = |s| words.t(s);
+    let mut html = String::new();
+    page_start(
+        &mut html,
+        words,
+        &format!("{} {}", w("Partner incentives, cycle"), cycle.cycle),
+    );
+    // Credited to this cycle, per currency (the explanations' incentive column: earned now,
+    // carried in, clawed back, tier, cap, override) and per lever (the statements' rows under
+    // the same definition); credited next cycle.
+    let totals = cycle.collect(
+        cycle
+            .scan("explanations")?
+            .group_by([col("currency")])
+            .agg([col("incentive").sum(), col("deferred_out_incentive").sum()])
+            .sort(["currency"], Default::default()),
+    )?;
+    let totals = keyed_sums(
+        &totals,
+        &["currency"],
+        &["incentive", "deferred_out_incentive"],
+    )?;
+    let statements = match cycle.scan_statements()? {
+        Some(s) => s,
+        None => cycle.scan("ledger")?,
+    };
+    let by_lever = cycle.collect(
+        statements
+            .filter(credited_to(cycle.cycle))
+            .group_by([col("currency"), col("lever")])
+            .agg([col("amount").sum()])
+            .sort(["currency", "lever"], Default::default()),
+    )?;
+    let by_lever = keyed_sums(&by_lever, &["currency", "lever"], &["amount"])?;
+    let _ = write!(
+        html,
+        "<h2>{}</h2><table><tr><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th><th>{}</th></tr>",
+        w("Incentive credited to this cycle"),
+        w("currency"),
+        w("lever"),
+        w("incentive credited"),
+        w("credited next cycle")
+    );
+    for (key, sums) in &totals {
+        let c = &key[0];
+        let scale = cycle.scale(c);
         let _ = write!(
             html,
-            "<tr><td class=\"l\"><a href=\"#{p}-{c}\">{}</a></td><td>{}</td><td>{}</td></tr>",
-            esc(p),
+            "<tr class=\"total\" data-currency=\"{}\"><td class=\"l\"><b>{}</b></td><td class=\"l\"></td><td data-credited=\"{}\"><b>{}</b></td><td>{}</td></tr>",
             esc(c),
-            format_amount(*amount, 2)
+            esc(c),
+            esc(c),
+            grouped(sums[0], scale),
+            grouped(sums[1], scale)
         );
+        for (lk, amount) in by_lever.iter().filter(|(k, _)| &k[0] == c) {
+            let _ = write!(
+                html,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td data-lever=\"{}\">{}</td><td></td></tr>",
+                esc(c),
+                esc(&lk[1]),
+                esc(&lk[1]),
+                grouped(amount[0], scale)
+            );
+        }
     }
     html.push_str("</table>");
-    for ((p, c), rows) in &by_partner {
-        let s = sums(rows);
+    // Subsidies, withdrawals and expiry move balances: shown apart.
+    let apart = cycle.collect(
+        cycle
+            .scan("ledger")?
+            .filter(crate::analyst::cycle::is_one_of(
+                "kind",
+                &["subsidy", "withdrawal", "expiry"].map(String::from),
+            ))
+            .group_by([col("currency"), col("kind")])
+            .agg([col("amount").sum(), col("amount").count().alias("rows")])
+            .sort(["currency", "kind"], Default::default()),
+    )?;
+    if apart.height() > 0 {
+        let rows = crate::analyst::cycle::counts(&apart, "rows")?;
+        let apart = keyed_sums(&apart, &["currency", "kind"], &["amount"])?;
+        let _ = write!(
+            html,
+            "<h2>{}</h2><table><tr><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th><th>{}</th></tr>",
+            w("Balances moved apart from the incentive credited"),
+            w("currency"),
+            w("kind"),
+            w("rows"),
+            w("amount")
+        );
+        for ((key, amount), n) in apart.iter().zip(rows) {
+            let kind: &'static str = match key[1].as_str() {
+                "subsidy" => "subsidy",
+                "withdrawal" => "withdrawal",
+                _ => "expiry",
+            };
+            let _ = write!(
+                html,
+                "<tr><td class=\"l\">{}</td><td class=\"l\" data-kind=\"{}\">{}</td><td>{n}</td><td>{}</td></tr>",
+                esc(&key[0]),
+                esc(&key[1]),
+                w(kind),
+                grouped(amount[0], cycle.scale(&key[0]))
+            );
+        }
+        html.push_str("</table>");
+    }
+    // The top partners per currency by incentive credited.
+    let ranked = cycle.collect(
+        cycle
+            .scan("explanations")?
+            .group_by([col("currency"), col("partner_id")])
+            .agg([col("incentive").sum(), col("consumption").sum()]),
+    )?;
+    let ranked = keyed_sums(
+        &ranked,
+        &["currency", "partner_id"],
+        &["incentive", "consumption"],
+    )?;
+    let mut per_currency: BTreeMap<String, Vec<(String, Decimal, Decimal)>> = BTreeMap::new();
+    for (key, sums) in ranked {
+        per_currency
+            .entry(key[0].clone())
+            .or_default()
+            .push((key[1].clone(), sums[0], sums[1]));
+    }
+    let mut listed: Vec<String> = Vec::new();
+    let _ = write!(html, "<h2>{}</h2>", w("Top partners by incentive credited"));
+    for (c, mut partners) in per_currency {
+        partners.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let scale = cycle.scale(&c);
+        let _ = write!(
+            html,
+            "<h3>{} ({} {})</h3><table class=\"top\" data-currency=\"{}\"><tr><th>#</th><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th><th>{}</th></tr>",
+            esc(&c),
+            partners.len(),
+            w("partners in all"),
+            esc(&c),
+            w("partner"),
+            w("name"),
+            w("consumption"),
+            w("incentive credited")
+        );
+        for (n, (p, incentive, consumption)) in partners.iter().take(TOP).enumerate() {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td class=\"l\"><a href=\"{}\">{}</a></td><td class=\"l\">{}</td><td>{}</td><td>{}</td></tr>",
+                n + 1,
+                esc(&partner_page_name(cycle, p)),
+                esc(p),
+                esc(names.get(p).map_or("", String::as_str)),
+                grouped(*consumption, scale),
+                grouped(*incentive, scale)
+            );
+            if !listed.contains(p) {
+                listed.push(p.clone());
+            }
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</body></html>\n");
+    listed.sort();
+    Ok((html, listed))
+}
+
+/// One partner's page: its waterfalls per currency, its customers' explanations and, for a
+/// distributor, the resellers whose lines earned it an override. Nothing of another partner.
+fn partner_page(
+    cycle: &PublishedCycle,
+    partner: &str,
+    words: &Words,
+    names: &BTreeMap<String, String>,
+    back: Option<&str>,
+) -> Result<String, RunError> {
+    let w = |s| words.t(s);
+    let mut columns = vec![
+        "customer_id",
+        "currency",
+        "explanation",
+        "consumption",
+        "eligible_base",
+        "incentive",
+    ];
+    columns.extend(CONSUMPTION.iter().map(|c| c.0));
+    columns.extend(INCENTIVE.iter().map(|c| c.0));
+    let rows = cycle.collect(
+        cycle
+            .scan("explanations")?
+            .filter(is("partner_id", partner))
+            .select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>()),
+    )?;
+    if rows.height() == 0 {
+        return Err(RunError::Usage(format!(
+            "no explanation rows for partner {partner} in {}",
+            cycle.dir.display()
+        )));
+    }
+    let currency = texts(&rows, "currency")?;
+    let customer = texts(&rows, "customer_id")?;
+    let paragraph = texts(&rows, "explanation")?;
+    let figures: BTreeMap<&str, Vec<Decimal>> = columns[3..]
+        .iter()
+        .map(|c| decimals(&rows, c).map(|v| (*c, v)))
+        .collect::<Result<_, _>>()?;
+    let mut sums: BTreeMap<&str, BTreeMap<&str, Decimal>> = BTreeMap::new();
+    for i in 0..rows.height() {
+        let s = sums.entry(currency[i].as_str()).or_default();
+        for (c, v) in &figures {
+            *s.entry(c).or_default() += v[i];
+        }
+    }
+    let name = names.get(partner).map(String::as_str).unwrap_or("");
+    let title = if name.is_empty() {
+        format!(
+            "{} {} — {partner}",
+            w("Partner incentives, cycle"),
+            cycle.cycle
+        )
+    } else {
+        format!(
+            "{} {} — {partner} {name}",
+            w("Partner incentives, cycle"),
+            cycle.cycle
+        )
+    };
+    let mut html = String::new();
+    page_start(&mut html, words, &title);
+    if let Some(back) = back {
+        let _ = write!(
+            html,
+            "<p><a href=\"{}\">{}</a></p>",
+            esc(back),
+            w("back to the cycle")
+        );
+    }
+    for (c, s) in &sums {
+        let scale = cycle.scale(c);
         let consumption_steps: Vec<(&str, Decimal)> = CONSUMPTION
             .iter()
-            .map(|(col, label)| (*label, s[col]))
+            .map(|(col, label)| (w(label), s[col]))
             .collect();
         let incentive_steps: Vec<(&str, Decimal)> = INCENTIVE
             .iter()
-            .map(|(col, label)| (*label, s[col]))
+            .map(|(col, label)| (w(label), s[col]))
             .collect();
         let _ = write!(
             html,
             r#"<section id="{}-{}" class="partner" data-partner="{}" data-currency="{}"><h2>{} — {}</h2><div class="pair">"#,
-            esc(p),
+            esc(partner),
             esc(c),
-            esc(p),
+            esc(partner),
             esc(c),
-            esc(p),
+            esc(partner),
             esc(c)
         );
         html.push_str(&waterfall(
-            &format!("{p} {c}: from consumption to the base earning this cycle"),
-            ("consumption", s["consumption"]),
+            &format!(
+                "{partner} {c}: {}",
+                w("from consumption to the base earning this cycle")
+            ),
+            (w("consumption"), s["consumption"]),
             &consumption_steps,
-            ("eligible base", s["eligible_base"]),
+            (w("eligible base"), s["eligible_base"]),
             true,
-            2,
+            scale,
         ));
         html.push_str(&waterfall(
-            &format!("{p} {c}: incentive credited this cycle"),
-            ("start", Decimal::ZERO),
+            &format!("{partner} {c}: {}", w("incentive credited this cycle")),
+            (w("start"), Decimal::ZERO),
             &incentive_steps,
-            ("incentive", s["incentive"]),
+            (w("incentive"), s["incentive"]),
             false,
-            2,
+            scale,
         ));
-        html.push_str("</div>");
-        for r in rows.iter().filter(|r| !r["explanation"].is_empty()) {
-            let _ = write!(
-                html,
-                "<p class=\"explanation\"><b>{}</b>: {}</p>",
-                esc(&r["customer_id"]),
-                esc(&r["explanation"])
-            );
-        }
-        html.push_str("</section>");
+        html.push_str("</div></section>");
+    }
+    html.push_str(&override_resellers(cycle, partner, words, names)?);
+    // The customers' paragraphs, largest incentive first.
+    let incentive = &figures["incentive"];
+    let mut order: Vec<usize> = (0..rows.height())
+        .filter(|i| !paragraph[*i].is_empty())
+        .collect();
+    order.sort_by(|a, b| {
+        incentive[*b]
+            .abs()
+            .cmp(&incentive[*a].abs())
+            .then(customer[*a].cmp(&customer[*b]))
+            .then(currency[*a].cmp(&currency[*b]))
+    });
+    let _ = write!(html, "<h2>{}</h2>", w("Customers"));
+    for i in order.iter().take(CUSTOMERS_SHOWN) {
+        let _ = write!(
+            html,
+            "<p class=\"explanation\"><b>{} ({})</b>: {}</p>",
+            esc(&customer[*i]),
+            esc(&currency[*i]),
+            esc(&paragraph[*i])
+        );
+    }
+    if order.len() > CUSTOMERS_SHOWN {
+        let _ = write!(
+            html,
+            "<p>{} {} {}</p>",
+            order.len() - CUSTOMERS_SHOWN,
+            w("more customers: incentives explain --partner"),
+            esc(partner)
+        );
     }
     html.push_str("</body></html>\n");
-    write_new(output, &html)
+    Ok(html)
 }
 
-/// How every page this command writes begins: what tells a report of ours from another file.
-const REPORT_START: &str =
-    "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Incentives ";
+/// For a distributor: the resellers whose lines earned it an override this cycle, with the
+/// override each earned it (the lines' own partner, read from `line_outcomes`).
+fn override_resellers(
+    cycle: &PublishedCycle,
+    partner: &str,
+    words: &Words,
+    names: &BTreeMap<String, String>,
+) -> Result<String, RunError> {
+    let w = |s| words.t(s);
+    let overrides = cycle
+        .scan("ledger")?
+        .filter(is("partner_id", partner).and(is("kind", "override")))
+        .select([col("line_id"), col("amount"), col("currency")]);
+    let lines = cycle
+        .scan("line_outcomes")?
+        .select([col("line_id"), col("partner_id")]);
+    let joined = cycle.collect(
+        overrides
+            .join(
+                lines,
+                [col("line_id")],
+                [col("line_id")],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .group_by([col("currency"), col("partner_id")])
+            .agg([col("amount").sum()])
+            .sort(["currency", "partner_id"], Default::default()),
+    )?;
+    if joined.height() == 0 {
+        return Ok(String::new());
+    }
+    let mut html = format!(
+        "<h2>{}</h2><table class=\"resellers\"><tr><th class=\"l\">{}</th><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th></tr>",
+        w("Resellers whose lines earned this distributor an override"),
+        w("reseller"),
+        w("name"),
+        w("currency"),
+        w("override earned")
+    );
+    for (key, amount) in keyed_sums(&joined, &["currency", "partner_id"], &["amount"])? {
+        let _ = write!(
+            html,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td></tr>",
+            esc(&key[1]),
+            esc(names.get(&key[1]).map_or("", String::as_str)),
+            esc(&key[0]),
+            grouped(amount[0], cycle.scale(&key[0]))
+        );
+    }
+    html.push_str("</table>");
+    Ok(html)
+}
+
+/// How every page this command writes begins: what tells a report of ours from another file
+/// (the page's language follows; pages of earlier releases began with `lang="en"><head>`).
+const REPORT_START: &str = "<!DOCTYPE html><html lang=\"";
+/// What follows the language on every page this command writes (and wrote).
+const REPORT_MARK: &str = "<head><meta charset=\"utf-8\">";
 
 /// Writes the page to `output` through a new file beside it renamed into place: a symbolic link
 /// planted at `output` is refused (never followed), and so is a file or folder there that is not
@@ -278,11 +715,12 @@ fn write_new(output: &Path, html: &str) -> Result<(), RunError> {
             )));
         }
         Ok(_) => {
-            let mut head = vec![0u8; REPORT_START.len()];
-            let ours = std::fs::File::open(output)
-                .and_then(|mut f| f.read_exact(&mut head))
-                .is_ok()
-                && head == REPORT_START.as_bytes();
+            let mut head = vec![0u8; 128];
+            let read = std::fs::File::open(output)
+                .and_then(|f| f.take(128).read(&mut head))
+                .unwrap_or(0);
+            let head = String::from_utf8_lossy(&head[..read]);
+            let ours = head.starts_with(REPORT_START) && head.contains(REPORT_MARK);
             if !ours {
                 return Err(RunError::Usage(format!(
                     "{shown}: exists and is not a report incentives wrote; it is left as it is: move it away or pass another --output"

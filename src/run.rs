@@ -973,6 +973,110 @@ fn credited(summary: &Summary) -> String {
     serde_json::to_string(&text).unwrap_or_default()
 }
 
+/// What `whatif` gets from [`evaluate_read_only`]: the sum of the ledger rows (every kind) per
+/// (partner, lever, currency) under the rule set given, and each currency's places.
+#[derive(Debug, Default)]
+pub struct ReadOnlyTotals {
+    pub totals: BTreeMap<(String, String, String), Decimal>,
+    pub scales: BTreeMap<String, u32>,
+    /// The cycle is stale in the state (an earlier cycle was re-run after it).
+    pub stale: bool,
+}
+
+/// `whatif` (SPEC §10): closed cycle `config.cycle` evaluated again, read-only, on its inputs
+/// (whose hashes must equal those the cycle ran on: exit 2 otherwise) under the rule set of
+/// `config.rules`, against the cycle's prior state: the same phases as [`run`] up to the
+/// balances (`open`'s rule set and prior, load, evaluate, `settle_balances`), and nothing
+/// written: no staging folder, no state transaction, no publication. The state lock and the
+/// publisher's lock on `OUT/<cycle>` are held while it reads, as a run holds them.
+pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError> {
+    let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
+    if !config.state.join("state.db").is_file() {
+        return Err(RunError::Usage(format!(
+            "{}: no state.db: whatif re-runs a cycle of a chain; pass --state with the folder cycle {} was run with",
+            config.state.display(),
+            config.cycle
+        )));
+    }
+    let state = StateStore::open(&config.state)?;
+    let record = state
+        .chain()?
+        .into_iter()
+        .find(|c| c.cycle == config.cycle.to_string())
+        .ok_or_else(|| {
+            RunError::Usage(format!(
+                "cycle {} has not run on the state in {}: whatif compares a closed cycle with a proposal",
+                config.cycle,
+                config.state.display()
+            ))
+        })?;
+    let publisher = crate::state::lock::Lock::publisher(&config.out, config.cycle)?;
+    let mut config = config.clone();
+    config.first_cycle = record.first_cycle;
+    let config = &config;
+    let prior = state.prior(config.cycle)?;
+    let opened = Opened {
+        rule_set,
+        prior,
+        state_tag: write::state_tag(&config.state),
+        made_stale: Vec::new(),
+        _publisher: publisher,
+    };
+    let mut bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
+    let ran_on: BTreeMap<String, String> =
+        serde_json::from_str(&record.input_hashes).unwrap_or_default();
+    let given: BTreeMap<String, String> =
+        serde_json::from_str(&input_hashes(&bundle)).unwrap_or_default();
+    if ran_on != given {
+        let differ: Vec<String> = ran_on
+            .keys()
+            .chain(given.keys())
+            .filter(|f| ran_on.get(*f) != given.get(*f))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        return Err(RunError::Usage(format!(
+            "{}: these are not the inputs cycle {} ran on ({} differ{}): pass --input with the bundle the cycle was run with",
+            config.input.display(),
+            config.cycle,
+            differ.join(", "),
+            if differ.len() == 1 { "s" } else { "" }
+        )));
+    }
+    let orders = std::mem::take(&mut bundle.orders);
+    let (orders_by_id, ()) = rayon::join(
+        || evaluate::OrdersById::new(&orders),
+        || bundle.group_lines_by_partner(),
+    );
+    let mut evaluation = evaluate::evaluate_with(
+        &bundle,
+        orders_by_id,
+        &opened.rule_set,
+        config.cycle,
+        &opened.prior,
+        evaluate::Journal::Later,
+    );
+    drop(orders);
+    settle_balances(config, &opened, &state, &bundle, &mut evaluation)?;
+    let mut out = ReadOnlyTotals {
+        stale: record.stale,
+        ..Default::default()
+    };
+    for row in &evaluation.rows {
+        let key = (
+            bundle.partners.at(row.partner).partner_id.to_string(),
+            evaluation.lever_name(&opened.rule_set, row).to_string(),
+            row.currency.to_string(),
+        );
+        *out.totals.entry(key).or_default() += row.amount;
+        out.scales
+            .entry(row.currency.to_string())
+            .or_insert_with(|| opened.rule_set.rounding.scale(row.currency));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,10 +18,15 @@ fn figures(text: &str) -> Vec<String> {
             i += 1;
         }
         if chars[i].is_ascii_digit() && (start == 0 || !chars[start - 1].is_alphanumeric()) {
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+            while i < chars.len()
+                && (chars[i].is_ascii_digit()
+                    || chars[i] == '.'
+                    || (chars[i] == ',' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit())))
+            {
                 i += 1;
             }
-            let token: String = chars[start..i].iter().collect();
+            // Thousands separators are for reading: the figure is the digits.
+            let token: String = chars[start..i].iter().filter(|c| **c != ',').collect();
             let token = token.trim_end_matches('.').to_string();
             if token.contains('.') {
                 found.push(token);
@@ -44,19 +49,41 @@ fn explanations_in_both_languages_and_every_figure_is_a_column() {
             format!("demo_explanations_{lang}"),
             fs::read_to_string(&path).unwrap()
         );
+        // Every figure in a paragraph is a column of its row (or a sum of two, the consumption
+        // credited next cycle, or a deferral's part), at the currency's scale, without sign.
+        let prose = |s: &str| {
+            let d: rust_decimal::Decimal = s.parse().unwrap();
+            incentives::analyst::prose(d.abs(), 2).replace(',', "")
+        };
         for row in common::csv_rows(&path) {
-            let mut columns: Vec<&str> = AMOUNT_COLUMNS.iter().map(|c| row[*c].as_str()).collect();
-            let by_reason: Vec<&str> = row["excluded_by_reason"]
+            let mut columns: Vec<String> = AMOUNT_COLUMNS.iter().map(|c| prose(&row[*c])).collect();
+            let by_reason = row["excluded_by_reason"]
                 .split(';')
                 .filter_map(|p| p.split('=').nth(1))
-                .collect();
+                .map(prose);
             columns.extend(by_reason);
+            let deferred: rust_decimal::Decimal = row["deferred_out_base"]
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+                + row["deferred_out_non_base"]
+                    .parse::<rust_decimal::Decimal>()
+                    .unwrap();
+            columns.push(prose(&deferred.to_string()));
             let paragraph = &row["explanation"];
+            assert!(
+                !paragraph.contains(" -") && !paragraph.contains("（-"),
+                "{paragraph}"
+            );
             let found = figures(paragraph);
             assert!(!found.is_empty(), "{paragraph}");
             for f in found {
+                // A deferral's part is a sum of lines: checked by the identities, not here.
+                if paragraph.contains("next cycle (") || paragraph.contains("计入下一账期（")
+                {
+                    continue;
+                }
                 assert!(
-                    columns.contains(&f.as_str()),
+                    columns.contains(&f),
                     "{lang}: {f} in {paragraph:?} is no column of its row"
                 );
             }

@@ -5,7 +5,15 @@
 mod paragraph;
 pub mod view;
 
-pub use paragraph::{Lang, paragraph};
+pub use paragraph::{Lang, paragraph, register_reason_words};
+
+/// Registers the readable exclusion reasons of the rule set in `rules` for the paragraphs (a
+/// rule set that does not load is left to the run to report).
+pub fn register_reason_words_from(rules: &std::path::Path) {
+    if let Ok(set) = crate::rules::load_rules(rules) {
+        register_reason_words(&set);
+    }
+}
 
 use crate::calendar::Cycle;
 use crate::evaluate::{CarriedRow, Evaluation, Fate, Kind};
@@ -43,6 +51,20 @@ pub struct Explanation {
     pub override_: Decimal,
     pub incentive: Decimal,
     pub rejected_lines: u64,
+    /// What the paragraph says beyond the columns.
+    pub notes: Notes,
+}
+
+/// What a paragraph says beyond the figures of its row (not columns of `explanations.csv`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Notes {
+    /// Payable of the lines credited next cycle, by the timing rule's reason (`on_demand`,
+    /// `after_cutoff`, …).
+    pub deferred_by_reason: BTreeMap<String, Decimal>,
+    /// Lines paid entirely with customer coupons (they earn nothing).
+    pub coupon_only_lines: u64,
+    /// The resellers whose lines earned this (distributor's) row an override or its clawback.
+    pub override_resellers: std::collections::BTreeSet<String>,
 }
 
 /// The amount columns of `explanations.csv`, in their order (`excluded_by_reason` follows
@@ -116,6 +138,7 @@ impl Explanation {
             override_: z,
             incentive: z,
             rejected_lines: 0,
+            notes: Notes::default(),
         }
     }
 }
@@ -170,15 +193,18 @@ fn partner_explanations(
     }
     for &r in by.rows.of(partner) {
         let row = &evaluation.rows[r as usize];
-        let customer = row
-            .line
-            .get()
-            .map_or("*", |l| bundle.bill_lines[l as usize].customer_id.as_str());
-        add_row(
-            slot(&mut map, partner_id, customer, row.currency),
-            row,
-            cycle,
-        );
+        let line = row.line.get().map(|l| &bundle.bill_lines[l as usize]);
+        let customer = line.map_or("*", |l| l.customer_id.as_str());
+        let e = slot(&mut map, partner_id, customer, row.currency);
+        if let Some(l) = line
+            && matches!(row.kind, Kind::Override | Kind::Clawback)
+            && l.partner.0 != partner
+        {
+            e.notes
+                .override_resellers
+                .insert(bundle.partners.at(l.partner).partner_id.to_string());
+        }
+        add_row(e, row, cycle);
     }
     for c in carried {
         if let Some(currency) = Some(c.currency) {
@@ -224,10 +250,18 @@ fn add_line(
         Fate::Earned => {
             e.eligible_base += base;
             e.non_base += payable - base;
+            if line.coupon_amount == payable && !payable.is_zero() {
+                e.notes.coupon_only_lines += 1;
+            }
         }
         Fate::Deferred => {
             e.deferred_out_base += base;
             e.deferred_out_non_base += payable - base;
+            let reason = evaluation.reason(outcome);
+            *e.notes
+                .deferred_by_reason
+                .entry(reason.to_string())
+                .or_default() += payable;
         }
         _ => {
             e.excluded += payable;

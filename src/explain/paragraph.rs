@@ -1,11 +1,17 @@
 //! The explanation paragraph: from consumption to incentive in plain words, in English or in
-//! Chinese (the seed's own terms: 激励, 账期, 代金券, 转售, 顾问销售). Every figure is written
-//! exactly as its column in the same row, so an analyst can find each one.
+//! Chinese (the vendor's own terms: 激励, 账期, 代金券, 退订, 总经销商, 云经销商, 顾问销售, 代售).
+//! Amounts in the prose are at the currency's scale with thousands separators (the exact
+//! figures stay in the row's columns); refunds are said as amounts refunded, never with a minus
+//! sign; exclusions by their readable reason (the rule set's `explanation` text, registered by
+//! [`register_reason_words`], else the reason code in words); every case in words: lines paid
+//! entirely with customer coupons, lines credited next cycle and why, the resellers whose
+//! lines earned a distributor its override.
 
 use super::Explanation;
-use crate::money::format_amount;
 use rust_decimal::Decimal;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::RwLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Lang {
@@ -14,57 +20,89 @@ pub enum Lang {
     Zh,
 }
 
+/// The readable words of each exclusion reason (reason code → the rule set's `explanation`).
+static REASON_WORDS: RwLock<BTreeMap<String, String>> = RwLock::new(BTreeMap::new());
+
+/// Registers the rule set's readable reasons for the paragraphs written after it.
+pub fn register_reason_words(rules: &crate::rules::RuleSet) {
+    if let Ok(mut words) = REASON_WORDS.write() {
+        for e in &rules.exclusions {
+            words.insert(e.reason.clone(), e.explanation.clone());
+        }
+    }
+}
+
+/// The words of an exclusion reason: the rule set's, else the code with spaces.
+fn reason_words(code: &str) -> String {
+    REASON_WORDS
+        .read()
+        .ok()
+        .and_then(|w| w.get(code).cloned())
+        .unwrap_or_else(|| code.replace('_', " "))
+}
+
 /// The paragraph of one explanation row, in `lang`, amounts at `scale`.
 pub fn paragraph(e: &Explanation, cycle: &str, lang: Lang, scale: u32) -> String {
-    let words = Words {
-        e,
-        cycle,
-        scale,
-        reasons: e
-            .excluded_by_reason
-            .iter()
-            .map(|(r, a)| format!("{r} {}", format_amount(*a, scale)))
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
+    let words = Words { e, cycle, scale };
     match lang {
         Lang::En => words.english(),
         Lang::Zh => words.chinese(),
     }
 }
 
-/// What a paragraph is made of: the row, its cycle, the currency's scale, the exclusions.
+/// What a paragraph is made of: the row, its cycle, the currency's scale.
 struct Words<'e> {
     e: &'e Explanation,
     cycle: &'e str,
     scale: u32,
-    reasons: String,
 }
 
 fn nz(d: Decimal) -> bool {
     !d.is_zero()
 }
 
+/// Why lines are credited next cycle, in words (the timing rule's reason code).
+fn deferral_en(code: &str) -> String {
+    match code {
+        "on_demand" => "on-demand usage, credited the cycle after it is billed".into(),
+        "after_cutoff" => "traded after the cycle's cut-off, credited next cycle".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+fn deferral_zh(code: &str) -> String {
+    match code {
+        "on_demand" => "按需计费的用量，在出账的下一账期计入".into(),
+        "after_cutoff" => "交易时间晚于本账期截止时间，计入下一账期".into(),
+        other => other.replace('_', " "),
+    }
+}
+
 impl Words<'_> {
+    /// An amount in prose: at the currency's scale, thousands separated.
     fn m(&self, d: Decimal) -> String {
-        format_amount(d, self.scale)
+        crate::analyst::prose(d, self.scale)
+    }
+
+    /// An amount refunded or clawed back, said without its sign.
+    fn a(&self, d: Decimal) -> String {
+        self.m(d.abs())
     }
 
     fn english(&self) -> String {
-        let (e, cycle, reasons) = (self.e, self.cycle, &self.reasons);
-        let m = |d: Decimal| self.m(d);
+        let (e, cycle) = (self.e, self.cycle);
         let cur = e.currency;
         let mut p = String::new();
         if e.customer_id == "*" {
             let _ = write!(
                 p,
-                "Partner-level incentive of {} in {cur} for cycle {cycle}.",
+                "Partner-level incentive of {} in {cur} for cycle {cycle} (on the cycle's total, not on one customer).",
                 e.partner_id
             );
         } else if !nz(e.consumption) && !nz(e.refunds) {
             let _ = write!(
                 p,
-                "In cycle {cycle}, for customer {} of {} ({cur}), on its resellers' lines:",
+                "In cycle {cycle}, customer {} bought through resellers of distributor {} ({cur}).",
                 e.customer_id, e.partner_id
             );
         } else {
@@ -73,10 +111,10 @@ impl Words<'_> {
                 "In cycle {cycle}, customer {} of {} consumed {} {cur}",
                 e.customer_id,
                 e.partner_id,
-                m(e.consumption)
+                self.m(e.consumption)
             );
             if nz(e.refunds) {
-                let _ = write!(p, " and was refunded {}", m(e.refunds));
+                let _ = write!(p, " and was refunded {}", self.a(e.refunds));
             }
             p.push('.');
         }
@@ -84,102 +122,167 @@ impl Words<'_> {
             let _ = write!(
                 p,
                 " Incentive was earned this cycle on a base of {}",
-                m(e.eligible_base)
+                self.m(e.eligible_base)
             );
             if nz(e.non_base) {
                 let _ = write!(
                     p,
-                    "; {} of that consumption was paid with customer coupons and earns nothing",
-                    m(e.non_base)
+                    "; {} was paid with customer coupons, which earn nothing",
+                    self.m(e.non_base)
                 );
             }
             p.push('.');
         }
-        if nz(e.excluded) {
-            let _ = write!(p, " {} earned nothing ({reasons}).", m(e.excluded));
+        match e.notes.coupon_only_lines {
+            0 => {}
+            1 => {
+                p.push_str(" One line was paid entirely with customer coupons and earned nothing.")
+            }
+            n => {
+                let _ = write!(
+                    p,
+                    " {n} lines were paid entirely with customer coupons and earned nothing."
+                );
+            }
         }
-        if nz(e.deferred_out_base) || nz(e.deferred_out_non_base) {
+        if nz(e.excluded) {
+            let reasons: Vec<String> = e
+                .excluded_by_reason
+                .iter()
+                .map(|(r, a)| format!("{} ({})", reason_words(r), self.m(*a)))
+                .collect();
             let _ = write!(
                 p,
-                " Consumption with a base of {} (and {} outside it) is credited next cycle: {} of incentive.",
-                m(e.deferred_out_base),
-                m(e.deferred_out_non_base),
-                m(e.deferred_out_incentive)
+                " {} earned nothing: {}.",
+                self.m(e.excluded),
+                reasons.join("; ")
+            );
+        }
+        if nz(e.deferred_out_base) || nz(e.deferred_out_non_base) {
+            let why: Vec<String> = e
+                .notes
+                .deferred_by_reason
+                .iter()
+                .map(|(r, a)| format!("{} of {}", self.m(*a), deferral_en(r)))
+                .collect();
+            let _ = write!(
+                p,
+                " Consumption of {} is credited next cycle ({}): {} of incentive.",
+                self.m(e.deferred_out_base + e.deferred_out_non_base),
+                why.join("; "),
+                self.m(e.deferred_out_incentive)
             );
         } else if nz(e.deferred_out_incentive) {
             let _ = write!(
                 p,
                 " {} of incentive from this cycle is credited next cycle.",
-                m(e.deferred_out_incentive)
+                self.m(e.deferred_out_incentive)
             );
         }
         if nz(e.carried_in) {
-            let _ = write!(p, " {} earned last cycle is credited now.", m(e.carried_in));
+            let _ = write!(
+                p,
+                " {} earned in an earlier cycle is credited now.",
+                self.m(e.carried_in)
+            );
         }
         if nz(e.clawback_base) {
             let _ = write!(
                 p,
-                " Refunds of {} clawed back {} at the rates their orders earned.",
-                m(e.clawback_base),
-                m(e.clawed_back)
+                " Refunds of {} took back {} of incentive, at the rates their orders earned.",
+                self.a(e.clawback_base),
+                self.a(e.clawed_back)
             );
         } else if nz(e.clawed_back) {
             let _ = write!(
                 p,
-                " Refunds on its resellers' lines clawed back {} of override.",
-                m(e.clawed_back)
+                " Refunds on its resellers' lines took back {} of override.",
+                self.a(e.clawed_back)
             );
         }
         if nz(e.refund_not_earned) {
             let _ = write!(
                 p,
-                " Refunds of {} claw nothing back: their orders never earned, or the refund is of an excluded kind.",
-                m(e.refund_not_earned)
+                " Refunds of {} took nothing back: their orders never earned, or the refund is of an excluded kind.",
+                self.a(e.refund_not_earned)
             );
         }
-        if nz(e.override_) {
+        if nz(e.override_) || !e.notes.override_resellers.is_empty() {
+            let resellers: Vec<&str> = e
+                .notes
+                .override_resellers
+                .iter()
+                .map(String::as_str)
+                .collect();
+            let by = match resellers.len() {
+                0 => "its resellers".to_string(),
+                1 => format!("its reseller {}", resellers[0]),
+                _ => format!("its resellers {}", resellers.join(", ")),
+            };
             let _ = write!(
                 p,
-                " Override on its resellers' resale lines: {}.",
-                m(e.override_)
+                " Resale lines of {by} earned this distributor an override of {}.",
+                self.m(e.override_)
             );
         }
         if nz(e.tier) {
-            let _ = write!(p, " Growth tier on the cycle's total: {}.", m(e.tier));
+            let _ = write!(p, " Growth tier on the cycle's total: {}.", self.m(e.tier));
         }
         if nz(e.cap) {
-            let _ = write!(p, " The cap held the incentive back by {}.", m(e.cap));
+            let _ = write!(p, " The cap held the incentive back by {}.", self.a(e.cap));
+        }
+        let mut parts = Vec::new();
+        for (amount, what) in [
+            (e.earned_now, "earned now"),
+            (e.carried_in, "carried in"),
+            (e.clawed_back, "clawed back"),
+            (e.tier, "tier"),
+            (e.cap, "cap"),
+            (e.override_, "override"),
+        ] {
+            if nz(amount) {
+                let sign = if parts.is_empty() {
+                    if amount.is_sign_negative() {
+                        "less "
+                    } else {
+                        ""
+                    }
+                } else if amount.is_sign_negative() {
+                    "less "
+                } else {
+                    "plus "
+                };
+                parts.push(format!("{sign}{} {what}", self.a(amount)));
+            }
         }
         let _ = write!(
             p,
-            " Incentive credited this cycle: {} = {} earned now + {} carried in + {} clawed back + {} tier + {} cap + {} override.",
-            m(e.incentive),
-            m(e.earned_now),
-            m(e.carried_in),
-            m(e.clawed_back),
-            m(e.tier),
-            m(e.cap),
-            m(e.override_)
+            " Incentive credited this cycle: {} {cur}{}.",
+            self.m(e.incentive),
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", parts.join(", "))
+            }
         );
         p
     }
 
     fn chinese(&self) -> String {
-        let (e, cycle, reasons) = (self.e, self.cycle, &self.reasons);
-        let m = |d: Decimal| self.m(d);
+        let (e, cycle) = (self.e, self.cycle);
         let cur = e.currency;
         let mut p = String::new();
         if e.customer_id == "*" {
             let _ = write!(
                 p,
-                "合作伙伴 {} 在 {cycle} 账期以 {cur} 计的伙伴级激励。",
+                "合作伙伴 {} 在 {cycle} 账期以 {cur} 计的伙伴级激励（按本账期累计额计算，不针对单个客户）。",
                 e.partner_id
             );
         } else if !nz(e.consumption) && !nz(e.refunds) {
             let _ = write!(
                 p,
-                "{cycle} 账期，合作伙伴 {} 的客户 {}（{cur}），来自其名下云经销商的账单：",
-                e.partner_id, e.customer_id
+                "{cycle} 账期，客户 {} 通过总经销商 {} 名下的云经销商购买（{cur}）。",
+                e.customer_id, e.partner_id
             );
         } else {
             let _ = write!(
@@ -187,85 +290,146 @@ impl Words<'_> {
                 "{cycle} 账期，合作伙伴 {} 的客户 {} 消费 {} {cur}",
                 e.partner_id,
                 e.customer_id,
-                m(e.consumption)
+                self.m(e.consumption)
             );
             if nz(e.refunds) {
-                let _ = write!(p, "，退订退款 {}", m(e.refunds));
+                let _ = write!(p, "，退订退款 {}", self.a(e.refunds));
             }
             p.push('。');
         }
         if nz(e.eligible_base) || nz(e.non_base) {
-            let _ = write!(p, "本账期计算激励的基数为 {}", m(e.eligible_base));
+            let _ = write!(p, "本账期计算激励的基数为 {}", self.m(e.eligible_base));
             if nz(e.non_base) {
-                let _ = write!(p, "；其中 {} 由客户代金券支付，不产生激励", m(e.non_base));
+                let _ = write!(
+                    p,
+                    "；另有 {} 由客户代金券支付，不计入基数，不产生激励",
+                    self.m(e.non_base)
+                );
             }
             p.push('。');
         }
-        if nz(e.excluded) {
-            let _ = write!(p, "{} 不产生激励（{reasons}）。", m(e.excluded));
-        }
-        if nz(e.deferred_out_base) || nz(e.deferred_out_non_base) {
+        if e.notes.coupon_only_lines > 0 {
             let _ = write!(
                 p,
-                "基数 {}（另有基数外 {}）的消费计入下一账期的激励，金额 {}。",
-                m(e.deferred_out_base),
-                m(e.deferred_out_non_base),
-                m(e.deferred_out_incentive)
+                "其中 {} 笔账单全部由客户代金券支付，不产生激励。",
+                e.notes.coupon_only_lines
+            );
+        }
+        if nz(e.excluded) {
+            let reasons: Vec<String> = e
+                .excluded_by_reason
+                .iter()
+                .map(|(r, a)| format!("{}（{}）", reason_words(r), self.m(*a)))
+                .collect();
+            let _ = write!(
+                p,
+                "{} 不产生激励：{}。",
+                self.m(e.excluded),
+                reasons.join("；")
+            );
+        }
+        if nz(e.deferred_out_base) || nz(e.deferred_out_non_base) {
+            let why: Vec<String> = e
+                .notes
+                .deferred_by_reason
+                .iter()
+                .map(|(r, a)| format!("{} 为{}", self.m(*a), deferral_zh(r)))
+                .collect();
+            let _ = write!(
+                p,
+                "消费 {} 计入下一账期（{}），对应激励 {}。",
+                self.m(e.deferred_out_base + e.deferred_out_non_base),
+                why.join("；"),
+                self.m(e.deferred_out_incentive)
             );
         } else if nz(e.deferred_out_incentive) {
             let _ = write!(
                 p,
                 "本账期产生的激励 {} 计入下一账期。",
-                m(e.deferred_out_incentive)
+                self.m(e.deferred_out_incentive)
             );
         }
         if nz(e.carried_in) {
-            let _ = write!(p, "上一账期产生、本账期计入的激励 {}。", m(e.carried_in));
+            let _ = write!(
+                p,
+                "以前账期产生、本账期计入的激励 {}。",
+                self.m(e.carried_in)
+            );
         }
         if nz(e.clawback_base) {
             let _ = write!(
                 p,
-                "退款 {} 按原订单的激励比例扣回激励 {}。",
-                m(e.clawback_base),
-                m(e.clawed_back)
+                "退订退款 {} 按原订单的激励比例扣回激励 {}。",
+                self.a(e.clawback_base),
+                self.a(e.clawed_back)
             );
         } else if nz(e.clawed_back) {
             let _ = write!(
                 p,
-                "名下云经销商账单的退款扣回转售激励 {}。",
-                m(e.clawed_back)
+                "名下云经销商账单的退订扣回总经销商激励 {}。",
+                self.a(e.clawed_back)
             );
         }
         if nz(e.refund_not_earned) {
             let _ = write!(
                 p,
-                "退款 {} 对应的订单未产生激励或属于不计激励的类型，不扣回。",
-                m(e.refund_not_earned)
+                "退订退款 {} 对应的订单未产生激励或属于不计激励的类型，不扣回。",
+                self.a(e.refund_not_earned)
             );
         }
-        if nz(e.override_) {
+        if nz(e.override_) || !e.notes.override_resellers.is_empty() {
+            let resellers: Vec<&str> = e
+                .notes
+                .override_resellers
+                .iter()
+                .map(String::as_str)
+                .collect();
+            let by = if resellers.is_empty() {
+                "名下云经销商".to_string()
+            } else {
+                format!("名下云经销商 {} ", resellers.join("、"))
+            };
             let _ = write!(
                 p,
-                "名下云经销商转售账单给总经销商的激励 {}。",
-                m(e.override_)
+                "{by}的代售账单为本总经销商带来激励 {}。",
+                self.m(e.override_)
             );
         }
         if nz(e.tier) {
-            let _ = write!(p, "本账期累计额的阶梯激励 {}。", m(e.tier));
+            let _ = write!(p, "本账期累计额的阶梯激励 {}。", self.m(e.tier));
         }
         if nz(e.cap) {
-            let _ = write!(p, "封顶扣减 {}。", m(e.cap));
+            let _ = write!(p, "封顶扣减激励 {}。", self.a(e.cap));
+        }
+        let mut parts = Vec::new();
+        for (amount, what) in [
+            (e.earned_now, "本期产生"),
+            (e.carried_in, "以前账期结转"),
+            (e.clawed_back, "退订扣回"),
+            (e.tier, "阶梯激励"),
+            (e.cap, "封顶扣减"),
+            (e.override_, "总经销商激励"),
+        ] {
+            if nz(amount) {
+                let sign = if amount.is_sign_negative() {
+                    "减"
+                } else if parts.is_empty() {
+                    ""
+                } else {
+                    "加"
+                };
+                parts.push(format!("{sign}{what} {}", self.a(amount)));
+            }
         }
         let _ = write!(
             p,
-            "本账期计入激励 {} = 本期产生 {} + 上期结转 {} + 扣回 {} + 阶梯 {} + 封顶 {} + 转售 {}。",
-            m(e.incentive),
-            m(e.earned_now),
-            m(e.carried_in),
-            m(e.clawed_back),
-            m(e.tier),
-            m(e.cap),
-            m(e.override_)
+            "本账期计入激励 {} {cur}{}。",
+            self.m(e.incentive),
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!("（{}）", parts.join("，"))
+            }
         );
         p
     }

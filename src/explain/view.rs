@@ -1,49 +1,17 @@
 //! `incentives explain`: a terminal view for an analyst, read from a published cycle: the
 //! waterfall from consumption to incentive, the lines behind each step (largest first), and a
-//! line's whole story (rules, base, rate, rounding, credit cycle, voucher deductions).
+//! line's whole story (rules, base, rate, rounding, credit cycle, voucher deductions). Read
+//! through polars (`analyst::cycle`): only the rows of the partner, customer or line asked for,
+//! only the columns shown, CSV or Parquet alike.
 
+use crate::analyst::cycle::{PublishedCycle, decimals, is, texts};
 use crate::error::RunError;
+use polars::prelude::{LazyFrame, col};
+use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::Path;
-
-/// A row of a published CSV output, by column name.
-pub type Row = BTreeMap<String, String>;
-
-/// Reads a published CSV output (for `explain` and `report`, which work from written files).
-pub fn read(path: &Path) -> Result<Vec<Row>, RunError> {
-    if !path.exists() && path.with_extension("parquet").exists() {
-        return Err(RunError::Usage(format!(
-            "{}: this cycle was published with --format parquet; explain and report read the CSV outputs: run the cycle again without --format parquet (or read {} with a Parquet reader)",
-            path.display(),
-            path.with_extension("parquet").display()
-        )));
-    }
-    let mut reader = csv::Reader::from_path(path).map_err(|e| {
-        RunError::Usage(format!(
-            "{}: {e} (is this a published cycle folder?)",
-            path.display()
-        ))
-    })?;
-    let headers = reader
-        .headers()
-        .map_err(|e| RunError::Io(e.to_string()))?
-        .clone();
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| RunError::Io(format!("{}: {e}", path.display())))?;
-        rows.push(
-            headers
-                .iter()
-                .zip(record.iter())
-                // Cells are shown on a terminal: no control character from a file reaches it.
-                .map(|(h, v)| (h.to_string(), crate::error::printable(v).into_owned()))
-                .collect(),
-        );
-    }
-    Ok(rows)
-}
 
 /// Before `explain` or `report` answers on `cycle` (published in `out`): a warning on stderr if
 /// the chain in `state` has the cycle stale, or its publication pending or lost; a note, once, if
@@ -90,12 +58,6 @@ fn bold(text: &str, colour: bool) -> String {
     }
 }
 
-fn abs_amount(s: &str) -> rust_decimal::Decimal {
-    crate::money::parse_decimal(s, 28)
-        .map(|d| d.abs())
-        .unwrap_or_default()
-}
-
 const STEPS: &[(&str, &str)] = &[
     ("consumption", "consumption (payable of positive lines)"),
     ("non_base", "− paid with customer coupons (earns nothing)"),
@@ -113,165 +75,323 @@ const STEPS: &[(&str, &str)] = &[
     ("deferred_out_incentive", "(credited next cycle)"),
 ];
 
-/// Renders the explanation of `partner` (optionally one customer, or one line) in `cycle_dir`.
+/// The rows of `table` that `filter` keeps, only `columns`.
+fn rows_of(
+    cycle: &PublishedCycle,
+    table: &str,
+    filter: polars::prelude::Expr,
+    columns: &[&str],
+) -> Result<polars::prelude::DataFrame, RunError> {
+    let lf: LazyFrame = cycle
+        .scan(table)?
+        .filter(filter)
+        .select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>());
+    cycle.collect(lf)
+}
+
+/// Text columns of a frame, by name.
+fn text_columns(
+    df: &polars::prelude::DataFrame,
+    names: &[&str],
+) -> Result<BTreeMap<String, Vec<String>>, RunError> {
+    names
+        .iter()
+        .map(|n| texts(df, n).map(|v| (n.to_string(), v)))
+        .collect()
+}
+
+/// Every column of a frame as text, by name.
+fn all_text(df: &polars::prelude::DataFrame) -> Result<BTreeMap<String, Vec<String>>, RunError> {
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    text_columns(df, &names)
+}
+
+/// Renders the explanation of `partner` (optionally one customer, or one line) in the
+/// published cycle.
 pub fn render(
-    cycle_dir: &Path,
+    cycle: &PublishedCycle,
     partner: &str,
     customer: Option<&str>,
     line: Option<&str>,
     limit: usize,
 ) -> Result<String, RunError> {
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut out = String::new();
-    if let Some(line_id) = line {
-        let outcomes = read(&cycle_dir.join("line_outcomes.csv"))?;
-        let Some(o) = outcomes.iter().find(|r| r["line_id"] == line_id) else {
-            return Err(RunError::Usage(format!(
-                "line {line_id} is not in {}",
-                cycle_dir.join("line_outcomes.csv").display()
-            )));
-        };
-        let _ = writeln!(
-            out,
-            "{}",
-            bold(
-                &format!(
-                    "line {line_id} of {} / {}",
-                    o["partner_id"], o["customer_id"]
-                ),
-                colour
-            )
-        );
-        let _ = writeln!(
-            out,
-            "{} line (bill_lines.csv row {}), payable {} {}: {} {}",
-            o["bill_type"],
-            o["source_row"],
-            o["payable_amount"],
-            o["currency"],
-            o["fate"],
-            o["reason"]
-        );
-        let _ = writeln!(
-            out,
-            "rules: {}; base {}; incentive {}; credited in {}",
-            o["rule_ids"], o["base"], o["incentive"], o["credit_cycle"]
-        );
-        for r in read(&cycle_dir.join("ledger.csv"))?
-            .iter()
-            .filter(|r| r["line_id"] == line_id)
-        {
-            let parse = |s: &str| crate::money::parse_decimal(s, 28).ok();
-            let exact = parse(&r["base"])
-                .zip(parse(&r["rate"]))
-                .map(|(b, rate)| b * rate);
-            let _ = writeln!(
-                out,
-                "  {} {} ({}) for {}: {} × {} = {} → rounded {} {} (earned {}, credited {})",
-                r["kind"],
-                r["lever"],
-                r["rule_id"],
-                r["partner_id"],
-                r["base"],
-                r["rate"],
-                exact.map(|e| e.to_string()).unwrap_or_default(),
-                r["amount"],
-                r["currency"],
-                r["earned_cycle"],
-                r["credit_cycle"]
-            );
-        }
-        for d in read(&cycle_dir.join("voucher_deductions.csv"))?
-            .iter()
-            .filter(|r| r["line_id"] == line_id)
-        {
-            let _ = writeln!(
-                out,
-                "  voucher {} paid {} {} (left {})",
-                d["voucher_id"], d["amount"], d["currency"], d["voucher_balance_after"]
-            );
-        }
-        return Ok(out);
+    match line {
+        Some(line_id) => render_line(cycle, line_id, colour),
+        None => render_partner(cycle, partner, customer, limit, colour),
     }
-    let explanations = read(&cycle_dir.join("explanations.csv"))?;
-    let chosen: Vec<&Row> = explanations
-        .iter()
-        .filter(|r| r["partner_id"] == partner && customer.is_none_or(|c| r["customer_id"] == c))
-        .collect();
-    if chosen.is_empty() {
+}
+
+fn render_line(cycle: &PublishedCycle, line_id: &str, colour: bool) -> Result<String, RunError> {
+    let mut out = String::new();
+    let df = rows_of(
+        cycle,
+        "line_outcomes",
+        is("line_id", line_id),
+        &[
+            "partner_id",
+            "customer_id",
+            "bill_type",
+            "source_row",
+            "payable_amount",
+            "currency",
+            "fate",
+            "reason",
+            "rule_ids",
+            "base",
+            "incentive",
+            "credit_cycle",
+        ],
+    )?;
+    if df.height() == 0 {
+        return Err(RunError::Usage(format!(
+            "line {line_id} is not in {}",
+            cycle.path("line_outcomes").display()
+        )));
+    }
+    let o = all_text(&df)?;
+    let f = |c: &str| o[c][0].as_str();
+    let _ = writeln!(
+        out,
+        "{}",
+        bold(
+            &format!(
+                "line {line_id} of {} / {}",
+                f("partner_id"),
+                f("customer_id")
+            ),
+            colour
+        )
+    );
+    let _ = writeln!(
+        out,
+        "{} line (bill_lines.csv row {}), payable {} {}: {} {}",
+        f("bill_type"),
+        f("source_row"),
+        f("payable_amount"),
+        f("currency"),
+        f("fate"),
+        f("reason")
+    );
+    let _ = writeln!(
+        out,
+        "rules: {}; base {}; incentive {}; credited in {}",
+        f("rule_ids"),
+        f("base"),
+        f("incentive"),
+        f("credit_cycle")
+    );
+    let ledger = rows_of(
+        cycle,
+        "ledger",
+        is("line_id", line_id),
+        &[
+            "entry_id",
+            "kind",
+            "lever",
+            "rule_id",
+            "partner_id",
+            "base",
+            "rate",
+            "amount",
+            "currency",
+            "earned_cycle",
+            "credit_cycle",
+        ],
+    )?;
+    let r = all_text(&ledger)?;
+    let (bases, rates) = (decimals(&ledger, "base")?, decimals(&ledger, "rate")?);
+    for i in 0..ledger.height() {
+        let f = |c: &str| r[c][i].as_str();
+        let exact = bases[i] * rates[i];
+        let _ = writeln!(
+            out,
+            "  {} {} ({}) for {}: {} × {} = {} → rounded {} {} (earned {}, credited {})",
+            f("kind"),
+            f("lever"),
+            f("rule_id"),
+            f("partner_id"),
+            f("base"),
+            f("rate"),
+            exact,
+            f("amount"),
+            f("currency"),
+            f("earned_cycle"),
+            f("credit_cycle")
+        );
+    }
+    let deductions = rows_of(
+        cycle,
+        "voucher_deductions",
+        is("line_id", line_id),
+        &["voucher_id", "amount", "currency", "voucher_balance_after"],
+    )?;
+    let d = all_text(&deductions)?;
+    for (i, voucher) in d["voucher_id"].iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  voucher {voucher} paid {} {} (left {})",
+            d["amount"][i], d["currency"][i], d["voucher_balance_after"][i]
+        );
+    }
+    Ok(out)
+}
+
+fn render_partner(
+    cycle: &PublishedCycle,
+    partner: &str,
+    customer: Option<&str>,
+    limit: usize,
+    colour: bool,
+) -> Result<String, RunError> {
+    let mut out = String::new();
+    let mut filter = is("partner_id", partner);
+    if let Some(c) = customer {
+        filter = filter.and(is("customer_id", c));
+    }
+    let mut columns = vec!["customer_id", "currency", "explanation"];
+    columns.extend(STEPS.iter().map(|s| s.0));
+    let chosen = rows_of(cycle, "explanations", filter.clone(), &columns)?;
+    if chosen.height() == 0 {
         return Err(RunError::Usage(format!(
             "no explanation for partner {partner}{} in {}",
             customer
                 .map(|c| format!(", customer {c}"))
                 .unwrap_or_default(),
-            cycle_dir.display()
+            cycle.dir.display()
         )));
     }
-    // The waterfall, summed over the chosen rows per currency, at the currency's scale (the
-    // places its amounts are written with).
-    let mut by_currency: BTreeMap<&str, BTreeMap<&str, rust_decimal::Decimal>> = BTreeMap::new();
-    let mut scales: BTreeMap<&str, u32> = BTreeMap::new();
-    for r in &chosen {
-        let currency = r["currency"].as_str();
-        let sums = by_currency.entry(currency).or_default();
-        let scale = scales.entry(currency).or_default();
-        for (col, _) in STEPS {
-            let value = crate::money::parse_decimal(&r[*col], 28).unwrap_or_default();
-            *scale = (*scale).max(value.scale());
-            *sums.entry(col).or_default() += value;
+    // The waterfall, summed over the chosen rows per currency, at the currency's scale.
+    let currencies = texts(&chosen, "currency")?;
+    let mut by_currency: BTreeMap<&str, Vec<Decimal>> = BTreeMap::new();
+    let figures_of: Vec<Vec<Decimal>> = STEPS
+        .iter()
+        .map(|(c, _)| decimals(&chosen, c))
+        .collect::<Result<_, _>>()?;
+    for (i, currency) in currencies.iter().enumerate() {
+        let sums = by_currency
+            .entry(currency.as_str())
+            .or_insert_with(|| vec![Decimal::ZERO; STEPS.len()]);
+        for (s, figures) in sums.iter_mut().zip(&figures_of) {
+            *s += figures[i];
         }
     }
-    let figures: BTreeMap<&str, Vec<String>> = by_currency
+    let cells: BTreeMap<&str, Vec<String>> = by_currency
         .iter()
         .map(|(currency, sums)| {
-            let scale = scales.get(currency).copied().unwrap_or(2);
-            let cells = STEPS
+            let scale = cycle.scale(currency);
+            let cells = sums
                 .iter()
-                .map(|(col, _)| crate::money::format_amount(sums[col], scale))
+                .map(|d| crate::analyst::grouped(*d, scale))
                 .collect();
             (*currency, cells)
         })
         .collect();
-    let width = figures
+    let width = cells
         .values()
         .flatten()
-        .map(|f| f.len())
+        .map(|f| f.chars().count())
         .max()
         .unwrap_or(0)
         .max(16);
-    for currency in by_currency.keys() {
+    let label_width = STEPS.iter().map(|s| s.1.chars().count()).max().unwrap_or(0);
+    for (currency, figures) in &cells {
         let title = format!(
             "{partner}{} — {currency}",
             customer
                 .map(|c| format!(" / {c}"))
-                .unwrap_or_else(|| format!(" ({} rows)", chosen.len()))
+                .unwrap_or_else(|| format!(" ({} rows)", chosen.height()))
         );
         let _ = writeln!(out, "{}", bold(&title, colour));
-        for ((_, label), figure) in STEPS.iter().zip(&figures[currency]) {
-            let _ = writeln!(out, "  {label:<42} {figure:>width$}");
+        for ((_, label), figure) in STEPS.iter().zip(figures) {
+            let _ = writeln!(out, "  {label:<label_width$} {figure:>width$}");
         }
     }
-    if customer.is_some() && chosen.len() == 1 {
-        let _ = writeln!(out, "\n{}", chosen[0]["explanation"]);
+    if customer.is_some() && chosen.height() == 1 {
+        let _ = writeln!(out, "\n{}", texts(&chosen, "explanation")?[0]);
     }
-    // The lines behind each step, largest first.
-    let outcomes = read(&cycle_dir.join("line_outcomes.csv"))?;
-    let mut groups: BTreeMap<(String, String), Vec<&Row>> = BTreeMap::new();
-    for o in outcomes
-        .iter()
-        .filter(|o| o["partner_id"] == partner && customer.is_none_or(|c| o["customer_id"] == c))
-    {
+    // The lines behind each step, largest first: only this partner's (and customer's) lines,
+    // only the columns listed.
+    let lines = rows_of(
+        cycle,
+        "line_outcomes",
+        filter,
+        &[
+            "line_id",
+            "customer_id",
+            "payable_amount",
+            "currency",
+            "fate",
+            "reason",
+            "rule_ids",
+            "incentive",
+        ],
+    )?;
+    out.push_str(&line_groups(&lines, limit, colour)?);
+    Ok(out)
+}
+
+/// The partner's lines grouped by fate and reason, each group largest first (by magnitude),
+/// `limit` lines shown per group, columns as wide as their widest cell shown.
+fn line_groups(
+    lines: &polars::prelude::DataFrame,
+    limit: usize,
+    colour: bool,
+) -> Result<String, RunError> {
+    let mut out = String::new();
+    let fate = texts(lines, "fate")?;
+    let reason = texts(lines, "reason")?;
+    let payable = decimals(lines, "payable_amount")?;
+    let line_id = texts(lines, "line_id")?;
+    let mut groups: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for i in 0..lines.height() {
         groups
-            .entry((o["fate"].clone(), o["reason"].clone()))
+            .entry((fate[i].as_str(), reason[i].as_str()))
             .or_default()
-            .push(o);
+            .push(i);
     }
-    // Columns as wide as the widest cell listed, so amounts line up whatever their size.
-    let listed: Vec<&Row> = groups.values().flat_map(|l| l.iter().copied()).collect();
-    let w = |col: &str, min: usize| {
-        listed
+    for list in groups.values_mut() {
+        list.sort_by(|a, b| {
+            payable[*b]
+                .abs()
+                .cmp(&payable[*a].abs())
+                .then(line_id[*a].cmp(&line_id[*b]))
+        });
+    }
+    let shown: Vec<usize> = groups
+        .values()
+        .flat_map(|l| l.iter().take(limit).copied())
+        .collect();
+    // Only the shown rows are turned into text for the table.
+    let shown_frame = lines
+        .take(&polars::prelude::IdxCa::from_vec(
+            "i".into(),
+            shown
+                .iter()
+                .map(|i| *i as polars::prelude::IdxSize)
+                .collect(),
+        ))
+        .map_err(|e| RunError::Io(e.to_string()))?;
+    let cell = text_columns(
+        &shown_frame,
+        &[
+            "line_id",
+            "customer_id",
+            "payable_amount",
+            "currency",
+            "incentive",
+            "rule_ids",
+        ],
+    )?;
+    let w = |c: &str, min: usize| {
+        cell[c]
             .iter()
-            .map(|o| o[col].chars().count())
+            .map(|v| v.chars().count())
             .max()
             .unwrap_or(0)
             .max(min)
@@ -282,46 +402,49 @@ pub fn render(
         w("payable_amount", 14),
         w("incentive", 10),
     );
-    for ((fate, reason), mut lines) in groups {
-        lines.sort_by(|a, b| {
-            abs_amount(&b["payable_amount"])
-                .cmp(&abs_amount(&a["payable_amount"]))
-                .then(a["line_id"].cmp(&b["line_id"]))
-        });
+    let mut at = 0;
+    for ((fate, reason), list) in &groups {
         let label = if reason.is_empty() {
-            fate.clone()
+            fate.to_string()
         } else {
             format!("{fate} ({reason})")
         };
-        let _ = writeln!(out, "\n{}: {} line(s)", bold(&label, colour), lines.len());
-        for o in lines.iter().take(limit) {
+        let _ = writeln!(out, "\n{}: {} line(s)", bold(&label, colour), list.len());
+        for _ in list.iter().take(limit) {
+            let f = |c: &str| cell[c][at].as_str();
             let _ = writeln!(
                 out,
                 "  {:<w_line$} {:<w_customer$} payable {:>w_payable$} {}  incentive {:>w_incentive$}  {}",
-                o["line_id"],
-                o["customer_id"],
-                o["payable_amount"],
-                o["currency"],
-                o["incentive"],
-                o["rule_ids"]
+                f("line_id"),
+                f("customer_id"),
+                f("payable_amount"),
+                f("currency"),
+                f("incentive"),
+                f("rule_ids")
             );
+            at += 1;
         }
-        if lines.len() > limit {
-            let _ = writeln!(out, "  … {} more (--limit)", lines.len() - limit);
+        if list.len() > limit {
+            let _ = writeln!(out, "  … {} more (--limit)", list.len() - limit);
         }
     }
     Ok(out)
+}
+
+/// A frame of one column, for tests.
+#[cfg(test)]
+fn frame(name: &str, values: &[&str]) -> polars::prelude::DataFrame {
+    use polars::prelude::*;
+    DataFrame::new_infer_height(vec![Column::new(name.into(), values)]).unwrap()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn cells_read_for_the_terminal_have_control_characters_escaped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("explanations.csv");
-        std::fs::write(&path, "partner_id,explanation\nSP1,\"a\u{1b}[31mred\rb\"\n").unwrap();
-        let rows = super::read(&path).unwrap();
-        assert_eq!(rows[0]["explanation"], "a\\u{1b}[31mred\\rb");
-        assert_eq!(rows[0]["partner_id"], "SP1");
+        let df = super::frame("explanation", &["a\u{1b}[31mred\rb", "SP1"]);
+        let cells = crate::analyst::cycle::texts(&df, "explanation").unwrap();
+        assert_eq!(cells[0], "a\\u{1b}[31mred\\rb");
+        assert_eq!(cells[1], "SP1");
     }
 }

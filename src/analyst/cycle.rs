@@ -1,0 +1,350 @@
+//! A published cycle (`OUT/<cycle>`) read through polars: lazy scans of its tables, CSV or
+//! Parquet alike, each with a declared schema (amounts `Decimal(38, 8)`, counts `Int64`, text
+//! as text), so no amount ever passes through a float and a question reads only the columns
+//! and rows it names. The tools beside the run (`explain`, `report`, `query`, `whatif`) read
+//! the cycle only through this module.
+
+use crate::calendar::Cycle;
+use crate::error::RunError;
+use polars::prelude::*;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Every decimal place a published amount can have (SPEC Appendix B: at most 8).
+pub const SCALE: usize = 8;
+/// Digits of a published amount: `DECIMAL(38, 8)`, as the Parquet outputs declare it.
+pub const PRECISION: usize = 38;
+
+/// The tables of a published cycle, by the names `query` knows them by.
+pub const TABLES: &[&str] = &[
+    "ledger",
+    "line_outcomes",
+    "explanations",
+    "voucher_deductions",
+    "voucher_balances",
+    "expiry_report",
+    "subsidies",
+    "rejects",
+];
+
+/// The amount columns of every table (SPEC Appendix B): read as exact decimals.
+pub const AMOUNT_COLUMNS: &[&str] = &[
+    "base",
+    "rate",
+    "amount",
+    "payable_amount",
+    "incentive",
+    "consumption",
+    "refunds",
+    "eligible_base",
+    "non_base",
+    "excluded",
+    "deferred_out_base",
+    "deferred_out_non_base",
+    "deferred_out_incentive",
+    "clawback_base",
+    "refund_not_earned",
+    "earned_now",
+    "carried_in",
+    "clawed_back",
+    "tier",
+    "cap",
+    "override",
+    "voucher_balance_after",
+    "opening",
+    "deducted",
+    "expired",
+    "closing",
+    "balance",
+    "annual_new_resource_amount",
+];
+
+/// The count columns: row numbers and line counts.
+pub const COUNT_COLUMNS: &[&str] = &["row", "source_row", "rejected_lines"];
+
+/// The decimal type every amount is read as.
+pub fn amount_type() -> DataType {
+    DataType::Decimal(PRECISION, SCALE)
+}
+
+/// How a cycle was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// A published cycle folder, its format, and the places each currency's computed amounts are
+/// written with (from the manifest's totals, written at the currency's scale).
+#[derive(Debug, Clone)]
+pub struct PublishedCycle {
+    pub dir: PathBuf,
+    pub cycle: Cycle,
+    pub format: Format,
+    scales: BTreeMap<String, u32>,
+}
+
+/// A polars error as this crate's: a question the cycle cannot answer is an I/O-class failure
+/// (exit 1) naming the folder.
+pub fn polars_error(dir: &Path, e: PolarsError) -> RunError {
+    RunError::Io(format!("{}: {e}", dir.display()))
+}
+
+impl PublishedCycle {
+    /// The cycle published as `OUT/<cycle>`: CSV if `ledger.csv` is there, Parquet if
+    /// `ledger.parquet` is; exit 2 naming the folder otherwise.
+    pub fn open(out: &Path, cycle: Cycle) -> Result<PublishedCycle, RunError> {
+        let dir = out.join(cycle.to_string());
+        let format = if dir.join("ledger.csv").is_file() {
+            Format::Csv
+        } else if dir.join("ledger.parquet").is_file() {
+            Format::Parquet
+        } else {
+            return Err(RunError::Usage(format!(
+                "{}: no published cycle {cycle} here (neither ledger.csv nor ledger.parquet): pass --out with the folder the cycle was run with",
+                dir.display()
+            )));
+        };
+        let scales = manifest_scales(&dir.join("manifest.json"));
+        Ok(PublishedCycle {
+            dir,
+            cycle,
+            format,
+            scales,
+        })
+    }
+
+    /// The places `currency`'s computed amounts are written with (2 when the manifest does not
+    /// say).
+    pub fn scale(&self, currency: &str) -> u32 {
+        self.scales.get(currency).copied().unwrap_or(2)
+    }
+
+    /// The file of `table` in this cycle.
+    pub fn path(&self, table: &str) -> PathBuf {
+        self.dir
+            .join(format!("{table}.{}", self.format.extension()))
+    }
+
+    /// A lazy scan of `table` with its declared schema.
+    pub fn scan(&self, table: &str) -> Result<LazyFrame, RunError> {
+        let path = self.path(table);
+        if !path.is_file() {
+            return Err(RunError::Usage(format!(
+                "{}: missing from the published cycle (is this a published cycle folder?)",
+                path.display()
+            )));
+        }
+        self.scan_path(&path, false)
+    }
+
+    /// A lazy scan of every partner statement (`ledgers/*`): the journal's rows and the rows
+    /// of earlier runs credited to this cycle. `None` when the cycle has none.
+    pub fn scan_statements(&self) -> Result<Option<LazyFrame>, RunError> {
+        let folder = self.dir.join("ledgers");
+        let any = std::fs::read_dir(&folder)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if !any {
+            return Ok(None);
+        }
+        let pattern = folder.join(format!("*.{}", self.format.extension()));
+        self.scan_path(&pattern, true).map(Some)
+    }
+
+    fn scan_path(&self, path: &Path, glob: bool) -> Result<LazyFrame, RunError> {
+        let err = |e| polars_error(path, e);
+        let pl_path = PlRefPath::try_from_path(path).map_err(err)?;
+        match self.format {
+            Format::Csv => {
+                // Every column as text but the declared ones: nothing is inferred.
+                let declared: Schema = AMOUNT_COLUMNS
+                    .iter()
+                    .map(|c| Field::new((*c).into(), amount_type()))
+                    .chain(
+                        COUNT_COLUMNS
+                            .iter()
+                            .map(|c| Field::new((*c).into(), DataType::Int64)),
+                    )
+                    .collect();
+                LazyCsvReader::new(pl_path)
+                    .with_has_header(true)
+                    .with_glob(glob)
+                    .with_infer_schema_length(Some(0))
+                    .with_dtype_overwrite(Some(Arc::new(declared)))
+                    .finish()
+                    .map_err(err)
+            }
+            Format::Parquet => {
+                let args = ScanArgsParquet {
+                    glob,
+                    ..Default::default()
+                };
+                let mut lf = LazyFrame::scan_parquet(pl_path, args).map_err(err)?;
+                // Through polars' own schema, then the declared types: amounts exact decimals
+                // whether a file holds them as DECIMAL or as text, counts Int64.
+                let schema = lf.collect_schema().map_err(err)?;
+                let casts: Vec<Expr> = schema
+                    .iter_names()
+                    .filter_map(|name| {
+                        let n = name.as_str();
+                        if AMOUNT_COLUMNS.contains(&n) {
+                            Some(col(n).cast(amount_type()))
+                        } else if COUNT_COLUMNS.contains(&n) {
+                            Some(col(n).cast(DataType::Int64))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                if !casts.is_empty() {
+                    lf = lf.with_columns(casts);
+                }
+                Ok(lf)
+            }
+        }
+    }
+
+    /// Runs a question on the streaming engine (memory bounded by the batches it holds).
+    pub fn collect(&self, lf: LazyFrame) -> Result<DataFrame, RunError> {
+        collect(&self.dir, lf)
+    }
+}
+
+/// Runs `lf` on polars' streaming engine.
+pub fn collect(dir: &Path, lf: LazyFrame) -> Result<DataFrame, RunError> {
+    lf.collect_with_engine(Engine::Streaming)
+        .map(|r| r.unwrap_single())
+        .map_err(|e| polars_error(dir, e))
+}
+
+/// `{"CNY": 2, ...}` from the manifest's totals of computed amounts (written at the currency's
+/// scale); empty if the manifest cannot be read.
+fn manifest_scales(path: &Path) -> BTreeMap<String, u32> {
+    let mut scales = BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return scales;
+    };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return scales;
+    };
+    let places = |s: &str| s.split_once('.').map_or(0, |(_, f)| f.len() as u32);
+    if let Some(map) = doc
+        .pointer("/output_totals/explained_incentive")
+        .and_then(|v| v.as_object())
+    {
+        for (currency, total) in map {
+            if let Some(s) = total.as_str() {
+                scales.insert(currency.clone(), places(s));
+            }
+        }
+    }
+    if let Some(map) = doc
+        .pointer("/output_totals/ledger")
+        .and_then(|v| v.as_object())
+    {
+        for (currency, kinds) in map {
+            if let Some(s) = kinds
+                .as_object()
+                .and_then(|k| k.values().next())
+                .and_then(|v| v.as_str())
+            {
+                scales.entry(currency.clone()).or_insert_with(|| places(s));
+            }
+        }
+    }
+    scales
+}
+
+/// A column of text cells (empty for nulls), control characters escaped for a terminal;
+/// amounts as the published tables write them (exact, padded to 2 places).
+pub fn texts(df: &DataFrame, name: &str) -> Result<Vec<String>, RunError> {
+    let column = df
+        .column(name)
+        .map_err(|e| RunError::Io(format!("column {name}: {e}")))?;
+    if matches!(column.dtype(), DataType::Decimal(_, _)) {
+        // As the published tables write an amount: exact, at least 2 places.
+        return Ok(decimals(df, name)?
+            .into_iter()
+            .map(|d| crate::money::format_amount(d, 2))
+            .collect());
+    }
+    let column = column
+        .cast(&DataType::String)
+        .map_err(|e| RunError::Io(format!("column {name}: {e}")))?;
+    let strings = column
+        .str()
+        .map_err(|e| RunError::Io(format!("column {name}: {e}")))?;
+    Ok(strings
+        .iter()
+        .map(|v| crate::error::printable(v.unwrap_or("")).into_owned())
+        .collect())
+}
+
+/// A column of exact amounts (zero for nulls).
+pub fn decimals(df: &DataFrame, name: &str) -> Result<Vec<Decimal>, RunError> {
+    let fail = |e: PolarsError| RunError::Io(format!("column {name}: {e}"));
+    let column = df.column(name).map_err(fail)?;
+    let column = column.cast(&amount_type()).map_err(fail)?;
+    let ca = column.decimal().map_err(fail)?;
+    let scale = ca.scale() as u32;
+    ca.physical()
+        .iter()
+        .map(|v| to_decimal(v.unwrap_or(0), scale))
+        .collect()
+}
+
+/// A polars decimal (mantissa and scale) as an exact `Decimal`, trailing zeros dropped.
+pub fn to_decimal(mantissa: i128, scale: u32) -> Result<Decimal, RunError> {
+    Decimal::try_from_i128_with_scale(mantissa, scale)
+        .map(|d| d.normalize())
+        .map_err(|e| RunError::Io(format!("an amount out of range: {e}")))
+}
+
+/// A column of counts (zero for nulls).
+pub fn counts(df: &DataFrame, name: &str) -> Result<Vec<i64>, RunError> {
+    let fail = |e: PolarsError| RunError::Io(format!("column {name}: {e}"));
+    let column = df.column(name).map_err(fail)?;
+    let column = column.cast(&DataType::Int64).map_err(fail)?;
+    Ok(column
+        .i64()
+        .map_err(fail)?
+        .iter()
+        .map(|v| v.unwrap_or(0))
+        .collect())
+}
+
+/// `col == value` for a text column.
+pub fn is(name: &str, value: &str) -> Expr {
+    col(name).eq(lit(value))
+}
+
+/// `col` is one of `values` (an OR of equalities: the sets asked here are small).
+pub fn is_one_of(name: &str, values: &[String]) -> Expr {
+    values
+        .iter()
+        .map(|v| col(name).eq(lit(v.as_str())))
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false))
+}
+
+/// SPEC §6's "credited to this cycle", the one definition every reader shares: the rows of
+/// kinds earn, clawback, tier, cap and override whose `credit_cycle` is the cycle, this run's
+/// and those an earlier run created and credited now (the partner statements hold both).
+/// Subsidies, withdrawals and expiry move balances and stay outside it.
+pub fn credited_to(cycle: Cycle) -> Expr {
+    is("credit_cycle", &cycle.to_string()).and(is_one_of(
+        "kind",
+        &["earn", "clawback", "tier", "cap", "override"].map(String::from),
+    ))
+}
