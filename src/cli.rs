@@ -516,11 +516,7 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
     match command {
         Command::Run(args) => args
             .resolve()
-            .and_then(|config| {
-                // The paragraphs name exclusions by the rule set's readable reasons.
-                crate::explain::register_reason_words_from(&config.rules);
-                run::run(&config, output.progress.as_ref())
-            })
+            .and_then(|config| run::run(&config, output.progress.as_ref()))
             .map(|report| output.run_summary(&report)),
         Command::Generate(args) => args.resolve().and_then(|config| {
             for dir in generate::generate(&config)? {

@@ -5,15 +5,7 @@
 mod paragraph;
 pub mod view;
 
-pub use paragraph::{Lang, paragraph, register_reason_words};
-
-/// Registers the readable exclusion reasons of the rule set in `rules` for the paragraphs (a
-/// rule set that does not load is left to the run to report).
-pub fn register_reason_words_from(rules: &std::path::Path) {
-    if let Ok(set) = crate::rules::load_rules(rules) {
-        register_reason_words(&set);
-    }
-}
+pub use paragraph::{Lang, ReasonWords, paragraph, reason_words_of};
 
 use crate::calendar::Cycle;
 use crate::evaluate::{CarriedRow, Evaluation, Fate, Kind};

@@ -2,8 +2,8 @@
 //! Chinese (the vendor's own terms: 激励, 账期, 代金券, 退订, 总经销商, 云经销商, 顾问销售, 代售).
 //! Amounts in the prose are at the currency's scale with thousands separators (the exact
 //! figures stay in the row's columns); refunds are said as amounts refunded, never with a minus
-//! sign; exclusions by their readable reason (the rule set's `explanation` text, registered by
-//! [`register_reason_words`], else the reason code in words); every case in words: lines paid
+//! sign; exclusions by their readable reason (the rule set's `explanation` text, else the reason
+//! code in words); every case in words: lines paid
 //! entirely with customer coupons, lines credited next cycle and why, the resellers whose
 //! lines earned a distributor its override.
 
@@ -11,7 +11,6 @@ use super::Explanation;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::RwLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Lang {
@@ -20,41 +19,55 @@ pub enum Lang {
     Zh,
 }
 
-/// The readable words of each exclusion reason (reason code → the rule set's `explanation`).
-static REASON_WORDS: RwLock<BTreeMap<String, String>> = RwLock::new(BTreeMap::new());
+/// The readable words of each exclusion reason: reason code → the rule set's `explanation`.
+pub type ReasonWords = BTreeMap<String, String>;
 
-/// Registers the rule set's readable reasons for the paragraphs written after it.
-pub fn register_reason_words(rules: &crate::rules::RuleSet) {
-    if let Ok(mut words) = REASON_WORDS.write() {
-        for e in &rules.exclusions {
-            words.insert(e.reason.clone(), e.explanation.clone());
-        }
-    }
+/// The rule set's readable exclusion reasons, for the paragraphs.
+pub fn reason_words_of(rules: &crate::rules::RuleSet) -> ReasonWords {
+    rules
+        .exclusions
+        .iter()
+        .map(|e| (e.reason.clone(), e.explanation.clone()))
+        .collect()
 }
 
-/// The words of an exclusion reason: the rule set's, else the code with spaces.
-fn reason_words(code: &str) -> String {
-    REASON_WORDS
-        .read()
-        .ok()
-        .and_then(|w| w.get(code).cloned())
-        .unwrap_or_else(|| code.replace('_', " "))
-}
-
-/// The paragraph of one explanation row, in `lang`, amounts at `scale`.
-pub fn paragraph(e: &Explanation, cycle: &str, lang: Lang, scale: u32) -> String {
-    let words = Words { e, cycle, scale };
+/// The paragraph of one explanation row, in `lang`, amounts at `scale`, exclusions named by
+/// `reasons` (else by their code in words).
+pub fn paragraph(
+    e: &Explanation,
+    cycle: &str,
+    lang: Lang,
+    scale: u32,
+    reasons: &ReasonWords,
+) -> String {
+    let words = Words {
+        e,
+        cycle,
+        scale,
+        reasons,
+    };
     match lang {
         Lang::En => words.english(),
         Lang::Zh => words.chinese(),
     }
 }
 
-/// What a paragraph is made of: the row, its cycle, the currency's scale.
+/// What a paragraph is made of: the row, its cycle, the currency's scale, the reasons' words.
 struct Words<'e> {
     e: &'e Explanation,
     cycle: &'e str,
     scale: u32,
+    reasons: &'e ReasonWords,
+}
+
+impl Words<'_> {
+    /// The words of an exclusion reason: the rule set's, else the code with spaces.
+    fn reason(&self, code: &str) -> String {
+        self.reasons
+            .get(code)
+            .cloned()
+            .unwrap_or_else(|| code.replace('_', " "))
+    }
 }
 
 fn nz(d: Decimal) -> bool {
@@ -149,7 +162,7 @@ impl Words<'_> {
             let reasons: Vec<String> = e
                 .excluded_by_reason
                 .iter()
-                .map(|(r, a)| format!("{} ({})", reason_words(r), self.m(*a)))
+                .map(|(r, a)| format!("{} ({})", self.reason(r), self.m(*a)))
                 .collect();
             let _ = write!(
                 p,
@@ -319,7 +332,7 @@ impl Words<'_> {
             let reasons: Vec<String> = e
                 .excluded_by_reason
                 .iter()
-                .map(|(r, a)| format!("{}（{}）", reason_words(r), self.m(*a)))
+                .map(|(r, a)| format!("{}（{}）", self.reason(r), self.m(*a)))
                 .collect();
             let _ = write!(
                 p,

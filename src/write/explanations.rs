@@ -42,6 +42,7 @@ pub fn write_explanations(
     lang: Lang,
 ) -> Result<(), RunError> {
     let mut out = staging.table("explanations", COLUMNS)?;
+    let reasons = crate::explain::reason_words_of(rules);
     super::table::write_parallel(&mut out, explanations, |slice, batch| {
         for e in slice {
             let scale = rules.rounding.scale(e.currency);
@@ -53,7 +54,7 @@ pub fn write_explanations(
                 .collect::<Vec<_>>()
                 .join(";");
             let figures = e.amounts().map(|d| Out::Amount(d, scale));
-            let text = paragraph(e, cycle, lang, scale);
+            let text = paragraph(e, cycle, lang, scale, &reasons);
             let mut cells = vec![
                 Out::Text(cycle),
                 Out::Text(&e.partner_id),
