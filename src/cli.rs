@@ -544,10 +544,10 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
             crate::status::status(&args.state).map(|text| out(&crate::error::printable(&text)))
         }
         Command::Explain(args) => {
-            crate::explain::view::warn_on_standing(&args.state, &args.out, args.cycle);
+            crate::analyst::explain::warn_on_standing(&args.state, &args.out, args.cycle);
             crate::analyst::cycle::PublishedCycle::open(&args.out, args.cycle)
                 .and_then(|cycle| {
-                    crate::explain::view::render(
+                    crate::analyst::explain::render(
                         &cycle,
                         &args.partner,
                         args.customer.as_deref(),
@@ -558,7 +558,7 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
                 .map(|text| out(&text))
         }
         Command::Report(args) => {
-            crate::explain::view::warn_on_standing(&args.state, &args.out, args.cycle);
+            crate::analyst::explain::warn_on_standing(&args.state, &args.out, args.cycle);
             let output = args.output.clone().unwrap_or_else(|| {
                 args.out.join(match &args.partner {
                     Some(p) => format!("{}-report-{p}.html", args.cycle),

@@ -242,7 +242,7 @@ pub struct QueryArgs {
 
 /// Runs `incentives query`: the text for the terminal.
 pub fn main(args: &QueryArgs) -> Result<String, RunError> {
-    crate::explain::view::warn_on_standing(&args.state, &args.out, args.cycle);
+    crate::analyst::explain::warn_on_standing(&args.state, &args.out, args.cycle);
     let cycle = PublishedCycle::open(&args.out, args.cycle)?;
     let mut df = run_query(&cycle, &args.sql)?;
     match &args.output {

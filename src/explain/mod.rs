@@ -3,7 +3,6 @@
 //! with the identities of SPEC §6 checked on the figures before anything is published.
 
 mod paragraph;
-pub mod view;
 
 pub use paragraph::{Lang, ReasonWords, paragraph, reason_words_of};
 

@@ -94,7 +94,7 @@ fn deferral_zh(code: &str) -> String {
 impl Words<'_> {
     /// An amount in prose: at the currency's scale, thousands separated.
     fn m(&self, d: Decimal) -> String {
-        crate::analyst::prose(d, self.scale)
+        crate::money::prose(d, self.scale)
     }
 
     /// An amount refunded or clawed back, said without its sign.
