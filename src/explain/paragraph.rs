@@ -103,9 +103,17 @@ impl Words<'_> {
     }
 
     fn english(&self) -> String {
+        let mut p = String::new();
+        self.english_consumption(&mut p);
+        self.english_timing_and_refunds(&mut p);
+        self.english_partner_and_total(&mut p);
+        p
+    }
+
+    /// The customer's consumption and refunds, what earned, what earned nothing.
+    fn english_consumption(&self, p: &mut String) {
         let (e, cycle) = (self.e, self.cycle);
         let cur = e.currency;
-        let mut p = String::new();
         if e.customer_id == "*" {
             let _ = write!(
                 p,
@@ -171,6 +179,11 @@ impl Words<'_> {
                 reasons.join("; ")
             );
         }
+    }
+
+    /// What moves between cycles, and what refunds took back.
+    fn english_timing_and_refunds(&self, p: &mut String) {
+        let e = self.e;
         if nz(e.deferred_out_base) || nz(e.deferred_out_non_base) {
             let why: Vec<String> = e
                 .notes
@@ -220,6 +233,12 @@ impl Words<'_> {
                 self.a(e.refund_not_earned)
             );
         }
+    }
+
+    /// Overrides, tier and cap, then the incentive credited as a sum in words.
+    fn english_partner_and_total(&self, p: &mut String) {
+        let e = self.e;
+        let cur = e.currency;
         if nz(e.override_) || !e.notes.override_resellers.is_empty() {
             let resellers: Vec<&str> = e
                 .notes
@@ -278,13 +297,20 @@ impl Words<'_> {
                 format!(" ({})", parts.join(", "))
             }
         );
-        p
     }
 
     fn chinese(&self) -> String {
+        let mut p = String::new();
+        self.chinese_consumption(&mut p);
+        self.chinese_timing_and_refunds(&mut p);
+        self.chinese_partner_and_total(&mut p);
+        p
+    }
+
+    /// The customer's consumption and refunds, what earned, what earned nothing.
+    fn chinese_consumption(&self, p: &mut String) {
         let (e, cycle) = (self.e, self.cycle);
         let cur = e.currency;
-        let mut p = String::new();
         if e.customer_id == "*" {
             let _ = write!(
                 p,
@@ -341,6 +367,11 @@ impl Words<'_> {
                 reasons.join("；")
             );
         }
+    }
+
+    /// What moves between cycles, and what refunds took back.
+    fn chinese_timing_and_refunds(&self, p: &mut String) {
+        let e = self.e;
         if nz(e.deferred_out_base) || nz(e.deferred_out_non_base) {
             let why: Vec<String> = e
                 .notes
@@ -390,6 +421,12 @@ impl Words<'_> {
                 self.a(e.refund_not_earned)
             );
         }
+    }
+
+    /// Overrides, tier and cap, then the incentive credited as a sum in words.
+    fn chinese_partner_and_total(&self, p: &mut String) {
+        let e = self.e;
+        let cur = e.currency;
         if nz(e.override_) || !e.notes.override_resellers.is_empty() {
             let resellers: Vec<&str> = e
                 .notes
@@ -444,6 +481,5 @@ impl Words<'_> {
                 format!("（{}）", parts.join("，"))
             }
         );
-        p
     }
 }
