@@ -332,6 +332,20 @@ fn cycle_page(
         words,
         &format!("{} {}", w("Partner incentives, cycle"), cycle.cycle),
     );
+    credited_section(&mut html, cycle, words)?;
+    apart_section(&mut html, cycle, words)?;
+    let listed = top_partners_section(&mut html, cycle, words, names)?;
+    html.push_str("</body></html>\n");
+    Ok((html, listed))
+}
+
+/// Credited to this cycle, per currency and lever, and credited next cycle.
+fn credited_section(
+    html: &mut String,
+    cycle: &PublishedCycle,
+    words: &Words,
+) -> Result<(), RunError> {
+    let w = |s| words.t(s);
     // Credited to this cycle, per currency (the explanations' incentive column: earned now,
     // carried in, clawed back, tier, cap, override) and per lever (the statements' rows under
     // the same definition); credited next cycle.
@@ -360,7 +374,7 @@ fn cycle_page(
     )?;
     let by_lever = keyed_sums(&by_lever, &["currency", "lever"], &["amount"])?;
     let _ = write!(
-        html,
+        *html,
         "<h2>{}</h2><table><tr><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th><th>{}</th></tr>",
         w("Incentive credited to this cycle"),
         w("currency"),
@@ -372,7 +386,7 @@ fn cycle_page(
         let c = &key[0];
         let scale = cycle.scale(c);
         let _ = write!(
-            html,
+            *html,
             "<tr class=\"total\" data-currency=\"{}\"><td class=\"l\"><b>{}</b></td><td class=\"l\"></td><td data-credited=\"{}\"><b>{}</b></td><td>{}</td></tr>",
             esc(c),
             esc(c),
@@ -382,7 +396,7 @@ fn cycle_page(
         );
         for (lk, amount) in by_lever.iter().filter(|(k, _)| &k[0] == c) {
             let _ = write!(
-                html,
+                *html,
                 "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td data-lever=\"{}\">{}</td><td></td></tr>",
                 esc(c),
                 esc(&lk[1]),
@@ -392,6 +406,12 @@ fn cycle_page(
         }
     }
     html.push_str("</table>");
+    Ok(())
+}
+
+/// Subsidies, withdrawals and expiry: they move balances, so they are shown apart.
+fn apart_section(html: &mut String, cycle: &PublishedCycle, words: &Words) -> Result<(), RunError> {
+    let w = |s| words.t(s);
     // Subsidies, withdrawals and expiry move balances: shown apart.
     let apart = cycle.collect(
         cycle
@@ -408,7 +428,7 @@ fn cycle_page(
         let rows = crate::analyst::cycle::counts(&apart, "rows")?;
         let apart = keyed_sums(&apart, &["currency", "kind"], &["amount"])?;
         let _ = write!(
-            html,
+            *html,
             "<h2>{}</h2><table><tr><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th><th>{}</th></tr>",
             w("Balances moved apart from the incentive credited"),
             w("currency"),
@@ -423,7 +443,7 @@ fn cycle_page(
                 _ => "expiry",
             };
             let _ = write!(
-                html,
+                *html,
                 "<tr><td class=\"l\">{}</td><td class=\"l\" data-kind=\"{}\">{}</td><td>{n}</td><td>{}</td></tr>",
                 esc(&key[0]),
                 esc(&key[1]),
@@ -433,6 +453,18 @@ fn cycle_page(
         }
         html.push_str("</table>");
     }
+    Ok(())
+}
+
+/// The top partners per currency by incentive credited, each linking to its page; returns the
+/// partners listed, in id order.
+fn top_partners_section(
+    html: &mut String,
+    cycle: &PublishedCycle,
+    words: &Words,
+    names: &BTreeMap<String, String>,
+) -> Result<Vec<String>, RunError> {
+    let w = |s| words.t(s);
     // The top partners per currency by incentive credited.
     let ranked = cycle.collect(
         cycle
@@ -453,12 +485,16 @@ fn cycle_page(
             .push((key[1].clone(), sums[0], sums[1]));
     }
     let mut listed: Vec<String> = Vec::new();
-    let _ = write!(html, "<h2>{}</h2>", w("Top partners by incentive credited"));
+    let _ = write!(
+        *html,
+        "<h2>{}</h2>",
+        w("Top partners by incentive credited")
+    );
     for (c, mut partners) in per_currency {
         partners.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let scale = cycle.scale(&c);
         let _ = write!(
-            html,
+            *html,
             "<h3>{} ({} {})</h3><table class=\"top\" data-currency=\"{}\"><tr><th>#</th><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th><th>{}</th></tr>",
             esc(&c),
             partners.len(),
@@ -471,7 +507,7 @@ fn cycle_page(
         );
         for (n, (p, incentive, consumption)) in partners.iter().take(TOP).enumerate() {
             let _ = write!(
-                html,
+                *html,
                 "<tr><td>{}</td><td class=\"l\"><a href=\"{}\">{}</a></td><td class=\"l\">{}</td><td>{}</td><td>{}</td></tr>",
                 n + 1,
                 esc(&partner_page_name(cycle, p)),
@@ -486,9 +522,8 @@ fn cycle_page(
         }
         html.push_str("</table>");
     }
-    html.push_str("</body></html>\n");
     listed.sort();
-    Ok((html, listed))
+    Ok(listed)
 }
 
 /// One partner's page: its waterfalls per currency, its customers' explanations and, for a
