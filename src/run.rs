@@ -680,7 +680,7 @@ fn commit_and_publish(
     if let Err(e) = prepared.commit() {
         // Nothing was committed: the staged folder is not to be published.
         let _ = std::fs::remove_dir_all(staged);
-        return Err(state_failed(&config.state, e));
+        return Err(state_failed(&config.state, e.into()));
     }
     fault_point("committed");
     write::publish(&config.out, config.cycle, staged)
@@ -758,7 +758,7 @@ impl<'r> CycleRun<'r, '_> {
         let prepared = self
             .state
             .prepare_commit(&record, deferred, pool_rows, &closing, &publication)
-            .map_err(|e| state_failed(state_dir, e))?;
+            .map_err(|e| state_failed(state_dir, e.into()))?;
         Ok((summary, record, prepared))
     }
 

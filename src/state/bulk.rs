@@ -5,14 +5,14 @@
 //! [`PART_ROWS`] rows, one SQLite row per part (`cycle_rows`), inside the run's one
 //! transaction. Any reader of the Snappy framing format turns a part back into plain CSV.
 
-use crate::error::RunError;
+use super::error::StateError;
 use std::io::{Read, Write};
 
 /// Rows per stored part: keeps every blob far below SQLite's 1 GB value limit.
 pub const PART_ROWS: u64 = 1 << 20;
 
-fn io_err(e: impl std::fmt::Display) -> RunError {
-    RunError::Io(format!("state store: {e}"))
+fn io_err(e: impl std::fmt::Display) -> StateError {
+    StateError::Io(format!("state store: {e}"))
 }
 
 /// Encodes rows into compressed CSV parts as they come, never holding the plain text whole.
@@ -58,7 +58,7 @@ impl PartsEncoder {
     }
 
     /// Appends one record (as many fields as the header).
-    pub fn row<I, F>(&mut self, fields: I) -> Result<(), RunError>
+    pub fn row<I, F>(&mut self, fields: I) -> Result<(), StateError>
     where
         I: IntoIterator<Item = F>,
         F: AsRef<str>,
@@ -72,7 +72,7 @@ impl PartsEncoder {
     }
 
     /// Appends `rows` records already formatted as CSV (as many fields as the header each).
-    pub fn csv_rows(&mut self, csv: &[u8], rows: u64) -> Result<(), RunError> {
+    pub fn csv_rows(&mut self, csv: &[u8], rows: u64) -> Result<(), StateError> {
         if self.current.is_none() {
             let mut head = String::new();
             record(&mut head, self.header);
@@ -90,7 +90,7 @@ impl PartsEncoder {
         Ok(())
     }
 
-    fn close_part(&mut self) -> Result<(), RunError> {
+    fn close_part(&mut self) -> Result<(), StateError> {
         if let Some(e) = self.current.take() {
             let data = e.into_inner().map_err(|e| io_err(e.error()))?;
             self.done.push(Part {
@@ -102,7 +102,7 @@ impl PartsEncoder {
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<Vec<Part>, RunError> {
+    pub fn finish(mut self) -> Result<Vec<Part>, StateError> {
         self.close_part()?;
         Ok(self.done)
     }
@@ -112,8 +112,8 @@ impl PartsEncoder {
 pub fn decode_part(
     data: &[u8],
     header: &[&str],
-    mut each: impl FnMut(&csv::StringRecord) -> Result<(), RunError>,
-) -> Result<(), RunError> {
+    mut each: impl FnMut(&csv::StringRecord) -> Result<(), StateError>,
+) -> Result<(), StateError> {
     let mut plain = Vec::new();
     snap::read::FrameDecoder::new(data)
         .read_to_end(&mut plain)

@@ -4,7 +4,7 @@
 //! one; the file records who holds it (pid and start time), for the message a second run prints.
 //! A lock file is opened without following a symbolic link planted in its place.
 
-use crate::error::RunError;
+use super::error::StateError;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -61,7 +61,7 @@ impl Holder {
 
 /// Opens `path` for a lock without following a symbolic link; a link, a folder or an error is
 /// named with what to do.
-pub fn open_nofollow(path: &Path) -> Result<File, RunError> {
+pub fn open_nofollow(path: &Path) -> Result<File, StateError> {
     OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -73,31 +73,31 @@ pub fn open_nofollow(path: &Path) -> Result<File, RunError> {
         .map_err(|e| {
             let meta = std::fs::symlink_metadata(path).ok();
             if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
-                RunError::Usage(format!(
+                StateError::Usage(format!(
                     "{}: is a symbolic link, where incentives creates its lock file; it is not followed: remove the link (rm {}) and run again",
                     path.display(),
                     path.display()
                 ))
             } else if meta.as_ref().is_some_and(|m| m.is_dir()) {
-                RunError::Usage(format!(
+                StateError::Usage(format!(
                     "{}: is a folder, where incentives keeps its lock file: move it away and run again",
                     path.display()
                 ))
             } else {
-                RunError::io(path.display(), e)
+                StateError::io(path.display(), e)
             }
         })
 }
 
 impl Lock {
     /// Takes the state lock `STATE/lock` or fails with exit 5 naming the holder.
-    pub fn acquire(dir: &Path) -> Result<Lock, RunError> {
+    pub fn acquire(dir: &Path) -> Result<Lock, StateError> {
         Lock::take(&dir.join("lock"), "the state lock", "the state")
     }
 
     /// Takes `OUT/.<cycle>.lock`: one publisher of `OUT/<cycle>` at a time, whatever its state.
-    pub fn publisher(out_root: &Path, cycle: crate::calendar::Cycle) -> Result<Lock, RunError> {
-        std::fs::create_dir_all(out_root).map_err(|e| RunError::io(out_root.display(), e))?;
+    pub fn publisher(out_root: &Path, cycle: crate::calendar::Cycle) -> Result<Lock, StateError> {
+        std::fs::create_dir_all(out_root).map_err(|e| StateError::io(out_root.display(), e))?;
         let published = out_root.join(cycle.to_string());
         Lock::take(
             &out_root.join(format!(".{cycle}.lock")),
@@ -109,7 +109,7 @@ impl Lock {
     /// Takes the lock at `path` or fails with exit 5: naming the run that holds it, or saying
     /// that a process outside incentives does. A note about a holder that died without clearing
     /// the file (it cannot hold the lock: the OS dropped it) goes to stderr.
-    fn take(path: &Path, what: &str, guarded: &str) -> Result<Lock, RunError> {
+    fn take(path: &Path, what: &str, guarded: &str) -> Result<Lock, StateError> {
         let mut file = open_nofollow(path)?;
         let mut text = String::new();
         match file.try_lock() {
@@ -118,7 +118,7 @@ impl Lock {
                 let _ = file.read_to_string(&mut text);
                 return Err(busy(path, what, guarded, &text));
             }
-            Err(TryLockError::Error(e)) => return Err(RunError::io(path.display(), e)),
+            Err(TryLockError::Error(e)) => return Err(StateError::io(path.display(), e)),
         }
         let _ = file.read_to_string(&mut text);
         if let Some(h) = holder(&text)
@@ -143,21 +143,21 @@ impl Lock {
             .and_then(|_| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(line.as_bytes()))
             .and_then(|_| file.sync_all())
-            .map_err(|e| RunError::io(path.display(), e))?;
+            .map_err(|e| StateError::io(path.display(), e))?;
         Ok(Lock { file })
     }
 }
 
 /// The exit-5 message for a lock held by someone else.
-fn busy(path: &Path, what: &str, guarded: &str, text: &str) -> RunError {
+fn busy(path: &Path, what: &str, guarded: &str, text: &str) -> StateError {
     let shown = path.display();
     match holder(text).filter(Holder::running) {
-        Some(h) => RunError::Locked(format!(
+        Some(h) => StateError::Locked(format!(
             "{shown}: another incentives run holds {what} ({}); wait for it to finish and run again",
             h.text
         )),
         // Nothing recorded, or a run that is gone: the flock is someone else's.
-        None => RunError::Locked(format!(
+        None => StateError::Locked(format!(
             "{shown}: a process outside incentives holds {what} (an flock on this file, not an incentives run); \
              find it with `fuser -v {shown}` (or `lsof {shown}`), let it finish or stop it, then run again; \
              nothing in {guarded} was changed"
@@ -195,8 +195,8 @@ mod tests {
         std::fs::write(&target, "keep").unwrap();
         std::os::unix::fs::symlink(&target, dir.path().join("lock")).unwrap();
         let e = Lock::acquire(dir.path()).err().unwrap();
-        assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(crate::error::RunError::from(e).exit_code(), 2);
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 }

@@ -15,15 +15,16 @@
 //! - `publication`: a staged output folder whose state is committed but not yet published.
 
 mod bulk;
+mod error;
 pub mod lock;
 
 use crate::calendar::Cycle;
 use crate::chain::{
     CarriedRow, ClosingBalances, Lot, PoolDelta, Prior, PriorBalances, PriorPool, StoredVoucher,
 };
-use crate::error::RunError;
 use crate::model::{Currency, Voucher};
 use crate::money::parse_decimal;
+pub use error::StateError;
 use lock::StateLock;
 use rusqlite::{Connection, OptionalExtension, params};
 use rust_decimal::Decimal;
@@ -133,7 +134,7 @@ pub struct PreparedCommit<'s> {
 }
 
 impl PreparedCommit<'_> {
-    pub fn commit(self) -> Result<(), RunError> {
+    pub fn commit(self) -> Result<(), StateError> {
         // Test hook (debug builds only): `INCENTIVES_FAIL_AT=state` fails the commit as SQLite
         // does on a full disk (SQLITE_FULL); the transaction is rolled back as it would be.
         if crate::process::injected_failure("state").is_some() {
@@ -152,15 +153,15 @@ pub struct StateStore {
     _lock: StateLock,
 }
 
-fn sql(e: rusqlite::Error) -> RunError {
+fn sql(e: rusqlite::Error) -> StateError {
     match e.sqlite_error_code() {
         // Damage found after opening: the state is unusable, whatever the run does next.
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
-            RunError::Usage(format!(
+            StateError::Usage(format!(
                 "state store: {e}: state.db is malformed; restore it from a backup, or start the chain again in a new --state folder"
             ))
         }
-        _ => RunError::Io(format!("state store: {e}")),
+        _ => StateError::Io(format!("state store: {e}")),
     }
 }
 
@@ -170,9 +171,9 @@ const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// Checks `STATE` and `STATE/state.db` before SQLite opens them, so that a wrong path or a
 /// damaged file is named with what to do (exit 2), not left to a bare SQLite message (or, for
 /// an empty file, silently taken as a new state). Returns whether `state.db` exists.
-fn check_state_files(dir: &Path, writing: bool) -> Result<bool, RunError> {
+fn check_state_files(dir: &Path, writing: bool) -> Result<bool, StateError> {
     if dir.exists() && !dir.is_dir() {
-        return Err(RunError::not_a_folder(
+        return Err(StateError::not_a_folder(
             "--state",
             dir,
             "it holds state.db and the lock",
@@ -183,15 +184,15 @@ fn check_state_files(dir: &Path, writing: bool) -> Result<bool, RunError> {
     let meta = match std::fs::metadata(&path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(RunError::io(shown, e)),
+        Err(e) => return Err(StateError::io(shown, e)),
     };
     if meta.is_dir() {
-        return Err(RunError::Usage(format!(
+        return Err(StateError::Usage(format!(
             "{shown}: is a folder, where the state database must be a file: move it away, or pass another --state folder"
         )));
     }
     if meta.len() == 0 {
-        return Err(RunError::Usage(format!(
+        return Err(StateError::Usage(format!(
             "{shown}: is empty (0 bytes), not a state database: restore state.db from a backup; or, to start a new chain, remove the empty file (or pass a new --state folder) and run its first cycle with --first-cycle"
         )));
     }
@@ -202,15 +203,15 @@ fn check_state_files(dir: &Path, writing: bool) -> Result<bool, RunError> {
     let is_sqlite = match read {
         Ok(()) => &header == SQLITE_HEADER,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
-        Err(e) => return Err(RunError::io(shown, e)),
+        Err(e) => return Err(StateError::io(shown, e)),
     };
     if !is_sqlite {
-        return Err(RunError::Usage(format!(
+        return Err(StateError::Usage(format!(
             "{shown}: is not a SQLite database: restore state.db from a backup, or pass the --state folder that holds the chain"
         )));
     }
     if writing && meta.permissions().readonly() {
-        return Err(RunError::Usage(format!(
+        return Err(StateError::Usage(format!(
             "{shown}: is read-only, and a run writes its cycle there: make it writable (chmod u+w {shown}) and run again"
         )));
     }
@@ -218,20 +219,20 @@ fn check_state_files(dir: &Path, writing: bool) -> Result<bool, RunError> {
 }
 
 /// An error of SQLite opening or first reading `path`, with what to do.
-fn open_error(path: &Path, e: rusqlite::Error) -> RunError {
+fn open_error(path: &Path, e: rusqlite::Error) -> StateError {
     use rusqlite::ErrorCode as C;
     let shown = path.display();
     match e.sqlite_error_code() {
-        Some(C::DatabaseCorrupt | C::NotADatabase) => RunError::Usage(format!(
+        Some(C::DatabaseCorrupt | C::NotADatabase) => StateError::Usage(format!(
             "{shown}: the state database is malformed ({e}): restore state.db from a backup, or start the chain again in a new --state folder"
         )),
-        Some(C::ReadOnly) => RunError::Usage(format!(
+        Some(C::ReadOnly) => StateError::Usage(format!(
             "{shown}: is read-only ({e}), and a run writes its cycle there: make it and its folder writable and run again"
         )),
-        Some(C::CannotOpen | C::PermissionDenied) => RunError::Usage(format!(
+        Some(C::CannotOpen | C::PermissionDenied) => StateError::Usage(format!(
             "{shown}: cannot be opened ({e}): check that the --state folder and state.db are readable and writable by this user"
         )),
-        _ => RunError::Io(format!("{shown}: {e}")),
+        _ => StateError::Io(format!("{shown}: {e}")),
     }
 }
 
@@ -246,33 +247,33 @@ fn has_table(conn: &Connection, name: &str) -> Result<bool, rusqlite::Error> {
     .map(|n| n > 0)
 }
 
-fn not_a_state(path: &Path) -> RunError {
-    RunError::Usage(format!(
+fn not_a_state(path: &Path) -> StateError {
+    StateError::Usage(format!(
         "{}: is a SQLite database but not an incentives state (no `meta` and `cycles` tables): pass the --state folder that holds the chain, or a new one",
         path.display()
     ))
 }
 
-fn dec(text: &str) -> Result<Decimal, RunError> {
+fn dec(text: &str) -> Result<Decimal, StateError> {
     parse_decimal(text, 28)
-        .map_err(|_| RunError::Io(format!("state store: {text:?} is not a decimal")))
+        .map_err(|_| StateError::Io(format!("state store: {text:?} is not a decimal")))
 }
 
-fn currency_of(text: &str) -> Result<Currency, RunError> {
+fn currency_of(text: &str) -> Result<Currency, StateError> {
     Currency::parse(text)
-        .ok_or_else(|| RunError::Io(format!("state store: {text:?} is not a currency")))
+        .ok_or_else(|| StateError::Io(format!("state store: {text:?} is not a currency")))
 }
 
-fn cycle(text: &str) -> Result<Cycle, RunError> {
+fn cycle(text: &str) -> Result<Cycle, StateError> {
     text.parse()
-        .map_err(|e| RunError::Io(format!("state store: {e}")))
+        .map_err(|e| StateError::Io(format!("state store: {e}")))
 }
 
 impl StateStore {
     /// Opens (creating if need be) the state in `dir`, holding its lock until dropped.
-    pub fn open(dir: &Path) -> Result<StateStore, RunError> {
+    pub fn open(dir: &Path) -> Result<StateStore, StateError> {
         let existed = check_state_files(dir, true)?;
-        std::fs::create_dir_all(dir).map_err(|e| RunError::io(dir.display(), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| StateError::io(dir.display(), e))?;
         let lock = StateLock::acquire(dir)?;
         let path = dir.join("state.db");
         let conn = Connection::open(&path).map_err(|e| open_error(&path, e))?;
@@ -298,7 +299,7 @@ impl StateStore {
             )
             .map_err(sql)?;
         if version != SCHEMA_VERSION {
-            return Err(RunError::Usage(format!(
+            return Err(StateError::Usage(format!(
                 "{}: state schema {version} was written by an earlier release (this one reads schema {SCHEMA_VERSION}): start the chain again with its first cycle and a new --state folder",
                 dir.join("state.db").display()
             )));
@@ -311,12 +312,12 @@ impl StateStore {
     }
 
     /// Every cycle run, oldest first.
-    pub fn chain(&self) -> Result<Vec<CycleRecord>, RunError> {
+    pub fn chain(&self) -> Result<Vec<CycleRecord>, StateError> {
         read_cycles(&self.conn)
     }
 
     /// SPEC §4's chain rules: M needs M−1, not stale, unless it is the first cycle.
-    pub fn check_chain(&self, m: Cycle, first_cycle: bool) -> Result<(), RunError> {
+    pub fn check_chain(&self, m: Cycle, first_cycle: bool) -> Result<(), StateError> {
         let chain = self.chain()?;
         if first_cycle {
             // A chain starts once: `--first-cycle` re-runs the chain's own first cycle (the
@@ -326,7 +327,7 @@ impl StateStore {
             return match first {
                 None => Ok(()),
                 Some(first) if first == m.to_string() => Ok(()),
-                Some(first) => Err(RunError::Usage(format!(
+                Some(first) => Err(StateError::Usage(format!(
                     "--first-cycle {m}: the state in {} holds a chain that starts at {first}; \
                      --first-cycle only starts an empty state or re-runs that chain's first cycle ({first}). \
                      Nothing was changed. To start a new chain at {m}, pass a new --state folder; \
@@ -337,11 +338,11 @@ impl StateStore {
         }
         let previous = m.previous().to_string();
         match chain.iter().find(|c| c.cycle == previous) {
-            None => Err(RunError::Usage(format!(
+            None => Err(StateError::Usage(format!(
                 "cycle {m} needs cycle {previous} in the state ({}), and it is not there: run {previous} first, or pass --first-cycle if {m} starts the chain",
                 self.dir.display()
             ))),
-            Some(p) if p.stale => Err(RunError::Usage(format!(
+            Some(p) if p.stale => Err(StateError::Usage(format!(
                 "cycle {previous} is stale (an earlier cycle was re-run after it): re-run {previous} before {m}"
             ))),
             Some(_) => Ok(()),
@@ -350,7 +351,7 @@ impl StateStore {
 
     /// What cycles before `m` left for it: pools summed over those cycles, and the rows they
     /// deferred to `m`.
-    pub fn prior(&self, m: Cycle) -> Result<Prior, RunError> {
+    pub fn prior(&self, m: Cycle) -> Result<Prior, StateError> {
         let key = m.to_string();
         let mut pools: BTreeMap<(String, String, String, String), PriorPool> = BTreeMap::new();
         for data in self.parts("order_earnings", "cycle < ?1", &key)? {
@@ -407,7 +408,7 @@ impl StateStore {
                     lever: s(5),
                     rule_id: s(6),
                     kind: r[7].parse().map_err(|()| {
-                        RunError::Io(format!("state store: {:?} is not a ledger kind", &r[7]))
+                        StateError::Io(format!("state store: {:?} is not a ledger kind", &r[7]))
                     })?,
                     ref_id: s(8),
                     earned_cycle: cycle(&r[9])?,
@@ -429,7 +430,7 @@ impl StateStore {
 
     /// The stored parts of table `name` whose rows match `filter` (with `?1` bound to `key`),
     /// in the order they were written (cycle, credit cycle, part).
-    fn parts(&self, name: &str, filter: &str, key: &str) -> Result<Vec<Vec<u8>>, RunError> {
+    fn parts(&self, name: &str, filter: &str, key: &str) -> Result<Vec<Vec<u8>>, StateError> {
         let mut stmt = self
             .conn
             .prepare(&format!(
@@ -454,7 +455,7 @@ impl StateStore {
         pools: PoolRows,
         balances: &ClosingBalances,
         publication: &PendingPublication,
-    ) -> Result<PreparedCommit<'_>, RunError> {
+    ) -> Result<PreparedCommit<'_>, StateError> {
         let m = record.cycle.as_str();
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute("DELETE FROM cycles WHERE cycle = ?1", params![m])
@@ -510,7 +511,7 @@ impl StateStore {
                         ])
                         .map_err(sql)?;
                 }
-                Ok::<(), RunError>(())
+                Ok::<(), StateError>(())
             };
             for (credit, parts) in deferred.finish()? {
                 store("deferred_rows", &credit, parts)?;
@@ -600,7 +601,7 @@ impl StateStore {
     pub fn prior_balances(
         &self,
         m: Cycle,
-    ) -> Result<(Vec<StoredVoucher>, PriorBalances), RunError> {
+    ) -> Result<(Vec<StoredVoucher>, PriorBalances), StateError> {
         let previous = m.previous().to_string();
         let mut vouchers = Vec::new();
         let mut stmt = self
@@ -614,7 +615,7 @@ impl StateStore {
         let mut rows = stmt.query(params![previous]).map_err(sql)?;
         let instant = |t: &str| {
             crate::calendar::parse_instant(t)
-                .ok_or_else(|| RunError::Io(format!("state store: {t:?} is not an instant")))
+                .ok_or_else(|| StateError::Io(format!("state store: {t:?} is not an instant")))
         };
         let mut partners = Vec::new();
         while let Some(r) = rows.next().map_err(sql)? {
@@ -630,7 +631,7 @@ impl StateStore {
                 face_value: dec(&g(3)?)?,
                 opening_balance: dec(&g(4)?)?,
                 currency: Currency::parse(&g(5)?)
-                    .ok_or_else(|| RunError::Io("state store: bad currency".into()))?,
+                    .ok_or_else(|| StateError::Io("state store: bad currency".into()))?,
                 issued_at: instant(&g(6)?)?,
                 valid_from: instant(&g(7)?)?,
                 expires_at: instant(&g(8)?)?,
@@ -657,9 +658,9 @@ impl StateStore {
                 partner_id: g(0)?,
                 lot_id: g(1)?,
                 currency: Currency::parse(&g(2)?)
-                    .ok_or_else(|| RunError::Io("state store: bad currency".into()))?,
+                    .ok_or_else(|| StateError::Io("state store: bad currency".into()))?,
                 notified_on: crate::calendar::parse_date(&g(3)?)
-                    .ok_or_else(|| RunError::Io("state store: bad date".into()))?,
+                    .ok_or_else(|| StateError::Io("state store: bad date".into()))?,
                 balance: dec(&g(4)?)?,
             });
         }
@@ -700,11 +701,11 @@ impl StateStore {
     }
 
     /// Publications committed but not yet published (a crash or a failure between the two).
-    pub fn pending_publications(&self) -> Result<Vec<PendingPublication>, RunError> {
+    pub fn pending_publications(&self) -> Result<Vec<PendingPublication>, StateError> {
         Ok(read_publications(&self.conn)?.into_values().collect())
     }
 
-    pub fn published(&self, m: Cycle) -> Result<(), RunError> {
+    pub fn published(&self, m: Cycle) -> Result<(), StateError> {
         self.conn
             .execute(
                 "DELETE FROM publication WHERE cycle = ?1",
@@ -715,7 +716,7 @@ impl StateStore {
     }
 
     /// Whether the state holds cycle `m`.
-    pub fn has(&self, m: Cycle) -> Result<bool, RunError> {
+    pub fn has(&self, m: Cycle) -> Result<bool, StateError> {
         self.conn
             .query_row(
                 "SELECT 1 FROM cycles WHERE cycle = ?1",
@@ -745,7 +746,9 @@ pub fn repair_command(
 }
 
 /// The publications recorded in a state (committed, not yet published), by cycle.
-fn read_publications(conn: &Connection) -> Result<BTreeMap<String, PendingPublication>, RunError> {
+fn read_publications(
+    conn: &Connection,
+) -> Result<BTreeMap<String, PendingPublication>, StateError> {
     let mut stmt = conn
         .prepare("SELECT cycle, staged, out_root FROM publication ORDER BY cycle")
         .map_err(sql)?;
@@ -774,7 +777,7 @@ fn read_publications(conn: &Connection) -> Result<BTreeMap<String, PendingPublic
 }
 
 /// Every cycle of the `cycles` table, oldest first.
-fn read_cycles(conn: &Connection) -> Result<Vec<CycleRecord>, RunError> {
+fn read_cycles(conn: &Connection) -> Result<Vec<CycleRecord>, StateError> {
     let mut stmt = conn
         .prepare(
             "SELECT cycle, run_at, first_cycle, ruleset_hash, input_hashes, lines_read, lines_accepted,
@@ -840,7 +843,7 @@ impl PoolRows {
 pub fn encode_pools<'a, I>(
     count: usize,
     deltas: impl Fn(std::ops::Range<usize>) -> I + Sync,
-) -> Result<PoolRows, RunError>
+) -> Result<PoolRows, StateError>
 where
     I: Iterator<Item = PoolDelta<'a>>,
 {
@@ -848,7 +851,7 @@ where
     let slices: Vec<std::ops::Range<usize>> = (0..count.div_ceil(bulk::PART_ROWS as usize))
         .map(|k| k * bulk::PART_ROWS as usize..((k + 1) * bulk::PART_ROWS as usize).min(count))
         .collect();
-    let encoded: Vec<Result<PoolRows, RunError>> = slices
+    let encoded: Vec<Result<PoolRows, StateError>> = slices
         .into_par_iter()
         .map(|r| encode_slice(deltas(r)))
         .collect();
@@ -864,7 +867,7 @@ where
     Ok(all)
 }
 
-fn encode_slice<'a>(pools: impl Iterator<Item = PoolDelta<'a>>) -> Result<PoolRows, RunError> {
+fn encode_slice<'a>(pools: impl Iterator<Item = PoolDelta<'a>>) -> Result<PoolRows, StateError> {
     let mut enc = bulk::PartsEncoder::new(POOL_COLUMNS);
     let (mut earned, mut clawed, mut fc, mut fr) =
         (String::new(), String::new(), String::new(), String::new());
@@ -915,11 +918,11 @@ pub struct DeferredRows {
 }
 
 impl crate::chain::DeferredSink for DeferredRows {
-    type Error = RunError;
+    type Error = StateError;
 
     /// Adds `rows` ledger rows credited to `credit_cycle`, formatted as CSV records of
     /// [`DEFERRED_COLUMNS`] exactly as the journal wrote them.
-    fn csv_rows(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), RunError> {
+    fn csv_rows(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), StateError> {
         if !self.by_credit_cycle.contains_key(credit_cycle) {
             self.by_credit_cycle.insert(
                 credit_cycle.to_string(),
@@ -943,7 +946,7 @@ impl DeferredRows {
         self.rows == 0
     }
 
-    fn finish(self) -> Result<BTreeMap<String, Vec<bulk::Part>>, RunError> {
+    fn finish(self) -> Result<BTreeMap<String, Vec<bulk::Part>>, StateError> {
         self.by_credit_cycle
             .into_iter()
             .map(|(c, enc)| Ok((c, enc.finish()?)))
@@ -957,7 +960,7 @@ pub type StoredCycle = (CycleRecord, Option<PendingPublication>);
 /// The chain in the state folder `dir`, read without the lock (SQLite lets a reader see the last
 /// committed state while a run works): each cycle's record and the publication recorded for it
 /// (committed, maybe not yet published). `Ok(None)` when there is no state.db there.
-pub fn read_chain(dir: &Path) -> Result<Option<Vec<StoredCycle>>, RunError> {
+pub fn read_chain(dir: &Path) -> Result<Option<Vec<StoredCycle>>, StateError> {
     let path = dir.join("state.db");
     if !check_state_files(dir, false)? {
         return Ok(None);

@@ -61,15 +61,18 @@ const PARTNERS_PER_WINDOW: usize = 64;
 /// The journal is in partner-id order, so each partner's rows are one range of it: partners are
 /// formatted in parallel, a window at a time, and written in order; each row is formatted once
 /// for the journal, the statement and the state.
-pub fn write_ledgers(
+pub fn write_ledgers<S: DeferredSink + Send>(
     staging: &Staging,
     bundle: &Bundle,
     rules: &RuleSet,
     evaluation: &Evaluation<'_>,
     carried: &[CarriedRow],
     cycle: Cycle,
-    deferred: &mut dyn DeferredSink<Error = RunError>,
-) -> Result<(), RunError> {
+    deferred: &mut S,
+) -> Result<(), RunError>
+where
+    RunError: From<S::Error>,
+{
     let format = staging.format();
     let names = RowNames::new(rules, evaluation);
     // Each partner's range of the journal, with its carried rows, in partner-id order.
