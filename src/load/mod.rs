@@ -8,6 +8,7 @@
 mod balances;
 mod bill_lines;
 mod cell;
+mod error;
 mod orders;
 mod partners;
 mod table;
@@ -17,7 +18,6 @@ pub use cell::is_valid_id;
 pub use table::FileDigest;
 
 use crate::calendar::Cycle;
-use crate::error::StructuralError;
 use crate::model::{
     BillLine, CapabilityTag, Codes, DistributorLink, Id, OpeningBalance, Order, Partner,
     PartnerIdx, Project, Voucher, Withdrawal,
@@ -25,6 +25,7 @@ use crate::model::{
 use crate::reject::{Reject, RejectCode};
 use cell::{Checked, Fault};
 use csv::StringRecord;
+pub use error::StructuralError;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use std::path::Path;

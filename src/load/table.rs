@@ -3,7 +3,7 @@
 //! and each window's blocks are tokenized by the csv crate on every core. Every file of the
 //! bundle goes through here.
 
-use crate::error::StructuralError;
+use super::error::StructuralError;
 use csv::StringRecord;
 use sha2::{Digest, Sha256};
 use std::fs::File;
