@@ -133,6 +133,7 @@ pub struct ClosingBalances {
 /// records of [`LEDGER_COLUMNS`] exactly as the journal wrote them (the state store keeps them
 /// compressed as they come, so they are never all held as text).
 pub trait DeferredSink {
-    type Error;
-    fn csv_rows(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), Self::Error>;
+    /// Adds `rows` rows credited to `credit_cycle`; a failure is said in words (the sink's own
+    /// error, e.g. a full disk under the state folder).
+    fn csv_rows(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), String>;
 }

@@ -164,7 +164,7 @@ fn finish_publications(state: &StateStore, config: &RunConfig) -> Result<(), Run
                     Some(crate::state::lock::Lock::publisher(&p.out_root, p.cycle)?)
                 };
                 write::publish(&p.out_root, p.cycle, &p.staged)
-                    .map_err(|e| publication_failed(&state.dir, &p.out_root, p.cycle, e))?;
+                    .map_err(|e| publication_failed(&state.dir, &p.out_root, p.cycle, e.into()))?;
                 state.published(p.cycle)?;
                 crate::progress::note(
                     "WARN",
@@ -544,7 +544,8 @@ fn write_outputs(
                 &balanced.matched,
                 balanced.report_at,
             )?;
-            write::write_subsidies(staging, bundle, rule_set, &balanced.decisions)
+            write::write_subsidies(staging, bundle, rule_set, &balanced.decisions)?;
+            Ok(())
         },
     );
     let deferred = deferred?;
@@ -684,7 +685,7 @@ fn commit_and_publish(
     }
     fault_point("committed");
     write::publish(&config.out, config.cycle, staged)
-        .map_err(|e| publication_failed(&config.state, &config.out, config.cycle, e))
+        .map_err(|e| publication_failed(&config.state, &config.out, config.cycle, e.into()))
 }
 
 /// What a published run still says: the later cycles it made stale, and a signal that came
@@ -798,7 +799,7 @@ impl<'r> CycleRun<'r, '_> {
             ],
             violations: 0,
         };
-        staging.write_file("manifest.json", &manifest.to_json()?)
+        Ok(staging.write_file("manifest.json", &manifest.to_json()?)?)
     }
 
     fn summary(&self, outputs: Vec<String>) -> Summary {

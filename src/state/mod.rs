@@ -918,11 +918,15 @@ pub struct DeferredRows {
 }
 
 impl crate::chain::DeferredSink for DeferredRows {
-    type Error = StateError;
-
     /// Adds `rows` ledger rows credited to `credit_cycle`, formatted as CSV records of
     /// [`DEFERRED_COLUMNS`] exactly as the journal wrote them.
-    fn csv_rows(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), StateError> {
+    fn csv_rows(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), String> {
+        self.add(credit_cycle, csv, rows).map_err(|e| e.to_string())
+    }
+}
+
+impl DeferredRows {
+    fn add(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), StateError> {
         if !self.by_credit_cycle.contains_key(credit_cycle) {
             self.by_credit_cycle.insert(
                 credit_cycle.to_string(),

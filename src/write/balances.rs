@@ -1,9 +1,9 @@
 //! `voucher_deductions.csv`, `voucher_balances.csv`, `expiry_report.csv`, `subsidies.csv`.
 
+use super::error::WriteError;
 use super::{Column, Out, Staging};
 use crate::balances::ReportRow;
 use crate::calendar::format_instant;
-use crate::error::RunError;
 use crate::load::Bundle;
 use crate::rules::RuleSet;
 use crate::subsidies::SubsidyDecision;
@@ -65,7 +65,7 @@ pub fn write_vouchers(
     rules: &RuleSet,
     vouchers: &[VoucherState],
     outcome: &VoucherOutcome,
-) -> Result<(), RunError> {
+) -> Result<(), WriteError> {
     let mut out = staging.table("voucher_deductions", DEDUCTION_COLUMNS)?;
     for d in &outcome.deductions {
         let line = &bundle.bill_lines[d.line as usize];
@@ -110,7 +110,7 @@ pub fn write_expiry_report(
     vouchers: &[VoucherState],
     outcome: &VoucherOutcome,
     g: DateTime<Utc>,
-) -> Result<(), RunError> {
+) -> Result<(), WriteError> {
     let g_date = g.with_timezone(&rules.time_zone).date_naive();
     let windows = rules
         .balances
@@ -183,7 +183,7 @@ pub fn write_subsidies(
     bundle: &Bundle,
     rules: &RuleSet,
     decisions: &[SubsidyDecision],
-) -> Result<(), RunError> {
+) -> Result<(), WriteError> {
     let mut out = staging.table("subsidies", SUBSIDY_COLUMNS)?;
     for d in decisions {
         let p = &bundle.projects[d.project];

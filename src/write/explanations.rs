@@ -1,7 +1,7 @@
 //! `explanations.csv` (SPEC Appendix B).
 
+use super::error::WriteError;
 use super::{Column, Out, Staging};
-use crate::error::RunError;
 use crate::explain::{Explanation, Lang, paragraph};
 use crate::money::format_amount;
 use crate::rules::RuleSet;
@@ -40,7 +40,7 @@ pub fn write_explanations(
     cycle: &str,
     explanations: &[Explanation],
     lang: Lang,
-) -> Result<(), RunError> {
+) -> Result<(), WriteError> {
     let mut out = staging.table("explanations", COLUMNS)?;
     let reasons = crate::explain::reason_words_of(rules);
     super::table::write_parallel(&mut out, explanations, |slice, batch| {

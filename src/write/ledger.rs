@@ -1,9 +1,9 @@
 //! `ledger.csv`, `ledgers/<partner_id>.csv` and `line_outcomes.csv` (SPEC §5, Appendix B).
 
+use super::error::WriteError;
 use super::{Batch, Column, Encoded, Format, Out, Staging};
 use crate::calendar::Cycle;
 use crate::chain::{CarriedRow, DeferredSink};
-use crate::error::RunError;
 use crate::evaluate::{Evaluation, LedgerRow, RuleOrigin};
 use crate::load::Bundle;
 use crate::rules::RuleSet;
@@ -61,18 +61,15 @@ const PARTNERS_PER_WINDOW: usize = 64;
 /// The journal is in partner-id order, so each partner's rows are one range of it: partners are
 /// formatted in parallel, a window at a time, and written in order; each row is formatted once
 /// for the journal, the statement and the state.
-pub fn write_ledgers<S: DeferredSink + Send>(
+pub fn write_ledgers(
     staging: &Staging,
     bundle: &Bundle,
     rules: &RuleSet,
     evaluation: &Evaluation<'_>,
     carried: &[CarriedRow],
     cycle: Cycle,
-    deferred: &mut S,
-) -> Result<(), RunError>
-where
-    RunError: From<S::Error>,
-{
+    deferred: &mut dyn DeferredSink,
+) -> Result<(), WriteError> {
     let format = staging.format();
     let names = RowNames::new(rules, evaluation);
     // Each partner's range of the journal, with its carried rows, in partner-id order.
@@ -172,11 +169,15 @@ where
                     later: later.into_iter().collect(),
                 })
             })
-            .collect::<Result<_, RunError>>()?;
+            .collect::<Result<_, WriteError>>()?;
         for statement in formatted {
             journal.write(&statement.journal)?;
             for (credit, rows) in &statement.later {
-                deferred.csv_rows(credit, rows.csv_bytes(), rows.rows() as u64)?;
+                deferred
+                    .csv_rows(credit, rows.csv_bytes(), rows.rows() as u64)
+                    .map_err(|e| {
+                        WriteError::Io(format!("the state's rows credited to {credit}: {e}"))
+                    })?;
             }
         }
     }
@@ -389,7 +390,7 @@ pub fn write_outcomes(
     bundle: &Bundle,
     rules: &RuleSet,
     evaluation: &Evaluation<'_>,
-) -> Result<(), RunError> {
+) -> Result<(), WriteError> {
     #[derive(Clone, Copy)]
     enum Entry {
         Accepted(u32),

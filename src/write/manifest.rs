@@ -118,9 +118,9 @@ impl Manifest {
         }
     }
 
-    pub fn to_json(&self) -> Result<Vec<u8>, crate::error::RunError> {
+    pub fn to_json(&self) -> Result<Vec<u8>, super::error::WriteError> {
         let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| crate::error::RunError::Io(format!("manifest.json: {e}")))?;
+            .map_err(|e| super::error::WriteError::Io(format!("manifest.json: {e}")))?;
         bytes.push(b'\n');
         Ok(bytes)
     }

@@ -10,6 +10,7 @@
 //! incentives did not create is refused, never replaced.
 
 mod balances;
+mod error;
 mod explanations;
 mod ledger;
 mod manifest;
@@ -24,8 +25,8 @@ pub use manifest::{Identities, Manifest, Timings};
 pub use table::{Batch, Column, ColumnType, Encoded, Format, Out, Table};
 
 use crate::calendar::Cycle;
-use crate::error::RunError;
 use crate::reject::Reject;
+pub use error::WriteError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -58,14 +59,14 @@ impl Staging {
         cycle: Cycle,
         format: Format,
         state_tag: &str,
-    ) -> Result<Staging, RunError> {
-        fs::create_dir_all(out_root).map_err(|e| RunError::io(out_root.display(), e))?;
+    ) -> Result<Staging, WriteError> {
+        fs::create_dir_all(out_root).map_err(|e| WriteError::io(out_root.display(), e))?;
         let out_root = absolute(out_root);
         let (pid, start) = crate::process::me();
         let dir = tempfile::Builder::new()
             .prefix(&format!(".{cycle}.run-{pid}-{start}-{state_tag}-"))
             .tempdir_in(&out_root)
-            .map_err(|e| RunError::io(out_root.display(), e))?;
+            .map_err(|e| WriteError::io(out_root.display(), e))?;
         Ok(Staging {
             dir,
             format,
@@ -83,12 +84,12 @@ impl Staging {
 
     /// Opens an output table in the run's format (`name` without extension; it may contain
     /// one folder level, e.g. `ledgers/P1`).
-    pub fn table(&self, name: &str, columns: &'static [Column]) -> Result<Table, RunError> {
+    pub fn table(&self, name: &str, columns: &'static [Column]) -> Result<Table, WriteError> {
         Table::create(self.dir.path(), name, columns, self.format)
     }
 
     /// Finishes (syncs) an output table and records it.
-    pub fn finish(&self, table: Table) -> Result<(), RunError> {
+    pub fn finish(&self, table: Table) -> Result<(), WriteError> {
         let written = table.finish()?;
         self.record(written);
         Ok(())
@@ -102,9 +103,9 @@ impl Staging {
     }
 
     /// Writes a small file whole (the manifest).
-    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), WriteError> {
         let path = self.dir.path().join(name);
-        fs::write(&path, bytes).map_err(|e| RunError::io(path.display(), e))?;
+        fs::write(&path, bytes).map_err(|e| WriteError::io(path.display(), e))?;
         self.record(WrittenFile {
             file: name.to_string(),
             rows: None,
@@ -128,10 +129,10 @@ impl Staging {
     /// far are synced while `last` runs on this thread (at 10M lines the device is still
     /// writing for seconds, and the manifest can be computed meanwhile); what `last` writes
     /// (the manifest) is synced after it.
-    pub fn into_staged_after<T>(
+    pub fn into_staged_after<T, E: From<WriteError>>(
         self,
-        last: impl FnOnce(&Staging) -> Result<T, RunError>,
-    ) -> Result<(PathBuf, T), RunError> {
+        last: impl FnOnce(&Staging) -> Result<T, E>,
+    ) -> Result<(PathBuf, T), E> {
         let paths = |files: &[WrittenFile]| -> Vec<PathBuf> {
             files
                 .iter()
@@ -142,9 +143,9 @@ impl Staging {
         let (synced, value) = std::thread::scope(|scope| {
             let syncing = scope.spawn(|| sync_all(&paths(&before)));
             let value = last(&self);
-            let synced = syncing
-                .join()
-                .unwrap_or_else(|_| Err(RunError::Io("syncing outputs: a thread panicked".into())));
+            let synced = syncing.join().unwrap_or_else(|_| {
+                Err(WriteError::Io("syncing outputs: a thread panicked".into()))
+            });
             (synced, value)
         });
         synced?;
@@ -166,14 +167,14 @@ impl Staging {
                 }
             })
             .and_then(|_| sync_dir(&staged))
-            .map_err(|e| RunError::io(staged.display(), e))?;
+            .map_err(|e| WriteError::io(staged.display(), e))?;
         Ok((staged, value))
     }
 }
 
 /// fsync of every file, on a few threads at once: most of the data is written back already,
 /// and what remains is waited for together rather than file after file.
-fn sync_all(files: &[PathBuf]) -> Result<(), RunError> {
+fn sync_all(files: &[PathBuf]) -> Result<(), WriteError> {
     const SYNC_THREADS: usize = 8;
     let per_thread = files.len().div_ceil(SYNC_THREADS).max(1);
     std::thread::scope(|scope| {
@@ -184,15 +185,15 @@ fn sync_all(files: &[PathBuf]) -> Result<(), RunError> {
                     for path in chunk {
                         fs::File::open(path)
                             .and_then(|f| f.sync_all())
-                            .map_err(|e| RunError::io(path.display(), e))?;
+                            .map_err(|e| WriteError::io(path.display(), e))?;
                     }
-                    Ok::<(), RunError>(())
+                    Ok::<(), WriteError>(())
                 })
             })
             .collect();
         for h in handles {
             h.join()
-                .map_err(|_| RunError::Io("syncing outputs: a thread panicked".into()))??;
+                .map_err(|_| WriteError::Io("syncing outputs: a thread panicked".into()))??;
         }
         Ok(())
     })
@@ -265,28 +266,28 @@ pub fn publication(out_root: &Path, cycle: Cycle, staged: &Path) -> Publication 
 /// Checks `OUT/<cycle>` before a run reads its inputs: nothing there, or a link to a folder of
 /// ours. A folder, a file or a link incentives did not create is refused (exit 2) and left as
 /// it is. Returns the folder published now.
-pub fn check_target(out_root: &Path, cycle: Cycle) -> Result<Option<PathBuf>, RunError> {
+pub fn check_target(out_root: &Path, cycle: Cycle) -> Result<Option<PathBuf>, WriteError> {
     let published = out_root.join(cycle.to_string());
     let shown = published.display();
     let meta = match fs::symlink_metadata(&published) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(RunError::io(shown, e)),
+        Err(e) => return Err(WriteError::io(shown, e)),
     };
     if meta.file_type().is_symlink() {
         return match previous_target(&published, out_root, cycle) {
             Ok(Some(target)) => Ok(Some(target)),
-            Ok(None) => Err(RunError::Usage(format!(
+            Ok(None) => Err(WriteError::Usage(format!(
                 "{shown}: is a symbolic link that incentives did not create (it points at {}); it is not followed and is left as it is: remove it (rm {shown}) or pass another --out, and run again",
                 fs::read_link(&published)
                     .map(|t| t.display().to_string())
                     .unwrap_or_default()
             ))),
-            Err(e) => Err(RunError::io(shown, e)),
+            Err(e) => Err(WriteError::io(shown, e)),
         };
     }
     let what = if meta.is_dir() { "a folder" } else { "a file" };
-    Err(RunError::Usage(format!(
+    Err(WriteError::Usage(format!(
         "{shown}: is {what} that incentives did not create (a published cycle is a link to a hidden .{cycle}.run-* folder); it is left as it is: move it away (mv {shown} {shown}.old) or pass another --out, and run again"
     )))
 }
@@ -297,19 +298,21 @@ pub use crate::process::injected_failure;
 /// of the `OUT/<cycle>` link, then removes the folder it replaced. Publishing a folder that is
 /// already the published one does nothing; so a publication interrupted by a crash can be
 /// finished by running this again. The caller holds the cycle's publisher lock.
-pub fn publish(out_root: &Path, cycle: Cycle, staged: &Path) -> Result<PathBuf, RunError> {
-    let io = |what: &Path, e| RunError::io(what.display(), e);
+pub fn publish(out_root: &Path, cycle: Cycle, staged: &Path) -> Result<PathBuf, WriteError> {
+    let io = |what: &Path, e| WriteError::io(what.display(), e);
     let target_name = staged
         .file_name()
         .map(|n| n.to_os_string())
-        .ok_or_else(|| RunError::Io(format!("{}: staging folder has no name", staged.display())))?;
+        .ok_or_else(|| {
+            WriteError::Io(format!("{}: staging folder has no name", staged.display()))
+        })?;
     let published = out_root.join(cycle.to_string());
     let previous = check_target(out_root, cycle)?;
     if previous.as_deref().and_then(|p| p.file_name()) == Some(target_name.as_os_str()) {
         return Ok(published);
     }
     if !staged.is_dir() {
-        return Err(RunError::Io(format!(
+        return Err(WriteError::Io(format!(
             "{}: the staged results to publish are missing",
             staged.display()
         )));
@@ -430,7 +433,7 @@ pub const REJECT_COLUMNS: &[Column] = &[
 ];
 
 /// `rejects.csv` (SPEC Appendix B), rows already sorted by file, row, column.
-pub fn write_rejects(staging: &Staging, rejects: &[Reject]) -> Result<(), RunError> {
+pub fn write_rejects(staging: &Staging, rejects: &[Reject]) -> Result<(), WriteError> {
     let mut out = staging.table("rejects", REJECT_COLUMNS)?;
     for r in rejects {
         let reason = r.reason();
@@ -459,7 +462,7 @@ mod tests {
             .into_staged_after(|s| {
                 let seen = s.written().len();
                 s.write_file("manifest.json", b"{}")?;
-                Ok(seen)
+                Ok::<_, WriteError>(seen)
             })
             .unwrap();
         // The closure saw the files written before it; both files are in the staged folder.
@@ -471,8 +474,8 @@ mod tests {
         let staging = Staging::begin(out.path(), cycle, Format::Csv, "tag").unwrap();
         let folder = staging.path().to_path_buf();
         staging.write_file("early.txt", b"early").unwrap();
-        let failed = staging.into_staged_after(|_| -> Result<(), RunError> {
-            Err(RunError::Io("manifest failed".into()))
+        let failed = staging.into_staged_after(|_| -> Result<(), WriteError> {
+            Err(WriteError::Io("manifest failed".into()))
         });
         assert!(failed.is_err());
         assert!(!folder.exists());

@@ -15,10 +15,10 @@
 //! text.
 
 use super::WrittenFile;
+use super::error::WriteError;
 use super::writeback::WritebackFile;
 use crate::calendar::format_instant;
 use crate::csv_field::push_csv_field;
-use crate::error::RunError;
 use arrow_array::ArrayRef;
 use arrow_array::builder::{
     Date32Builder, Decimal128Builder, Int64Builder, LargeStringBuilder, TimestampMicrosecondBuilder,
@@ -391,9 +391,9 @@ impl Batch {
     }
 
     /// What [`Table::write`] takes for this batch.
-    pub fn encode(mut self) -> Result<Encoded, RunError> {
+    pub fn encode(mut self) -> Result<Encoded, WriteError> {
         if let Some(fault) = self.fault {
-            return Err(RunError::Io(format!(
+            return Err(WriteError::Io(format!(
                 "an output cell does not fit: {fault}"
             )));
         }
@@ -405,7 +405,7 @@ impl Batch {
                     .iter_mut()
                     .map(Values::finish)
                     .collect::<Result<Vec<_>, String>>()
-                    .map_err(RunError::Io)?;
+                    .map_err(WriteError::Io)?;
                 Ok(Encoded::Arrow(arrays, self.rows as u64))
             }
         }
@@ -439,7 +439,7 @@ pub fn write_parallel<T: Sync>(
     table: &mut Table,
     items: &[T],
     fill: impl Fn(&[T], &mut Batch) + Sync,
-) -> Result<(), RunError> {
+) -> Result<(), WriteError> {
     use rayon::prelude::*;
     let (format, columns) = (table.format(), table.columns);
     let window = SLICE_ROWS * 2 * rayon::current_num_threads().max(1);
@@ -451,7 +451,7 @@ pub fn write_parallel<T: Sync>(
                 fill(slice, &mut batch);
                 batch.encode()
             })
-            .collect::<Result<_, RunError>>()?;
+            .collect::<Result<_, WriteError>>()?;
         for e in encoded {
             table.write(&e)?;
         }
@@ -514,8 +514,8 @@ struct ParquetBody {
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 1 << 16;
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> RunError {
-    RunError::Io(format!("{}: {e}", path.display()))
+fn io_err(path: &Path, e: impl std::fmt::Display) -> WriteError {
+    WriteError::Io(format!("{}: {e}", path.display()))
 }
 
 impl Table {
@@ -526,13 +526,13 @@ impl Table {
         name: &str,
         columns: &'static [Column],
         format: Format,
-    ) -> Result<Table, RunError> {
+    ) -> Result<Table, WriteError> {
         let name = format!("{name}.{}", format.extension());
         let path = dir.join(&name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| RunError::io(parent.display(), e))?;
+            std::fs::create_dir_all(parent).map_err(|e| WriteError::io(parent.display(), e))?;
         }
-        let file = File::create(&path).map_err(|e| RunError::io(path.display(), e))?;
+        let file = File::create(&path).map_err(|e| WriteError::io(path.display(), e))?;
         let mut sink = Hashing {
             inner: BufWriter::with_capacity(1 << 20, WritebackFile::new(file)),
             hasher: Sha256::new(),
@@ -548,7 +548,7 @@ impl Table {
                 }
                 header.push('\n');
                 sink.write_all(header.as_bytes())
-                    .map_err(|e| RunError::io(path.display(), e))?;
+                    .map_err(|e| WriteError::io(path.display(), e))?;
                 Body::Csv(sink)
             }
             Format::Parquet => Body::Parquet(Box::new(ParquetBody::new(sink, columns, &path)?)),
@@ -574,19 +574,19 @@ impl Table {
     }
 
     /// Appends one row.
-    pub fn row(&mut self, cells: &[Out<'_>]) -> Result<(), RunError> {
+    pub fn row(&mut self, cells: &[Out<'_>]) -> Result<(), WriteError> {
         let mut batch = Batch::new(self.columns, self.format());
         batch.row(cells);
         self.write(&batch.encode()?)
     }
 
     /// Appends an encoded batch.
-    pub fn write(&mut self, encoded: &Encoded) -> Result<(), RunError> {
+    pub fn write(&mut self, encoded: &Encoded) -> Result<(), WriteError> {
         let path = &self.path;
         match (&mut self.body, encoded) {
             (Body::Csv(sink), Encoded::Csv(bytes, rows)) => {
                 sink.write_all(bytes)
-                    .map_err(|e| RunError::io(path.display(), e))?;
+                    .map_err(|e| WriteError::io(path.display(), e))?;
                 self.rows += rows;
             }
             (Body::Parquet(p), Encoded::Arrow(arrays, rows)) => {
@@ -607,7 +607,7 @@ impl Table {
         Ok(())
     }
 
-    pub(super) fn finish(self) -> Result<WrittenFile, RunError> {
+    pub(super) fn finish(self) -> Result<WrittenFile, WriteError> {
         let path = self.path;
         let sink = match self.body {
             Body::Csv(sink) => sink,
@@ -621,7 +621,7 @@ impl Table {
         // started block by block as it was written, so by then little is left to wait for.
         inner
             .into_inner()
-            .map_err(|e| RunError::io(path.display(), e.into_error()))?;
+            .map_err(|e| WriteError::io(path.display(), e.into_error()))?;
         Ok(WrittenFile {
             file: self.name,
             rows: Some(self.rows),
@@ -634,7 +634,7 @@ impl ParquetBody {
     /// The file's writer with the table's schema: the Arrow fields of its columns, converted
     /// by the parquet crate (so the Parquet types are those Arrow readers expect), Snappy, and
     /// each column's dictionary and statistics as declared.
-    fn new(sink: Sink, columns: &[Column], path: &Path) -> Result<ParquetBody, RunError> {
+    fn new(sink: Sink, columns: &[Column], path: &Path) -> Result<ParquetBody, WriteError> {
         let schema: SchemaRef = Arc::new(Schema::new(
             columns.iter().map(Column::field).collect::<Vec<_>>(),
         ));
@@ -670,7 +670,7 @@ impl ParquetBody {
     /// Writes the pending rows as one row group. Each column chunk is encoded (statistics,
     /// dictionary, Snappy) by a writer of its own on every core, then the chunks are spliced
     /// into the file in column order: the bytes do not depend on the thread count.
-    fn flush(&mut self, path: &Path) -> Result<(), RunError> {
+    fn flush(&mut self, path: &Path) -> Result<(), WriteError> {
         use rayon::prelude::*;
         if self.pending_rows == 0 {
             return Ok(());
