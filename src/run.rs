@@ -591,6 +591,16 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     );
     drop(orders);
     phases.finish(phase, bundle.bill_lines.len() as u64, "lines");
+    let unusable = evaluation.unusable_prior_pools();
+    if unusable > 0 {
+        crate::progress::note(
+            "WARN",
+            &format!(
+                "warning: {unusable} pool(s) of what orders earned in earlier cycles name a lever no longer in the rule set or a partner missing from partners.csv: a refund of those orders claws nothing back from them; restore the lever or the partner and re-run {} to claw them back",
+                config.cycle
+            ),
+        );
+    }
     check_stop("evaluate")?;
 
     let phase = phases.start("balances");

@@ -57,6 +57,9 @@ pub(crate) struct Pools<'a> {
     pub(super) pools: Vec<Pool<'a>>,
     /// (order-id hash, pool) sorted by the pools' keys.
     pub(super) index: Vec<(u64, u32)>,
+    /// Earlier cycles' pools this cycle cannot use: their lever is gone from the rule set or
+    /// their recipient from `partners.csv` (a refund of their order claws nothing from them).
+    pub(super) unusable: usize,
 }
 
 impl<'a> Pools<'a> {
@@ -113,6 +116,7 @@ pub(super) fn build_pools<'a>(
     let partners = bundle.partners.len();
     let (mut prior_of, prior_count) =
         prior_pools_by_recipient(bundle, rules, prior, external_rules);
+    let unusable = prior.pools.len() - prior_count;
 
     // This cycle's earn and override rows with an order, by recipient.
     let order_of = |i: u32| {
@@ -187,7 +191,11 @@ pub(super) fn build_pools<'a>(
         a.0.cmp(&b.0)
             .then_with(|| pools[a.1 as usize].key.cmp(&pools[b.1 as usize].key))
     });
-    Pools { pools, index }
+    Pools {
+        pools,
+        index,
+        unusable,
+    }
 }
 
 /// Earlier cycles' pools, by recipient (partner index), and how many there are. A pool's rule
@@ -202,13 +210,14 @@ fn prior_pools_by_recipient<'a>(
     let mut prior_of: Vec<Vec<Pool<'a>>> = vec![Vec::new(); partners];
     let mut prior_count = 0;
     for p in &prior.pools {
-        let (Some(lever), Some((partner, _)), Some(currency)) = (
+        let (Some(lever), Some((partner, _))) = (
             rules.lever_index(&p.lever),
             bundle.partners.get(&p.recipient),
-            Some(p.currency),
         ) else {
+            // Counted by the caller: a refund of this order cannot claw this pool back.
             continue;
         };
+        let currency = p.currency;
         let rule = match rules.levers[lever]
             .rules
             .iter()
@@ -297,6 +306,11 @@ fn merge_recipient<'a>(
 }
 
 impl<'a> Evaluation<'a> {
+    /// Earlier cycles' pools this cycle could not use (see [`Pools::unusable`]).
+    pub fn unusable_prior_pools(&self) -> usize {
+        self.pools.unusable
+    }
+
     /// How many pools there are.
     pub fn pool_count(&self) -> usize {
         self.pools.pools.len()
@@ -342,6 +356,7 @@ impl<'a> Evaluation<'a> {
         self.pools = Pools {
             pools: Vec::new(),
             index: Vec::new(),
+            unusable: self.pools.unusable,
         };
     }
 }

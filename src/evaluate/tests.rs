@@ -1364,6 +1364,43 @@ fn clawbacks_name_the_retired_rules_of_more_than_65536_pools() {
 }
 
 #[test]
+fn pools_a_cycle_cannot_use_are_counted_not_silently_dropped() {
+    // Three earlier pools: one usable, one of a lever no longer in the rule set, one of a
+    // partner missing from partners.csv. The refund of O1 claws −0.80 from the usable one.
+    let mut w = world(
+        &[L {
+            id: "R1",
+            bill: "refund",
+            payable: "-10.00",
+            order: "U1",
+            original: "O1",
+            ..BASE
+        }],
+        &[],
+        &[],
+    );
+    w.prior.pools = vec![
+        prior_pool("O1", "resale_base", "SP1", "8.00", "0.08"),
+        prior_pool("O1", "retired_lever", "SP1", "8.00", "0.08"),
+        prior_pool("O1", "resale_base", "GONE", "8.00", "0.08"),
+    ];
+    let e = evaluate(&w.bundle, &w.rules, cycle(), &w.prior);
+    assert_eq!(e.unusable_prior_pools(), 2);
+    let claws: Vec<_> = rows(&w).into_iter().filter(|r| r.3 == "clawback").collect();
+    assert_eq!(
+        claws,
+        vec![row(
+            "SP1",
+            "R1",
+            "resale_base",
+            "clawback",
+            "2026-10",
+            "-0.80"
+        )]
+    );
+}
+
+#[test]
 fn a_rule_reference_keeps_its_origin_and_index() {
     for origin in [
         RuleOrigin::Rule(0),
