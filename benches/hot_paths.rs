@@ -55,6 +55,7 @@ fn load_50k_lines(bencher: divan::Bencher) {
         chain_start: cycle,
         chain_index: 0,
         customers: None,
+        top_share_ppm: 0,
     };
     generate(&config).expect("bundle generated");
     bencher.bench(|| {

@@ -232,6 +232,12 @@ pub struct GenerateArgs {
     /// Generate the cycle after the bundle in this folder (same seed and partners).
     #[arg(long, value_name = "DIR")]
     pub previous: Option<PathBuf>,
+
+    /// Share of the lines, 0 to 1, that go to the largest partner (a solution provider with
+    /// vouchers and tiers), e.g. 0.25; the others as without it (a few partners much busier
+    /// than the rest). With --previous: the previous bundle's.
+    #[arg(long, value_name = "F", conflicts_with = "previous")]
+    pub top_share: Option<rust_decimal::Decimal>,
 }
 
 impl GenerateArgs {
@@ -248,6 +254,16 @@ impl GenerateArgs {
             .round()
             .to_u64()
             .unwrap_or(0);
+        let top = self.top_share.unwrap_or_default();
+        if top < rust_decimal::Decimal::ZERO || top > rust_decimal::Decimal::ONE {
+            return Err(RunError::Usage(format!(
+                "--top-share {top}: a share between 0 and 1, e.g. 0.25"
+            )));
+        }
+        let mut top_share_ppm = (top * rust_decimal::Decimal::from(1_000_000))
+            .round()
+            .to_u64()
+            .unwrap_or(0);
         let previous = self
             .previous
             .as_deref()
@@ -260,7 +276,10 @@ impl GenerateArgs {
                         .map_err(|e| RunError::Usage(format!("generator.json: {e}")))
                 };
                 (
-                    parse(&p.cycle)?.next(),
+                    {
+                        top_share_ppm = p.top_share_ppm;
+                        parse(&p.cycle)?.next()
+                    },
                     parse(&p.chain_start)?,
                     p.chain_index + 1,
                     p.seed,
@@ -293,6 +312,7 @@ impl GenerateArgs {
             chain_start,
             chain_index,
             customers,
+            top_share_ppm,
         })
     }
 }

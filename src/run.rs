@@ -1143,6 +1143,7 @@ mod tests {
                 chain_start: first,
                 chain_index: 0,
                 customers: Some(40),
+                top_share_ppm: 0,
             })
             .unwrap();
             let mut published = Vec::new();

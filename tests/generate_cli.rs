@@ -178,3 +178,46 @@ fn chains_refund_earlier_cycles_and_previous_continues_them() {
         files(&tmp.path().join("dec"))
     );
 }
+
+/// `--top-share 0.25`: the largest partner (a solution provider holding vouchers) has a quarter
+/// of the lines, give or take the draw; the bundle loads with zero rejects; the share is kept by
+/// `--previous`.
+#[test]
+fn top_share_gives_one_partner_that_share_of_the_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("2026-10");
+    let mut cmd = incentives();
+    cmd.args([
+        "generate", "--cycle", "2026-10", "--lines", "20000", "--seed", "5",
+    ])
+    .args(["--top-share", "0.25", "--out"])
+    .arg(&first);
+    assert_eq!(run(&mut cmd).status, 0);
+    let lines = common::csv_rows(&first.join("bill_lines.csv"));
+    let mut per_partner: std::collections::BTreeMap<String, usize> = Default::default();
+    for l in &lines {
+        *per_partner.entry(l["partner_id"].clone()).or_default() += 1;
+    }
+    let (top, n) = per_partner.iter().max_by_key(|(_, n)| **n).unwrap();
+    let share = *n as f64 / lines.len() as f64; // a count's share, not money
+    assert!((0.235..0.265).contains(&share), "{top}: {share}");
+    let partners = common::csv_rows(&first.join("partners.csv"));
+    let p = partners.iter().find(|p| &p["partner_id"] == top).unwrap();
+    assert_eq!(p["partner_type"], "solution_provider");
+    let vouchers = common::csv_rows(&first.join("vouchers.csv"));
+    assert!(vouchers.iter().any(|v| &v["partner_id"] == top));
+    let mut validate = incentives();
+    validate
+        .args(["validate", "--strict", "--cycle", "2026-10", "--input"])
+        .arg(&first);
+    assert_eq!(run(&mut validate).status, 0);
+    let next = tmp.path().join("2026-11");
+    let mut cmd = incentives();
+    cmd.args(["generate", "--previous"])
+        .arg(&first)
+        .arg("--out")
+        .arg(&next);
+    assert_eq!(run(&mut cmd).status, 0);
+    let record = std::fs::read_to_string(next.join("generator.json")).unwrap();
+    assert!(record.contains("\"top_share_ppm\": 250000"), "{record}");
+}

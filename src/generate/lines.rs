@@ -161,9 +161,7 @@ fn trade_time(rng: &mut ChaCha8Rng, cycle: Cycle) -> String {
 
 /// The line at `index` of `cycle`, without refunds (what a refund may point back at).
 fn base_line(world: &World, cycle: Cycle, index: u64, rng: &mut ChaCha8Rng) -> GenLine {
-    // Square the roll so some customers (and so partners) are much busier than others.
-    let roll = rng.random_range(0..world.customers);
-    let customer = (u128::from(roll) * u128::from(roll) / u128::from(world.customers)) as u64;
+    let customer = world.pick_customer(rng);
     let partner: &GenPartner = world.customer_partner(customer);
     let resale = world.customer_is_resale(customer);
     let regions = REGIONS[partner.region].3;

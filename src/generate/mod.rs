@@ -36,6 +36,14 @@ pub struct GeneratorRecord {
     /// The chain's first cycle, and this cycle's position in the chain (0 = first).
     pub chain_start: String,
     pub chain_index: u32,
+    /// Millionths of the lines that go to the largest partner (`--top-share`); 0: none, and the
+    /// record is written as before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub top_share_ppm: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A generation request, resolved from the command line.
@@ -52,6 +60,8 @@ pub struct GenerateConfig {
     pub chain_start: Cycle,
     pub chain_index: u32,
     pub customers: Option<u64>,
+    /// Millionths of the lines that go to the largest partner (0: none).
+    pub top_share_ppm: u64,
 }
 
 impl GenerateConfig {
@@ -76,7 +86,8 @@ pub fn generate(config: &GenerateConfig) -> Result<Vec<PathBuf>, RunError> {
     let customers = config
         .customers
         .unwrap_or((config.lines / 20).max(partners as u64));
-    let world = World::new(config.seed, partners, customers, config.chain_start);
+    let world = World::new(config.seed, partners, customers, config.chain_start)
+        .with_top_share(config.top_share_ppm);
     let mut written = Vec::new();
     let mut cycle = config.cycle;
     for k in 0..config.cycles {
@@ -94,6 +105,7 @@ pub fn generate(config: &GenerateConfig) -> Result<Vec<PathBuf>, RunError> {
             bad_rows_ppm: config.bad_rows_ppm,
             chain_start: config.chain_start.to_string(),
             chain_index: config.chain_index + k,
+            top_share_ppm: config.top_share_ppm,
         };
         write_cycle(&world, &record, cycle, &dir)?;
         written.push(dir);

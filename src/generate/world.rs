@@ -95,6 +95,8 @@ pub struct World {
     pub customers: u64,
     /// The first cycle of the chain: dates of master data are laid out around it.
     pub chain_start: Cycle,
+    /// The largest partner and the millionths of the lines it holds (`--top-share`).
+    pub top: Option<(usize, u64)>,
 }
 
 pub fn add_days(d: NaiveDate, days: i64) -> NaiveDate {
@@ -145,6 +147,44 @@ impl World {
             partners,
             customers: customers.max(1),
             chain_start,
+            top: None,
+        }
+    }
+
+    /// Makes the first solution provider that stays in its programme (it holds vouchers, and
+    /// its volume earns it tiers) take `ppm` millionths of the lines; 0 leaves the world as it
+    /// was (and every line the same bytes).
+    pub fn with_top_share(mut self, ppm: u64) -> World {
+        if ppm > 0 {
+            self.top = self
+                .partners
+                .iter()
+                .find(|p| p.kind == PartnerType::SolutionProvider && p.exited_on.is_none())
+                .map(|p| (p.index, ppm));
+        }
+        self
+    }
+
+    /// The customer of a line: with a top share, that share of the lines goes to one of the
+    /// largest partner's customers and the rest to the others; without one, as always: a roll
+    /// squared, so some customers (and so partners) are much busier than others.
+    pub fn pick_customer(&self, rng: &mut impl rand::Rng) -> u64 {
+        if let Some((top, ppm)) = self.top
+            && rng.random_range(0..1_000_000u64) < ppm
+        {
+            let partners = self.partners.len() as u64;
+            let own = (self.customers.saturating_sub(top as u64) / partners).max(1);
+            return top as u64 + partners * rng.random_range(0..own);
+        }
+        let roll = rng.random_range(0..self.customers);
+        let customer = (u128::from(roll) * u128::from(roll) / u128::from(self.customers)) as u64;
+        match self.top {
+            // The largest partner holds its share and no more: its customers' rolls go to the
+            // next customer (another partner's).
+            Some((top, _)) if self.customer_partner(customer).index == top => {
+                (customer + 1) % self.customers
+            }
+            _ => customer,
         }
     }
 
