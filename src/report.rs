@@ -135,7 +135,7 @@ fn waterfall(
     let mut levels = vec![Decimal::ZERO, start.1];
     let mut level = start.1;
     for (_, v) in steps {
-        level += if subtract { -*v } else { *v };
+        level = level.saturating_add(if subtract { -*v } else { *v });
         levels.push(level);
     }
     levels.push(end.1);
@@ -205,7 +205,7 @@ fn waterfall(
     bar(0, start.0, Decimal::ZERO, start.1, "total", start.1);
     let mut level = start.1;
     for (i, (label, v)) in steps.iter().enumerate() {
-        let next = level + if subtract { -*v } else { *v };
+        let next = level.saturating_add(if subtract { -*v } else { *v });
         let class = if next < level { "down" } else { "up" };
         bar(i as i64 + 1, label, level, next, class, *v);
         level = next;
@@ -296,6 +296,7 @@ pub fn write_report(
     output: &Path,
 ) -> Result<Vec<PathBuf>, RunError> {
     let words = Words { lang };
+    crate::analyst::cycle::folder_of(output, "--output")?;
     let names = partner_names(input);
     if let Some(p) = partner {
         let html = partner_page(cycle, p, &words, &names, None)?;
@@ -311,6 +312,15 @@ pub fn write_report(
     };
     let back = output.file_name().map(|f| f.to_string_lossy().into_owned());
     for p in listed {
+        // A partner's page is named by its id: an id the engine would not have written (a
+        // table edited by hand) names no file.
+        if !crate::load::is_valid_id(&p) {
+            return Err(RunError::Usage(format!(
+                "{}: partner id {:?} is not an id incentives writes: no page is named after it; re-run the cycle to publish it again",
+                cycle.path("explanations").display(),
+                crate::error::printable(&p)
+            )));
+        }
         let page = folder.join(partner_page_name(cycle, &p));
         let html = partner_page(cycle, &p, &words, &names, back.as_deref())?;
         write_new(&page, &html)?;
@@ -569,7 +579,7 @@ fn partner_page(
     for i in 0..rows.height() {
         let s = sums.entry(currency[i].as_str()).or_default();
         for (c, v) in &figures {
-            *s.entry(c).or_default() += v[i];
+            crate::analyst::cycle::add(s.entry(c).or_default(), v[i])?;
         }
     }
     let name = names.get(partner).map(String::as_str).unwrap_or("");
@@ -682,15 +692,28 @@ fn override_resellers(
     names: &BTreeMap<String, String>,
 ) -> Result<String, RunError> {
     let w = |s| words.t(s);
-    let overrides = cycle
-        .scan("ledger")?
-        .filter(is("partner_id", partner).and(is("kind", "override")))
-        .select([col("line_id"), col("amount"), col("currency")]);
+    // The distributor's override rows first (few, often none); the lines' own partners only
+    // for the lines they name.
+    let overrides = cycle.collect(
+        cycle
+            .scan("ledger")?
+            .filter(is("partner_id", partner).and(is("kind", "override")))
+            .select([col("line_id"), col("amount"), col("currency")]),
+    )?;
+    if overrides.height() == 0 {
+        return Ok(String::new());
+    }
+    let mut ids = texts(&overrides, "line_id")?;
+    ids.sort();
+    ids.dedup();
+    let ids = Series::new("ids".into(), ids);
     let lines = cycle
         .scan("line_outcomes")?
+        .filter(col("line_id").is_in(lit(ids).implode(false), false))
         .select([col("line_id"), col("partner_id")]);
     let joined = cycle.collect(
         overrides
+            .lazy()
             .join(
                 lines,
                 [col("line_id")],
@@ -765,10 +788,7 @@ fn write_new(output: &Path, html: &str) -> Result<(), RunError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(RunError::io(shown, e)),
     }
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = crate::analyst::cycle::folder_of(output, "--output")?;
     let mut file = tempfile::Builder::new()
         .prefix(".report-")
         .tempfile_in(parent)

@@ -176,6 +176,18 @@ fn whatif_prices_a_rate_change_read_only() {
         "rate = \"0.07\"",
     );
     let state_before = fs::read(out.join(".state/state.db")).unwrap();
+    // whatif publishes nothing: it takes no lock in OUT (a run publishing beside it is not
+    // kept waiting) and leaves OUT's entries as they are.
+    let _ = fs::remove_file(out.join(".2026-10.lock"));
+    let entries = |dir: &Path| {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let out_before = entries(&out);
     let published_before = fs::read(out.join("2026-10/ledger.csv")).unwrap();
     let write = tmp.path().join("whatif.csv");
     let whatif = |input: &Path| {
@@ -194,6 +206,7 @@ fn whatif_prices_a_rate_change_read_only() {
     };
     let o = whatif(&fixture("demo/2026-10"));
     assert_eq!(o.status, 0, "{}", o.stderr);
+    assert_eq!(entries(&out), out_before);
     // Read-only: the state and the published cycle are untouched.
     assert_eq!(fs::read(out.join(".state/state.db")).unwrap(), state_before);
     assert_eq!(
@@ -396,4 +409,138 @@ fn report_pages_are_bounded_per_partner_and_translated() {
     {
         assert!(!svg.contains("x=\"-"), "{svg}");
     }
+}
+
+#[test]
+fn query_writes_every_table_as_published_from_csv_and_parquet_cycles_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [csv, parquet] = demo_both(tmp.path());
+    // `explanations` is left out: an amount summed from 4-place inputs is published as `0.0000`
+    // and read back as the exact value `0.00` (equal, not the same bytes).
+    for table in [
+        "ledger",
+        "line_outcomes",
+        "voucher_deductions",
+        "voucher_balances",
+        "expiry_report",
+        "subsidies",
+        "rejects",
+    ] {
+        let published = fs::read_to_string(csv.join(format!("2026-10/{table}.csv"))).unwrap();
+        for (name, out) in [("csv", &csv), ("parquet", &parquet)] {
+            let file = tmp.path().join(format!("{name}-{table}.csv"));
+            let sql = format!("SELECT * FROM {table}");
+            let o = tool(out, &["query", &sql, "--output", file.to_str().unwrap()]);
+            assert_eq!(o.status, 0, "{table} {name}: {}", o.stderr);
+            // Instants as ISO 8601 UTC (`2026-10-06T02:00:00Z`) from a TIMESTAMP column too.
+            assert_eq!(
+                fs::read_to_string(&file).unwrap(),
+                published,
+                "{table} {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_damaged_cycle_or_a_bad_output_is_named_with_its_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [csv, parquet] = demo_both(tmp.path());
+    let copy = |from: &Path, name: &str| {
+        let to = tmp.path().join(name);
+        let o = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(from)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(o.success());
+        to
+    };
+    let explain = ["explain", "--partner", "SP001"];
+    let expect = |out: &Path, args: &[&str], code: i32, names: &Path| {
+        let o = tool(out, args);
+        assert_eq!(o.status, code, "{args:?}: {}", o.stderr);
+        assert!(
+            o.stderr.contains(&names.display().to_string()),
+            "{args:?}: {}",
+            o.stderr
+        );
+        assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    };
+    // A table missing, empty, or not Parquet: exit 2 naming the file.
+    let missing = copy(&csv, "missing");
+    let file = missing.join("2026-10/line_outcomes.csv");
+    fs::remove_file(&file).unwrap();
+    expect(&missing, &explain, 2, &file);
+    let empty = copy(&csv, "empty");
+    let file = empty.join("2026-10/explanations.csv");
+    fs::write(&file, "").unwrap();
+    expect(&empty, &explain, 2, &file);
+    expect(&empty, &["query", "SELECT * FROM explanations"], 2, &file);
+    let foreign = copy(&parquet, "foreign");
+    let file = foreign.join("2026-10/explanations.parquet");
+    fs::write(&file, "partner_id\nSP001\n").unwrap();
+    expect(&foreign, &explain, 2, &file);
+    let foreign = copy(&parquet, "foreign-statement");
+    let file = foreign.join("2026-10/ledgers/SP001.parquet");
+    fs::write(&file, "x").unwrap();
+    expect(&foreign, &["query", "SELECT * FROM statements"], 2, &file);
+    // A cell that is not an amount: exit 1 naming the cycle and the column, without polars'
+    // advice to its Python users.
+    let bad = copy(&csv, "bad");
+    let file = bad.join("2026-10/explanations.csv");
+    let text = fs::read_to_string(&file).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let (first, rest) = rest.split_once('\n').unwrap();
+    let mut cells: Vec<&str> = first.splitn(6, ',').collect();
+    cells[4] = "abc";
+    fs::write(&file, format!("{header}\n{}\n{rest}", cells.join(","))).unwrap();
+    let o = tool(&bad, &explain);
+    assert_eq!(o.status, 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("consumption") && o.stderr.contains("abc"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("infer_schema_length"), "{}", o.stderr);
+    // A hostile partner id is said escaped (exit 2), never sent to the terminal raw.
+    let o = tool(&csv, &["explain", "--partner", "SP\"<b>\u{1b}[31m"]);
+    assert_eq!(o.status, 2, "{}", o.stderr);
+    assert!(!o.stderr.contains('\u{1b}'), "{}", o.stderr);
+    // --output in a folder that does not exist, an existing file, a link: exit 2 naming it.
+    let nowhere = tmp.path().join("nowhere");
+    let sql = "SELECT 1 AS x FROM ledger";
+    let file = nowhere.join("x.csv");
+    expect(
+        &csv,
+        &["query", sql, "--output", file.to_str().unwrap()],
+        2,
+        &nowhere,
+    );
+    let file = nowhere.join("r.html");
+    expect(
+        &csv,
+        &["report", "--output", file.to_str().unwrap()],
+        2,
+        &nowhere,
+    );
+    let there = tmp.path().join("there.csv");
+    fs::write(&there, "keep").unwrap();
+    expect(
+        &csv,
+        &["query", sql, "--output", there.to_str().unwrap()],
+        2,
+        &there,
+    );
+    let link = tmp.path().join("link.html");
+    std::os::unix::fs::symlink(tmp.path().join("target.html"), &link).unwrap();
+    expect(
+        &csv,
+        &["report", "--output", link.to_str().unwrap()],
+        2,
+        &link,
+    );
+    assert!(!tmp.path().join("target.html").exists());
+    assert_eq!(fs::read_to_string(&there).unwrap(), "keep");
 }

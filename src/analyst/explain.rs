@@ -208,7 +208,10 @@ fn render_line(cycle: &PublishedCycle, line_id: &str, colour: bool) -> Result<St
     let (bases, rates) = (decimals(&ledger, "base")?, decimals(&ledger, "rate")?);
     for i in 0..ledger.height() {
         let f = |c: &str| r[c][i].as_str();
-        let exact = bases[i] * rates[i];
+        // Exact, or said to be out of range (a hand-edited table must not end in a panic).
+        let exact = bases[i]
+            .checked_mul(rates[i])
+            .map_or_else(|| "(out of range)".to_string(), |d| d.to_string());
         let _ = writeln!(
             out,
             "  {} {} ({}) for {}: {} × {} = {} → rounded {} {} (earned {}, credited {})",
@@ -278,7 +281,7 @@ fn render_partner(
             .entry(currency.as_str())
             .or_insert_with(|| vec![Decimal::ZERO; STEPS.len()]);
         for (s, figures) in sums.iter_mut().zip(&figures_of) {
-            *s += figures[i];
+            crate::analyst::cycle::add(s, figures[i])?;
         }
     }
     let cells: BTreeMap<&str, Vec<String>> = by_currency
