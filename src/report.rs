@@ -99,6 +99,22 @@ impl Words {
         }
     }
 
+    /// A colon after a heading or a name: `: ` in English, `：` in Chinese.
+    fn colon(&self) -> &'static str {
+        match self.lang {
+            Lang::En => ": ",
+            Lang::Zh => "：",
+        }
+    }
+
+    /// `text` in brackets: ` (text)` in English, `（text）` in Chinese.
+    fn bracket(&self, text: &str) -> String {
+        match self.lang {
+            Lang::En => format!(" ({text})"),
+            Lang::Zh => format!("（{text}）"),
+        }
+    }
+
     fn html_lang(&self) -> &'static str {
         match self.lang {
             Lang::En => "en",
@@ -161,16 +177,20 @@ fn waterfall(
         .unwrap_or(0)
         + 12;
     let (bar_h, gap) = (22i64, 8i64);
-    let width = label_w + 60 + 400 + figure_w;
+    // Room left of zero for the lowest level below it, so no bar runs into the labels.
+    let lowest = levels.iter().copied().min().unwrap_or(Decimal::ZERO);
+    let below = {
+        use rust_decimal::prelude::ToPrimitive as _;
+        (-lowest.min(Decimal::ZERO) / max * Decimal::from(400))
+            .ceil()
+            .to_i64()
+            .unwrap_or(400)
+    };
+    let width = label_w + below + 400 + figure_w;
     let n = steps.len() as i64 + 2;
     let height = n * (bar_h + gap) + 30;
     let plot = Decimal::from(400);
-    let zero_x = label_w
-        + if levels.iter().any(|l| *l < Decimal::ZERO) {
-            60
-        } else {
-            0
-        };
+    let zero_x = label_w + below;
     let x = |v: Decimal| -> i64 {
         let px = (v / max * plot).round();
         zero_x + i64::try_from(px.mantissa() / 10i128.pow(px.scale())).unwrap_or(0)
@@ -505,10 +525,9 @@ fn top_partners_section(
         let scale = cycle.scale(&c);
         let _ = write!(
             *html,
-            "<h3>{} ({} {})</h3><table class=\"top\" data-currency=\"{}\"><tr><th>#</th><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th><th>{}</th></tr>",
+            "<h3>{}{}</h3><table class=\"top\" data-currency=\"{}\"><tr><th>#</th><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th><th>{}</th></tr>",
             esc(&c),
-            partners.len(),
-            w("partners in all"),
+            words.bracket(&format!("{} {}", partners.len(), w("partners in all"))),
             esc(&c),
             w("partner"),
             w("name"),
@@ -628,7 +647,8 @@ fn partner_page(
         );
         html.push_str(&waterfall(
             &format!(
-                "{partner} {c}: {}",
+                "{partner} {c}{}{}",
+                words.colon(),
                 w("from consumption to the base earning this cycle")
             ),
             (w("consumption"), s["consumption"]),
@@ -638,7 +658,11 @@ fn partner_page(
             scale,
         ));
         html.push_str(&waterfall(
-            &format!("{partner} {c}: {}", w("incentive credited this cycle")),
+            &format!(
+                "{partner} {c}{}{}",
+                words.colon(),
+                w("incentive credited this cycle")
+            ),
             (w("start"), Decimal::ZERO),
             &incentive_steps,
             (w("incentive"), s["incentive"]),
@@ -664,9 +688,10 @@ fn partner_page(
     for i in order.iter().take(CUSTOMERS_SHOWN) {
         let _ = write!(
             html,
-            "<p class=\"explanation\"><b>{} ({})</b>: {}</p>",
+            "<p class=\"explanation\"><b>{}{}</b>{}{}</p>",
             esc(&customer[*i]),
-            esc(&currency[*i]),
+            words.bracket(&esc(&currency[*i])),
+            words.colon(),
             esc(&paragraph[*i])
         );
     }
@@ -803,4 +828,47 @@ fn write_new(output: &Path, html: &str) -> Result<(), RunError> {
     file.persist(output)
         .map_err(|e| RunError::io(output.display(), e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `x="…"` of an SVG, as numbers.
+    fn xs(svg: &str) -> Vec<i64> {
+        svg.split(" x=\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_waterfall_below_zero_runs_into_no_label() {
+        // consumption 100.00 − excluded 300.00 = −200.00: the lowest level is the whole scale
+        // (max |level| = 200.00), so 400 px are kept left of zero; before, 60 px were, and the
+        // bar began at label width + 60 − 400 < 0 (clipped, over the labels).
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        let svg = waterfall(
+            "t",
+            ("consumption", d("100.00")),
+            &[("excluded", d("300.00"))],
+            ("eligible base", d("-200.00")),
+            true,
+            2,
+        );
+        let label_w = text_width("eligible base") + 12;
+        let rects: Vec<i64> = svg
+            .split("<rect")
+            .skip(1)
+            .flat_map(|r| xs(r).into_iter().take(1))
+            .collect();
+        assert_eq!(rects.len(), 3, "{svg}");
+        assert!(rects.iter().all(|x| *x >= label_w), "{rects:?} {svg}");
+        assert!(xs(&svg).iter().all(|x| *x >= 0), "{svg}");
+        // The −200.00 bar spans the 400 px left of zero.
+        assert!(
+            svg.contains(&format!("x=\"{label_w}\" y=\"70\" width=\"400\"")),
+            "{svg}"
+        );
+    }
 }

@@ -401,6 +401,12 @@ fn report_pages_are_bounded_per_partner_and_translated() {
         zh.contains("合作伙伴激励，账期") && zh.contains("退订扣回") && zh.contains("上期结转")
     );
     assert!(!zh.contains(">earned now<"));
+    // Chinese punctuation in the page's own words too.
+    assert!(
+        zh.contains("（CNY）</b>：") && zh.contains("SP001 CNY：从消费"),
+        "{zh}"
+    );
+    assert!(!zh.contains("</b>: ") && !zh.contains(" (CNY)"), "{zh}");
     // Labels never clipped: every label fits left of its bar.
     for svg in cycle
         .split("<svg")
