@@ -550,3 +550,84 @@ fn a_damaged_cycle_or_a_bad_output_is_named_with_its_exit_code() {
     assert!(!tmp.path().join("target.html").exists());
     assert_eq!(fs::read_to_string(&there).unwrap(), "keep");
 }
+
+/// The second cycle of a generated chain (rows carried in from the first): the run's summary
+/// per currency and lever, and the report's credited figures, are the same numbers.
+#[test]
+fn credited_per_lever_agrees_between_summary_and_report_with_rows_carried_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let generate = |extra: &[&str], out: &Path, cycle: &str| {
+        let mut cmd = incentives();
+        cmd.args([
+            "generate", "--cycle", cycle, "--lines", "4000", "--seed", "7",
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet");
+        assert_eq!(run(&mut cmd).status, 0);
+    };
+    generate(&[], &a, "2026-10");
+    generate(&["--previous", a.to_str().unwrap()], &b, "2026-11");
+    let out = tmp.path().join("out");
+    let mut stdout = String::new();
+    for (input, cycle) in [(&a, "2026-10"), (&b, "2026-11")] {
+        let mut cmd = incentives();
+        cmd.args(["run", "--cycle", cycle, "--input"])
+            .arg(input)
+            .arg("--rules")
+            .arg(common::repo().join("rules/reference"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--state")
+            .arg(out.join(".state"));
+        if cycle == "2026-10" {
+            cmd.arg("--first-cycle");
+        }
+        let o = run(&mut cmd);
+        assert_eq!(o.status, 0, "{}", o.stderr);
+        stdout = o.stdout;
+    }
+    assert!(!stdout.contains(" 0 carried in"), "{stdout}");
+    // The summary's table: currencies, then the credited total and one row per lever.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("per currency"))
+        .unwrap();
+    let currencies: Vec<&str> = lines[at].split_whitespace().skip(2).collect();
+    assert!(lines[at + 1].contains("incentive credited to 2026-11"));
+    let mut expected: Vec<String> = Vec::new();
+    let totals: Vec<&str> = lines[at + 1].split_whitespace().skip(4).collect();
+    for (c, t) in currencies.iter().zip(&totals) {
+        let shown = incentives::analyst::grouped(t.parse().unwrap(), 2);
+        expected.push(format!("data-credited=\"{c}\"><b>{shown}</b>"));
+    }
+    for l in lines[at + 2..].iter().take_while(|l| l.starts_with("    ")) {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        for (c, v) in currencies.iter().zip(&cells[1..]) {
+            // A lever with no row in a currency: 0.00 in the summary, no row in the report.
+            let v: rust_decimal::Decimal = v.parse().unwrap();
+            if v.is_zero() {
+                continue;
+            }
+            let shown = incentives::analyst::grouped(v, 2);
+            expected.push(format!(
+                "{c}</td><td class=\"l\">{0}</td><td data-lever=\"{0}\">{shown}<",
+                cells[0]
+            ));
+        }
+    }
+    assert!(expected.len() > currencies.len() * 3, "{stdout}");
+    let mut cmd = incentives();
+    cmd.args(["report", "--cycle", "2026-11", "--out"])
+        .arg(&out)
+        .arg("--state")
+        .arg(out.join(".state"));
+    assert_eq!(run(&mut cmd).status, 0);
+    let html = fs::read_to_string(out.join("2026-11-report.html")).unwrap();
+    for e in &expected {
+        assert!(html.contains(e.as_str()), "{e}");
+    }
+}
