@@ -57,6 +57,17 @@ fn explain_answers_the_same_on_csv_and_parquet_cycles() {
         .expect("an 8-decimal amount in the demo");
     assert!(sp003.stdout.contains(&exact), "{exact}: {}", sp003.stdout);
     assert_eq!(tool(&parquet, &["explain", "--partner", "NOPE"]).status, 2);
+    // A line is told to its partner, or to the distributor it earned an override (L041 is
+    // RS001's and earned DS001 an override); not to any other partner.
+    for (format, out) in [("csv", &csv), ("parquet", &parquet)] {
+        for p in ["RS001", "DS001"] {
+            let o = tool(out, &["explain", "--partner", p, "--line", "L041"]);
+            assert_eq!(o.status, 0, "{format} {p}: {}", o.stderr);
+        }
+        let o = tool(out, &["explain", "--partner", "SP001", "--line", "L041"]);
+        assert_eq!(o.status, 2, "{format}: {}", o.stdout);
+        assert!(o.stderr.contains("RS001"), "{}", o.stderr);
+    }
     assert_eq!(
         tool(
             &parquet,
