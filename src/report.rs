@@ -99,6 +99,22 @@ impl Words {
         }
     }
 
+    /// A colon after a heading or a name: `: ` in English, `：` in Chinese.
+    fn colon(&self) -> &'static str {
+        match self.lang {
+            Lang::En => ": ",
+            Lang::Zh => "：",
+        }
+    }
+
+    /// `text` in brackets: ` (text)` in English, `（text）` in Chinese.
+    fn bracket(&self, text: &str) -> String {
+        match self.lang {
+            Lang::En => format!(" ({text})"),
+            Lang::Zh => format!("（{text}）"),
+        }
+    }
+
     fn html_lang(&self) -> &'static str {
         match self.lang {
             Lang::En => "en",
@@ -135,7 +151,7 @@ fn waterfall(
     let mut levels = vec![Decimal::ZERO, start.1];
     let mut level = start.1;
     for (_, v) in steps {
-        level += if subtract { -*v } else { *v };
+        level = level.saturating_add(if subtract { -*v } else { *v });
         levels.push(level);
     }
     levels.push(end.1);
@@ -161,16 +177,20 @@ fn waterfall(
         .unwrap_or(0)
         + 12;
     let (bar_h, gap) = (22i64, 8i64);
-    let width = label_w + 60 + 400 + figure_w;
+    // Room left of zero for the lowest level below it, so no bar runs into the labels.
+    let lowest = levels.iter().copied().min().unwrap_or(Decimal::ZERO);
+    let below = {
+        use rust_decimal::prelude::ToPrimitive as _;
+        (-lowest.min(Decimal::ZERO) / max * Decimal::from(400))
+            .ceil()
+            .to_i64()
+            .unwrap_or(400)
+    };
+    let width = label_w + below + 400 + figure_w;
     let n = steps.len() as i64 + 2;
     let height = n * (bar_h + gap) + 30;
     let plot = Decimal::from(400);
-    let zero_x = label_w
-        + if levels.iter().any(|l| *l < Decimal::ZERO) {
-            60
-        } else {
-            0
-        };
+    let zero_x = label_w + below;
     let x = |v: Decimal| -> i64 {
         let px = (v / max * plot).round();
         zero_x + i64::try_from(px.mantissa() / 10i128.pow(px.scale())).unwrap_or(0)
@@ -205,7 +225,7 @@ fn waterfall(
     bar(0, start.0, Decimal::ZERO, start.1, "total", start.1);
     let mut level = start.1;
     for (i, (label, v)) in steps.iter().enumerate() {
-        let next = level + if subtract { -*v } else { *v };
+        let next = level.saturating_add(if subtract { -*v } else { *v });
         let class = if next < level { "down" } else { "up" };
         bar(i as i64 + 1, label, level, next, class, *v);
         level = next;
@@ -296,6 +316,7 @@ pub fn write_report(
     output: &Path,
 ) -> Result<Vec<PathBuf>, RunError> {
     let words = Words { lang };
+    crate::analyst::cycle::folder_of(output, "--output")?;
     let names = partner_names(input);
     if let Some(p) = partner {
         let html = partner_page(cycle, p, &words, &names, None)?;
@@ -311,6 +332,15 @@ pub fn write_report(
     };
     let back = output.file_name().map(|f| f.to_string_lossy().into_owned());
     for p in listed {
+        // A partner's page is named by its id: an id the engine would not have written (a
+        // table edited by hand) names no file.
+        if !crate::load::is_valid_id(&p) {
+            return Err(RunError::Usage(format!(
+                "{}: partner id {:?} is not an id incentives writes: no page is named after it; re-run the cycle to publish it again",
+                cycle.path("explanations").display(),
+                crate::error::printable(&p)
+            )));
+        }
         let page = folder.join(partner_page_name(cycle, &p));
         let html = partner_page(cycle, &p, &words, &names, back.as_deref())?;
         write_new(&page, &html)?;
@@ -495,10 +525,9 @@ fn top_partners_section(
         let scale = cycle.scale(&c);
         let _ = write!(
             *html,
-            "<h3>{} ({} {})</h3><table class=\"top\" data-currency=\"{}\"><tr><th>#</th><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th><th>{}</th></tr>",
+            "<h3>{}{}</h3><table class=\"top\" data-currency=\"{}\"><tr><th>#</th><th class=\"l\">{}</th><th class=\"l\">{}</th><th>{}</th><th>{}</th></tr>",
             esc(&c),
-            partners.len(),
-            w("partners in all"),
+            words.bracket(&format!("{} {}", partners.len(), w("partners in all"))),
             esc(&c),
             w("partner"),
             w("name"),
@@ -569,7 +598,7 @@ fn partner_page(
     for i in 0..rows.height() {
         let s = sums.entry(currency[i].as_str()).or_default();
         for (c, v) in &figures {
-            *s.entry(c).or_default() += v[i];
+            crate::analyst::cycle::add(s.entry(c).or_default(), v[i])?;
         }
     }
     let name = names.get(partner).map(String::as_str).unwrap_or("");
@@ -618,7 +647,8 @@ fn partner_page(
         );
         html.push_str(&waterfall(
             &format!(
-                "{partner} {c}: {}",
+                "{partner} {c}{}{}",
+                words.colon(),
                 w("from consumption to the base earning this cycle")
             ),
             (w("consumption"), s["consumption"]),
@@ -628,7 +658,11 @@ fn partner_page(
             scale,
         ));
         html.push_str(&waterfall(
-            &format!("{partner} {c}: {}", w("incentive credited this cycle")),
+            &format!(
+                "{partner} {c}{}{}",
+                words.colon(),
+                w("incentive credited this cycle")
+            ),
             (w("start"), Decimal::ZERO),
             &incentive_steps,
             (w("incentive"), s["incentive"]),
@@ -654,9 +688,10 @@ fn partner_page(
     for i in order.iter().take(CUSTOMERS_SHOWN) {
         let _ = write!(
             html,
-            "<p class=\"explanation\"><b>{} ({})</b>: {}</p>",
+            "<p class=\"explanation\"><b>{}{}</b>{}{}</p>",
             esc(&customer[*i]),
-            esc(&currency[*i]),
+            words.bracket(&esc(&currency[*i])),
+            words.colon(),
             esc(&paragraph[*i])
         );
     }
@@ -682,15 +717,28 @@ fn override_resellers(
     names: &BTreeMap<String, String>,
 ) -> Result<String, RunError> {
     let w = |s| words.t(s);
-    let overrides = cycle
-        .scan("ledger")?
-        .filter(is("partner_id", partner).and(is("kind", "override")))
-        .select([col("line_id"), col("amount"), col("currency")]);
+    // The distributor's override rows first (few, often none); the lines' own partners only
+    // for the lines they name.
+    let overrides = cycle.collect(
+        cycle
+            .scan("ledger")?
+            .filter(is("partner_id", partner).and(is("kind", "override")))
+            .select([col("line_id"), col("amount"), col("currency")]),
+    )?;
+    if overrides.height() == 0 {
+        return Ok(String::new());
+    }
+    let mut ids = texts(&overrides, "line_id")?;
+    ids.sort();
+    ids.dedup();
+    let ids = Series::new("ids".into(), ids);
     let lines = cycle
         .scan("line_outcomes")?
+        .filter(col("line_id").is_in(lit(ids).implode(false), false))
         .select([col("line_id"), col("partner_id")]);
     let joined = cycle.collect(
         overrides
+            .lazy()
             .join(
                 lines,
                 [col("line_id")],
@@ -765,10 +813,7 @@ fn write_new(output: &Path, html: &str) -> Result<(), RunError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(RunError::io(shown, e)),
     }
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = crate::analyst::cycle::folder_of(output, "--output")?;
     let mut file = tempfile::Builder::new()
         .prefix(".report-")
         .tempfile_in(parent)
@@ -783,4 +828,47 @@ fn write_new(output: &Path, html: &str) -> Result<(), RunError> {
     file.persist(output)
         .map_err(|e| RunError::io(output.display(), e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `x="…"` of an SVG, as numbers.
+    fn xs(svg: &str) -> Vec<i64> {
+        svg.split(" x=\"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_waterfall_below_zero_runs_into_no_label() {
+        // consumption 100.00 − excluded 300.00 = −200.00: the lowest level is the whole scale
+        // (max |level| = 200.00), so 400 px are kept left of zero; before, 60 px were, and the
+        // bar began at label width + 60 − 400 < 0 (clipped, over the labels).
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        let svg = waterfall(
+            "t",
+            ("consumption", d("100.00")),
+            &[("excluded", d("300.00"))],
+            ("eligible base", d("-200.00")),
+            true,
+            2,
+        );
+        let label_w = text_width("eligible base") + 12;
+        let rects: Vec<i64> = svg
+            .split("<rect")
+            .skip(1)
+            .flat_map(|r| xs(r).into_iter().take(1))
+            .collect();
+        assert_eq!(rects.len(), 3, "{svg}");
+        assert!(rects.iter().all(|x| *x >= label_w), "{rects:?} {svg}");
+        assert!(xs(&svg).iter().all(|x| *x >= 0), "{svg}");
+        // The −200.00 bar spans the 400 px left of zero.
+        assert!(
+            svg.contains(&format!("x=\"{label_w}\" y=\"70\" width=\"400\"")),
+            "{svg}"
+        );
+    }
 }

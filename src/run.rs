@@ -998,21 +998,24 @@ pub struct ReadOnlyTotals {
 /// (whose hashes must equal those the cycle ran on: exit 2 otherwise) under the rule set of
 /// `config.rules`, against the cycle's prior state: the same phases as [`run`] up to the
 /// balances (`open`'s rule set and prior, load, evaluate, `settle_balances`), and nothing
-/// written: no staging folder, no state transaction, no publication. The state lock and the
-/// publisher's lock on `OUT/<cycle>` are held while it reads, as a run holds them.
+/// written: no staging folder, no state transaction, no publication, no lock in `OUT` (whatif
+/// publishes nothing, and a publication swaps `OUT/<cycle>` whole, so a reader needs no lock).
+/// The chain and the inputs are read and checked without any lock (SQLite readers need none);
+/// the state's lock is held only from reading the prior state to settling the balances (the
+/// state's own reader takes it), and the cycle's record must be the same under it as before,
+/// so a run that re-ran the cycle meanwhile is noticed (exit 1, run whatif again).
 pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError> {
     let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
-    if !config.state.join("state.db").is_file() {
+    let Some(chain) = crate::state::read_chain(&config.state)? else {
         return Err(RunError::Usage(format!(
             "{}: no state.db: whatif re-runs a cycle of a chain; pass --state with the folder cycle {} was run with",
             config.state.display(),
             config.cycle
         )));
-    }
-    let state = StateStore::open(&config.state)?;
-    let record = state
-        .chain()?
+    };
+    let record = chain
         .into_iter()
+        .map(|(record, _)| record)
         .find(|c| c.cycle == config.cycle.to_string())
         .ok_or_else(|| {
             RunError::Usage(format!(
@@ -1021,18 +1024,10 @@ pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError
                 config.state.display()
             ))
         })?;
-    let publisher = crate::state::lock::Lock::publisher(&config.out, config.cycle)?;
     let mut config = config.clone();
     config.first_cycle = record.first_cycle;
     let config = &config;
-    let prior = state.prior(config.cycle)?;
-    let opened = Opened {
-        rule_set,
-        prior,
-        state_tag: write::state_tag(&config.state),
-        made_stale: Vec::new(),
-        _publisher: publisher,
-    };
+    // The inputs, read and checked before the state is opened.
     let mut bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
     let ran_on: BTreeMap<String, String> =
         serde_json::from_str(&record.input_hashes).unwrap_or_default();
@@ -1055,6 +1050,31 @@ pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError
             if differ.len() == 1 { "s" } else { "" }
         )));
     }
+    let state = StateStore::open(&config.state)?;
+    if state
+        .chain()?
+        .into_iter()
+        .find(|c| c.cycle == record.cycle)
+        .as_ref()
+        != Some(&record)
+    {
+        return Err(RunError::Io(format!(
+            "{}: cycle {} was run again while whatif read its inputs; nothing was written: run whatif again",
+            config.state.display(),
+            config.cycle
+        )));
+    }
+    // `Opened` carries a run's hold on `OUT/<cycle>`; whatif publishes nothing, so its hold is
+    // on a private folder of its own, never on `OUT`.
+    let scratch = tempfile::tempdir().map_err(|e| RunError::io("a temporary folder", e))?;
+    let prior = state.prior(config.cycle)?;
+    let opened = Opened {
+        rule_set,
+        prior,
+        state_tag: write::state_tag(&config.state),
+        made_stale: Vec::new(),
+        _publisher: crate::state::lock::Lock::publisher(scratch.path(), config.cycle)?,
+    };
     let orders = std::mem::take(&mut bundle.orders);
     let (orders_by_id, ()) = rayon::join(
         || evaluate::OrdersById::new(&orders),
@@ -1070,6 +1090,7 @@ pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError
     );
     drop(orders);
     settle_balances(config, &opened, &state, &bundle, &mut evaluation)?;
+    drop(state);
     let mut out = ReadOnlyTotals {
         stale: record.stale,
         ..Default::default()

@@ -57,6 +57,17 @@ fn explain_answers_the_same_on_csv_and_parquet_cycles() {
         .expect("an 8-decimal amount in the demo");
     assert!(sp003.stdout.contains(&exact), "{exact}: {}", sp003.stdout);
     assert_eq!(tool(&parquet, &["explain", "--partner", "NOPE"]).status, 2);
+    // A line is told to its partner, or to the distributor it earned an override (L041 is
+    // RS001's and earned DS001 an override); not to any other partner.
+    for (format, out) in [("csv", &csv), ("parquet", &parquet)] {
+        for p in ["RS001", "DS001"] {
+            let o = tool(out, &["explain", "--partner", p, "--line", "L041"]);
+            assert_eq!(o.status, 0, "{format} {p}: {}", o.stderr);
+        }
+        let o = tool(out, &["explain", "--partner", "SP001", "--line", "L041"]);
+        assert_eq!(o.status, 2, "{format}: {}", o.stdout);
+        assert!(o.stderr.contains("RS001"), "{}", o.stderr);
+    }
     assert_eq!(
         tool(
             &parquet,
@@ -143,7 +154,7 @@ fn query_runs_sql_over_the_tables_by_name_with_exact_decimals() {
     // A query that does not parse: exit 2 with polars' message.
     let bad = tool(&csv, &["query", "SELEKT * FROM ledger"]);
     assert_eq!(bad.status, 2, "{}", bad.stderr);
-    assert!(bad.stderr.contains("error:"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("sql parser error"), "{}", bad.stderr);
     let unknown = tool(&csv, &["query", "SELECT * FROM no_such_table"]);
     assert_eq!(unknown.status, 2, "{}", unknown.stderr);
 }
@@ -176,6 +187,18 @@ fn whatif_prices_a_rate_change_read_only() {
         "rate = \"0.07\"",
     );
     let state_before = fs::read(out.join(".state/state.db")).unwrap();
+    // whatif publishes nothing: it takes no lock in OUT (a run publishing beside it is not
+    // kept waiting) and leaves OUT's entries as they are.
+    let _ = fs::remove_file(out.join(".2026-10.lock"));
+    let entries = |dir: &Path| {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let out_before = entries(&out);
     let published_before = fs::read(out.join("2026-10/ledger.csv")).unwrap();
     let write = tmp.path().join("whatif.csv");
     let whatif = |input: &Path| {
@@ -194,6 +217,7 @@ fn whatif_prices_a_rate_change_read_only() {
     };
     let o = whatif(&fixture("demo/2026-10"));
     assert_eq!(o.status, 0, "{}", o.stderr);
+    assert_eq!(entries(&out), out_before);
     // Read-only: the state and the published cycle are untouched.
     assert_eq!(fs::read(out.join(".state/state.db")).unwrap(), state_before);
     assert_eq!(
@@ -388,6 +412,12 @@ fn report_pages_are_bounded_per_partner_and_translated() {
         zh.contains("合作伙伴激励，账期") && zh.contains("退订扣回") && zh.contains("上期结转")
     );
     assert!(!zh.contains(">earned now<"));
+    // Chinese punctuation in the page's own words too.
+    assert!(
+        zh.contains("（CNY）</b>：") && zh.contains("SP001 CNY：从消费"),
+        "{zh}"
+    );
+    assert!(!zh.contains("</b>: ") && !zh.contains(" (CNY)"), "{zh}");
     // Labels never clipped: every label fits left of its bar.
     for svg in cycle
         .split("<svg")
@@ -395,5 +425,220 @@ fn report_pages_are_bounded_per_partner_and_translated() {
         .chain(ds001.split("<svg").skip(1))
     {
         assert!(!svg.contains("x=\"-"), "{svg}");
+    }
+}
+
+#[test]
+fn query_writes_every_table_as_published_from_csv_and_parquet_cycles_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [csv, parquet] = demo_both(tmp.path());
+    // `explanations` is left out: an amount summed from 4-place inputs is published as `0.0000`
+    // and read back as the exact value `0.00` (equal, not the same bytes).
+    for table in [
+        "ledger",
+        "line_outcomes",
+        "voucher_deductions",
+        "voucher_balances",
+        "expiry_report",
+        "subsidies",
+        "rejects",
+    ] {
+        let published = fs::read_to_string(csv.join(format!("2026-10/{table}.csv"))).unwrap();
+        for (name, out) in [("csv", &csv), ("parquet", &parquet)] {
+            let file = tmp.path().join(format!("{name}-{table}.csv"));
+            let sql = format!("SELECT * FROM {table}");
+            let o = tool(out, &["query", &sql, "--output", file.to_str().unwrap()]);
+            assert_eq!(o.status, 0, "{table} {name}: {}", o.stderr);
+            // Instants as ISO 8601 UTC (`2026-10-06T02:00:00Z`) from a TIMESTAMP column too.
+            assert_eq!(
+                fs::read_to_string(&file).unwrap(),
+                published,
+                "{table} {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_damaged_cycle_or_a_bad_output_is_named_with_its_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let [csv, parquet] = demo_both(tmp.path());
+    let copy = |from: &Path, name: &str| {
+        let to = tmp.path().join(name);
+        let o = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(from)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(o.success());
+        to
+    };
+    let explain = ["explain", "--partner", "SP001"];
+    let expect = |out: &Path, args: &[&str], code: i32, names: &Path| {
+        let o = tool(out, args);
+        assert_eq!(o.status, code, "{args:?}: {}", o.stderr);
+        assert!(
+            o.stderr.contains(&names.display().to_string()),
+            "{args:?}: {}",
+            o.stderr
+        );
+        assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    };
+    // A table missing, empty, or not Parquet: exit 2 naming the file.
+    let missing = copy(&csv, "missing");
+    let file = missing.join("2026-10/line_outcomes.csv");
+    fs::remove_file(&file).unwrap();
+    expect(&missing, &explain, 2, &file);
+    let empty = copy(&csv, "empty");
+    let file = empty.join("2026-10/explanations.csv");
+    fs::write(&file, "").unwrap();
+    expect(&empty, &explain, 2, &file);
+    expect(&empty, &["query", "SELECT * FROM explanations"], 2, &file);
+    let foreign = copy(&parquet, "foreign");
+    let file = foreign.join("2026-10/explanations.parquet");
+    fs::write(&file, "partner_id\nSP001\n").unwrap();
+    expect(&foreign, &explain, 2, &file);
+    let foreign = copy(&parquet, "foreign-statement");
+    let file = foreign.join("2026-10/ledgers/SP001.parquet");
+    fs::write(&file, "x").unwrap();
+    expect(&foreign, &["query", "SELECT * FROM statements"], 2, &file);
+    // A cell that is not an amount: exit 1 naming the cycle and the column, without polars'
+    // advice to its Python users.
+    let bad = copy(&csv, "bad");
+    let file = bad.join("2026-10/explanations.csv");
+    let text = fs::read_to_string(&file).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let (first, rest) = rest.split_once('\n').unwrap();
+    let mut cells: Vec<&str> = first.splitn(6, ',').collect();
+    cells[4] = "abc";
+    fs::write(&file, format!("{header}\n{}\n{rest}", cells.join(","))).unwrap();
+    let o = tool(&bad, &explain);
+    assert_eq!(o.status, 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("consumption") && o.stderr.contains("abc"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("infer_schema_length"), "{}", o.stderr);
+    // A hostile partner id is said escaped (exit 2), never sent to the terminal raw.
+    let o = tool(&csv, &["explain", "--partner", "SP\"<b>\u{1b}[31m"]);
+    assert_eq!(o.status, 2, "{}", o.stderr);
+    assert!(!o.stderr.contains('\u{1b}'), "{}", o.stderr);
+    // --output in a folder that does not exist, an existing file, a link: exit 2 naming it.
+    let nowhere = tmp.path().join("nowhere");
+    let sql = "SELECT 1 AS x FROM ledger";
+    let file = nowhere.join("x.csv");
+    expect(
+        &csv,
+        &["query", sql, "--output", file.to_str().unwrap()],
+        2,
+        &nowhere,
+    );
+    let file = nowhere.join("r.html");
+    expect(
+        &csv,
+        &["report", "--output", file.to_str().unwrap()],
+        2,
+        &nowhere,
+    );
+    let there = tmp.path().join("there.csv");
+    fs::write(&there, "keep").unwrap();
+    expect(
+        &csv,
+        &["query", sql, "--output", there.to_str().unwrap()],
+        2,
+        &there,
+    );
+    let link = tmp.path().join("link.html");
+    std::os::unix::fs::symlink(tmp.path().join("target.html"), &link).unwrap();
+    expect(
+        &csv,
+        &["report", "--output", link.to_str().unwrap()],
+        2,
+        &link,
+    );
+    assert!(!tmp.path().join("target.html").exists());
+    assert_eq!(fs::read_to_string(&there).unwrap(), "keep");
+}
+
+/// The second cycle of a generated chain (rows carried in from the first): the run's summary
+/// per currency and lever, and the report's credited figures, are the same numbers.
+#[test]
+fn credited_per_lever_agrees_between_summary_and_report_with_rows_carried_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let generate = |extra: &[&str], out: &Path, cycle: &str| {
+        let mut cmd = incentives();
+        cmd.args([
+            "generate", "--cycle", cycle, "--lines", "4000", "--seed", "7",
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .arg("--quiet");
+        assert_eq!(run(&mut cmd).status, 0);
+    };
+    generate(&[], &a, "2026-10");
+    generate(&["--previous", a.to_str().unwrap()], &b, "2026-11");
+    let out = tmp.path().join("out");
+    let mut stdout = String::new();
+    for (input, cycle) in [(&a, "2026-10"), (&b, "2026-11")] {
+        let mut cmd = incentives();
+        cmd.args(["run", "--cycle", cycle, "--input"])
+            .arg(input)
+            .arg("--rules")
+            .arg(common::repo().join("rules/reference"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--state")
+            .arg(out.join(".state"));
+        if cycle == "2026-10" {
+            cmd.arg("--first-cycle");
+        }
+        let o = run(&mut cmd);
+        assert_eq!(o.status, 0, "{}", o.stderr);
+        stdout = o.stdout;
+    }
+    assert!(!stdout.contains(" 0 carried in"), "{stdout}");
+    // The summary's table: currencies, then the credited total and one row per lever.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("per currency"))
+        .unwrap();
+    let currencies: Vec<&str> = lines[at].split_whitespace().skip(2).collect();
+    assert!(lines[at + 1].contains("incentive credited to 2026-11"));
+    let mut expected: Vec<String> = Vec::new();
+    let totals: Vec<&str> = lines[at + 1].split_whitespace().skip(4).collect();
+    for (c, t) in currencies.iter().zip(&totals) {
+        let shown = incentives::analyst::grouped(t.parse().unwrap(), 2);
+        expected.push(format!("data-credited=\"{c}\"><b>{shown}</b>"));
+    }
+    for l in lines[at + 2..].iter().take_while(|l| l.starts_with("    ")) {
+        let cells: Vec<&str> = l.split_whitespace().collect();
+        for (c, v) in currencies.iter().zip(&cells[1..]) {
+            // A lever with no row in a currency: 0.00 in the summary, no row in the report.
+            let v: rust_decimal::Decimal = v.parse().unwrap();
+            if v.is_zero() {
+                continue;
+            }
+            let shown = incentives::analyst::grouped(v, 2);
+            expected.push(format!(
+                "{c}</td><td class=\"l\">{0}</td><td data-lever=\"{0}\">{shown}<",
+                cells[0]
+            ));
+        }
+    }
+    assert!(expected.len() > currencies.len() * 3, "{stdout}");
+    let mut cmd = incentives();
+    cmd.args(["report", "--cycle", "2026-11", "--out"])
+        .arg(&out)
+        .arg("--state")
+        .arg(out.join(".state"));
+    assert_eq!(run(&mut cmd).status, 0);
+    let html = fs::read_to_string(out.join("2026-11-report.html")).unwrap();
+    for e in &expected {
+        assert!(html.contains(e.as_str()), "{e}");
     }
 }

@@ -97,7 +97,26 @@ pub struct PublishedCycle {
 /// A polars error as this crate's: a question the cycle cannot answer is an I/O-class failure
 /// (exit 1) naming the folder.
 pub fn polars_error(dir: &Path, e: PolarsError) -> RunError {
-    RunError::Io(format!("{}: {e}", dir.display()))
+    RunError::Io(format!(
+        "{}: {}",
+        dir.display(),
+        without_advice(&e.to_string())
+    ))
+}
+
+/// A polars message without the advice meant for its Python users (`infer_schema_length`,
+/// `ignore_errors` …): what is wrong, and where.
+fn without_advice(message: &str) -> String {
+    match message.split_once("\n\nYou might want to try:") {
+        None => message.trim_end().to_string(),
+        Some((what, rest)) => {
+            let original = rest
+                .split_once("Original error:")
+                .map(|(_, o)| format!(" ({})", o.trim().trim_matches('`').trim()))
+                .unwrap_or_default();
+            format!("{}{original}", what.trim_end().replace("\n\n", "; "))
+        }
+    }
 }
 
 impl PublishedCycle {
@@ -145,6 +164,7 @@ impl PublishedCycle {
                 path.display()
             )));
         }
+        check_table(&path, self.format)?;
         self.scan_path(&path, false)
     }
 
@@ -158,7 +178,15 @@ impl PublishedCycle {
         if !any {
             return Ok(None);
         }
-        let pattern = folder.join(format!("*.{}", self.format.extension()));
+        let ext = self.format.extension();
+        let entries = std::fs::read_dir(&folder).map_err(|e| RunError::io(folder.display(), e))?;
+        for entry in entries {
+            let path = entry.map_err(|e| RunError::io(folder.display(), e))?.path();
+            if path.extension().is_some_and(|e| e == ext) {
+                check_table(&path, self.format)?;
+            }
+        }
+        let pattern = folder.join(format!("*.{ext}"));
         self.scan_path(&pattern, true).map(Some)
     }
 
@@ -266,6 +294,27 @@ fn manifest_scales(path: &Path) -> BTreeMap<String, u32> {
     scales
 }
 
+/// A published table must be one: not empty, and in Parquet begin with its magic bytes. What
+/// is not is named with the fix (exit 2), before polars reads it.
+fn check_table(path: &Path, format: Format) -> Result<(), RunError> {
+    use std::io::Read as _;
+    let shown = path.display();
+    let not_one = |what: &str| {
+        RunError::Usage(format!(
+            "{shown}: {what}, not a table incentives published: re-run the cycle to publish it again"
+        ))
+    };
+    let mut head = [0u8; 4];
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(4).read(&mut head))
+        .map_err(|e| RunError::io(&shown, e))?;
+    match (read, format) {
+        (0, _) => Err(not_one("is empty (0 bytes)")),
+        (_, Format::Parquet) if head != *b"PAR1" => Err(not_one("is not a Parquet file")),
+        _ => Ok(()),
+    }
+}
+
 /// A column of text cells (empty for nulls), control characters escaped for a terminal;
 /// amounts as the published tables write them (exact, padded to 2 places).
 pub fn texts(df: &DataFrame, name: &str) -> Result<Vec<String>, RunError> {
@@ -279,6 +328,18 @@ pub fn texts(df: &DataFrame, name: &str) -> Result<Vec<String>, RunError> {
             .map(|d| crate::money::format_amount(d, 2))
             .collect());
     }
+    if let DataType::Datetime(unit, _) = column.dtype() {
+        // As the published tables write an instant: ISO 8601 UTC (`2026-10-06T02:00:00Z`).
+        let unit = *unit;
+        let fail = |e: PolarsError| RunError::Io(format!("column {name}: {e}"));
+        let physical = column.cast(&DataType::Int64).map_err(fail)?;
+        return Ok(physical
+            .i64()
+            .map_err(fail)?
+            .iter()
+            .map(|v| v.and_then(|v| instant(v, unit)).unwrap_or_default())
+            .collect());
+    }
     let column = column
         .cast(&DataType::String)
         .map_err(|e| RunError::Io(format!("column {name}: {e}")))?;
@@ -289,6 +350,16 @@ pub fn texts(df: &DataFrame, name: &str) -> Result<Vec<String>, RunError> {
         .iter()
         .map(|v| crate::error::printable(v.unwrap_or("")).into_owned())
         .collect())
+}
+
+/// A polars instant (`unit`s since the epoch, UTC) as the published CSV writes it.
+fn instant(value: i64, unit: TimeUnit) -> Option<String> {
+    let t = match unit {
+        TimeUnit::Nanoseconds => Some(chrono::DateTime::from_timestamp_nanos(value)),
+        TimeUnit::Microseconds => chrono::DateTime::from_timestamp_micros(value),
+        TimeUnit::Milliseconds => chrono::DateTime::from_timestamp_millis(value),
+    }?;
+    Some(crate::calendar::format_instant(t))
 }
 
 /// A column of exact amounts (zero for nulls).
@@ -309,6 +380,32 @@ pub fn to_decimal(mantissa: i128, scale: u32) -> Result<Decimal, RunError> {
     Decimal::try_from_i128_with_scale(mantissa, scale)
         .map(|d| d.normalize())
         .map_err(|e| RunError::Io(format!("an amount out of range: {e}")))
+}
+
+/// The folder a file given by `flag` is written into: it must exist and be a folder (exit 2
+/// naming it otherwise).
+pub fn folder_of<'p>(file: &'p Path, flag: &str) -> Result<&'p Path, RunError> {
+    let folder = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(RunError::Usage(format!(
+            "{}: no such folder for {flag} {}: create it or pass a file in a folder that exists",
+            folder.display(),
+            file.display()
+        )));
+    }
+    Ok(folder)
+}
+
+/// `sum += amount`, or an error if the sum leaves `Decimal`'s range (a hand-edited table must
+/// not end in a panic).
+pub fn add(sum: &mut Decimal, amount: Decimal) -> Result<(), RunError> {
+    *sum = sum
+        .checked_add(amount)
+        .ok_or_else(|| RunError::Io(format!("a sum of amounts out of range ({sum} + {amount})")))?;
+    Ok(())
 }
 
 /// A column of counts (zero for nulls).

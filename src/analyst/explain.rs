@@ -122,12 +122,19 @@ pub fn render(
 ) -> Result<String, RunError> {
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     match line {
-        Some(line_id) => render_line(cycle, line_id, colour),
+        Some(line_id) => render_line(cycle, partner, line_id, colour),
         None => render_partner(cycle, partner, customer, limit, colour),
     }
 }
 
-fn render_line(cycle: &PublishedCycle, line_id: &str, colour: bool) -> Result<String, RunError> {
+/// One line's story, asked by `partner`: the line's own partner, or a distributor its line
+/// earned an override (a ledger row of the line is the distributor's).
+fn render_line(
+    cycle: &PublishedCycle,
+    partner: &str,
+    line_id: &str,
+    colour: bool,
+) -> Result<String, RunError> {
     let mut out = String::new();
     let df = rows_of(
         cycle,
@@ -205,10 +212,21 @@ fn render_line(cycle: &PublishedCycle, line_id: &str, colour: bool) -> Result<St
         ],
     )?;
     let r = all_text(&ledger)?;
+    if f("partner_id") != partner && !r["partner_id"].iter().any(|p| p == partner) {
+        return Err(RunError::Usage(format!(
+            "line {line_id} is partner {}'s, and earned partner {} nothing: pass --partner {}",
+            f("partner_id"),
+            crate::error::printable(partner),
+            f("partner_id")
+        )));
+    }
     let (bases, rates) = (decimals(&ledger, "base")?, decimals(&ledger, "rate")?);
     for i in 0..ledger.height() {
         let f = |c: &str| r[c][i].as_str();
-        let exact = bases[i] * rates[i];
+        // Exact, or said to be out of range (a hand-edited table must not end in a panic).
+        let exact = bases[i]
+            .checked_mul(rates[i])
+            .map_or_else(|| "(out of range)".to_string(), |d| d.to_string());
         let _ = writeln!(
             out,
             "  {} {} ({}) for {}: {} × {} = {} → rounded {} {} (earned {}, credited {})",
@@ -278,7 +296,7 @@ fn render_partner(
             .entry(currency.as_str())
             .or_insert_with(|| vec![Decimal::ZERO; STEPS.len()]);
         for (s, figures) in sums.iter_mut().zip(&figures_of) {
-            *s += figures[i];
+            crate::analyst::cycle::add(s, figures[i])?;
         }
     }
     let cells: BTreeMap<&str, Vec<String>> = by_currency

@@ -204,10 +204,7 @@ pub fn write_new_file(output: &Path, bytes: &[u8]) -> Result<(), RunError> {
             "{shown}: already exists; nothing was written over it: move it away or pass another file"
         )));
     }
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = super::cycle::folder_of(output, "--output")?;
     let mut file = tempfile::Builder::new()
         .prefix(".incentives-")
         .tempfile_in(parent)

@@ -58,18 +58,13 @@ fn paid(cycle: &PublishedCycle) -> Result<BTreeMap<(String, String, String), Dec
 /// Runs whatif: writes `write_to` and returns the terminal's summary.
 pub fn whatif(config: &RunConfig, write_to: &Path) -> Result<String, RunError> {
     check_target(write_to)?;
+    // Stale, pending or unpublished: said once, as explain and report say it.
+    // (No state at all is an error of its own, below.)
+    if config.state.join("state.db").is_file() {
+        crate::analyst::explain::warn_on_standing(&config.state, &config.out, config.cycle);
+    }
     let published = PublishedCycle::open(&config.out, config.cycle)?;
     let proposal = crate::run::evaluate_read_only(config)?;
-    if proposal.stale {
-        crate::progress::note(
-            "WARN",
-            &format!(
-                "warning: cycle {} is STALE in {}: what it paid no longer adds up with the chain",
-                config.cycle,
-                config.state.display()
-            ),
-        );
-    }
     let paid = paid(&published)?;
     let mut rows: BTreeMap<(String, String, String), Row> = BTreeMap::new();
     for (source, is_paid) in [(&paid, true), (&proposal.totals, false)] {
@@ -219,6 +214,7 @@ fn check_target(path: &Path) -> Result<(), RunError> {
             "{shown}: --write takes a .csv file"
         )));
     }
+    super::cycle::folder_of(path, "--write")?;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(RunError::Usage(format!(
             "{shown}: is a symbolic link; it is not written through: remove it or pass another --write"
@@ -248,10 +244,7 @@ fn check_target(path: &Path) -> Result<(), RunError> {
 fn write_replacing_own(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     use std::io::Write as _;
     check_target(path)?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = super::cycle::folder_of(path, "--write")?;
     let mut file = tempfile::Builder::new()
         .prefix(".whatif-")
         .tempfile_in(parent)

@@ -193,23 +193,43 @@ impl Words<'_> {
                 .collect();
             let _ = write!(
                 p,
-                " Consumption of {} is credited next cycle ({}): {} of incentive.",
-                self.m(e.deferred_out_base + e.deferred_out_non_base),
+                " Consumption of {} is credited next cycle ({}): {} of incentive{}.",
+                self.a(e.deferred_out_base + e.deferred_out_non_base),
                 why.join("; "),
-                self.m(e.deferred_out_incentive)
+                self.a(e.deferred_out_incentive),
+                if e.deferred_out_incentive.is_sign_negative() {
+                    " taken back"
+                } else {
+                    ""
+                }
             );
         } else if nz(e.deferred_out_incentive) {
             let _ = write!(
                 p,
-                " {} of incentive from this cycle is credited next cycle.",
-                self.m(e.deferred_out_incentive)
+                " {} of incentive from this cycle is {} next cycle.",
+                self.a(e.deferred_out_incentive),
+                if e.deferred_out_incentive.is_sign_negative() {
+                    "taken back"
+                } else {
+                    "credited"
+                }
             );
         }
         if nz(e.carried_in) {
             let _ = write!(
                 p,
-                " {} earned in an earlier cycle is credited now.",
-                self.m(e.carried_in)
+                " {} {} in an earlier cycle is {} now.",
+                self.a(e.carried_in),
+                if e.carried_in.is_sign_negative() {
+                    "taken back"
+                } else {
+                    "earned"
+                },
+                if e.carried_in.is_sign_negative() {
+                    "deducted"
+                } else {
+                    "credited"
+                }
             );
         }
         if nz(e.clawback_base) {
@@ -287,10 +307,16 @@ impl Words<'_> {
                 parts.push(format!("{sign}{} {what}", self.a(amount)));
             }
         }
+        // A net clawback is said as an amount taken back, never with a minus sign.
         let _ = write!(
             p,
-            " Incentive credited this cycle: {} {cur}{}.",
-            self.m(e.incentive),
+            " Incentive credited this cycle: {}{} {cur}{}.",
+            if e.incentive.is_sign_negative() && nz(e.incentive) {
+                "a net clawback of "
+            } else {
+                ""
+            },
+            self.a(e.incentive),
             if parts.is_empty() {
                 String::new()
             } else {
@@ -381,23 +407,43 @@ impl Words<'_> {
                 .collect();
             let _ = write!(
                 p,
-                "消费 {} 计入下一账期（{}），对应激励 {}。",
-                self.m(e.deferred_out_base + e.deferred_out_non_base),
+                "消费 {} 计入下一账期（{}），对应{}激励 {}。",
+                self.a(e.deferred_out_base + e.deferred_out_non_base),
                 why.join("；"),
-                self.m(e.deferred_out_incentive)
+                if e.deferred_out_incentive.is_sign_negative() {
+                    "扣回"
+                } else {
+                    ""
+                },
+                self.a(e.deferred_out_incentive)
             );
         } else if nz(e.deferred_out_incentive) {
             let _ = write!(
                 p,
-                "本账期产生的激励 {} 计入下一账期。",
-                self.m(e.deferred_out_incentive)
+                "本账期{}的激励 {} 计入下一账期。",
+                if e.deferred_out_incentive.is_sign_negative() {
+                    "扣回"
+                } else {
+                    "产生"
+                },
+                self.a(e.deferred_out_incentive)
             );
         }
         if nz(e.carried_in) {
             let _ = write!(
                 p,
-                "以前账期产生、本账期计入的激励 {}。",
-                self.m(e.carried_in)
+                "以前账期{}、本账期{}的激励 {}。",
+                if e.carried_in.is_sign_negative() {
+                    "扣回"
+                } else {
+                    "产生"
+                },
+                if e.carried_in.is_sign_negative() {
+                    "扣减"
+                } else {
+                    "计入"
+                },
+                self.a(e.carried_in)
             );
         }
         if nz(e.clawback_base) {
@@ -471,15 +517,86 @@ impl Words<'_> {
                 parts.push(format!("{sign}{what} {}", self.a(amount)));
             }
         }
+        // A net clawback is said as an amount taken back, never with a minus sign.
         let _ = write!(
             p,
-            "本账期计入激励 {} {cur}{}。",
-            self.m(e.incentive),
+            "本账期{} {} {cur}{}。",
+            if e.incentive.is_sign_negative() && nz(e.incentive) {
+                "净扣回激励"
+            } else {
+                "计入激励"
+            },
+            self.a(e.incentive),
             if parts.is_empty() {
                 String::new()
             } else {
                 format!("（{}）", parts.join("，"))
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::{Explanation, Notes};
+
+    /// A customer whose refunds took back more than it earned: consumed 1,000.00 of which a
+    /// base of 1,000.00 earned 5 % = 50.00; refunds of 3,000.00 clawed back 150.00 at the same
+    /// 5 %; credited 50.00 − 150.00 = −100.00, a net clawback said as 100.00 taken back.
+    fn net_clawback() -> Explanation {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        Explanation {
+            partner_id: "SP001".into(),
+            customer_id: "C101".into(),
+            currency: crate::model::Currency::parse("CNY").unwrap(),
+            consumption: d("1000.00"),
+            refunds: d("-3000.00"),
+            eligible_base: d("1000.00"),
+            non_base: d("0"),
+            excluded: d("0"),
+            excluded_by_reason: BTreeMap::new(),
+            deferred_out_base: d("0"),
+            deferred_out_non_base: d("0"),
+            deferred_out_incentive: d("0"),
+            clawback_base: d("-3000.00"),
+            refund_not_earned: d("0"),
+            earned_now: d("50.00"),
+            carried_in: d("-20.00"),
+            clawed_back: d("-150.00"),
+            tier: d("0"),
+            cap: d("0"),
+            override_: d("0"),
+            incentive: d("-120.00"),
+            rejected_lines: 0,
+            notes: Notes::default(),
+        }
+    }
+
+    #[test]
+    fn a_net_clawback_is_said_as_an_amount_taken_back_in_both_languages() {
+        let e = net_clawback();
+        let en = paragraph(&e, "2026-10", Lang::En, 2, &ReasonWords::new());
+        assert!(!en.contains(" -") && !en.contains("(-"), "{en}");
+        assert!(
+            en.contains("Incentive credited this cycle: a net clawback of 120.00 CNY (50.00 earned now, less 20.00 carried in, less 150.00 clawed back)."),
+            "{en}"
+        );
+        assert!(
+            en.contains("20.00 taken back in an earlier cycle is deducted now"),
+            "{en}"
+        );
+        assert!(en.contains("was refunded 3,000.00"), "{en}");
+        let zh = paragraph(&e, "2026-10", Lang::Zh, 2, &ReasonWords::new());
+        assert!(!zh.contains(" -") && !zh.contains("（-"), "{zh}");
+        assert!(
+            zh.contains("本账期净扣回激励 120.00 CNY（本期产生 50.00，减以前账期结转 20.00，减退订扣回 150.00）。"),
+            "{zh}"
+        );
+        // Chinese punctuation only (the ASCII comma and point stay inside figures: 3,000.00).
+        for c in [';', ':', '(', ')', '!', '?'] {
+            assert!(!zh.contains(c), "{c} in {zh}");
+        }
+        assert!(!zh.contains(", ") && !zh.contains(". "), "{zh}");
     }
 }
