@@ -319,7 +319,7 @@ pub fn write_report(
     crate::analyst::cycle::folder_of(output, "--output")?;
     let names = partner_names(input);
     if let Some(p) = partner {
-        let html = partner_page(cycle, p, &words, &names, None)?;
+        let html = partner_page(cycle, p, &words, &names, None, None)?;
         write_new(output, &html)?;
         return Ok(vec![output.to_path_buf()]);
     }
@@ -331,6 +331,7 @@ pub fn write_report(
         _ => PathBuf::from("."),
     };
     let back = output.file_name().map(|f| f.to_string_lossy().into_owned());
+    let explained = listed_explanations(cycle, &listed)?;
     for p in listed {
         // A partner's page is named by its id: an id the engine would not have written (a
         // table edited by hand) names no file.
@@ -342,7 +343,7 @@ pub fn write_report(
             )));
         }
         let page = folder.join(partner_page_name(cycle, &p));
-        let html = partner_page(cycle, &p, &words, &names, back.as_deref())?;
+        let html = partner_page(cycle, &p, &words, &names, back.as_deref(), Some(&explained))?;
         write_new(&page, &html)?;
         written.push(page);
     }
@@ -557,14 +558,8 @@ fn top_partners_section(
 
 /// One partner's page: its waterfalls per currency, its customers' explanations and, for a
 /// distributor, the resellers whose lines earned it an override. Nothing of another partner.
-fn partner_page(
-    cycle: &PublishedCycle,
-    partner: &str,
-    words: &Words,
-    names: &BTreeMap<String, String>,
-    back: Option<&str>,
-) -> Result<String, RunError> {
-    let w = |s| words.t(s);
+/// The explanation columns a partner page shows: the first three are text, the rest amounts.
+fn page_columns() -> Vec<&'static str> {
     let mut columns = vec![
         "customer_id",
         "currency",
@@ -575,9 +570,39 @@ fn partner_page(
     ];
     columns.extend(CONSUMPTION.iter().map(|c| c.0));
     columns.extend(INCENTIVE.iter().map(|c| c.0));
-    let rows = cycle.collect(
+    columns
+}
+
+/// The explanation rows of the partners a cycle page lists, read in one scan (a page each
+/// would scan the whole table once per partner).
+fn listed_explanations(cycle: &PublishedCycle, listed: &[String]) -> Result<DataFrame, RunError> {
+    let mut columns = page_columns();
+    columns.push("partner_id");
+    let ids = Series::new("ids".into(), listed.to_vec());
+    cycle.collect(
         cycle
             .scan("explanations")?
+            .filter(col("partner_id").is_in(lit(ids).implode(false), false))
+            .select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>()),
+    )
+}
+
+fn partner_page(
+    cycle: &PublishedCycle,
+    partner: &str,
+    words: &Words,
+    names: &BTreeMap<String, String>,
+    back: Option<&str>,
+    listed: Option<&DataFrame>,
+) -> Result<String, RunError> {
+    let w = |s| words.t(s);
+    let columns = page_columns();
+    let source = match listed {
+        Some(rows) => rows.clone().lazy(),
+        None => cycle.scan("explanations")?,
+    };
+    let rows = cycle.collect(
+        source
             .filter(is("partner_id", partner))
             .select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>()),
     )?;
@@ -719,10 +744,16 @@ fn override_resellers(
     let w = |s| words.t(s);
     // The distributor's override rows first (few, often none); the lines' own partners only
     // for the lines they name.
+    // From the partner's own statement, not the whole journal: its rows earned this cycle are
+    // its journal rows (the statement adds rows of earlier runs credited now).
+    let statement = format!("ledgers/{partner}");
+    if !cycle.path(&statement).is_file() {
+        return Ok(String::new());
+    }
     let overrides = cycle.collect(
         cycle
-            .scan("ledger")?
-            .filter(is("partner_id", partner).and(is("kind", "override")))
+            .scan(&statement)?
+            .filter(is("kind", "override").and(is("earned_cycle", &cycle.cycle.to_string())))
             .select([col("line_id"), col("amount"), col("currency")]),
     )?;
     if overrides.height() == 0 {
