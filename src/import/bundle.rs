@@ -300,16 +300,7 @@ fn put(
 /// Vouchers with an opening from history replace the master row's opening; those without take
 /// the master's row; a voucher in neither is for a person.
 fn join_vouchers(im: &mut Imported, master: Option<&Table>) -> Vec<VoucherRow> {
-    let in_master: HashSet<String> = master
-        .and_then(|t| t.column("voucher_id").map(|c| (t, c)))
-        .map(|(t, c)| {
-            t.records
-                .iter()
-                .filter_map(|r| r.get(c))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let in_master: HashSet<String> = master.map(|t| t.values("voucher_id")).unwrap_or_default();
     let mut appended = Vec::new();
     for v in std::mem::take(&mut im.vouchers) {
         match (
@@ -347,16 +338,7 @@ fn put_vouchers(
     let (id_col, opening_col) = master.map_or((None, None), |t| {
         (t.column("voucher_id"), t.column("opening_balance"))
     });
-    let in_master: HashSet<String> = master
-        .zip(id_col)
-        .map(|(t, c)| {
-            t.records
-                .iter()
-                .filter_map(|r| r.get(c))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let in_master: HashSet<String> = master.map(|t| t.values("voucher_id")).unwrap_or_default();
     let mut edit = |_: &Table, fields: &mut Vec<String>| {
         let Some(id) = id_col.and_then(|c| fields.get(c)).cloned() else {
             return;
@@ -385,16 +367,7 @@ fn put_vouchers(
 /// A reseller the master links (with history) keeps the master's links; the API's link of a
 /// reseller the master does not name is added.
 fn join_links(im: &mut Imported, master: Option<&Table>) -> Vec<LinkRow> {
-    let in_master: HashSet<String> = master
-        .and_then(|t| t.column("reseller_id").map(|c| (t, c)))
-        .map(|(t, c)| {
-            t.records
-                .iter()
-                .filter_map(|r| r.get(c))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let in_master: HashSet<String> = master.map(|t| t.values("reseller_id")).unwrap_or_default();
     let mut rows = Vec::new();
     for l in std::mem::take(&mut im.links) {
         if in_master.contains(&l.reseller_id) {

@@ -36,6 +36,17 @@ impl Table {
     pub fn column(&self, name: &str) -> Option<usize> {
         self.header.iter().position(|h| h.trim() == name)
     }
+
+    /// Every value of column `name` (none when the column is missing).
+    pub fn values(&self, name: &str) -> std::collections::HashSet<String> {
+        self.column(name).map_or_else(Default::default, |c| {
+            self.records
+                .iter()
+                .filter_map(|r| r.get(c))
+                .map(str::to_string)
+                .collect()
+        })
+    }
 }
 
 /// Reads `dir/file` if it is there.
