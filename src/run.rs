@@ -329,7 +329,11 @@ fn open(config: &RunConfig) -> Result<(Opened, StateStore), RunError> {
         .map(|c| c.cycle)
         .filter(|c| *c > config.cycle.to_string())
         .collect();
-    let prior = state.prior(config.cycle)?;
+    // The pools of earlier cycles are read once the lines say which orders their refunds name.
+    let prior = evaluate::Prior {
+        pools: Vec::new(),
+        carried: state.carried(config.cycle)?,
+    };
     let opened = Opened {
         rule_set,
         prior,
@@ -465,8 +469,11 @@ fn reconcile_cycle(
     evaluation: &mut evaluate::Evaluation<'_>,
     matched: &vouchers::VoucherOutcome,
 ) -> Result<(crate::state::PoolRows, Vec<explain::Explanation>), RunError> {
-    let pool_rows = crate::state::encode_pools(evaluation.pool_count(), |range| {
-        evaluation.pool_deltas_in(bundle, &opened.rule_set, range)
+    let changed = evaluation.changed_pools_by_order(bundle, &opened.rule_set);
+    let pool_rows = crate::state::encode_pools(changed.len(), |range| {
+        changed[range]
+            .iter()
+            .map(|&i| evaluation.pool_delta(bundle, &opened.rule_set, i))
     })?;
     evaluation.free_pools();
     let carried = &opened.prior.carried;
@@ -560,7 +567,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     catch_stop_signals();
 
     let phase = phases.start_quiet("open");
-    let (opened, mut state) = open(config)?;
+    let (mut opened, mut state) = open(config)?;
     phases.finish(phase, 0, "");
     check_stop("opening the state")?;
 
@@ -581,6 +588,10 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         || evaluate::OrdersById::new(&orders),
         || bundle.group_lines_by_partner(),
     );
+    opened.prior.pools = state.prior_pools(
+        config.cycle,
+        &orders_by_id.clawed_orders(&bundle.bill_lines),
+    )?;
     let mut evaluation = evaluate::evaluate_with(
         &bundle,
         orders_by_id,
@@ -1000,10 +1011,9 @@ pub struct ReadOnlyTotals {
 /// balances (`open`'s rule set and prior, load, evaluate, `settle_balances`), and nothing
 /// written: no staging folder, no state transaction, no publication, no lock in `OUT` (whatif
 /// publishes nothing, and a publication swaps `OUT/<cycle>` whole, so a reader needs no lock).
-/// The chain and the inputs are read and checked without any lock (SQLite readers need none);
-/// the state's lock is held only from reading the prior state to settling the balances (the
-/// state's own reader takes it), and the cycle's record must be the same under it as before,
-/// so a run that re-ran the cycle meanwhile is noticed (exit 1, run whatif again).
+/// Nothing takes the state's lock: the chain and the inputs are read and checked first, then the
+/// prior state in one SQLite read transaction, where the cycle's record must be the same as
+/// before, so a run that re-ran the cycle meanwhile is noticed (exit 1, run whatif again).
 pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError> {
     let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
     let Some(chain) = crate::state::read_chain(&config.state)? else {
@@ -1050,7 +1060,9 @@ pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError
             if differ.len() == 1 { "s" } else { "" }
         )));
     }
-    let state = StateStore::open(&config.state)?;
+    // Read without the lock, in one read transaction: whatif changes nothing and never waits
+    // for a run, and a run that commits meanwhile is seen below.
+    let state = StateStore::open_read_only(&config.state)?;
     if state
         .chain()?
         .into_iter()
@@ -1067,8 +1079,11 @@ pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError
     // `Opened` carries a run's hold on `OUT/<cycle>`; whatif publishes nothing, so its hold is
     // on a private folder of its own, never on `OUT`.
     let scratch = tempfile::tempdir().map_err(|e| RunError::io("a temporary folder", e))?;
-    let prior = state.prior(config.cycle)?;
-    let opened = Opened {
+    let prior = evaluate::Prior {
+        pools: Vec::new(),
+        carried: state.carried(config.cycle)?,
+    };
+    let mut opened = Opened {
         rule_set,
         prior,
         state_tag: write::state_tag(&config.state),
@@ -1080,6 +1095,10 @@ pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError
         || evaluate::OrdersById::new(&orders),
         || bundle.group_lines_by_partner(),
     );
+    opened.prior.pools = state.prior_pools(
+        config.cycle,
+        &orders_by_id.clawed_orders(&bundle.bill_lines),
+    )?;
     let mut evaluation = evaluate::evaluate_with(
         &bundle,
         orders_by_id,

@@ -215,8 +215,16 @@ fn whatif_prices_a_rate_change_read_only() {
             .arg(&write);
         run(&mut cmd)
     };
+    // Nor does it wait for the state's lock: a run holding it (here this test process, as an
+    // outside `flock` would) does not stop a whatif.
+    let lock = fs::OpenOptions::new()
+        .write(true)
+        .open(out.join(".state/lock"))
+        .unwrap();
+    lock.lock().unwrap();
     let o = whatif(&fixture("demo/2026-10"));
     assert_eq!(o.status, 0, "{}", o.stderr);
+    lock.unlock().unwrap();
     assert_eq!(entries(&out), out_before);
     // Read-only: the state and the published cycle are untouched.
     assert_eq!(fs::read(out.join(".state/state.db")).unwrap(), state_before);

@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeSet;
 use std::ops::Range;
 
 /// One `next_cycle` entry of a timing, bound: its condition and its cut-off instant this cycle.
@@ -55,6 +56,36 @@ impl<'o> OrdersById<'o> {
         let mut sorted: Vec<&Order> = orders.iter().collect();
         sorted.par_sort_unstable_by(|a, b| a.order_id.cmp(&b.order_id));
         OrdersById(sorted)
+    }
+
+    /// The order of id `id`, if `orders.csv` has it.
+    pub fn get(&self, id: &str) -> Option<&'o Order> {
+        let orders = &self.0;
+        orders
+            .binary_search_by(|o| o.order_id.as_str().cmp(id))
+            .ok()
+            .map(|i| orders[i])
+    }
+
+    /// The order a refund claws back from: its `original_order_id`, else that of its order in
+    /// `orders.csv`, else its own order.
+    pub fn original_order<'s>(&'s self, line: &'s BillLine) -> Option<&'s str> {
+        line.original_order_id.as_deref().or_else(|| {
+            let own = line.order_id.as_deref()?;
+            self.get(own)
+                .and_then(|o| o.original_order_id.as_deref())
+                .or(Some(own))
+        })
+    }
+
+    /// The orders this cycle's refunds and negative lines claw back from (what the state is
+    /// asked for: earlier cycles' pools of any other order cannot change this cycle).
+    pub fn clawed_orders<'s>(&'s self, lines: &'s [BillLine]) -> BTreeSet<&'s str> {
+        lines
+            .iter()
+            .filter(|l| l.is_negative())
+            .filter_map(|l| self.original_order(l))
+            .collect()
     }
 }
 
@@ -193,11 +224,7 @@ impl<'a, 'o> Context<'a, 'o> {
 
     /// The order with this id (ids are unique among accepted orders).
     fn order(&self, id: &str) -> Option<&'o Order> {
-        let orders = &self.orders.0;
-        orders
-            .binary_search_by(|o| o.order_id.as_str().cmp(id))
-            .ok()
-            .map(|i| orders[i])
+        self.orders.get(id)
     }
 
     fn trade_date(&self, line: &BillLine) -> NaiveDate {
@@ -422,17 +449,6 @@ impl<'a, 'o> Context<'a, 'o> {
         }
     }
 
-    /// The order a refund claws back from: its `original_order_id`, else that of its order in
-    /// `orders.csv`, else its own order.
-    fn original_order<'s>(&'s self, line: &'s BillLine) -> Option<&'s str> {
-        line.original_order_id.as_deref().or_else(|| {
-            let own = line.order_id.as_deref()?;
-            self.order(own)
-                .and_then(|o| o.original_order_id.as_deref())
-                .or(Some(own))
-        })
-    }
-
     /// What a refund or negative line will do, found without changing anything (so lines
     /// are planned in parallel): its fate if it claws nothing, else each pool of its original
     /// order in its currency with the line's base for that lever and the credit cycle.
@@ -442,7 +458,7 @@ impl<'a, 'o> Context<'a, 'o> {
         if let Some(why) = self.clawback_exclusion(&facts) {
             return NegativePlan::NotEarned(why);
         }
-        let Some(original) = self.original_order(line) else {
+        let Some(original) = self.orders.original_order(line) else {
             return NegativePlan::NotEarned(reason::NO_ORDER);
         };
         // The order's pools in its own currency, in (lever, recipient) order.

@@ -13,7 +13,6 @@ use crate::rules::RuleSet;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 use std::hash::{BuildHasher, BuildHasherDefault};
-use std::ops::Range;
 
 /// Which pool a row belongs to: (order, lever, recipient, currency), with the order id's hash
 /// first so that sorting and searching compare integers, and strings only on a tie.
@@ -311,47 +310,56 @@ impl<'a> Evaluation<'a> {
         self.pools.unusable
     }
 
-    /// How many pools there are.
-    pub fn pool_count(&self) -> usize {
-        self.pools.pools.len()
-    }
-
-    /// What this cycle added to the pools in `range` (of [`Evaluation::pool_count`]), by name,
-    /// in pool order, for the state store; ranges let the state encode them in parallel.
-    pub fn pool_deltas_in(
-        &self,
-        bundle: &'a Bundle,
-        rules: &'a RuleSet,
-        range: Range<usize>,
-    ) -> impl Iterator<Item = PoolDelta<'_>> + '_ {
-        self.pools.pools
-            [range.start.min(self.pools.pools.len())..range.end.min(self.pools.pools.len())]
-            .iter()
-            .filter(|p| !p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now != NO_ROW)
-            .map(move |p| {
-                let lever = &rules.levers[p.key.lever as usize];
-                let first = (p.first_now != NO_ROW).then(|| {
-                    let row = &self.rows[p.first_now as usize];
-                    let line = row
-                        .line
-                        .get()
-                        .map_or("", |l| bundle.bill_lines[l as usize].line_id.as_str());
-                    let id = self.rule_id(rules, row);
-                    (row.earned_cycle, line, self.rate(row), id)
-                });
-                PoolDelta {
-                    order_id: p.key.order,
-                    lever: lever.name.as_str(),
-                    recipient: bundle.partners.at(p.key.partner).partner_id.as_str(),
-                    currency: p.key.currency,
-                    earned: p.earned_now,
-                    clawed: p.clawed_now,
-                    first,
-                }
+    /// The pools this cycle changed, as indices for [`Evaluation::pool_delta`], in the order
+    /// the state stores them: by order id, then lever, recipient and currency (names and codes
+    /// compared as bytes), so a later cycle finds an order's pools by key.
+    pub fn changed_pools_by_order(&self, bundle: &'a Bundle, rules: &'a RuleSet) -> Vec<u32> {
+        let pools = &self.pools.pools;
+        let mut changed: Vec<u32> = (0..pools.len() as u32)
+            .filter(|&i| {
+                let p = &pools[i as usize];
+                !p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now != NO_ROW
             })
+            .collect();
+        let key = |i: u32| {
+            let k = &pools[i as usize].key;
+            (
+                k.order,
+                rules.levers[k.lever as usize].name.as_str(),
+                bundle.partners.at(k.partner).partner_id.as_str(),
+                k.currency.as_str(),
+            )
+        };
+        changed.par_sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
+        changed
     }
 
-    /// Frees the pools once refunds are matched and [`Evaluation::pool_deltas_in`] was taken.
+    /// What this cycle added to pool `i` (of [`Evaluation::changed_pools_by_order`]), by name,
+    /// for the state store.
+    pub fn pool_delta(&self, bundle: &'a Bundle, rules: &'a RuleSet, i: u32) -> PoolDelta<'_> {
+        let p = &self.pools.pools[i as usize];
+        let lever = &rules.levers[p.key.lever as usize];
+        let first = (p.first_now != NO_ROW).then(|| {
+            let row = &self.rows[p.first_now as usize];
+            let line = row
+                .line
+                .get()
+                .map_or("", |l| bundle.bill_lines[l as usize].line_id.as_str());
+            let id = self.rule_id(rules, row);
+            (row.earned_cycle, line, self.rate(row), id)
+        });
+        PoolDelta {
+            order_id: p.key.order,
+            lever: lever.name.as_str(),
+            recipient: bundle.partners.at(p.key.partner).partner_id.as_str(),
+            currency: p.key.currency,
+            earned: p.earned_now,
+            clawed: p.clawed_now,
+            first,
+        }
+    }
+
+    /// Frees the pools once refunds are matched and [`Evaluation::pool_delta`]s were taken.
     pub fn free_pools(&mut self) {
         self.pools = Pools {
             pools: Vec::new(),

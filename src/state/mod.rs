@@ -5,10 +5,12 @@
 //!
 //! Tables (see `ARCHITECTURE.md` for the columns):
 //! - `cycles`: one row per cycle run: when, rule-set hash, input hashes, counts, totals, stale.
-//! - `cycle_rows`: the two large tables, in bulk (compressed CSV parts, `bulk.rs`):
-//!   `deferred_rows`, ledger rows a run wrote for a later credit cycle (carried into it), and
-//!   `order_earnings`, per cycle, what each (order, lever, recipient, currency) pool earned and
-//!   had clawed back in that cycle, and the cycle's earliest row of the pool.
+//! - `cycle_rows`: `deferred_rows` in bulk (compressed CSV parts, `bulk.rs`), by credit cycle:
+//!   ledger rows a run wrote for a later credit cycle (carried into it, read only by that cycle).
+//! - `pool_parts`: per cycle, what each (order, lever, recipient, currency) pool earned and had
+//!   clawed back in that cycle, and the cycle's earliest row of the pool, stored by key in
+//!   compressed parts with their order-id range (`pools.rs`): a cycle reads only the parts that
+//!   hold the orders its refunds name.
 //! - `voucher_state`, `lot_state`, `lot_carry`: per cycle, closing voucher balances, incentive
 //!   lots, and negative nets not yet offset.
 //! - `applied_withdrawals`: per cycle, the applications it applied (an id applies once).
@@ -17,22 +19,23 @@
 mod bulk;
 mod error;
 pub mod lock;
+mod pools;
 
 use crate::calendar::Cycle;
-use crate::chain::{
-    CarriedRow, ClosingBalances, Lot, PoolDelta, Prior, PriorBalances, PriorPool, StoredVoucher,
-};
+use crate::chain::{CarriedRow, ClosingBalances, Lot, PriorBalances, PriorPool, StoredVoucher};
 use crate::model::{Currency, Voucher};
 use crate::money::parse_decimal;
 pub use error::StateError;
 use lock::StateLock;
+pub use pools::{POOL_PART_ROWS, PoolRows, encode_pools};
 use rusqlite::{Connection, OptionalExtension, params};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Schema 2 keeps the two large tables in bulk (`cycle_rows`, see `bulk.rs`).
-const SCHEMA_VERSION: &str = "2";
+/// Schema 2 keeps the two large tables in bulk (`cycle_rows`, see `bulk.rs`); schema 3 keeps
+/// the pools by key (`pool_parts`, see `pools.rs`). A schema 2 state is migrated when opened.
+const SCHEMA_VERSION: &str = "3";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +60,15 @@ CREATE TABLE IF NOT EXISTS cycle_rows (
     rows INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (cycle, name, credit_cycle, part)
+);
+CREATE TABLE IF NOT EXISTS pool_parts (
+    cycle TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    first_order TEXT NOT NULL,
+    last_order TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (cycle, part)
 );
 CREATE TABLE IF NOT EXISTS voucher_state (
     cycle TEXT NOT NULL,
@@ -150,7 +162,8 @@ impl PreparedCommit<'_> {
 pub struct StateStore {
     conn: Connection,
     pub dir: PathBuf,
-    _lock: StateLock,
+    /// `None` for a reader ([`StateStore::open_read_only`]).
+    _lock: Option<StateLock>,
 }
 
 fn sql(e: rusqlite::Error) -> StateError {
@@ -291,13 +304,25 @@ impl StateStore {
             params![SCHEMA_VERSION],
         )
         .map_err(sql)?;
-        let version: String = conn
+        let mut conn = conn;
+        let mut version: String = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
                 [],
                 |r| r.get(0),
             )
             .map_err(sql)?;
+        if version == "2" {
+            let tx = conn.transaction().map_err(sql)?;
+            pools::migrate_from_v2(&tx)?;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                params![SCHEMA_VERSION],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            version = SCHEMA_VERSION.to_string();
+        }
         if version != SCHEMA_VERSION {
             return Err(StateError::Usage(format!(
                 "{}: state schema {version} was written by an earlier release (this one reads schema {SCHEMA_VERSION}): start the chain again with its first cycle and a new --state folder",
@@ -307,7 +332,44 @@ impl StateStore {
         Ok(StateStore {
             conn,
             dir: dir.to_path_buf(),
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens the state in `dir` to read it without its lock (what `whatif` does: it never
+    /// writes), in one read transaction, so every query sees the same committed state even if a
+    /// run commits meanwhile. A state of an earlier schema is not migrated here: the next run on it
+    /// does that.
+    pub fn open_read_only(dir: &Path) -> Result<StateStore, StateError> {
+        let path = dir.join("state.db");
+        if !check_state_files(dir, false)? {
+            return Err(StateError::Usage(format!("{}: no state.db", dir.display())));
+        }
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| open_error(&path, e))?;
+        if !(has_table(&conn, "meta").map_err(|e| open_error(&path, e))?
+            && has_table(&conn, "cycles").map_err(|e| open_error(&path, e))?)
+        {
+            return Err(not_a_state(&path));
+        }
+        conn.execute_batch("BEGIN").map_err(sql)?;
+        let version: String = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)?;
+        if version != SCHEMA_VERSION {
+            return Err(StateError::Usage(format!(
+                "{}: state schema {version}, and this release reads schema {SCHEMA_VERSION}: the next run on this state migrates it (or re-run its last cycle), then ask again",
+                path.display()
+            )));
+        }
+        Ok(StateStore {
+            conn,
+            dir: dir.to_path_buf(),
+            _lock: None,
         })
     }
 
@@ -349,52 +411,19 @@ impl StateStore {
         }
     }
 
-    /// What cycles before `m` left for it: pools summed over those cycles, and the rows they
-    /// deferred to `m`.
-    pub fn prior(&self, m: Cycle) -> Result<Prior, StateError> {
+    /// What cycles before `m` left in the pools of the orders `wanted` (those this cycle's
+    /// refunds and negative lines claw back from), summed over those cycles.
+    pub fn prior_pools(
+        &self,
+        m: Cycle,
+        wanted: &std::collections::BTreeSet<&str>,
+    ) -> Result<Vec<PriorPool>, StateError> {
+        pools::prior_pools(&self.conn, m, wanted)
+    }
+
+    /// The rows cycles before `m` deferred to `m` (stored by credit cycle: only these are read).
+    pub fn carried(&self, m: Cycle) -> Result<Vec<CarriedRow>, StateError> {
         let key = m.to_string();
-        let mut pools: BTreeMap<(String, String, String, String), PriorPool> = BTreeMap::new();
-        for data in self.parts("order_earnings", "cycle < ?1", &key)? {
-            bulk::decode_part(&data, POOL_COLUMNS, |r| {
-                let text = |i: usize| r[i].to_string();
-                let earned = dec(&r[4])?;
-                let clawed = dec(&r[5])?;
-                let first = if r[6].is_empty() {
-                    None
-                } else {
-                    Some((cycle(&r[6])?, text(7)))
-                };
-                let rate = (!r[8].is_empty()).then(|| dec(&r[8])).transpose()?;
-                let rule = text(9);
-                let currency = currency_of(&r[3])?;
-                let pool = pools
-                    .entry((text(0), text(1), text(2), text(3)))
-                    .or_insert_with(|| PriorPool {
-                        order_id: text(0),
-                        lever: text(1),
-                        recipient: text(2),
-                        currency,
-                        earned: Decimal::ZERO,
-                        clawed: Decimal::ZERO,
-                        first_cycle: first.as_ref().map_or(m, |f| f.0),
-                        first_line: first.as_ref().map_or_else(String::new, |f| f.1.clone()),
-                        rate,
-                        rule_id: rule.clone(),
-                    });
-                pool.earned += earned;
-                pool.clawed += clawed;
-                if let Some((c, line)) = first
-                    && (pool.first_line.is_empty()
-                        || (c, line.as_str()) < (pool.first_cycle, pool.first_line.as_str()))
-                {
-                    pool.first_cycle = c;
-                    pool.first_line = line;
-                    pool.rate = rate;
-                    pool.rule_id = rule;
-                }
-                Ok(())
-            })?;
-        }
         let mut carried = Vec::new();
         for data in self.parts("deferred_rows", "credit_cycle = ?1 AND cycle < ?1", &key)? {
             bulk::decode_part(&data, DEFERRED_COLUMNS, |r| {
@@ -422,10 +451,7 @@ impl StateStore {
                 Ok(())
             })?;
         }
-        Ok(Prior {
-            pools: pools.into_values().collect(),
-            carried,
-        })
+        Ok(carried)
     }
 
     /// The stored parts of table `name` whose rows match `filter` (with `?1` bound to `key`),
@@ -516,7 +542,9 @@ impl StateStore {
             for (credit, parts) in deferred.finish()? {
                 store("deferred_rows", &credit, parts)?;
             }
-            store("order_earnings", "", pools.parts)?;
+            tx.execute("DELETE FROM pool_parts WHERE cycle = ?1", params![m])
+                .map_err(sql)?;
+            pools::store(&tx, m, pools)?;
             let mut insert = tx
                 .prepare(
                     "INSERT INTO voucher_state (cycle, voucher_id, partner_id, voucher_type, face_value, closing,
@@ -804,111 +832,8 @@ fn read_cycles(conn: &Connection) -> Result<Vec<CycleRecord>, StateError> {
     rows.collect::<Result<Vec<_>, _>>().map_err(sql)
 }
 
-/// Columns of a stored `order_earnings` part: one pool's change in the cycle that wrote it.
-const POOL_COLUMNS: &[&str] = &[
-    "order_id",
-    "lever",
-    "recipient_id",
-    "currency",
-    "earned",
-    "clawed",
-    "first_cycle",
-    "first_line_id",
-    "first_rate",
-    "first_rule_id",
-];
-
 /// Columns of a stored `deferred_rows` part: the ledger row as the run's journal wrote it.
 pub const DEFERRED_COLUMNS: &[&str] = crate::chain::LEDGER_COLUMNS;
-
-/// What the cycle changed in the pools of what orders earned, encoded for [`StateStore::commit`]
-/// (made while the outputs are written, before the lines are freed).
-pub struct PoolRows {
-    parts: Vec<bulk::Part>,
-    rows: u64,
-}
-
-impl PoolRows {
-    pub fn len(&self) -> u64 {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-}
-
-/// Encodes `count` pools given by `deltas(range)`, slices of them in parallel (a part each), in
-/// order: the parts do not depend on the thread count.
-pub fn encode_pools<'a, I>(
-    count: usize,
-    deltas: impl Fn(std::ops::Range<usize>) -> I + Sync,
-) -> Result<PoolRows, StateError>
-where
-    I: Iterator<Item = PoolDelta<'a>>,
-{
-    use rayon::prelude::*;
-    let slices: Vec<std::ops::Range<usize>> = (0..count.div_ceil(bulk::PART_ROWS as usize))
-        .map(|k| k * bulk::PART_ROWS as usize..((k + 1) * bulk::PART_ROWS as usize).min(count))
-        .collect();
-    let encoded: Vec<Result<PoolRows, StateError>> = slices
-        .into_par_iter()
-        .map(|r| encode_slice(deltas(r)))
-        .collect();
-    let mut all = PoolRows {
-        parts: Vec::new(),
-        rows: 0,
-    };
-    for e in encoded {
-        let e = e?;
-        all.parts.extend(e.parts);
-        all.rows += e.rows;
-    }
-    Ok(all)
-}
-
-fn encode_slice<'a>(pools: impl Iterator<Item = PoolDelta<'a>>) -> Result<PoolRows, StateError> {
-    let mut enc = bulk::PartsEncoder::new(POOL_COLUMNS);
-    let (mut earned, mut clawed, mut fc, mut fr) =
-        (String::new(), String::new(), String::new(), String::new());
-    let mut rows = 0;
-    for p in pools {
-        use std::fmt::Write as _;
-        rows += 1;
-        earned.clear();
-        let _ = write!(earned, "{}", p.earned);
-        clawed.clear();
-        let _ = write!(clawed, "{}", p.clawed);
-        fc.clear();
-        fr.clear();
-        let (fl, frule) = match &p.first {
-            Some((c, l, r, rule)) => {
-                let _ = write!(fc, "{c}");
-                if let Some(r) = r {
-                    let _ = write!(fr, "{r}");
-                }
-                (*l, rule.as_ref())
-            }
-            None => ("", ""),
-        };
-        enc.row([
-            p.order_id,
-            p.lever,
-            p.recipient,
-            p.currency.as_str(),
-            earned.as_str(),
-            clawed.as_str(),
-            fc.as_str(),
-            fl,
-            fr.as_str(),
-            frule,
-        ])?;
-    }
-    Ok(PoolRows {
-        parts: enc.finish()?,
-        rows,
-    })
-}
 
 /// Journal rows credited to later cycles, encoded as the writer goes, per credit cycle.
 #[derive(Default)]

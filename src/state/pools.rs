@@ -1,0 +1,491 @@
+//! What each order earned, stored by key so a cycle reads only what its refunds name (SPEC §8:
+//! neither memory nor time grows with the chain's history).
+//!
+//! Each cycle's changes to the pools (what an (order, lever, recipient, currency) pool earned and
+//! had clawed back in that cycle, and its earliest row of the cycle) are sorted by that key, names
+//! and codes compared as bytes, and stored in parts of [`POOL_PART_ROWS`] rows (`pool_parts`: one
+//! SQLite row per part, compressed CSV as in `bulk.rs`, with the part's first and last order id).
+//! A later cycle asks for the orders its refunds and negative lines claw back from: only the
+//! parts whose range holds one of them are read, and only those orders' rows kept.
+
+use super::bulk;
+use super::error::StateError;
+use super::{currency_of, cycle, dec, sql};
+use crate::calendar::Cycle;
+use crate::chain::{PoolDelta, PriorPool};
+use rusqlite::{Connection, Transaction, params};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+/// Rows per stored part: small enough that a refund of one order reads little, large enough
+/// that the part index stays a few thousand rows a year at a million lines a month.
+pub const POOL_PART_ROWS: usize = 4096;
+
+/// Columns of a stored pool part: one pool's change in the cycle that wrote it.
+pub(super) const POOL_COLUMNS: &[&str] = &[
+    "order_id",
+    "lever",
+    "recipient_id",
+    "currency",
+    "earned",
+    "clawed",
+    "first_cycle",
+    "first_line_id",
+    "first_rate",
+    "first_rule_id",
+];
+
+/// One stored part: its rows, compressed, and the range of order ids it holds.
+struct PoolPart {
+    rows: u64,
+    data: Vec<u8>,
+    first_order: String,
+    last_order: String,
+}
+
+/// What the cycle changed in the pools of what orders earned, encoded for the commit (made while
+/// the outputs are written, before the lines are freed).
+pub struct PoolRows {
+    parts: Vec<PoolPart>,
+    rows: u64,
+}
+
+impl PoolRows {
+    pub fn len(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+}
+
+/// Builds one part from records in key order.
+struct PartBuilder {
+    enc: bulk::PartsEncoder,
+    first_order: Option<String>,
+    last_order: String,
+    rows: u64,
+}
+
+impl PartBuilder {
+    fn new() -> PartBuilder {
+        PartBuilder {
+            enc: bulk::PartsEncoder::new(POOL_COLUMNS),
+            first_order: None,
+            last_order: String::new(),
+            rows: 0,
+        }
+    }
+
+    fn push(&mut self, record: [&str; 10]) -> Result<(), StateError> {
+        debug_assert!(self.rows == 0 || self.last_order.as_str() <= record[0]);
+        if self.first_order.is_none() {
+            self.first_order = Some(record[0].to_string());
+        }
+        self.last_order.clear();
+        self.last_order.push_str(record[0]);
+        self.rows += 1;
+        self.enc.row(record)
+    }
+
+    fn finish(self) -> Result<Option<PoolPart>, StateError> {
+        let parts = self.enc.finish()?;
+        debug_assert!(
+            parts.len() <= 1,
+            "a pool part holds at most POOL_PART_ROWS rows"
+        );
+        Ok(parts
+            .into_iter()
+            .next()
+            .zip(self.first_order)
+            .map(|(p, first_order)| PoolPart {
+                rows: self.rows,
+                data: p.data,
+                first_order,
+                last_order: self.last_order,
+            }))
+    }
+}
+
+/// Encodes `count` pool changes given by `deltas(range)` in key order (see the module), a part
+/// per [`POOL_PART_ROWS`] of them, parts in parallel and kept in order: the parts depend on the
+/// changes only, not on the thread count.
+pub fn encode_pools<'a, I>(
+    count: usize,
+    deltas: impl Fn(std::ops::Range<usize>) -> I + Sync,
+) -> Result<PoolRows, StateError>
+where
+    I: Iterator<Item = PoolDelta<'a>>,
+{
+    use rayon::prelude::*;
+    let slices: Vec<std::ops::Range<usize>> = (0..count.div_ceil(POOL_PART_ROWS))
+        .map(|k| k * POOL_PART_ROWS..((k + 1) * POOL_PART_ROWS).min(count))
+        .collect();
+    let parts: Vec<Result<Option<PoolPart>, StateError>> = slices
+        .into_par_iter()
+        .map(|r| encode_part(deltas(r)))
+        .collect();
+    let mut all = PoolRows {
+        parts: Vec::new(),
+        rows: 0,
+    };
+    for part in parts {
+        if let Some(part) = part? {
+            debug_assert!(
+                all.parts
+                    .last()
+                    .is_none_or(|p| p.last_order <= part.first_order)
+            );
+            all.rows += part.rows;
+            all.parts.push(part);
+        }
+    }
+    Ok(all)
+}
+
+fn encode_part<'a>(
+    pools: impl Iterator<Item = PoolDelta<'a>>,
+) -> Result<Option<PoolPart>, StateError> {
+    use std::fmt::Write as _;
+    let mut part = PartBuilder::new();
+    let (mut earned, mut clawed, mut fc, mut fr) =
+        (String::new(), String::new(), String::new(), String::new());
+    for p in pools {
+        earned.clear();
+        let _ = write!(earned, "{}", p.earned);
+        clawed.clear();
+        let _ = write!(clawed, "{}", p.clawed);
+        fc.clear();
+        fr.clear();
+        let (fl, frule) = match &p.first {
+            Some((c, l, r, rule)) => {
+                let _ = write!(fc, "{c}");
+                if let Some(r) = r {
+                    let _ = write!(fr, "{r}");
+                }
+                (*l, rule.as_ref())
+            }
+            None => ("", ""),
+        };
+        part.push([
+            p.order_id,
+            p.lever,
+            p.recipient,
+            p.currency.as_str(),
+            &earned,
+            &clawed,
+            &fc,
+            fl,
+            &fr,
+            frule,
+        ])?;
+    }
+    part.finish()
+}
+
+/// Stores cycle `m`'s parts (its earlier parts deleted by the caller's transaction).
+pub(super) fn store(tx: &Transaction<'_>, m: &str, pools: PoolRows) -> Result<(), StateError> {
+    let mut insert = tx
+        .prepare(
+            "INSERT INTO pool_parts (cycle, part, first_order, last_order, rows, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(sql)?;
+    for (n, part) in pools.parts.into_iter().enumerate() {
+        insert
+            .execute(params![
+                m,
+                n as i64,
+                part.first_order,
+                part.last_order,
+                part.rows as i64,
+                part.data
+            ])
+            .map_err(sql)?;
+    }
+    Ok(())
+}
+
+/// What cycles before `m` left in the pools of the orders `wanted`, summed over those cycles:
+/// only the parts whose order-id range holds one of them are read.
+pub(super) fn prior_pools(
+    conn: &Connection,
+    m: Cycle,
+    wanted: &BTreeSet<&str>,
+) -> Result<Vec<PriorPool>, StateError> {
+    Ok(read_pools(conn, m, wanted)?.0)
+}
+
+/// [`prior_pools`], and how many parts were read.
+fn read_pools(
+    conn: &Connection,
+    m: Cycle,
+    wanted: &BTreeSet<&str>,
+) -> Result<(Vec<PriorPool>, usize), StateError> {
+    let mut pools: BTreeMap<(String, String, String, String), PriorPool> = BTreeMap::new();
+    if wanted.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let mut index = conn
+        .prepare(
+            "SELECT cycle, part, first_order, last_order FROM pool_parts
+             WHERE cycle < ?1 ORDER BY cycle, part",
+        )
+        .map_err(sql)?;
+    let mut needed: Vec<(String, i64)> = Vec::new();
+    let mut rows = index.query(params![m.to_string()]).map_err(sql)?;
+    while let Some(r) = rows.next().map_err(sql)? {
+        let first: String = r.get(2).map_err(sql)?;
+        let last: String = r.get(3).map_err(sql)?;
+        let holds = wanted
+            .range::<str, _>((
+                Bound::Included(first.as_str()),
+                Bound::Included(last.as_str()),
+            ))
+            .next()
+            .is_some();
+        if holds {
+            needed.push((r.get(0).map_err(sql)?, r.get(1).map_err(sql)?));
+        }
+    }
+    let mut read = conn
+        .prepare("SELECT data FROM pool_parts WHERE cycle = ?1 AND part = ?2")
+        .map_err(sql)?;
+    let parts = needed.len();
+    for (c, part) in needed {
+        let data: Vec<u8> = read
+            .query_row(params![c, part], |r| r.get(0))
+            .map_err(sql)?;
+        bulk::decode_part(&data, POOL_COLUMNS, |r| {
+            if wanted.contains(&r[0]) {
+                add_pool_row(&mut pools, r, m)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok((pools.into_values().collect(), parts))
+}
+
+/// Adds one stored row to its pool: sums earned and clawed, keeps the earliest first row.
+fn add_pool_row(
+    pools: &mut BTreeMap<(String, String, String, String), PriorPool>,
+    r: &csv::StringRecord,
+    m: Cycle,
+) -> Result<(), StateError> {
+    let text = |i: usize| r[i].to_string();
+    let earned = dec(&r[4])?;
+    let clawed = dec(&r[5])?;
+    let first = if r[6].is_empty() {
+        None
+    } else {
+        Some((cycle(&r[6])?, text(7)))
+    };
+    let rate = (!r[8].is_empty()).then(|| dec(&r[8])).transpose()?;
+    let rule = text(9);
+    let currency = currency_of(&r[3])?;
+    let pool = pools
+        .entry((text(0), text(1), text(2), text(3)))
+        .or_insert_with(|| PriorPool {
+            order_id: text(0),
+            lever: text(1),
+            recipient: text(2),
+            currency,
+            earned: Decimal::ZERO,
+            clawed: Decimal::ZERO,
+            first_cycle: first.as_ref().map_or(m, |f| f.0),
+            first_line: first.as_ref().map_or_else(String::new, |f| f.1.clone()),
+            rate,
+            rule_id: rule.clone(),
+        });
+    pool.earned += earned;
+    pool.clawed += clawed;
+    if let Some((c, line)) = first
+        && (pool.first_line.is_empty()
+            || (c, line.as_str()) < (pool.first_cycle, pool.first_line.as_str()))
+    {
+        pool.first_cycle = c;
+        pool.first_line = line;
+        pool.rate = rate;
+        pool.rule_id = rule;
+    }
+    Ok(())
+}
+
+/// Schema 2 kept each cycle's pool changes in `cycle_rows` (`order_earnings`) in the run's pool
+/// order: each cycle's rows are sorted by key into `pool_parts`, inside the caller's transaction.
+pub(super) fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StateError> {
+    let cycles: Vec<String> = {
+        let mut stmt = tx
+            .prepare(
+                "SELECT DISTINCT cycle FROM cycle_rows WHERE name = 'order_earnings' ORDER BY cycle",
+            )
+            .map_err(sql)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
+        rows.collect::<Result<_, _>>().map_err(sql)?
+    };
+    for c in cycles {
+        let mut records: Vec<Vec<String>> = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT data FROM cycle_rows WHERE name = 'order_earnings' AND cycle = ?1
+                     ORDER BY credit_cycle, part",
+                )
+                .map_err(sql)?;
+            let mut rows = stmt.query(params![c]).map_err(sql)?;
+            while let Some(r) = rows.next().map_err(sql)? {
+                let data: Vec<u8> = r.get(0).map_err(sql)?;
+                bulk::decode_part(&data, POOL_COLUMNS, |rec| {
+                    records.push(rec.iter().map(str::to_string).collect());
+                    Ok(())
+                })?;
+            }
+        }
+        records.sort_by(|a, b| a[..4].cmp(&b[..4]));
+        let mut parts = PoolRows {
+            parts: Vec::new(),
+            rows: 0,
+        };
+        for chunk in records.chunks(POOL_PART_ROWS) {
+            let mut part = PartBuilder::new();
+            for rec in chunk {
+                let f = |i: usize| rec[i].as_str();
+                part.push([f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), f(8), f(9)])?;
+            }
+            if let Some(p) = part.finish()? {
+                parts.rows += p.rows;
+                parts.parts.push(p);
+            }
+        }
+        store(tx, &c, parts)?;
+    }
+    tx.execute("DELETE FROM cycle_rows WHERE name = 'order_earnings'", [])
+        .map_err(sql)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Currency;
+    use std::borrow::Cow;
+
+    fn conn() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::SCHEMA).unwrap();
+        conn
+    }
+
+    fn cy(s: &str) -> Cycle {
+        s.parse().unwrap()
+    }
+
+    fn delta<'a>(
+        order: &'a str,
+        earned: &str,
+        clawed: &str,
+        first: Option<&'a str>,
+    ) -> PoolDelta<'a> {
+        PoolDelta {
+            order_id: order,
+            lever: "resale",
+            recipient: "P1",
+            currency: Currency::parse("CNY").unwrap(),
+            earned: earned.parse().unwrap(),
+            clawed: clawed.parse().unwrap(),
+            first: first.map(|l| {
+                (
+                    cy("2026-09"),
+                    l,
+                    Some("0.05".parse().unwrap()),
+                    Cow::Borrowed("r1"),
+                )
+            }),
+        }
+    }
+
+    /// Cycle `m` stores `deltas` (already in key order) as the commit does.
+    fn commit(conn: &mut Connection, m: &str, deltas: &[PoolDelta<'_>]) {
+        let rows = encode_pools(deltas.len(), |r| deltas[r].iter().cloned()).unwrap();
+        let tx = conn.transaction().unwrap();
+        store(&tx, m, rows).unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_cycle_reads_only_the_parts_that_hold_the_orders_its_refunds_name() {
+        let mut c = conn();
+        // 2026-09: 10,000 orders earned 1.00 each: 3 parts (4,096 + 4,096 + 1,808).
+        let ids: Vec<String> = (0..10_000).map(|i| format!("O{i:05}")).collect();
+        let sept: Vec<PoolDelta<'_>> = ids
+            .iter()
+            .map(|o| delta(o, "1.00", "0", Some("L1")))
+            .collect();
+        commit(&mut c, "2026-09", &sept);
+        // 2026-10: O05000 clawed back 0.40 of it.
+        commit(&mut c, "2026-10", &[delta("O05000", "0", "0.40", None)]);
+        let wanted: BTreeSet<&str> = ["O05000", "X-not-stored"].into_iter().collect();
+        let (pools, parts) = read_pools(&c, cy("2026-11"), &wanted).unwrap();
+        // One part of 2026-09 (the second: O04096..O08191) and 2026-10's one part.
+        assert_eq!(parts, 2);
+        assert_eq!(pools.len(), 1);
+        let p = &pools[0];
+        assert_eq!(p.order_id, "O05000");
+        // 1.00 earned in 2026-09; 0.40 clawed in 2026-10.
+        assert_eq!(
+            (p.earned.to_string(), p.clawed.to_string()),
+            ("1.00".into(), "0.40".into())
+        );
+        assert_eq!(
+            (p.first_cycle, p.first_line.as_str(), p.rule_id.as_str()),
+            (cy("2026-09"), "L1", "r1")
+        );
+        // Run as 2026-10, the cycle's own rows are not prior: 0.40 not yet clawed.
+        let (pools, _) = read_pools(&c, cy("2026-10"), &wanted).unwrap();
+        assert_eq!(pools[0].clawed, Decimal::ZERO);
+        // Nothing named, nothing read.
+        assert_eq!(
+            read_pools(&c, cy("2026-11"), &BTreeSet::new()).unwrap().1,
+            0
+        );
+    }
+
+    #[test]
+    fn a_schema_2_state_is_migrated_into_parts_by_key() {
+        let mut c = conn();
+        // Schema 2: rows in the run's (hash) order, one part per cycle in cycle_rows.
+        let mut enc = bulk::PartsEncoder::new(POOL_COLUMNS);
+        for o in ["O3", "O1", "O2"] {
+            enc.row([
+                o, "resale", "P1", "CNY", "2.50", "0", "2026-09", "L", "0.05", "r1",
+            ])
+            .unwrap();
+        }
+        let part = enc.finish().unwrap().remove(0);
+        c.execute(
+            "INSERT INTO cycle_rows (cycle, name, credit_cycle, part, rows, data)
+             VALUES ('2026-09', 'order_earnings', '', 0, 3, ?1)",
+            params![part.data],
+        )
+        .unwrap();
+        let tx = c.transaction().unwrap();
+        migrate_from_v2(&tx).unwrap();
+        tx.commit().unwrap();
+        let left: i64 = c
+            .query_row("SELECT COUNT(*) FROM cycle_rows", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+        let (first, last): (String, String) = c
+            .query_row("SELECT first_order, last_order FROM pool_parts", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((first.as_str(), last.as_str()), ("O1", "O3"));
+        let wanted: BTreeSet<&str> = ["O2"].into_iter().collect();
+        let pools = prior_pools(&c, cy("2026-10"), &wanted).unwrap();
+        assert_eq!(pools.len(), 1);
+        assert_eq!(pools[0].earned.to_string(), "2.50");
+    }
+}
