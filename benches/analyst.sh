@@ -6,7 +6,8 @@
 #   - generates a bundle of N lines (seed 1) and runs it once per format into $BENCH_DATA;
 #   - picks the largest partner, one of its customers and one of its lines;
 #   - runs each question twice (the first warms the page cache) and prints the second.
-# Usage: benches/analyst.sh [LINES]   (default 1000000); BENCH_KEEP=1 keeps the generated data.
+# Usage: benches/analyst.sh [LINES]   (default 1000000); BENCH_KEEP=1 keeps the generated data,
+# BENCH_REUSE=1 measures the cycles a kept run published (same LINES and BENCH_DATA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
@@ -18,14 +19,18 @@ else
   BIN=$BENCH_BIN
 fi
 DATA="$BENCH_DATA/$N"
-rm -rf "$DATA"
-mkdir -p "$DATA"
-"$BIN" generate --cycle 2026-10 --lines "$N" --seed 1 --out "$DATA/in" --quiet
-BUNDLE=$(find "$DATA/in" -name bill_lines.csv -printf '%h\n' | head -1)
-for fmt in csv parquet; do
-  "$BIN" run --first-cycle --cycle 2026-10 --input "$BUNDLE" --out "$DATA/$fmt" \
-    --state "$DATA/$fmt/.state" --format "$fmt" --quiet
-done
+if [ "${BENCH_REUSE:-0}" = 1 ] && [ -d "$DATA/csv" ] && [ -d "$DATA/parquet" ]; then
+  echo "reusing the cycles published in $DATA"
+else
+  rm -rf "$DATA"
+  mkdir -p "$DATA"
+  "$BIN" generate --cycle 2026-10 --lines "$N" --seed 1 --out "$DATA/in" --quiet
+  BUNDLE=$(find "$DATA/in" -name bill_lines.csv -printf '%h\n' | head -1)
+  for fmt in csv parquet; do
+    "$BIN" run --first-cycle --cycle 2026-10 --input "$BUNDLE" --out "$DATA/$fmt" \
+      --state "$DATA/$fmt/.state" --format "$fmt" --quiet
+  done
+fi
 # The largest partner by lines, one of its customers and one of its lines (from the CSV run).
 read -r PARTNER CUSTOMER LINE < <(awk -F, 'NR>1 {n[$2]++; c[$2]=$3; l[$2]=$1} END {for (p in n) print n[p], p, c[p], l[p]}' \
   "$DATA/csv/2026-10/line_outcomes.csv" | sort -rn | head -1 | cut -d' ' -f2-)
