@@ -1,6 +1,44 @@
 fn main() -> std::process::ExitCode {
+    return_freed_memory_in_analyst_tools();
     read_published_files_without_mapping_them();
     incentives::cli::main()
+}
+
+/// The analyst tools run one polars question after another, each on its own threads: mimalloc,
+/// which keeps freed memory for the next chunk (what a run wants), kept every question's
+/// buffers, and `report` on a 10M-line CSV cycle grew to 1,058 MB although no question
+/// needs more than about 500 MB; told to return freed memory at once and to commit arenas
+/// as they are used, the same report peaks at 556 MB (BENCHMARKS.md). mimalloc reads its
+/// options when the process loads, before `main`: `explain`, `report` and `query` start
+/// again once with them (an operator's own setting is kept; if this program cannot be
+/// started again, it goes on as it is).
+fn return_freed_memory_in_analyst_tools() {
+    const OPTIONS: [(&str, &str); 2] = [
+        ("MIMALLOC_PURGE_DELAY", "0"),
+        ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+    ];
+    let analyst = std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "explain" || a == "report" || a == "query");
+    if !analyst
+        || OPTIONS
+            .iter()
+            .any(|(var, _)| std::env::var_os(var).is_some())
+    {
+        return;
+    }
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    let mut again = std::process::Command::new(me);
+    again.args(std::env::args_os().skip(1));
+    if let Some(name) = std::env::args_os().next() {
+        again.arg0(name);
+    }
+    again.envs(OPTIONS);
+    // Only returns if the program could not be started again.
+    let _ = again.exec();
 }
 
 /// The analyst tools read published cycles through polars, which maps an uncompressed local

@@ -331,7 +331,10 @@ pub fn write_report(
         _ => PathBuf::from("."),
     };
     let back = output.file_name().map(|f| f.to_string_lossy().into_owned());
-    let explained = listed_explanations(cycle, &listed)?;
+    let read_once = Listed {
+        explanations: listed_explanations(cycle, &listed)?,
+        line_partners: listed_override_lines(cycle, &listed)?,
+    };
     for p in listed {
         // A partner's page is named by its id: an id the engine would not have written (a
         // table edited by hand) names no file.
@@ -343,7 +346,7 @@ pub fn write_report(
             )));
         }
         let page = folder.join(partner_page_name(cycle, &p));
-        let html = partner_page(cycle, &p, &words, &names, back.as_deref(), Some(&explained))?;
+        let html = partner_page(cycle, &p, &words, &names, back.as_deref(), Some(&read_once))?;
         write_new(&page, &html)?;
         written.push(page);
     }
@@ -573,6 +576,15 @@ fn page_columns() -> Vec<&'static str> {
     columns
 }
 
+/// What the pages of the partners a cycle page lists read from the large tables, read once
+/// for all of them.
+struct Listed {
+    /// Their explanation rows.
+    explanations: DataFrame,
+    /// `line_id`, `partner_id` of every line that earned one of them an override.
+    line_partners: DataFrame,
+}
+
 /// The explanation rows of the partners a cycle page lists, read in one scan (a page each
 /// would scan the whole table once per partner).
 fn listed_explanations(cycle: &PublishedCycle, listed: &[String]) -> Result<DataFrame, RunError> {
@@ -593,12 +605,12 @@ fn partner_page(
     words: &Words,
     names: &BTreeMap<String, String>,
     back: Option<&str>,
-    listed: Option<&DataFrame>,
+    listed: Option<&Listed>,
 ) -> Result<String, RunError> {
     let w = |s| words.t(s);
     let columns = page_columns();
     let source = match listed {
-        Some(rows) => rows.clone().lazy(),
+        Some(l) => l.explanations.clone().lazy(),
         None => cycle.scan("explanations")?,
     };
     let rows = cycle.collect(
@@ -696,7 +708,13 @@ fn partner_page(
         ));
         html.push_str("</div></section>");
     }
-    html.push_str(&override_resellers(cycle, partner, words, names)?);
+    html.push_str(&override_resellers(
+        cycle,
+        partner,
+        words,
+        names,
+        listed.map(|l| &l.line_partners),
+    )?);
     // The customers' paragraphs, largest incentive first.
     let incentive = &figures["incentive"];
     let mut order: Vec<usize> = (0..rows.height())
@@ -733,29 +751,59 @@ fn partner_page(
     Ok(html)
 }
 
+/// A partner's override rows earned this cycle, from its own statement (its rows earned this
+/// cycle are its journal rows; the statement adds rows of earlier runs credited now).
+fn overrides_earned(cycle: &PublishedCycle, partner: &str) -> Result<Option<DataFrame>, RunError> {
+    let statement = format!("ledgers/{partner}");
+    if !cycle.path(&statement).is_file() {
+        return Ok(None);
+    }
+    cycle
+        .collect(
+            cycle
+                .scan(&statement)?
+                .filter(is("kind", "override").and(is("earned_cycle", &cycle.cycle.to_string())))
+                .select([col("line_id"), col("amount"), col("currency")]),
+        )
+        .map(Some)
+}
+
+/// The own partner of every line that earned a listed partner an override this cycle, read in
+/// one scan of `line_outcomes` (a distributor's page each would read all of it once per page).
+fn listed_override_lines(cycle: &PublishedCycle, listed: &[String]) -> Result<DataFrame, RunError> {
+    let mut ids: Vec<String> = Vec::new();
+    for p in listed {
+        if let Some(rows) = overrides_earned(cycle, p)? {
+            ids.extend(texts(&rows, "line_id")?);
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    let ids = Series::new("ids".into(), ids);
+    cycle.collect(
+        cycle
+            .scan("line_outcomes")?
+            .filter(col("line_id").is_in(lit(ids).implode(false), false))
+            .select([col("line_id"), col("partner_id")]),
+    )
+}
+
 /// For a distributor: the resellers whose lines earned it an override this cycle, with the
-/// override each earned it (the lines' own partner, read from `line_outcomes`).
+/// override each earned it (the lines' own partner, read from `line_outcomes`, or from
+/// `line_partners` when the lines' partners were read for every listed page at once).
 fn override_resellers(
     cycle: &PublishedCycle,
     partner: &str,
     words: &Words,
     names: &BTreeMap<String, String>,
+    line_partners: Option<&DataFrame>,
 ) -> Result<String, RunError> {
     let w = |s| words.t(s);
     // The distributor's override rows first (few, often none); the lines' own partners only
     // for the lines they name.
-    // From the partner's own statement, not the whole journal: its rows earned this cycle are
-    // its journal rows (the statement adds rows of earlier runs credited now).
-    let statement = format!("ledgers/{partner}");
-    if !cycle.path(&statement).is_file() {
+    let Some(overrides) = overrides_earned(cycle, partner)? else {
         return Ok(String::new());
-    }
-    let overrides = cycle.collect(
-        cycle
-            .scan(&statement)?
-            .filter(is("kind", "override").and(is("earned_cycle", &cycle.cycle.to_string())))
-            .select([col("line_id"), col("amount"), col("currency")]),
-    )?;
+    };
     if overrides.height() == 0 {
         return Ok(String::new());
     }
@@ -763,10 +811,13 @@ fn override_resellers(
     ids.sort();
     ids.dedup();
     let ids = Series::new("ids".into(), ids);
-    let lines = cycle
-        .scan("line_outcomes")?
-        .filter(col("line_id").is_in(lit(ids).implode(false), false))
-        .select([col("line_id"), col("partner_id")]);
+    let lines = match line_partners {
+        Some(known) => known.clone().lazy(),
+        None => cycle
+            .scan("line_outcomes")?
+            .filter(col("line_id").is_in(lit(ids).implode(false), false))
+            .select([col("line_id"), col("partner_id")]),
+    };
     let joined = cycle.collect(
         overrides
             .lazy()

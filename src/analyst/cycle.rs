@@ -243,6 +243,50 @@ impl PublishedCycle {
         }
     }
 
+    /// The rows of `table` that `filter` keeps, only `columns`, where every kept row holds the
+    /// id `key` in one of its cells (the filter names it). On a CSV cycle the records holding
+    /// `key` are picked from the file first ([`pick_records`]: a byte search, never a parse of
+    /// every record) into a temporary file, scanned with the declared schema: a partner's or a
+    /// line's rows of a 1.1 GB `line_outcomes.csv` are found without polars tokenizing all of
+    /// it. The filter decides as on the whole file; Parquet is scanned as it is (row-group
+    /// statistics skip what they can).
+    pub fn rows_holding(
+        &self,
+        table: &str,
+        key: &str,
+        filter: Expr,
+        columns: &[&str],
+    ) -> Result<DataFrame, RunError> {
+        let select = |lf: LazyFrame| {
+            lf.filter(filter)
+                .select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>())
+        };
+        let pickable = !key.is_empty() && !key.contains(['"', ',', '\n', '\r']);
+        if self.format != Format::Csv || !pickable {
+            return self.collect(select(self.scan(table)?));
+        }
+        let path = self.path(table);
+        if !path.is_file() {
+            return self.collect(select(self.scan(table)?));
+        }
+        check_table(&path, self.format)?;
+        let mut picked = tempfile::Builder::new()
+            .prefix(".incentives-picked-")
+            .suffix(".csv")
+            .tempfile()
+            .map_err(|e| RunError::io("a temporary file", e))?;
+        {
+            let mut out = std::io::BufWriter::new(picked.as_file_mut());
+            pick_records(&path, key.as_bytes(), &mut out)
+                .and_then(|()| std::io::Write::flush(&mut out))
+                .map_err(|e| RunError::io(path.display(), e))?;
+        }
+        let lf = self.scan_path(picked.path(), false)?;
+        let df = self.collect(select(lf));
+        drop(picked);
+        df
+    }
+
     /// Runs a question on the streaming engine (memory bounded by the batches it holds).
     pub fn collect(&self, lf: LazyFrame) -> Result<DataFrame, RunError> {
         collect(&self.dir, lf)
@@ -444,4 +488,145 @@ pub fn credited_to(cycle: Cycle) -> Expr {
         "kind",
         &["earn", "clawback", "tier", "cap", "override"].map(String::from),
     ))
+}
+
+/// Copies to `out` the header and every record of the CSV file `path` that holds the bytes
+/// `key`, in file order. Record ends are found as RFC 4180 has them (a line break inside quotes
+/// is inside the record), so a record is copied whole or not at all; which records hold `key`
+/// is a byte search over each block. Every record whose cell equals `key` is among those copied
+/// (a cell is written unquoted unless it holds a quote, comma or line break, which `key` never
+/// does: the caller checks); records that hold it elsewhere are left for the caller's filter.
+pub fn pick_records(path: &Path, key: &[u8], out: &mut impl std::io::Write) -> std::io::Result<()> {
+    pick_records_in_blocks(path, key, out, 8 << 20)
+}
+
+fn pick_records_in_blocks(
+    path: &Path,
+    key: &[u8],
+    out: &mut impl std::io::Write,
+    block: usize,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let finder = memchr::memmem::Finder::new(key);
+    let mut file = std::fs::File::open(path)?;
+    let mut data: Vec<u8> = Vec::with_capacity(2 * block);
+    // `data[..scanned]` has been searched for record ends; `quoted`: inside quotes there.
+    let (mut scanned, mut quoted, mut header, mut eof) = (0, false, true, false);
+    let mut ends: Vec<usize> = Vec::new();
+    while !eof {
+        let old = data.len();
+        data.resize(old + block, 0);
+        let n = file.read(&mut data[old..])?;
+        data.truncate(old + n);
+        eof = n == 0;
+        ends.clear();
+        for i in memchr::memchr2_iter(b'"', b'\n', &data[scanned..]) {
+            let at = scanned + i;
+            if data[at] == b'"' {
+                quoted = !quoted;
+            } else if !quoted {
+                ends.push(at + 1);
+            }
+        }
+        scanned = data.len();
+        if eof && ends.last().is_none_or(|&e| e < data.len()) && !data.is_empty() {
+            ends.push(data.len()); // a last record without a line break
+        }
+        let Some(&complete) = ends.last() else {
+            continue;
+        };
+        let start_of = |r: usize| if r == 0 { 0 } else { ends[r - 1] };
+        // Records [0, next) of this block are done: the header, record 0 of the first block,
+        // is copied whatever it holds.
+        let mut next = 0;
+        if header {
+            out.write_all(&data[..ends[0]])?;
+            header = false;
+            next = 1;
+        }
+        for hit in finder.find_iter(&data[..complete]) {
+            let r = ends.partition_point(|&e| e <= hit);
+            if r >= next {
+                out.write_all(&data[start_of(r)..ends[r]])?;
+                next = r + 1;
+            }
+        }
+        data.drain(..complete);
+        scanned -= complete;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The records (header first) whose cells hold `key`, by the csv crate: what the picker
+    /// must copy.
+    fn expected(text: &str, key: &str) -> Vec<Vec<String>> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        reader
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect::<Vec<_>>())
+            .enumerate()
+            .filter(|(i, r)| *i == 0 || r.iter().any(|c| c.contains(key)))
+            .map(|(_, r)| r)
+            .collect()
+    }
+
+    fn picked(text: &str, key: &str, block: usize) -> Vec<Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, text).unwrap();
+        let mut out = Vec::new();
+        pick_records_in_blocks(&path, key.as_bytes(), &mut out, block).unwrap();
+        expected(std::str::from_utf8(&out).unwrap(), "")
+    }
+
+    fn record(cells: &[String]) -> String {
+        let mut line = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            crate::csv_field::push_csv_field(&mut line, c);
+        }
+        line
+    }
+
+    #[test]
+    fn records_are_copied_whole_with_quoted_line_breaks_and_no_final_break() {
+        let text = "line_id,partner_id,note\nL1,P1,\"a\nP2, b\"\nL2,P2,x\nL3,P1,\"say \"\"P2\"\"\"\nL4,P3,y";
+        let want = expected(text, "P2");
+        assert_eq!(want.len(), 4); // header, L1 (in its note), L2, L3
+        for block in [1, 2, 3, 5, 8, 13, 1 << 20] {
+            assert_eq!(picked(text, "P2", block), want, "block {block}");
+        }
+        assert_eq!(picked(text, "P3", 4).len(), 2);
+        assert_eq!(picked(text, "nowhere", 4).len(), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn the_picker_copies_exactly_the_records_that_hold_the_key(
+            rows in proptest::collection::vec(
+                proptest::collection::vec("[ab,\"\n]{0,6}", 3), 1..12),
+            block in 1usize..40,
+            final_break in any::<bool>(),
+        ) {
+            let mut text = String::from("id,partner_id,note\n");
+            for r in &rows {
+                text.push_str(&record(r));
+                text.push('\n');
+            }
+            if !final_break {
+                text.pop();
+            }
+            prop_assert_eq!(picked(&text, "ab", block), expected(&text, "ab"));
+        }
+    }
 }

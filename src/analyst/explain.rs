@@ -6,7 +6,6 @@
 
 use crate::analyst::cycle::{PublishedCycle, decimals, is, texts};
 use crate::error::RunError;
-use polars::prelude::{LazyFrame, col};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -75,18 +74,16 @@ const STEPS: &[(&str, &str)] = &[
     ("deferred_out_incentive", "(credited next cycle)"),
 ];
 
-/// The rows of `table` that `filter` keeps, only `columns`.
+/// The rows of `table` that `filter` keeps, only `columns`; each kept row holds `key` in a
+/// cell (the id the filter names).
 fn rows_of(
     cycle: &PublishedCycle,
     table: &str,
+    key: &str,
     filter: polars::prelude::Expr,
     columns: &[&str],
 ) -> Result<polars::prelude::DataFrame, RunError> {
-    let lf: LazyFrame = cycle
-        .scan(table)?
-        .filter(filter)
-        .select(columns.iter().map(|c| col(*c)).collect::<Vec<_>>());
-    cycle.collect(lf)
+    cycle.rows_holding(table, key, filter, columns)
 }
 
 /// Text columns of a frame, by name.
@@ -139,6 +136,7 @@ fn render_line(
     let df = rows_of(
         cycle,
         "line_outcomes",
+        line_id,
         is("line_id", line_id),
         &[
             "partner_id",
@@ -196,6 +194,7 @@ fn render_line(
     let ledger = rows_of(
         cycle,
         "ledger",
+        line_id,
         is("line_id", line_id),
         &[
             "entry_id",
@@ -246,6 +245,7 @@ fn render_line(
     let deductions = rows_of(
         cycle,
         "voucher_deductions",
+        line_id,
         is("line_id", line_id),
         &["voucher_id", "amount", "currency", "voucher_balance_after"],
     )?;
@@ -274,7 +274,8 @@ fn render_partner(
     }
     let mut columns = vec!["customer_id", "currency", "explanation"];
     columns.extend(STEPS.iter().map(|s| s.0));
-    let chosen = rows_of(cycle, "explanations", filter.clone(), &columns)?;
+    let key = customer.unwrap_or(partner);
+    let chosen = rows_of(cycle, "explanations", key, filter.clone(), &columns)?;
     if chosen.height() == 0 {
         return Err(RunError::Usage(format!(
             "no explanation for partner {partner}{} in {}",
@@ -338,6 +339,7 @@ fn render_partner(
     let lines = rows_of(
         cycle,
         "line_outcomes",
+        key,
         filter,
         &[
             "line_id",
