@@ -184,6 +184,13 @@ pub struct ValidateArgs {
     /// Rejects listed (all are counted).
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,
+    /// Peak memory to stay within, in binary units (e.g. 512MiB, 1GiB); at least 256MiB. The
+    /// ids that must be unique are decided through buckets spilled to disk, not held in memory.
+    #[arg(long, value_name = "SIZE", default_value_t = crate::budget::MemoryBudget::DEFAULT)]
+    pub memory_budget: crate::budget::MemoryBudget,
+    /// Folder for the spilled buckets (a temporary folder in it, removed after).
+    #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir())]
+    pub spill: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -830,11 +837,17 @@ fn check_input(input: &std::path::Path) -> Result<(), RunError> {
 fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
     check_input(&args.input)?;
     let started = std::time::Instant::now();
-    let bundle = crate::load::load_bundle(&args.input, args.cycle)?;
+    let checked = crate::load::check_bundle(
+        &args.input,
+        args.cycle,
+        args.memory_budget.bytes(),
+        &args.spill,
+        args.limit,
+    )?;
     if !quiet {
         use std::fmt::Write as _;
         let mut text = String::new();
-        for f in &bundle.files {
+        for f in &checked.files {
             if f.digest.present {
                 let _ = writeln!(
                     text,
@@ -843,15 +856,15 @@ fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
                 );
             }
         }
-        for r in bundle.rejects.iter().take(args.limit) {
+        for r in &checked.first_rejects {
             let _ = writeln!(
                 text,
                 "rejected: {}",
                 crate::error::printable(&r.to_string())
             );
         }
-        if bundle.rejects.len() > args.limit {
-            let _ = writeln!(text, "… and {} more", bundle.rejects.len() - args.limit);
+        if checked.rejected > args.limit as u64 {
+            let _ = writeln!(text, "… and {} more", checked.rejected - args.limit as u64);
         }
         let _ = writeln!(
             text,
@@ -861,9 +874,9 @@ fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
         );
         out(&text);
     }
-    if args.strict && !bundle.rejects.is_empty() {
+    if args.strict && checked.rejected > 0 {
         return Err(RunError::StrictRejects {
-            count: bundle.rejects.len(),
+            count: checked.rejected as usize,
         });
     }
     Ok(())

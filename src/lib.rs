@@ -4,6 +4,7 @@
 
 pub mod analyst;
 pub mod balances;
+pub mod budget;
 pub mod calendar;
 pub mod chain;
 pub mod cli;

@@ -134,6 +134,42 @@ fn bad_rows_are_exactly_the_listed_rejects() {
         expected.len()
     );
     assert_eq!(got, expected);
+    // `validate` streams the files and decides duplicates through spilled buckets: the same
+    // rejects, in the same order, within the smallest budget.
+    let spill = tmp.path().join("spill");
+    fs::create_dir(&spill).unwrap();
+    let validate = |budget: &str| {
+        let mut cmd = incentives();
+        cmd.args(["validate", "--cycle", "2026-10", "--limit", "100000"])
+            .args(["--memory-budget", budget, "--spill"])
+            .arg(&spill)
+            .arg("--input")
+            .arg(&bundle);
+        run(&mut cmd)
+    };
+    let o = validate("256MiB");
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    let listed: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("rejected: "))
+        .collect();
+    let planted: Vec<String> = csv::Reader::from_path(bundle.join("expected_rejects.csv"))
+        .unwrap()
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            format!("{} row {}, column {}", &r[0], &r[1], &r[2])
+        })
+        .collect();
+    assert_eq!(listed.len(), planted.len(), "{}", o.stdout);
+    for (l, p) in listed.iter().zip(&planted) {
+        assert!(l.starts_with(p.as_str()), "{l} / {p}");
+    }
+    assert_eq!(fs::read_dir(&spill).unwrap().count(), 0, "buckets removed");
+    let o = validate("255MiB");
+    assert_eq!(o.status, 2);
+    assert!(o.stderr.contains("256MiB"), "{}", o.stderr);
 }
 
 #[test]

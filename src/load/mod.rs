@@ -10,11 +10,13 @@ mod bill_lines;
 mod cell;
 mod error;
 mod orders;
+mod own;
 mod partners;
 mod table;
 
 pub use bill_lines::RejectedLine;
 pub use cell::is_valid_id;
+pub use own::{Ownership, check_bundle, fnv1a};
 pub use table::FileDigest;
 
 use crate::calendar::Cycle;
@@ -242,13 +244,52 @@ where
     P: Fn(&Row<'_, S>, &mut L) -> Result<T, E> + Sync,
     M: FnMut(L, &mut [T]) + Send,
 {
-    let mut read = Read {
-        rows: Vec::new(),
-        failed: Vec::new(),
-        digest: FileDigest::default(),
-    };
+    let mut rows: Vec<T> = Vec::new();
+    let mut failed: Vec<E> = Vec::new();
+    let digest = stream_file_with(
+        dir,
+        sizes,
+        check,
+        merge,
+        &mut |tasks: &mut [TaskResults<T, E>], expected: usize| {
+            if rows.is_empty() {
+                rows.reserve(expected);
+            }
+            for t in tasks.iter_mut() {
+                failed.append(&mut t.failed);
+            }
+            append_in_parallel(&mut rows, tasks);
+            Ok(())
+        },
+    )?;
+    Ok(Read {
+        rows,
+        failed,
+        digest,
+    })
+}
+
+/// [`read_file_with`] handing each window's results to `sink` (with the number of records
+/// the file is expected to hold, for a first reservation) instead of keeping them: what the
+/// ownership pass streams through its spilled buckets. The sink must empty the tasks.
+fn stream_file_with<S, T, E, L, P, M, K>(
+    dir: &Path,
+    sizes: Sizes,
+    check: P,
+    merge: &mut M,
+    sink: &mut K,
+) -> Result<FileDigest, StructuralError>
+where
+    S: Schema,
+    T: Send,
+    E: Send,
+    L: Default + Send,
+    P: Fn(&Row<'_, S>, &mut L) -> Result<T, E> + Sync,
+    M: FnMut(L, &mut [T]) + Send,
+    K: FnMut(&mut [TaskResults<T, E>], usize) -> Result<(), StructuralError> + Send,
+{
     let Some(Table { layout, mut source }) = Table::<S>::open(dir, sizes)? else {
-        return Ok(read);
+        return Ok(FileDigest::default());
     };
     let (mut current, mut next) = (Window::default(), Window::default());
     let mut more = source.read_window(&mut current)?;
@@ -298,24 +339,24 @@ where
                 max: sizes.max_records,
             });
         }
-        if read.rows.is_empty() {
-            let rows = window_last - 1;
-            let remaining = source.estimated_remaining(rows, current.end());
-            read.rows
-                .reserve(rows as usize + remaining + remaining / 64);
-        }
+        let rows = window_last - 1;
+        let remaining = source.estimated_remaining(rows, current.end());
+        let expected = rows as usize + remaining + remaining / 64;
         last_row = window_last;
         let tasks = &mut buffers[..locals.len()];
         for (local, results) in locals.into_iter().zip(tasks.iter_mut()) {
             merge(local, &mut results.kept);
-            read.failed.append(&mut results.failed);
         }
-        append_in_parallel(&mut read.rows, tasks);
+        sink(tasks, expected)?;
+        debug_assert!(
+            tasks
+                .iter()
+                .all(|t| t.kept.is_empty() && t.failed.is_empty())
+        );
         more = read_next?;
         std::mem::swap(&mut current, &mut next);
     }
-    read.digest = source.finish(last_row - 1)?;
-    Ok(read)
+    source.finish(last_row - 1)
 }
 
 /// What one task of [`read_file`] kept and turned away.

@@ -1,0 +1,497 @@
+//! The ownership pass (SPEC §8), checking only: the bundle's files read as a stream, every row
+//! checked as [`super::load_bundle`] checks it, and the ids that must be unique in the two files
+//! that grow with the month (`bill_lines.csv`, `orders.csv`) decided over the whole file through
+//! spilled buckets: each accepted row's id and row number are written to one of `n` bucket files
+//! by a hash of the id, then each bucket is read alone and the first accepted row keeps the id.
+//! Memory is the windows being checked, one bucket, the small files (partners, links, tags,
+//! projects, vouchers, balances) and the first rejects asked for: not the month's lines.
+//! `validate` runs it; it gives the same counts and rejects as loading the bundle.
+
+use super::table::Schema;
+use super::{
+    FileReport, Partners, Sizes, StructuralError, TaskResults, balances, bill_lines, finish_simple,
+    orders, partners, read_simple, report, stream_file_with, without_rows,
+};
+use crate::calendar::Cycle;
+use crate::model::Codes;
+use crate::reject::{Reject, RejectCode};
+use rayon::prelude::*;
+use std::collections::BinaryHeap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What the ownership pass found: each file's counts (by file name), how many rows were
+/// rejected, and the first rejects in (file, row, column) order.
+#[derive(Debug)]
+pub struct Ownership {
+    pub files: Vec<FileReport>,
+    pub rejected: u64,
+    pub first_rejects: Vec<Reject>,
+}
+
+/// Checks the bundle in `dir` for `cycle` within `budget` bytes, its buckets in a temporary
+/// folder under `spill` (removed when done, also after a failure), keeping the first `keep`
+/// rejects.
+pub fn check_bundle(
+    dir: &Path,
+    cycle: Cycle,
+    budget: u64,
+    spill: &Path,
+    keep: usize,
+) -> Result<Ownership, StructuralError> {
+    check_bundle_with(dir, cycle, budget, spill, keep, Sizes::default())
+}
+
+fn check_bundle_with(
+    dir: &Path,
+    cycle: Cycle,
+    budget: u64,
+    spill: &Path,
+    keep: usize,
+    sizes: Sizes,
+) -> Result<Ownership, StructuralError> {
+    let spill = tempfile::Builder::new()
+        .prefix(".incentives-spill-")
+        .tempdir_in(spill)
+        .map_err(|e| spill_error(spill, e))?;
+    let mut rejects = FirstRejects::new(keep);
+    let mut files = Vec::new();
+    let mut small = Vec::new();
+    let read = read_simple::<partners::PartnerColumn, _, _>(dir, partners::parse_partner)?;
+    let partner_rows = finish_simple::<partners::PartnerColumn, _>(
+        read,
+        Some(("partner_id", |p: &crate::model::Partner| &p.partner_id)),
+        &mut small,
+        &mut files,
+    );
+    let partners = Partners::new(without_rows(partner_rows));
+    let p = &partners;
+
+    let (lines, orders) = {
+        let mut lines = Buckets::new(spill.path(), "bill_lines", dir, budget)?;
+        let digest = stream_file_with::<bill_lines::Column, _, _, Codes, _, _, _>(
+            dir,
+            sizes,
+            |row, codes| {
+                bill_lines::parse(row, cycle, p, codes)
+                    .map(|line| (row.number, line.line_id))
+                    .map_err(|f| f.at(bill_lines::Column::FILE, row.number))
+            },
+            &mut |_, _| {},
+            &mut |tasks: &mut [TaskResults<_, _>], _| lines.take(tasks, &mut rejects),
+        )?;
+        let lines = lines.finish::<bill_lines::Column>(digest, "line_id", &mut rejects)?;
+        let mut orders = Buckets::new(spill.path(), "orders", dir, budget)?;
+        let digest = stream_file_with::<orders::OrderColumn, _, _, (), _, _, _>(
+            dir,
+            sizes,
+            |row, _| {
+                orders::parse_order(row, p)
+                    .map(|o| (row.number, o.order_id))
+                    .map_err(|f| f.at(orders::OrderColumn::FILE, row.number))
+            },
+            &mut |_, _| {},
+            &mut |tasks: &mut [TaskResults<_, _>], _| orders.take(tasks, &mut rejects),
+        )?;
+        let orders = orders.finish::<orders::OrderColumn>(digest, "order_id", &mut rejects)?;
+        (lines, orders)
+    };
+    files.push(lines);
+    files.push(orders);
+    check_small_files(dir, p, &mut small, &mut files)?;
+    for r in small {
+        rejects.push(r);
+    }
+    files.sort_by_key(|f| f.file);
+    Ok(Ownership {
+        files,
+        rejected: rejects.count,
+        first_rejects: rejects.into_sorted(),
+    })
+}
+
+/// The files that grow with partners and customers, not with lines: read whole, as the loader
+/// reads them.
+fn check_small_files(
+    dir: &Path,
+    p: &Partners,
+    rejects: &mut Vec<Reject>,
+    files: &mut Vec<FileReport>,
+) -> Result<(), StructuralError> {
+    use crate::model::{OpeningBalance, Project, Voucher, Withdrawal};
+    let read =
+        read_simple::<balances::VoucherColumn, _, _>(dir, |r| balances::parse_voucher(r, p))?;
+    finish_simple::<balances::VoucherColumn, _>(
+        read,
+        Some(("voucher_id", |v: &Voucher| &v.voucher_id)),
+        rejects,
+        files,
+    );
+    let links = read_simple::<partners::LinkColumn, _, _>(dir, |r| partners::parse_link(r, p))?;
+    let mut own = links.failed;
+    let kept = partners::reject_overlapping_links(links.rows, p, &mut own);
+    files.push(report::<partners::LinkColumn>(
+        links.digest,
+        kept.len(),
+        own.len(),
+    ));
+    rejects.extend(own);
+    let read = read_simple::<partners::TagColumn, _, _>(dir, |r| partners::parse_tag(r, p))?;
+    finish_simple::<partners::TagColumn, _>(read, None, rejects, files);
+    let read = read_simple::<orders::ProjectColumn, _, _>(dir, |r| orders::parse_project(r, p))?;
+    finish_simple::<orders::ProjectColumn, _>(
+        read,
+        Some(("project_id", |p: &Project| &p.project_id)),
+        rejects,
+        files,
+    );
+    let read = read_simple::<balances::OpeningBalanceColumn, _, _>(dir, |r| {
+        balances::parse_opening_balance(r, p)
+    })?;
+    finish_simple::<balances::OpeningBalanceColumn, _>(
+        read,
+        Some(("lot_id", |o: &OpeningBalance| &o.lot_id)),
+        rejects,
+        files,
+    );
+    let read =
+        read_simple::<balances::WithdrawalColumn, _, _>(dir, |r| balances::parse_withdrawal(r, p))?;
+    finish_simple::<balances::WithdrawalColumn, _>(
+        read,
+        Some(("application_id", |w: &Withdrawal| &w.application_id)),
+        rejects,
+        files,
+    );
+    Ok(())
+}
+
+fn spill_error(spill: &Path, e: std::io::Error) -> StructuralError {
+    StructuralError::Io {
+        file: "the spill folder",
+        message: format!(
+            "{}: {e}: pass --spill with a folder on a disk with room",
+            spill.display()
+        ),
+    }
+}
+
+/// The first rejects in (file, row, column) order, and how many there were, in memory bounded
+/// by how many are kept.
+struct FirstRejects {
+    keep: usize,
+    /// The `keep` smallest so far, largest on top; ties in arrival order.
+    heap: BinaryHeap<Ranked>,
+    count: u64,
+}
+
+struct Ranked(Reject, u64);
+
+impl Ranked {
+    fn key(&self) -> (&str, u64, &str, u64) {
+        (self.0.file, self.0.row, self.0.column, self.1)
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl FirstRejects {
+    fn new(keep: usize) -> FirstRejects {
+        FirstRejects {
+            keep,
+            heap: BinaryHeap::new(),
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, reject: Reject) {
+        self.heap.push(Ranked(reject, self.count));
+        self.count += 1;
+        if self.heap.len() > self.keep {
+            self.heap.pop();
+        }
+    }
+
+    fn into_sorted(self) -> Vec<Reject> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
+    }
+}
+
+/// FNV-1a (64 bits) of `bytes`: a named hash, the same on every machine and release.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The accepted ids of one file, spilled by hash into `n` bucket files as `id \t row \n`
+/// (ids are `[A-Za-z0-9._-]`: no tab, no line break), each bucket in file order.
+struct Buckets {
+    folder: PathBuf,
+    name: &'static str,
+    pending: Vec<Vec<u8>>,
+    written: Vec<bool>,
+    kept: u64,
+    failed: u64,
+}
+
+/// Bytes a bucket holds in memory before they are appended to its file.
+const PENDING_BYTES: usize = 1 << 16;
+
+impl Buckets {
+    /// As many buckets as keep one bucket's ids, read back, within an eighth of the budget
+    /// (an id and its row take about 64 bytes there; a record of the file about 100 on disk).
+    fn new(
+        spill: &Path,
+        name: &'static str,
+        dir: &Path,
+        budget: u64,
+    ) -> Result<Buckets, StructuralError> {
+        let bytes = std::fs::metadata(dir.join(format!("{name}.csv"))).map_or(0, |m| m.len());
+        let per_bucket = (budget / 8).max(1);
+        let n = ((bytes / 100 * 64).div_ceil(per_bucket)).clamp(1, 4096) as usize;
+        let folder = spill.join(name);
+        std::fs::create_dir_all(&folder).map_err(|e| spill_error(spill, e))?;
+        Ok(Buckets {
+            folder,
+            name,
+            pending: vec![Vec::new(); n],
+            written: vec![false; n],
+            kept: 0,
+            failed: 0,
+        })
+    }
+
+    fn path(&self, b: usize) -> PathBuf {
+        self.folder.join(format!("{b:04}"))
+    }
+
+    /// One window's rows: the accepted ids into their buckets, the failures as rejects.
+    fn take(
+        &mut self,
+        tasks: &mut [TaskResults<(u64, crate::model::Id), Reject>],
+        rejects: &mut FirstRejects,
+    ) -> Result<(), StructuralError> {
+        let n = self.pending.len() as u64;
+        for task in tasks.iter_mut() {
+            for (row, id) in task.kept.drain(..) {
+                let b = (fnv1a(id.as_bytes()) % n) as usize;
+                let pending = &mut self.pending[b];
+                pending.extend_from_slice(id.as_bytes());
+                pending.push(b'\t');
+                pending.extend_from_slice(itoa::Buffer::new().format(row).as_bytes());
+                pending.push(b'\n');
+                self.kept += 1;
+                if pending.len() >= PENDING_BYTES {
+                    self.flush(b)?;
+                }
+            }
+            for reject in task.failed.drain(..) {
+                self.failed += 1;
+                rejects.push(reject);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, b: usize) -> Result<(), StructuralError> {
+        let path = self.path(b);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| spill_error(&self.folder, e))?;
+        file.write_all(&self.pending[b])
+            .map_err(|e| spill_error(&self.folder, e))?;
+        self.pending[b].clear();
+        self.written[b] = true;
+        Ok(())
+    }
+
+    /// Each bucket read alone: a later row with an id an earlier accepted row has is rejected.
+    fn finish<S: Schema>(
+        mut self,
+        digest: super::FileDigest,
+        column: &'static str,
+        rejects: &mut FirstRejects,
+    ) -> Result<FileReport, StructuralError> {
+        let mut duplicates = 0u64;
+        for b in 0..self.pending.len() {
+            // The bucket's file, then what is still pending: its entries in file order.
+            let mut text = if self.written[b] {
+                std::fs::read(self.path(b)).map_err(|e| spill_error(&self.folder, e))?
+            } else {
+                Vec::new()
+            };
+            text.append(&mut self.pending[b]);
+            self.pending[b] = Vec::new();
+            let mut entries: Vec<(&[u8], u64)> = text
+                .split(|&c| c == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| entry(l, &self.folder))
+                .collect::<Result<_, _>>()?;
+            // A stable sort keeps file order within each id.
+            entries.par_sort_by(|a, b| a.0.cmp(b.0));
+            for run in entries.chunk_by(|a, b| a.0 == b.0) {
+                let first = run[0].1;
+                for (id, row) in &run[1..] {
+                    duplicates += 1;
+                    rejects.push(Reject {
+                        file: S::FILE,
+                        row: *row,
+                        column,
+                        value: String::from_utf8_lossy(id).into_owned(),
+                        code: RejectCode::DuplicateId,
+                        detail: format!("{column} already used on row {first}"),
+                    });
+                }
+            }
+            let _ = std::fs::remove_file(self.path(b));
+        }
+        debug_assert!(self.name == S::FILE.trim_end_matches(".csv"));
+        Ok(FileReport {
+            file: S::FILE,
+            digest,
+            accepted: self.kept - duplicates,
+            rejected: self.failed + duplicates,
+        })
+    }
+}
+
+/// `id \t row` as written by [`Buckets::take`]; anything else means the spill folder was
+/// changed under the run.
+fn entry<'t>(line: &'t [u8], folder: &Path) -> Result<(&'t [u8], u64), StructuralError> {
+    let tab = memchr::memchr(b'\t', line);
+    tab.and_then(|t| {
+        let row = std::str::from_utf8(&line[t + 1..]).ok()?.parse().ok()?;
+        Some((&line[..t], row))
+    })
+    .ok_or_else(|| StructuralError::Io {
+        file: "the spill folder",
+        message: format!(
+            "{}: a spilled bucket holds {:?}, not an id and a row: was the spill folder changed during the run?",
+            folder.display(),
+            String::from_utf8_lossy(line)
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    const PARTNERS: &str = "partner_id,name,partner_type,business_region,market,programme,joined_on,exited_on\n\
+        SP1,Alpha,solution_provider,cn,cn,solution_provider,2024-01-01,\n\
+        SP2,Beta,solution_provider,cn,cn,solution_provider,2024-01-01,\n";
+    const LINES: &str = "line_id,bill_cycle,partner_id,customer_id,sales_mode,market,service_type_code,\
+        charge_mode,bill_type,trade_time,order_id,official_amount,payable_amount,currency\n";
+    const ORDERS: &str = "order_id,partner_id,customer_id,order_type,created_at,amount,currency\n";
+
+    /// A bundle whose bill lines and orders repeat ids near and far apart (across windows and
+    /// buckets), with bad rows among them, and a partner that does not exist.
+    fn bundle() -> tempfile::TempDir {
+        let mut lines = String::from(LINES);
+        let mut orders = String::from(ORDERS);
+        for i in 0..400 {
+            // Ids repeat: L{i % 150}; some rows are bad (an amount, a partner unknown).
+            let id = format!("L{}", i % 150);
+            let payable = if i % 37 == 5 { "x" } else { "1.00" };
+            let partner = if i % 53 == 7 {
+                "NOPE"
+            } else {
+                ["SP1", "SP2"][i % 2]
+            };
+            writeln!(
+                lines,
+                "{id},2026-10,{partner},C{i},resale,cn,hws.service.type.ec2,on_demand,usage,\
+                 2026-10-05T10:00:00Z,,1.00,{payable},CNY"
+            )
+            .unwrap();
+            let order = format!("O{}", i % 170);
+            let kind = if i % 41 == 3 { "lost" } else { "new" };
+            writeln!(
+                orders,
+                "{order},SP1,C{i},{kind},2026-10-01T00:00:00Z,1.00,CNY"
+            )
+            .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("partners.csv", PARTNERS),
+            ("bill_lines.csv", lines.as_str()),
+            ("orders.csv", orders.as_str()),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn the_streaming_check_finds_what_loading_the_bundle_finds() {
+        let dir = bundle();
+        let cycle: Cycle = "2026-10".parse().unwrap();
+        let loaded = super::super::load_bundle(dir.path(), cycle).unwrap();
+        // Some of every kind, or the comparison proves little.
+        let codes: Vec<RejectCode> = loaded.rejects.iter().map(|r| r.code).collect();
+        assert!(codes.contains(&RejectCode::DuplicateId));
+        assert!(loaded.rejects.iter().any(|r| r.file == "orders.csv"));
+        assert!(loaded.rejects.len() > 250, "{}", loaded.rejects.len());
+        let spill = tempfile::tempdir().unwrap();
+        let sizes = Sizes {
+            window: 2048,
+            block: 300,
+            ..Sizes::default()
+        };
+        // One bucket (a large budget) and as many as there can be (a budget of a byte).
+        for budget in [u64::MAX / 2, 1] {
+            let checked =
+                check_bundle_with(dir.path(), cycle, budget, spill.path(), 10_000, sizes).unwrap();
+            assert_eq!(checked.first_rejects, loaded.rejects, "budget {budget}");
+            assert_eq!(checked.rejected, loaded.rejects.len() as u64);
+            let counts = |files: &[FileReport]| {
+                files
+                    .iter()
+                    .map(|f| (f.file, f.digest.rows_read, f.accepted, f.rejected))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(counts(&checked.files), counts(&loaded.files));
+            // Only the first rejects are kept, in order; all are counted.
+            let first =
+                check_bundle_with(dir.path(), cycle, budget, spill.path(), 7, sizes).unwrap();
+            assert_eq!(first.first_rejects, loaded.rejects[..7]);
+            assert_eq!(first.rejected, loaded.rejects.len() as u64);
+        }
+        // The buckets are removed.
+        assert_eq!(std::fs::read_dir(spill.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn fnv1a_is_the_named_hash() {
+        // The published test vectors of FNV-1a 64.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+}
