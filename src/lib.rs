@@ -12,6 +12,7 @@ pub mod csv_field;
 pub mod error;
 pub mod evaluate;
 pub mod explain;
+pub mod fnv;
 pub mod generate;
 pub mod group;
 pub mod import;

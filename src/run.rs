@@ -469,7 +469,7 @@ fn reconcile_cycle(
     evaluation: &mut evaluate::Evaluation<'_>,
     matched: &vouchers::VoucherOutcome,
 ) -> Result<(crate::state::PoolRows, Vec<explain::Explanation>), RunError> {
-    let changed = evaluation.changed_pools_by_order(bundle, &opened.rule_set);
+    let changed = evaluation.changed_pools_by_order();
     let pool_rows = crate::state::encode_pools(changed.len(), |range| {
         changed[range]
             .iter()

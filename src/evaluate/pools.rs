@@ -12,7 +12,6 @@ use crate::model::{Currency, PartnerIdx};
 use crate::rules::RuleSet;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
-use std::hash::{BuildHasher, BuildHasherDefault};
 
 /// Which pool a row belongs to: (order, lever, recipient, currency), with the order id's hash
 /// first so that sorting and searching compare integers, and strings only on a tie.
@@ -25,9 +24,10 @@ pub(crate) struct PoolKey<'a> {
     currency: Currency,
 }
 
-/// A fixed hash of an order id (the same in every run: it orders the state's pool rows).
+/// A fixed hash of an order id, FNV-1a: the same in every run and release, as it orders the
+/// state's pool rows.
 fn order_hash(order: &str) -> u64 {
-    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(order)
+    crate::fnv::fnv1a(order.as_bytes())
 }
 
 /// One pool of what an order earned: per (order, lever, recipient, currency).
@@ -311,27 +311,20 @@ impl<'a> Evaluation<'a> {
     }
 
     /// The pools this cycle changed, as indices for [`Evaluation::pool_delta`], in the order
-    /// the state stores them: by order id, then lever, recipient and currency (names and codes
-    /// compared as bytes), so a later cycle finds an order's pools by key.
-    pub fn changed_pools_by_order(&self, bundle: &'a Bundle, rules: &'a RuleSet) -> Vec<u32> {
+    /// the state stores them: by the FNV-1a hash of the order id, then the order id (then the
+    /// lever, recipient and currency), so a later cycle finds an order's pools by key. The
+    /// refunds' index is in that order already: nothing is sorted again.
+    pub fn changed_pools_by_order(&self) -> Vec<u32> {
         let pools = &self.pools.pools;
-        let mut changed: Vec<u32> = (0..pools.len() as u32)
+        self.pools
+            .index
+            .iter()
+            .map(|&(_, i)| i)
             .filter(|&i| {
                 let p = &pools[i as usize];
                 !p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now != NO_ROW
             })
-            .collect();
-        let key = |i: u32| {
-            let k = &pools[i as usize].key;
-            (
-                k.order,
-                rules.levers[k.lever as usize].name.as_str(),
-                bundle.partners.at(k.partner).partner_id.as_str(),
-                k.currency.as_str(),
-            )
-        };
-        changed.par_sort_unstable_by(|&a, &b| key(a).cmp(&key(b)));
-        changed
+            .collect()
     }
 
     /// What this cycle added to pool `i` (of [`Evaluation::changed_pools_by_order`]), by name,

@@ -16,7 +16,7 @@ mod table;
 
 pub use bill_lines::RejectedLine;
 pub use cell::is_valid_id;
-pub use own::{Ownership, check_bundle, fnv1a};
+pub use own::{Ownership, check_bundle};
 pub use table::FileDigest;
 
 use crate::calendar::Cycle;

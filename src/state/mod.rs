@@ -8,9 +8,9 @@
 //! - `cycle_rows`: `deferred_rows` in bulk (compressed CSV parts, `bulk.rs`), by credit cycle:
 //!   ledger rows a run wrote for a later credit cycle (carried into it, read only by that cycle).
 //! - `pool_parts`: per cycle, what each (order, lever, recipient, currency) pool earned and had
-//!   clawed back in that cycle, and the cycle's earliest row of the pool, stored by key in
-//!   compressed parts with their order-id range (`pools.rs`): a cycle reads only the parts that
-//!   hold the orders its refunds name.
+//!   clawed back in that cycle, and the cycle's earliest row of the pool, stored by the FNV-1a
+//!   hash of the order id in compressed parts with their hash range (`pools.rs`): a cycle reads
+//!   only the parts that hold the orders its refunds name.
 //! - `voucher_state`, `lot_state`, `lot_carry`: per cycle, closing voucher balances, incentive
 //!   lots, and negative nets not yet offset.
 //! - `applied_withdrawals`: per cycle, the applications it applied (an id applies once).
@@ -64,8 +64,8 @@ CREATE TABLE IF NOT EXISTS cycle_rows (
 CREATE TABLE IF NOT EXISTS pool_parts (
     cycle TEXT NOT NULL,
     part INTEGER NOT NULL,
-    first_order TEXT NOT NULL,
-    last_order TEXT NOT NULL,
+    first_hash INTEGER NOT NULL,
+    last_hash INTEGER NOT NULL,
     rows INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (cycle, part)

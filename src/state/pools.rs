@@ -2,21 +2,22 @@
 //! neither memory nor time grows with the chain's history).
 //!
 //! Each cycle's changes to the pools (what an (order, lever, recipient, currency) pool earned and
-//! had clawed back in that cycle, and its earliest row of the cycle) are sorted by that key, names
-//! and codes compared as bytes, and stored in parts of [`POOL_PART_ROWS`] rows (`pool_parts`: one
-//! SQLite row per part, compressed CSV as in `bulk.rs`, with the part's first and last order id).
-//! A later cycle asks for the orders its refunds and negative lines claw back from: only the
-//! parts whose range holds one of them are read, and only those orders' rows kept.
+//! had clawed back in that cycle, and its earliest row of the cycle) are stored by the FNV-1a
+//! hash of the order id (`crate::fnv`), then the order id, in parts of [`POOL_PART_ROWS`] rows
+//! (`pool_parts`: one SQLite row per part, compressed CSV as in `bulk.rs`, with the part's first
+//! and last hash). A later cycle asks for the orders its refunds and negative lines claw back
+//! from: only the parts whose hash range holds one of theirs are read (at most one part per
+//! order and cycle), and only those orders' rows kept.
 
 use super::bulk;
 use super::error::StateError;
 use super::{currency_of, cycle, dec, sql};
 use crate::calendar::Cycle;
 use crate::chain::{PoolDelta, PriorPool};
+use crate::fnv::fnv1a;
 use rusqlite::{Connection, Transaction, params};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 
 /// Rows per stored part: small enough that a refund of one order reads little, large enough
 /// that the part index stays a few thousand rows a year at a million lines a month.
@@ -36,12 +37,12 @@ pub(super) const POOL_COLUMNS: &[&str] = &[
     "first_rule_id",
 ];
 
-/// One stored part: its rows, compressed, and the range of order ids it holds.
+/// One stored part: its rows, compressed, and the range of order-id hashes it holds.
 struct PoolPart {
     rows: u64,
     data: Vec<u8>,
-    first_order: String,
-    last_order: String,
+    first_hash: u64,
+    last_hash: u64,
 }
 
 /// What the cycle changed in the pools of what orders earned, encoded for the commit (made while
@@ -64,8 +65,8 @@ impl PoolRows {
 /// Builds one part from records in key order.
 struct PartBuilder {
     enc: bulk::PartsEncoder,
-    first_order: Option<String>,
-    last_order: String,
+    first_hash: Option<u64>,
+    last_hash: u64,
     rows: u64,
 }
 
@@ -73,19 +74,17 @@ impl PartBuilder {
     fn new() -> PartBuilder {
         PartBuilder {
             enc: bulk::PartsEncoder::new(POOL_COLUMNS),
-            first_order: None,
-            last_order: String::new(),
+            first_hash: None,
+            last_hash: 0,
             rows: 0,
         }
     }
 
     fn push(&mut self, record: [&str; 10]) -> Result<(), StateError> {
-        debug_assert!(self.rows == 0 || self.last_order.as_str() <= record[0]);
-        if self.first_order.is_none() {
-            self.first_order = Some(record[0].to_string());
-        }
-        self.last_order.clear();
-        self.last_order.push_str(record[0]);
+        let hash = fnv1a(record[0].as_bytes());
+        debug_assert!(self.rows == 0 || self.last_hash <= hash);
+        self.first_hash.get_or_insert(hash);
+        self.last_hash = hash;
         self.rows += 1;
         self.enc.row(record)
     }
@@ -99,12 +98,12 @@ impl PartBuilder {
         Ok(parts
             .into_iter()
             .next()
-            .zip(self.first_order)
-            .map(|(p, first_order)| PoolPart {
+            .zip(self.first_hash)
+            .map(|(p, first_hash)| PoolPart {
                 rows: self.rows,
                 data: p.data,
-                first_order,
-                last_order: self.last_order,
+                first_hash,
+                last_hash: self.last_hash,
             }))
     }
 }
@@ -136,7 +135,7 @@ where
             debug_assert!(
                 all.parts
                     .last()
-                    .is_none_or(|p| p.last_order <= part.first_order)
+                    .is_none_or(|p| p.last_hash <= part.first_hash)
             );
             all.rows += part.rows;
             all.parts.push(part);
@@ -189,7 +188,7 @@ fn encode_part<'a>(
 pub(super) fn store(tx: &Transaction<'_>, m: &str, pools: PoolRows) -> Result<(), StateError> {
     let mut insert = tx
         .prepare(
-            "INSERT INTO pool_parts (cycle, part, first_order, last_order, rows, data)
+            "INSERT INTO pool_parts (cycle, part, first_hash, last_hash, rows, data)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(sql)?;
@@ -198,8 +197,9 @@ pub(super) fn store(tx: &Transaction<'_>, m: &str, pools: PoolRows) -> Result<()
             .execute(params![
                 m,
                 n as i64,
-                part.first_order,
-                part.last_order,
+                // SQLite integers are signed: the hash's 64 bits as they are.
+                part.first_hash as i64,
+                part.last_hash as i64,
                 part.rows as i64,
                 part.data
             ])
@@ -228,25 +228,21 @@ fn read_pools(
     if wanted.is_empty() {
         return Ok((Vec::new(), 0));
     }
+    let mut hashes: Vec<u64> = wanted.iter().map(|o| fnv1a(o.as_bytes())).collect();
+    hashes.sort_unstable();
     let mut index = conn
         .prepare(
-            "SELECT cycle, part, first_order, last_order FROM pool_parts
+            "SELECT cycle, part, first_hash, last_hash FROM pool_parts
              WHERE cycle < ?1 ORDER BY cycle, part",
         )
         .map_err(sql)?;
     let mut needed: Vec<(String, i64)> = Vec::new();
     let mut rows = index.query(params![m.to_string()]).map_err(sql)?;
     while let Some(r) = rows.next().map_err(sql)? {
-        let first: String = r.get(2).map_err(sql)?;
-        let last: String = r.get(3).map_err(sql)?;
-        let holds = wanted
-            .range::<str, _>((
-                Bound::Included(first.as_str()),
-                Bound::Included(last.as_str()),
-            ))
-            .next()
-            .is_some();
-        if holds {
+        let first = r.get::<_, i64>(2).map_err(sql)? as u64;
+        let last = r.get::<_, i64>(3).map_err(sql)? as u64;
+        let at = hashes.partition_point(|&h| h < first);
+        if hashes.get(at).is_some_and(|&h| h <= last) {
             needed.push((r.get(0).map_err(sql)?, r.get(1).map_err(sql)?));
         }
     }
@@ -343,7 +339,7 @@ pub(super) fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StateError> {
                 })?;
             }
         }
-        records.sort_by(|a, b| a[..4].cmp(&b[..4]));
+        records.sort_by_cached_key(|r| (fnv1a(r[0].as_bytes()), r[..4].to_vec()));
         let mut parts = PoolRows {
             parts: Vec::new(),
             rows: 0,
@@ -417,8 +413,9 @@ mod tests {
     #[test]
     fn a_cycle_reads_only_the_parts_that_hold_the_orders_its_refunds_name() {
         let mut c = conn();
-        // 2026-09: 10,000 orders earned 1.00 each: 3 parts (4,096 + 4,096 + 1,808).
-        let ids: Vec<String> = (0..10_000).map(|i| format!("O{i:05}")).collect();
+        // 2026-09: 10,000 orders earned 1.00 each: 3 parts (4,096 + 4,096 + 1,808), in hash order.
+        let mut ids: Vec<String> = (0..10_000).map(|i| format!("O{i:05}")).collect();
+        ids.sort_by_key(|o| fnv1a(o.as_bytes()));
         let sept: Vec<PoolDelta<'_>> = ids
             .iter()
             .map(|o| delta(o, "1.00", "0", Some("L1")))
@@ -426,10 +423,14 @@ mod tests {
         commit(&mut c, "2026-09", &sept);
         // 2026-10: O05000 clawed back 0.40 of it.
         commit(&mut c, "2026-10", &[delta("O05000", "0", "0.40", None)]);
-        let wanted: BTreeSet<&str> = ["O05000", "X-not-stored"].into_iter().collect();
-        let (pools, parts) = read_pools(&c, cy("2026-11"), &wanted).unwrap();
-        // One part of 2026-09 (the second: O04096..O08191) and 2026-10's one part.
-        assert_eq!(parts, 2);
+        let parts: i64 = c
+            .query_row("SELECT COUNT(*) FROM pool_parts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(parts, 4);
+        let wanted: BTreeSet<&str> = ["O05000"].into_iter().collect();
+        let (pools, read) = read_pools(&c, cy("2026-11"), &wanted).unwrap();
+        // One part of each cycle: the one whose hash range holds O05000's.
+        assert_eq!(read, 2);
         assert_eq!(pools.len(), 1);
         let p = &pools[0];
         assert_eq!(p.order_id, "O05000");
@@ -445,6 +446,10 @@ mod tests {
         // Run as 2026-10, the cycle's own rows are not prior: 0.40 not yet clawed.
         let (pools, _) = read_pools(&c, cy("2026-10"), &wanted).unwrap();
         assert_eq!(pools[0].clawed, Decimal::ZERO);
+        // An order never stored: at most one part a cycle read, nothing found.
+        let none: BTreeSet<&str> = ["X-not-stored"].into_iter().collect();
+        let (pools, read) = read_pools(&c, cy("2026-11"), &none).unwrap();
+        assert!(pools.is_empty() && read <= 2, "{read}");
         // Nothing named, nothing read.
         assert_eq!(
             read_pools(&c, cy("2026-11"), &BTreeSet::new()).unwrap().1,
@@ -477,12 +482,14 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM cycle_rows", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 0);
-        let (first, last): (String, String) = c
-            .query_row("SELECT first_order, last_order FROM pool_parts", [], |r| {
+        let (first, last): (i64, i64) = c
+            .query_row("SELECT first_hash, last_hash FROM pool_parts", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .unwrap();
-        assert_eq!((first.as_str(), last.as_str()), ("O1", "O3"));
+        let mut hashes: Vec<u64> = ["O1", "O2", "O3"].map(|o| fnv1a(o.as_bytes())).to_vec();
+        hashes.sort_unstable();
+        assert_eq!((first as u64, last as u64), (hashes[0], hashes[2]));
         let wanted: BTreeSet<&str> = ["O2"].into_iter().collect();
         let pools = prior_pools(&c, cy("2026-10"), &wanted).unwrap();
         assert_eq!(pools.len(), 1);
