@@ -12,12 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 BENCH_DATA=${BENCH_DATA:-target/bench-analyst}
-if [ -z "${BENCH_BIN:-}" ]; then
-  cargo build --release --locked --quiet
-  BIN=target/release/incentives
-else
-  BIN=$BENCH_BIN
-fi
+source benches/common.sh
 DATA="$BENCH_DATA/$N"
 if [ "${BENCH_REUSE:-0}" = 1 ] && [ -d "$DATA/csv" ] && [ -d "$DATA/parquet" ]; then
   echo "reusing the cycles published in $DATA"

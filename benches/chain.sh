@@ -12,12 +12,7 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}
 K=${2:-12}
 BENCH_DATA=${BENCH_DATA:-target/bench-chain}
-if [ -z "${BENCH_BIN:-}" ]; then
-  cargo build --release --locked --quiet
-  BIN=target/release/incentives
-else
-  BIN=$BENCH_BIN
-fi
+source benches/common.sh
 DATA="$BENCH_DATA/$N"
 rm -rf "$DATA"
 mkdir -p "$DATA"

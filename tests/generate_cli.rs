@@ -120,13 +120,15 @@ fn bad_rows_are_exactly_the_listed_rejects() {
             format!("{},{},{}", &r[1], &r[2], code)
         })
         .collect();
-    let expected: Vec<String> = csv::Reader::from_path(bundle.join("expected_rejects.csv"))
-        .unwrap()
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            format!("{},{},{}", &r[1], &r[2], &r[4])
-        })
+    let planted: Vec<csv::StringRecord> =
+        csv::Reader::from_path(bundle.join("expected_rejects.csv"))
+            .unwrap()
+            .records()
+            .map(Result::unwrap)
+            .collect();
+    let expected: Vec<String> = planted
+        .iter()
+        .map(|r| format!("{},{},{}", &r[1], &r[2], &r[4]))
         .collect();
     assert!(
         expected.len() >= 10,
@@ -154,13 +156,9 @@ fn bad_rows_are_exactly_the_listed_rejects() {
         .lines()
         .filter_map(|l| l.strip_prefix("rejected: "))
         .collect();
-    let planted: Vec<String> = csv::Reader::from_path(bundle.join("expected_rejects.csv"))
-        .unwrap()
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            format!("{} row {}, column {}", &r[0], &r[1], &r[2])
-        })
+    let planted: Vec<String> = planted
+        .iter()
+        .map(|r| format!("{} row {}, column {}", &r[0], &r[1], &r[2]))
         .collect();
     assert_eq!(listed.len(), planted.len(), "{}", o.stdout);
     for (l, p) in listed.iter().zip(&planted) {

@@ -516,6 +516,97 @@ fn without_rows<T>(rows: Vec<(u64, T)>) -> Vec<T> {
     rows.into_iter().map(|(_, t)| t).collect()
 }
 
+/// The files that grow with partners and customers, not with the month's lines, as read.
+struct SmallReads {
+    vouchers: Read<(u64, Voucher), Reject>,
+    links: Read<(u64, DistributorLink), Reject>,
+    tags: Read<(u64, CapabilityTag), Reject>,
+    projects: Read<(u64, Project), Reject>,
+    opening: Read<(u64, OpeningBalance), Reject>,
+    withdrawals: Read<(u64, Withdrawal), Reject>,
+}
+
+/// Their accepted rows.
+struct SmallRows {
+    vouchers: Vec<Voucher>,
+    links: Vec<DistributorLink>,
+    tags: Vec<CapabilityTag>,
+    projects: Vec<Project>,
+    opening: Vec<OpeningBalance>,
+    withdrawals: Vec<Withdrawal>,
+}
+
+fn read_small_files(dir: &Path, p: &Partners) -> Result<SmallReads, StructuralError> {
+    Ok(SmallReads {
+        vouchers: read_simple::<balances::VoucherColumn, _, _>(dir, |r| {
+            balances::parse_voucher(r, p)
+        })?,
+        links: read_simple::<partners::LinkColumn, _, _>(dir, |r| partners::parse_link(r, p))?,
+        tags: read_simple::<partners::TagColumn, _, _>(dir, |r| partners::parse_tag(r, p))?,
+        projects: read_simple::<orders::ProjectColumn, _, _>(dir, |r| orders::parse_project(r, p))?,
+        opening: read_simple::<balances::OpeningBalanceColumn, _, _>(dir, |r| {
+            balances::parse_opening_balance(r, p)
+        })?,
+        withdrawals: read_simple::<balances::WithdrawalColumn, _, _>(dir, |r| {
+            balances::parse_withdrawal(r, p)
+        })?,
+    })
+}
+
+/// Their ids that must be unique (the first accepted row keeps one), overlapping links, and
+/// each file's counts.
+fn finish_small_files(
+    read: SmallReads,
+    p: &Partners,
+    rejects: &mut Vec<Reject>,
+    files: &mut Vec<FileReport>,
+) -> SmallRows {
+    let vouchers = finish_simple::<balances::VoucherColumn, _>(
+        read.vouchers,
+        Some(("voucher_id", |v: &Voucher| &v.voucher_id)),
+        rejects,
+        files,
+    );
+    let links = {
+        let mut own = read.links.failed;
+        let kept = partners::reject_overlapping_links(read.links.rows, p, &mut own);
+        files.push(report::<partners::LinkColumn>(
+            read.links.digest,
+            kept.len(),
+            own.len(),
+        ));
+        rejects.extend(own);
+        kept
+    };
+    let tags = finish_simple::<partners::TagColumn, _>(read.tags, None, rejects, files);
+    let projects = finish_simple::<orders::ProjectColumn, _>(
+        read.projects,
+        Some(("project_id", |p: &Project| &p.project_id)),
+        rejects,
+        files,
+    );
+    let opening = finish_simple::<balances::OpeningBalanceColumn, _>(
+        read.opening,
+        Some(("lot_id", |o: &OpeningBalance| &o.lot_id)),
+        rejects,
+        files,
+    );
+    let withdrawals = finish_simple::<balances::WithdrawalColumn, _>(
+        read.withdrawals,
+        Some(("application_id", |w: &Withdrawal| &w.application_id)),
+        rejects,
+        files,
+    );
+    SmallRows {
+        vouchers: without_rows(vouchers),
+        links: without_rows(links),
+        tags: without_rows(tags),
+        projects: without_rows(projects),
+        opening: without_rows(opening),
+        withdrawals: without_rows(withdrawals),
+    }
+}
+
 /// Loads and validates the bundle in `dir` for `cycle`.
 pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> {
     let mut rejects = Vec::new();
@@ -548,23 +639,12 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
         || -> Result<_, StructuralError> {
             Ok((
                 read_simple::<orders::OrderColumn, _, _>(dir, |r| orders::parse_order(r, p))?,
-                read_simple::<balances::VoucherColumn, _, _>(dir, |r| {
-                    balances::parse_voucher(r, p)
-                })?,
-                read_simple::<partners::LinkColumn, _, _>(dir, |r| partners::parse_link(r, p))?,
-                read_simple::<partners::TagColumn, _, _>(dir, |r| partners::parse_tag(r, p))?,
-                read_simple::<orders::ProjectColumn, _, _>(dir, |r| orders::parse_project(r, p))?,
-                read_simple::<balances::OpeningBalanceColumn, _, _>(dir, |r| {
-                    balances::parse_opening_balance(r, p)
-                })?,
-                read_simple::<balances::WithdrawalColumn, _, _>(dir, |r| {
-                    balances::parse_withdrawal(r, p)
-                })?,
+                read_small_files(dir, p)?,
             ))
         },
     );
     let lines = lines?;
-    let (orders, vouchers, links, tags, projects, opening, withdrawals) = others?;
+    let (orders, small) = others?;
 
     let mut rejected_lines: Vec<RejectedLine> = lines.failed.into_iter().map(|b| *b).collect();
     let mut bill_lines = lines.rows;
@@ -601,42 +681,7 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
         &mut rejects,
         &mut files,
     );
-    let vouchers = finish_simple::<balances::VoucherColumn, _>(
-        vouchers,
-        Some(("voucher_id", |v: &Voucher| &v.voucher_id)),
-        &mut rejects,
-        &mut files,
-    );
-    let links = {
-        let mut own = links.failed;
-        let kept = partners::reject_overlapping_links(links.rows, &partners, &mut own);
-        files.push(report::<partners::LinkColumn>(
-            links.digest,
-            kept.len(),
-            own.len(),
-        ));
-        rejects.extend(own);
-        kept
-    };
-    let tags = finish_simple::<partners::TagColumn, _>(tags, None, &mut rejects, &mut files);
-    let projects = finish_simple::<orders::ProjectColumn, _>(
-        projects,
-        Some(("project_id", |p: &Project| &p.project_id)),
-        &mut rejects,
-        &mut files,
-    );
-    let opening = finish_simple::<balances::OpeningBalanceColumn, _>(
-        opening,
-        Some(("lot_id", |o: &OpeningBalance| &o.lot_id)),
-        &mut rejects,
-        &mut files,
-    );
-    let withdrawals = finish_simple::<balances::WithdrawalColumn, _>(
-        withdrawals,
-        Some(("application_id", |w: &Withdrawal| &w.application_id)),
-        &mut rejects,
-        &mut files,
-    );
+    let small = finish_small_files(small, &partners, &mut rejects, &mut files);
 
     rejects.sort_by(|a, b| (a.file, a.row, a.column).cmp(&(b.file, b.row, b.column)));
     files.sort_by_key(|f| f.file);
@@ -646,12 +691,12 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
         bill_lines,
         rejected_lines,
         orders: without_rows(orders),
-        vouchers: without_rows(vouchers),
-        distributor_links: without_rows(links),
-        capability_tags: without_rows(tags),
-        projects: without_rows(projects),
-        opening_balances: without_rows(opening),
-        withdrawals: without_rows(withdrawals),
+        vouchers: small.vouchers,
+        distributor_links: small.links,
+        capability_tags: small.tags,
+        projects: small.projects,
+        opening_balances: small.opening,
+        withdrawals: small.withdrawals,
         rejects,
         files,
     })

@@ -9,8 +9,8 @@
 
 use super::table::Schema;
 use super::{
-    FileReport, Partners, Sizes, StructuralError, TaskResults, balances, bill_lines, finish_simple,
-    orders, partners, read_simple, report, stream_file_with, without_rows,
+    FileReport, Partners, Sizes, StructuralError, TaskResults, bill_lines, finish_simple, orders,
+    partners, read_simple, stream_file_with, without_rows,
 };
 use crate::calendar::Cycle;
 use crate::model::Codes;
@@ -67,38 +67,26 @@ fn check_bundle_with(
     let partners = Partners::new(without_rows(partner_rows));
     let p = &partners;
 
-    let (lines, orders) = {
-        let mut lines = Buckets::new(spill.path(), "bill_lines", dir, budget)?;
-        let digest = stream_file_with::<bill_lines::Column, _, _, Codes, _, _, _>(
-            dir,
-            sizes,
-            |row, codes| {
-                bill_lines::parse(row, cycle, p, codes)
-                    .map(|line| (row.number, line.line_id))
-                    .map_err(|f| f.at(bill_lines::Column::FILE, row.number))
-            },
-            &mut |_, _| {},
-            &mut |tasks: &mut [TaskResults<_, _>], _| lines.take(tasks, &mut rejects),
-        )?;
-        let lines = lines.finish::<bill_lines::Column>(digest, "line_id", &mut rejects)?;
-        let mut orders = Buckets::new(spill.path(), "orders", dir, budget)?;
-        let digest = stream_file_with::<orders::OrderColumn, _, _, (), _, _, _>(
-            dir,
-            sizes,
-            |row, _| {
-                orders::parse_order(row, p)
-                    .map(|o| (row.number, o.order_id))
-                    .map_err(|f| f.at(orders::OrderColumn::FILE, row.number))
-            },
-            &mut |_, _| {},
-            &mut |tasks: &mut [TaskResults<_, _>], _| orders.take(tasks, &mut rejects),
-        )?;
-        let orders = orders.finish::<orders::OrderColumn>(digest, "order_id", &mut rejects)?;
-        (lines, orders)
-    };
+    let spill_dir = spill.path();
+    let lines = unique_ids::<bill_lines::Column, _, Codes>(
+        dir,
+        sizes,
+        Buckets::new(spill_dir, "bill_lines", dir, budget)?,
+        "line_id",
+        &mut rejects,
+        |row, codes| bill_lines::parse(row, cycle, p, codes).map(|line| line.line_id),
+    )?;
+    let orders = unique_ids::<orders::OrderColumn, _, ()>(
+        dir,
+        sizes,
+        Buckets::new(spill_dir, "orders", dir, budget)?,
+        "order_id",
+        &mut rejects,
+        |row, _| orders::parse_order(row, p).map(|o| o.order_id),
+    )?;
     files.push(lines);
     files.push(orders);
-    check_small_files(dir, p, &mut small, &mut files)?;
+    super::finish_small_files(super::read_small_files(dir, p)?, p, &mut small, &mut files);
     for r in small {
         rejects.push(r);
     }
@@ -110,59 +98,33 @@ fn check_bundle_with(
     })
 }
 
-/// The files that grow with partners and customers, not with lines: read whole, as the loader
-/// reads them.
-fn check_small_files(
+/// Streams the file of `S`, each row checked by `check` (its id, or the fault that rejects it),
+/// the ids through `buckets`: the file's counts, its rejects into `rejects`.
+fn unique_ids<S, P, L>(
     dir: &Path,
-    p: &Partners,
-    rejects: &mut Vec<Reject>,
-    files: &mut Vec<FileReport>,
-) -> Result<(), StructuralError> {
-    use crate::model::{OpeningBalance, Project, Voucher, Withdrawal};
-    let read =
-        read_simple::<balances::VoucherColumn, _, _>(dir, |r| balances::parse_voucher(r, p))?;
-    finish_simple::<balances::VoucherColumn, _>(
-        read,
-        Some(("voucher_id", |v: &Voucher| &v.voucher_id)),
-        rejects,
-        files,
-    );
-    let links = read_simple::<partners::LinkColumn, _, _>(dir, |r| partners::parse_link(r, p))?;
-    let mut own = links.failed;
-    let kept = partners::reject_overlapping_links(links.rows, p, &mut own);
-    files.push(report::<partners::LinkColumn>(
-        links.digest,
-        kept.len(),
-        own.len(),
-    ));
-    rejects.extend(own);
-    let read = read_simple::<partners::TagColumn, _, _>(dir, |r| partners::parse_tag(r, p))?;
-    finish_simple::<partners::TagColumn, _>(read, None, rejects, files);
-    let read = read_simple::<orders::ProjectColumn, _, _>(dir, |r| orders::parse_project(r, p))?;
-    finish_simple::<orders::ProjectColumn, _>(
-        read,
-        Some(("project_id", |p: &Project| &p.project_id)),
-        rejects,
-        files,
-    );
-    let read = read_simple::<balances::OpeningBalanceColumn, _, _>(dir, |r| {
-        balances::parse_opening_balance(r, p)
-    })?;
-    finish_simple::<balances::OpeningBalanceColumn, _>(
-        read,
-        Some(("lot_id", |o: &OpeningBalance| &o.lot_id)),
-        rejects,
-        files,
-    );
-    let read =
-        read_simple::<balances::WithdrawalColumn, _, _>(dir, |r| balances::parse_withdrawal(r, p))?;
-    finish_simple::<balances::WithdrawalColumn, _>(
-        read,
-        Some(("application_id", |w: &Withdrawal| &w.application_id)),
-        rejects,
-        files,
-    );
-    Ok(())
+    sizes: Sizes,
+    mut buckets: Buckets,
+    column: &'static str,
+    rejects: &mut FirstRejects,
+    check: P,
+) -> Result<FileReport, StructuralError>
+where
+    S: Schema,
+    L: Default + Send,
+    P: Fn(&super::table::Row<'_, S>, &mut L) -> super::cell::Checked<crate::model::Id> + Sync,
+{
+    let digest = stream_file_with::<S, _, _, L, _, _, _>(
+        dir,
+        sizes,
+        |row, local| {
+            check(row, local)
+                .map(|id| (row.number, id))
+                .map_err(|f| f.at(S::FILE, row.number))
+        },
+        &mut |_, _| {},
+        &mut |tasks: &mut [TaskResults<_, _>], _| buckets.take(tasks, rejects),
+    )?;
+    buckets.finish::<S>(digest, column, rejects)
 }
 
 fn spill_error(spill: &Path, e: std::io::Error) -> StructuralError {
