@@ -18,6 +18,7 @@
 #   - prints a table: lines, our wall time, DuckDB's, the ratio, peak RSS, lines/s, growth.
 # Every timed command runs $BENCH_REPEAT times (default 3): the table shows the median wall time
 # and the highest peak RSS of those runs (single runs on this VM move by +-15 %).
+#   - unless BENCH_CHAIN=0, runs benches/chain.sh at the smallest size: month 12 against month 2.
 # Usage: benches/anchor.sh [LINES ...]   (default: 1000000 3000000 10000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,7 +97,7 @@ for n in "${SIZES[@]}"; do
     load_s=$(echo "$ours" | json load_s)
     pq=$(repeat measure_run --format parquet)
     [ "$(echo "$pq" | json status)" = 0 ] || { echo "incentives run --format parquet failed on $n lines" >&2; exit 1; }
-    validate=$(repeat eval 'warm; "$PY" benches/measure.py cmd "$BIN" --quiet validate --cycle 2026-10 --input "$bundle"')
+    validate=$(repeat eval 'warm; "$PY" benches/measure.py cmd "$BIN" --quiet validate --cycle 2026-10 --input "$bundle" --memory-budget 1GiB')
     duck=$(repeat eval 'warm; "$PY" benches/measure.py duckdb benches/anchor.sql "$bundle" "$THREADS"')
     floor_s=-
     [ "$FLOOR" = 0 ] || floor_s=$(repeat measure_floor | json wall_s)
@@ -126,7 +127,7 @@ echo
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; threads: $THREADS; duckdb $DUCKDB_VERSION"
 echo "each figure: median wall time of $REPEAT runs, highest peak RSS of them"
 echo "ours_s: the whole run (rss: its peak); load_s: its load phase (manifest timings);"
-echo "validate_s: incentives validate alone (load and validate all nine files, nothing written; vrss: its peak)"
+echo "validate_s: incentives validate --memory-budget 1GiB alone (the ownership pass checking all nine files, nothing written; vrss: its peak)"
 echo "pq_s: the whole run with --format parquet (pq_rss: its peak)"
 echo "dout_s: DuckDB reading bill_lines.csv and writing the large outputs' shape, synced (benches/outputs_floor.sql);"
 echo "        ours/dout: our whole run over it (- when BENCH_FLOOR=0)"
@@ -149,3 +150,8 @@ if [ "${#rows[@]}" -gt 1 ]; then
         "$first_wall" "$prev_wall" "${SIZES[0]}" "${SIZES[${#SIZES[@]}-1]}"
 fi
 echo "outputs identical with --threads 1 and 2 at ${SIZES[0]} lines (CSV and Parquet): $same"
+# Month 12 against month 2 of a chain of equal months (SPEC §8: the state read on demand).
+if [ "${BENCH_CHAIN:-1}" = 1 ]; then
+    echo
+    BENCH_BIN="$BIN" bash benches/chain.sh "${SIZES[0]}" 12 | tail -1
+fi
