@@ -17,9 +17,7 @@ fn return_freed_memory_in_analyst_tools() {
         ("MIMALLOC_PURGE_DELAY", "0"),
         ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
     ];
-    let analyst = std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == "explain" || a == "report" || a == "query");
+    let analyst = subcommand().is_some_and(|a| a == "explain" || a == "report" || a == "query");
     if !analyst
         || OPTIONS
             .iter()
@@ -49,6 +47,20 @@ fn return_freed_memory_in_analyst_tools() {
 /// (BENCHMARKS.md). An operator's own setting of either variable is kept. Reading in chunks
 /// needs polars' temporary folder, named after `$USER` or `$HOME`: without both (a bare cron
 /// environment) polars would panic, so the files are mapped as before.
+/// The subcommand named on the command line: the first argument that is not one of the global
+/// options (`-q`, `--quiet`, `--log-format F` or `--log-format=F`) written before it.
+fn subcommand() -> Option<std::ffi::OsString> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--log-format" {
+            args.next();
+        } else if !a.to_string_lossy().starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
+}
+
 fn read_published_files_without_mapping_them() {
     if std::env::var_os("HOME").is_none() && std::env::var_os("USER").is_none() {
         return;

@@ -607,7 +607,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         crate::progress::note(
             "WARN",
             &format!(
-                "warning: {unusable} pool(s) of what orders earned in earlier cycles name a lever no longer in the rule set or a partner missing from partners.csv: a refund of those orders claws nothing back from them; restore the lever or the partner and re-run {} to claw them back",
+                "warning: {unusable} pool(s) of what the orders refunded this cycle earned in earlier cycles name a lever no longer in the rule set or a partner missing from partners.csv: these refunds claw nothing back from them; restore the lever or the partner and re-run {} to claw them back",
                 config.cycle
             ),
         );

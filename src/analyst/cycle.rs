@@ -270,21 +270,29 @@ impl PublishedCycle {
             return self.collect(select(self.scan(table)?));
         }
         check_table(&path, self.format)?;
-        let mut picked = tempfile::Builder::new()
+        // The picked records go to a temporary file; where that cannot be written (a full or
+        // small temporary folder), the question reads the whole table as polars scans it.
+        let picked = tempfile::Builder::new()
             .prefix(".incentives-picked-")
             .suffix(".csv")
             .tempfile()
-            .map_err(|e| RunError::io("a temporary file", e))?;
-        {
-            let mut out = std::io::BufWriter::new(picked.as_file_mut());
-            pick_records(&path, key.as_bytes(), &mut out)
-                .and_then(|()| std::io::Write::flush(&mut out))
-                .map_err(|e| RunError::io(path.display(), e))?;
-        }
+            .and_then(|mut picked| {
+                let mut out = std::io::BufWriter::new(picked.as_file_mut());
+                pick_records(&path, key.as_bytes(), &mut out)?;
+                std::io::Write::flush(&mut out)?;
+                drop(out);
+                Ok(picked)
+            });
+        let Ok(picked) = picked else {
+            return self.collect(select(self.scan(table)?));
+        };
         let lf = self.scan_path(picked.path(), false)?;
-        let df = self.collect(select(lf));
-        drop(picked);
-        df
+        // A failure names the table, not the temporary file it was picked into.
+        let shown = picked.path().display().to_string();
+        self.collect(select(lf)).map_err(|e| match e {
+            RunError::Io(m) => RunError::Io(m.replace(&shown, &path.display().to_string())),
+            other => other,
+        })
     }
 
     /// Runs a question on the streaming engine (memory bounded by the batches it holds).

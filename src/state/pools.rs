@@ -322,7 +322,8 @@ pub(super) fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StateError> {
         rows.collect::<Result<_, _>>().map_err(sql)?
     };
     for c in cycles {
-        let mut records: Vec<Vec<String>> = Vec::new();
+        // One record per pool row, its fields in one buffer (a cycle's rows are held once here).
+        let mut records: Vec<csv::StringRecord> = Vec::new();
         {
             let mut stmt = tx
                 .prepare(
@@ -334,12 +335,15 @@ pub(super) fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StateError> {
             while let Some(r) = rows.next().map_err(sql)? {
                 let data: Vec<u8> = r.get(0).map_err(sql)?;
                 bulk::decode_part(&data, POOL_COLUMNS, |rec| {
-                    records.push(rec.iter().map(str::to_string).collect());
+                    records.push(rec.clone());
                     Ok(())
                 })?;
             }
         }
-        records.sort_by_cached_key(|r| (fnv1a(r[0].as_bytes()), r[..4].to_vec()));
+        fn key(r: &csv::StringRecord) -> (u64, [&str; 4]) {
+            (fnv1a(r[0].as_bytes()), [&r[0], &r[1], &r[2], &r[3]])
+        }
+        records.sort_by(|a, b| key(a).cmp(&key(b)));
         let mut parts = PoolRows {
             parts: Vec::new(),
             rows: 0,
@@ -347,7 +351,7 @@ pub(super) fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StateError> {
         for chunk in records.chunks(POOL_PART_ROWS) {
             let mut part = PartBuilder::new();
             for rec in chunk {
-                let f = |i: usize| rec[i].as_str();
+                let f = |i: usize| &rec[i];
                 part.push([f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), f(8), f(9)])?;
             }
             if let Some(p) = part.finish()? {
