@@ -15,7 +15,6 @@ use super::{
 use crate::calendar::Cycle;
 use crate::model::Codes;
 use crate::reject::{Reject, RejectCode};
-use rayon::prelude::*;
 use std::collections::BinaryHeap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -204,11 +203,16 @@ struct Buckets {
     name: &'static str,
     pending: Vec<Vec<u8>>,
     written: Vec<bool>,
+    /// Bytes a bucket holds before they are appended to its file.
+    pending_limit: usize,
+    /// Bytes of a bucket read whole and sorted; a larger one is streamed.
+    bucket_limit: u64,
     kept: u64,
     failed: u64,
 }
 
-/// Bytes a bucket holds in memory before they are appended to its file.
+/// Bytes a bucket holds in memory before they are appended to its file, at most (all buckets'
+/// together stay within an eighth of the budget).
 const PENDING_BYTES: usize = 1 << 16;
 
 impl Buckets {
@@ -230,6 +234,10 @@ impl Buckets {
             name,
             pending: vec![Vec::new(); n],
             written: vec![false; n],
+            pending_limit: ((budget / 8) as usize / n).clamp(1 << 12, PENDING_BYTES),
+            // Held as text (~25 bytes an entry) plus ~24 bytes an entry to sort: within an
+            // eighth of the budget.
+            bucket_limit: per_bucket / 2,
             kept: 0,
             failed: 0,
         })
@@ -255,7 +263,7 @@ impl Buckets {
                 pending.extend_from_slice(itoa::Buffer::new().format(row).as_bytes());
                 pending.push(b'\n');
                 self.kept += 1;
-                if pending.len() >= PENDING_BYTES {
+                if pending.len() >= self.pending_limit {
                     self.flush(b)?;
                 }
             }
@@ -290,34 +298,27 @@ impl Buckets {
     ) -> Result<FileReport, StructuralError> {
         let mut duplicates = 0u64;
         for b in 0..self.pending.len() {
-            // The bucket's file, then what is still pending: its entries in file order.
-            let mut text = if self.written[b] {
-                std::fs::read(self.path(b)).map_err(|e| spill_error(&self.folder, e))?
+            let pending = std::mem::take(&mut self.pending[b]);
+            let on_disk = if self.written[b] {
+                std::fs::metadata(self.path(b)).map_or(0, |m| m.len())
             } else {
-                Vec::new()
+                0
             };
-            text.append(&mut self.pending[b]);
-            self.pending[b] = Vec::new();
-            let mut entries: Vec<(&[u8], u64)> = text
-                .split(|&c| c == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| entry(l, &self.folder))
-                .collect::<Result<_, _>>()?;
-            // A stable sort keeps file order within each id.
-            entries.par_sort_by(|a, b| a.0.cmp(b.0));
-            for run in entries.chunk_by(|a, b| a.0 == b.0) {
-                let first = run[0].1;
-                for (id, row) in &run[1..] {
-                    duplicates += 1;
-                    rejects.push(Reject {
-                        file: S::FILE,
-                        row: *row,
-                        column,
-                        value: String::from_utf8_lossy(id).into_owned(),
-                        code: RejectCode::DuplicateId,
-                        detail: format!("{column} already used on row {first}"),
-                    });
-                }
+            let mut reject = |id: &[u8], row: u64, first: u64| {
+                duplicates += 1;
+                rejects.push(Reject {
+                    file: S::FILE,
+                    row,
+                    column,
+                    value: String::from_utf8_lossy(id).into_owned(),
+                    code: RejectCode::DuplicateId,
+                    detail: format!("{column} already used on row {first}"),
+                });
+            };
+            if on_disk + pending.len() as u64 <= self.bucket_limit {
+                self.sorted_bucket(b, pending, &mut reject)?;
+            } else {
+                self.streamed_bucket(b, pending, &mut reject)?;
             }
             let _ = std::fs::remove_file(self.path(b));
         }
@@ -328,6 +329,69 @@ impl Buckets {
             accepted: self.kept - duplicates,
             rejected: self.failed + duplicates,
         })
+    }
+
+    /// A bucket of the expected size: read whole and sorted by id on every core (a stable sort
+    /// keeps file order within each id); `reject(id, row, first row)` for each later row.
+    fn sorted_bucket(
+        &self,
+        b: usize,
+        pending: Vec<u8>,
+        reject: &mut impl FnMut(&[u8], u64, u64),
+    ) -> Result<(), StructuralError> {
+        use rayon::prelude::*;
+        let mut text = if self.written[b] {
+            std::fs::read(self.path(b)).map_err(|e| spill_error(&self.folder, e))?
+        } else {
+            Vec::new()
+        };
+        text.extend_from_slice(&pending);
+        let mut entries: Vec<(&[u8], u64)> = text
+            .split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| entry(l, &self.folder))
+            .collect::<Result<_, _>>()?;
+        entries.par_sort_by(|a, b| a.0.cmp(b.0));
+        for run in entries.chunk_by(|a, b| a.0 == b.0) {
+            for (id, row) in &run[1..] {
+                reject(id, *row, run[0].1);
+            }
+        }
+        Ok(())
+    }
+
+    /// A bucket far larger than expected (most rows repeat a few ids: an export that repeats
+    /// its rows): streamed in file order, holding only its distinct ids, so memory stays
+    /// within the budget whatever the file repeats.
+    fn streamed_bucket(
+        &self,
+        b: usize,
+        pending: Vec<u8>,
+        reject: &mut impl FnMut(&[u8], u64, u64),
+    ) -> Result<(), StructuralError> {
+        use std::io::BufRead;
+        let mut first_of: rustc_hash::FxHashMap<Box<[u8]>, u64> = Default::default();
+        let mut each = |line: &[u8]| -> Result<(), StructuralError> {
+            let (id, row) = entry(line, &self.folder)?;
+            match first_of.get(id) {
+                Some(&first) => reject(id, row, first),
+                None => {
+                    first_of.insert(id.into(), row);
+                }
+            }
+            Ok(())
+        };
+        if self.written[b] {
+            let file =
+                std::fs::File::open(self.path(b)).map_err(|e| spill_error(&self.folder, e))?;
+            for line in std::io::BufReader::with_capacity(1 << 20, file).split(b'\n') {
+                each(&line.map_err(|e| spill_error(&self.folder, e))?)?;
+            }
+        }
+        for line in pending.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+            each(line)?;
+        }
+        Ok(())
     }
 }
 
