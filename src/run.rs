@@ -344,6 +344,27 @@ fn open(config: &RunConfig) -> Result<(Opened, StateStore), RunError> {
     Ok((opened, state))
 }
 
+/// The bundle's lines grouped by partner while `orders` are sorted by id beside it, and the
+/// earlier cycles' pools of the orders the refunds name read into `opened` (what evaluation
+/// takes next, in `run` and `whatif` alike).
+fn group_and_read_pools<'o>(
+    config: &RunConfig,
+    state: &StateStore,
+    bundle: &mut Bundle,
+    orders: &'o [crate::model::Order],
+    opened: &mut Opened,
+) -> Result<evaluate::OrdersById<'o>, RunError> {
+    let (orders_by_id, ()) = rayon::join(
+        || evaluate::OrdersById::new(orders),
+        || bundle.group_lines_by_partner(),
+    );
+    opened.prior.pools = state.prior_pools(
+        config.cycle,
+        &orders_by_id.clawed_orders(&bundle.bill_lines),
+    )?;
+    Ok(orders_by_id)
+}
+
 /// The likeliest cron mistake: the right folder run as the wrong cycle. Publishing an empty
 /// month would hide it, so it fails like a usage error.
 fn refuse_wrong_cycle(config: &RunConfig, bundle: &Bundle) -> Result<(), RunError> {
@@ -584,14 +605,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     // Grouping the lines is one thread's walk through memory; the orders are sorted beside it.
     // Nothing after evaluation reads the orders: they are freed as soon as it returns.
     let orders = std::mem::take(&mut bundle.orders);
-    let (orders_by_id, ()) = rayon::join(
-        || evaluate::OrdersById::new(&orders),
-        || bundle.group_lines_by_partner(),
-    );
-    opened.prior.pools = state.prior_pools(
-        config.cycle,
-        &orders_by_id.clawed_orders(&bundle.bill_lines),
-    )?;
+    let orders_by_id = group_and_read_pools(config, &state, &mut bundle, &orders, &mut opened)?;
     let mut evaluation = evaluate::evaluate_with(
         &bundle,
         orders_by_id,
@@ -1091,14 +1105,7 @@ pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError
         _publisher: crate::state::lock::Lock::publisher(scratch.path(), config.cycle)?,
     };
     let orders = std::mem::take(&mut bundle.orders);
-    let (orders_by_id, ()) = rayon::join(
-        || evaluate::OrdersById::new(&orders),
-        || bundle.group_lines_by_partner(),
-    );
-    opened.prior.pools = state.prior_pools(
-        config.cycle,
-        &orders_by_id.clawed_orders(&bundle.bill_lines),
-    )?;
+    let orders_by_id = group_and_read_pools(config, &state, &mut bundle, &orders, &mut opened)?;
     let mut evaluation = evaluate::evaluate_with(
         &bundle,
         orders_by_id,

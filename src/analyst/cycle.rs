@@ -17,72 +17,31 @@ pub const SCALE: usize = 8;
 pub const PRECISION: usize = 38;
 
 /// The tables of a published cycle, by the names `query` knows them by.
-pub const TABLES: &[&str] = &[
-    "ledger",
-    "line_outcomes",
-    "explanations",
-    "voucher_deductions",
-    "voucher_balances",
-    "expiry_report",
-    "subsidies",
-    "rejects",
-];
+pub fn tables() -> impl Iterator<Item = &'static str> {
+    crate::write::PUBLISHED_TABLES.iter().map(|(name, _)| *name)
+}
 
-/// The amount columns of every table (SPEC Appendix B): read as exact decimals.
-pub const AMOUNT_COLUMNS: &[&str] = &[
-    "base",
-    "rate",
-    "amount",
-    "payable_amount",
-    "incentive",
-    "consumption",
-    "refunds",
-    "eligible_base",
-    "non_base",
-    "excluded",
-    "deferred_out_base",
-    "deferred_out_non_base",
-    "deferred_out_incentive",
-    "clawback_base",
-    "refund_not_earned",
-    "earned_now",
-    "carried_in",
-    "clawed_back",
-    "tier",
-    "cap",
-    "override",
-    "voucher_balance_after",
-    "opening",
-    "deducted",
-    "expired",
-    "closing",
-    "balance",
-    "annual_new_resource_amount",
-];
-
-/// The count columns: row numbers and line counts.
-pub const COUNT_COLUMNS: &[&str] = &["row", "source_row", "rejected_lines"];
+/// The columns the writer declares of type `ty` in any table (names mean the same in every
+/// table): amounts are read as exact decimals, counts as `Int64`, the rest as text.
+fn declared(ty: crate::write::ColumnType) -> impl Iterator<Item = &'static str> {
+    let mut names: Vec<&'static str> = crate::write::PUBLISHED_TABLES
+        .iter()
+        .flat_map(|(_, columns)| columns.iter())
+        .filter(|c| c.ty == ty)
+        .map(|c| c.name)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter()
+}
 
 /// The decimal type every amount is read as.
 pub fn amount_type() -> DataType {
     DataType::Decimal(PRECISION, SCALE)
 }
 
-/// How a cycle was published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Csv,
-    Parquet,
-}
-
-impl Format {
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Csv => "csv",
-            Format::Parquet => "parquet",
-        }
-    }
-}
+/// How a cycle was published: the writer's own formats.
+pub use crate::write::Format;
 
 /// A published cycle folder, its format, and the places each currency's computed amounts are
 /// written with (from the manifest's totals, written at the currency's scale).
@@ -196,13 +155,11 @@ impl PublishedCycle {
         match self.format {
             Format::Csv => {
                 // Every column as text but the declared ones: nothing is inferred.
-                let declared: Schema = AMOUNT_COLUMNS
-                    .iter()
-                    .map(|c| Field::new((*c).into(), amount_type()))
+                use crate::write::ColumnType;
+                let declared: Schema = declared(ColumnType::Amount)
+                    .map(|c| Field::new(c.into(), amount_type()))
                     .chain(
-                        COUNT_COLUMNS
-                            .iter()
-                            .map(|c| Field::new((*c).into(), DataType::Int64)),
+                        declared(ColumnType::Count).map(|c| Field::new(c.into(), DataType::Int64)),
                     )
                     .collect();
                 LazyCsvReader::new(pl_path)
@@ -222,13 +179,15 @@ impl PublishedCycle {
                 // Through polars' own schema, then the declared types: amounts exact decimals
                 // whether a file holds them as DECIMAL or as text, counts Int64.
                 let schema = lf.collect_schema().map_err(err)?;
+                let amounts: Vec<&str> = declared(crate::write::ColumnType::Amount).collect();
+                let counts: Vec<&str> = declared(crate::write::ColumnType::Count).collect();
                 let casts: Vec<Expr> = schema
                     .iter_names()
                     .filter_map(|name| {
                         let n = name.as_str();
-                        if AMOUNT_COLUMNS.contains(&n) {
+                        if amounts.contains(&n) {
                             Some(col(n).cast(amount_type()))
-                        } else if COUNT_COLUMNS.contains(&n) {
+                        } else if counts.contains(&n) {
                             Some(col(n).cast(DataType::Int64))
                         } else {
                             None

@@ -4,7 +4,7 @@
 //! the exact value, padded to at least its currency's places (the row's `currency` column,
 //! when the result has one; else 2).
 
-use super::cycle::{PublishedCycle, TABLES, amount_type, polars_error};
+use super::cycle::{PublishedCycle, amount_type, polars_error, tables};
 use crate::error::RunError;
 use polars::prelude::*;
 use std::path::Path;
@@ -13,7 +13,7 @@ use std::path::Path;
 /// statement (`ledgers/*`: the journal and the rows earlier runs credited to this cycle).
 fn context(cycle: &PublishedCycle) -> Result<polars::sql::SQLContext, RunError> {
     let ctx = polars::sql::SQLContext::new();
-    for table in TABLES {
+    for table in tables() {
         if cycle.path(table).is_file() {
             ctx.register(table, cycle.scan(table)?);
         }
@@ -31,7 +31,7 @@ pub fn run_query(cycle: &PublishedCycle, sql: &str) -> Result<DataFrame, RunErro
     let usage = |e: PolarsError| {
         RunError::Usage(format!(
             "the query cannot be run: {e} (tables: {}, statements)",
-            TABLES.join(", ")
+            tables().collect::<Vec<_>>().join(", ")
         ))
     };
     let lf = ctx.execute(sql).map_err(usage)?;

@@ -424,6 +424,19 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The columns of `rejects` (SPEC Appendix B).
+/// Every table a cycle publishes, by the name its file has, with its declared columns (the
+/// partner statements are the ledger's columns).
+pub const PUBLISHED_TABLES: &[(&str, &[Column])] = &[
+    ("ledger", ledger::LEDGER),
+    ("line_outcomes", ledger::OUTCOME_COLUMNS),
+    ("explanations", explanations::COLUMNS),
+    ("voucher_deductions", balances::DEDUCTION_COLUMNS),
+    ("voucher_balances", balances::BALANCE_COLUMNS),
+    ("expiry_report", balances::EXPIRY_COLUMNS),
+    ("subsidies", balances::SUBSIDY_COLUMNS),
+    ("rejects", REJECT_COLUMNS),
+];
+
 pub const REJECT_COLUMNS: &[Column] = &[
     Column::text("file"),
     Column::count("row"),
