@@ -103,7 +103,7 @@ pub fn settle(
     let credited = evaluation
         .rows
         .iter()
-        .filter(|r| r.credit_cycle == run.cycle)
+        .filter(|r| r.credit_cycle == run.cycle && bundle.partners.owns(r.partner))
         .filter(|r| r.kind.is_incentive() || r.kind == Kind::Subsidy)
         .map(|r| (r.partner, r.currency, r.amount))
         .chain(subsidies.iter().map(|r| (r.partner, r.currency, r.amount)))

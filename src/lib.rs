@@ -19,6 +19,7 @@ pub mod import;
 pub mod load;
 pub mod model;
 pub mod money;
+pub mod partition;
 pub mod process;
 pub mod progress;
 pub mod reconcile;

@@ -39,7 +39,7 @@ pub fn bill_line_totals(bundle: &Bundle) -> BillLineTotals {
     // Keyed by the currency's code itself, not its text: one key made per currency, not per
     // line (10 million at 10M lines).
     let mut accepted: BTreeMap<Currency, CurrencyTotal> = BTreeMap::new();
-    for line in &bundle.bill_lines {
+    for line in bundle.owned_lines() {
         let t = accepted.entry(line.currency).or_default();
         t.lines += 1;
         t.payable_amount += line.payable_amount;
@@ -80,7 +80,7 @@ pub fn output_totals(
     let text = |m: BTreeMap<Currency, Decimal>| by_text(m, |v| v.to_string());
     let mut ledger: BTreeMap<Currency, BTreeMap<&'static str, Decimal>> = BTreeMap::new();
     let mut subsidies: BTreeMap<Currency, Decimal> = BTreeMap::new();
-    for row in &evaluation.rows {
+    for row in evaluation.journal_rows() {
         *ledger
             .entry(row.currency)
             .or_default()
@@ -91,8 +91,10 @@ pub fn output_totals(
         }
     }
     let mut fates: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for o in &evaluation.outcomes {
-        *fates.entry(o.fate.as_str()).or_default() += 1;
+    for (line, o) in bundle.bill_lines.iter().zip(&evaluation.outcomes) {
+        if bundle.partners.owns(line.partner) {
+            *fates.entry(o.fate.as_str()).or_default() += 1;
+        }
     }
     if !bundle.rejected_lines.is_empty() {
         fates.insert("rejected", bundle.rejected_lines.len() as u64);

@@ -490,7 +490,7 @@ fn reconcile_cycle(
     evaluation: &mut evaluate::Evaluation<'_>,
     matched: &vouchers::VoucherOutcome,
 ) -> Result<(crate::state::PoolRows, Vec<explain::Explanation>), RunError> {
-    let changed = evaluation.changed_pools_by_order();
+    let changed = evaluation.changed_pools_by_order(&bundle.partners);
     let pool_rows = crate::state::encode_pools(changed.len(), |range| {
         changed[range]
             .iter()
@@ -548,7 +548,7 @@ fn write_outputs(
             .map(|()| deferred)
         },
         || -> Result<(), RunError> {
-            write::write_outcomes(staging, bundle, rule_set, evaluation)?;
+            write::write_outcomes(staging, bundle, rule_set, evaluation, true)?;
             write::write_explanations(
                 staging,
                 rule_set,
@@ -696,7 +696,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         lines_rejected: record.lines_rejected,
         partners: bundle.partners.len(),
         rejects: balanced.rejects.len(),
-        ledger_rows: evaluation.rows.len(),
+        ledger_rows: evaluation.journal.len(),
         carried_in_rows: opened.prior.carried.len(),
         ruleset_hash: opened.rule_set.hash.clone(),
         ruleset_name: opened.rule_set.name.clone(),
@@ -889,7 +889,7 @@ impl<'r> CycleRun<'r, '_> {
             lines_read: lines.map_or(0, |f| f.digest.rows_read),
             lines_accepted: lines.map_or(0, |f| f.accepted),
             lines_rejected: lines.map_or(0, |f| f.rejected),
-            ledger_rows: self.evaluation.rows.len() as u64,
+            ledger_rows: self.evaluation.journal.len() as u64,
             credited: credited(summary),
             stale: false,
         }
@@ -929,7 +929,7 @@ fn add_totals(
     bundle: &Bundle,
     voucher_states: &[vouchers::VoucherState],
 ) {
-    for row in &evaluation.rows {
+    for row in evaluation.journal_rows() {
         let currency = row.currency.to_string();
         let add = |m: &mut BTreeMap<String, Decimal>| {
             *m.entry(currency.clone()).or_default() += row.amount

@@ -153,7 +153,7 @@ impl PublishedCycle {
         let err = |e| polars_error(path, e);
         let pl_path = PlRefPath::try_from_path(path).map_err(err)?;
         match self.format {
-            Format::Csv => {
+            Format::Csv | Format::Spill => {
                 // Every column as text but the declared ones: nothing is inferred.
                 use crate::write::ColumnType;
                 let declared: Schema = declared(ColumnType::Amount)

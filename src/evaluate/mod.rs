@@ -98,6 +98,12 @@ impl<'a> Evaluation<'a> {
         }
     }
 
+    /// The rows in journal order: in a partition's evaluation, only those of partners it owns
+    /// (the others' rows were made to earn or claw back for its own, and are another's to write).
+    pub fn journal_rows(&self) -> impl Iterator<Item = &LedgerRow> {
+        self.journal.iter().map(|&i| &self.rows[i as usize])
+    }
+
     /// The rate `row` applied, if any.
     pub fn rate(&self, row: &LedgerRow) -> Option<Decimal> {
         self.rates.get(row.rate)

@@ -314,7 +314,8 @@ impl<'a> Evaluation<'a> {
     /// the state stores them: by the FNV-1a hash of the order id, then the order id (then the
     /// lever, recipient and currency), so a later cycle finds an order's pools by key. The
     /// refunds' index is in that order already: nothing is sorted again.
-    pub fn changed_pools_by_order(&self) -> Vec<u32> {
+    /// In a partition's evaluation, only the pools of recipients it owns.
+    pub fn changed_pools_by_order(&self, partners: &crate::load::Partners) -> Vec<u32> {
         let pools = &self.pools.pools;
         self.pools
             .index
@@ -322,7 +323,8 @@ impl<'a> Evaluation<'a> {
             .map(|&(_, i)| i)
             .filter(|&i| {
                 let p = &pools[i as usize];
-                !p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now != NO_ROW
+                (!p.earned_now.is_zero() || !p.clawed_now.is_zero() || p.first_now != NO_ROW)
+                    && partners.owns(p.key.partner)
             })
             .collect()
     }

@@ -518,7 +518,7 @@ pub fn check_identities(
         Decimal::from(evaluation.outcomes.len() as u64),
     );
     let explained: Decimal = explanations.iter().map(|e| e.consumption + e.refunds).sum();
-    let parsed: Decimal = bundle.bill_lines.iter().map(|l| l.payable_amount).sum();
+    let parsed: Decimal = bundle.owned_lines().map(|l| l.payable_amount).sum();
     push(
         "bill_lines.csv".into(),
         "Σ payable of the explained lines = Σ payable of the accepted lines",

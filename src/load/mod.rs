@@ -58,6 +58,14 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// The accepted lines whose outputs this bundle writes: all of them, but in a partition's
+    /// bundle, where lines of other partitions' partners come to earn or claw back for its own.
+    pub fn owned_lines(&self) -> impl Iterator<Item = &BillLine> {
+        self.bill_lines
+            .iter()
+            .filter(|l| self.partners.owns(l.partner))
+    }
+
     /// Puts the accepted bill lines in partner order (file order within a partner), in place.
     /// Every stage after loading works partner by partner: with each partner's lines side by
     /// side in memory, those passes read memory in order instead of jumping across it (at ten
@@ -123,16 +131,23 @@ pub fn with_later_rejects<'a>(
 }
 
 /// The accepted partners, by id.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Partners {
     list: Vec<Partner>,
     index: FxHashMap<Id, PartnerIdx>,
+    /// In a partition's bundle (`partition.rs`), the partners it owns: every partner is known
+    /// (a line's distributor may be another partition's), but only these have outputs here.
+    owned: Option<Vec<bool>>,
 }
 
 impl Partners {
-    /// Partner indices in partner-id order: the order of every output sorted by partner.
+    /// Partner indices in partner-id order: the order of every output sorted by partner. In a
+    /// partition's bundle, only the partners it owns: what is written per partner (journal,
+    /// explanations, identities) follows this list.
     pub fn in_id_order(&self) -> Vec<u32> {
-        let mut order: Vec<u32> = (0..self.list.len() as u32).collect();
+        let mut order: Vec<u32> = (0..self.list.len() as u32)
+            .filter(|&p| self.owns(PartnerIdx(p)))
+            .collect();
         order.sort_by(|&a, &b| {
             self.list[a as usize]
                 .partner_id
@@ -147,7 +162,27 @@ impl Partners {
             .enumerate()
             .map(|(i, p)| (p.partner_id.clone(), PartnerIdx(i as u32)))
             .collect();
-        Partners { list, index }
+        Partners {
+            list,
+            index,
+            owned: None,
+        }
+    }
+
+    /// Whether this bundle's outputs hold `partner`'s rows: always, but in a partition's bundle.
+    pub fn owns(&self, partner: PartnerIdx) -> bool {
+        self.owned
+            .as_ref()
+            .is_none_or(|o| o.get(partner.0 as usize).copied().unwrap_or(false))
+    }
+
+    /// The same partners, of which this partition owns those `owned` says (by index).
+    pub fn owning(&self, owned: Vec<bool>) -> Partners {
+        debug_assert_eq!(owned.len(), self.list.len());
+        Partners {
+            owned: Some(owned),
+            ..self.clone()
+        }
     }
 
     pub fn get(&self, partner_id: &str) -> Option<(PartnerIdx, &Partner)> {

@@ -384,12 +384,14 @@ impl<'a> LedgerCells<'a> {
     }
 }
 
-/// One row per input bill line, accepted or rejected, by line id then source row.
+/// One row per input bill line of the bundle's partners, by line id then source row; the
+/// rejected lines too when `rejected` (a partitioned run writes those once, in the merge).
 pub fn write_outcomes(
     staging: &Staging,
     bundle: &Bundle,
     rules: &RuleSet,
     evaluation: &Evaluation<'_>,
+    rejected: bool,
 ) -> Result<(), WriteError> {
     #[derive(Clone, Copy)]
     enum Entry {
@@ -397,14 +399,16 @@ pub fn write_outcomes(
         Rejected(u32),
     }
     let lines = &bundle.bill_lines;
-    let accepted = lines.iter().enumerate().map(|(i, l)| {
+    let owned = |l: &crate::model::BillLine| bundle.partners.owns(l.partner);
+    let accepted = lines.iter().enumerate().filter(|(_, l)| owned(l)).map(|(i, l)| {
         (
             l.line_id.as_str(),
             u64::from(l.source_row),
             Entry::Accepted(i as u32),
         )
     });
-    let rejected = bundle.rejected_lines.iter().enumerate().map(|(i, r)| {
+    let rejected_lines = if rejected { &bundle.rejected_lines[..] } else { &[] };
+    let rejected = rejected_lines.iter().enumerate().map(|(i, r)| {
         (
             r.line_id.as_str(),
             r.source_row(),

@@ -47,12 +47,16 @@ pub enum Format {
     Csv,
     /// Apache Parquet, Snappy-compressed, one typed schema per table.
     Parquet,
+    /// A partition's tables before the merge (`write/merge.rs`): CSV with text cells as they
+    /// are, not neutralised, so the merge reads back exactly what was meant and neutralises once.
+    #[value(skip)]
+    Spill,
 }
 
 impl Format {
     pub fn extension(self) -> &'static str {
         match self {
-            Format::Csv => "csv",
+            Format::Csv | Format::Spill => "csv",
             Format::Parquet => "parquet",
         }
     }
@@ -330,7 +334,7 @@ fn days(d: NaiveDate) -> i32 {
 impl Batch {
     pub fn new(columns: &'static [Column], format: Format) -> Batch {
         let values = match format {
-            Format::Csv => Vec::new(),
+            Format::Csv | Format::Spill => Vec::new(),
             Format::Parquet => columns.iter().map(|c| Values::new(c.ty)).collect(),
         };
         Batch {
@@ -354,12 +358,16 @@ impl Batch {
             ));
         }
         match self.format {
-            Format::Csv => {
+            Format::Csv | Format::Spill => {
+                let plain = self.format == Format::Spill;
                 for (c, cell) in cells.iter().enumerate() {
                     if c > 0 {
                         self.text.push(',');
                     }
-                    push_csv_cell(&mut self.text, *cell);
+                    match cell {
+                        Out::Text(t) if plain => push_csv_field(&mut self.text, t),
+                        _ => push_csv_cell(&mut self.text, *cell),
+                    }
                 }
                 self.text.push('\n');
             }
@@ -398,7 +406,9 @@ impl Batch {
             )));
         }
         match self.format {
-            Format::Csv => Ok(Encoded::Csv(self.text.into_bytes(), self.rows as u64)),
+            Format::Csv | Format::Spill => {
+                Ok(Encoded::Csv(self.text.into_bytes(), self.rows as u64))
+            }
             Format::Parquet => {
                 let arrays = self
                     .values
@@ -488,6 +498,8 @@ type Sink = Hashing<BufWriter<WritebackFile>>;
 
 /// An output table being written: `<name>.csv` or `<name>.parquet`.
 pub struct Table {
+    /// CSV written as [`Format::Spill`].
+    spill: bool,
     name: String,
     path: PathBuf,
     columns: &'static [Column],
@@ -538,7 +550,7 @@ impl Table {
             hasher: Sha256::new(),
         };
         let body = match format {
-            Format::Csv => {
+            Format::Csv | Format::Spill => {
                 let mut header = String::new();
                 for (c, column) in columns.iter().enumerate() {
                     if c > 0 {
@@ -554,6 +566,7 @@ impl Table {
             Format::Parquet => Body::Parquet(Box::new(ParquetBody::new(sink, columns, &path)?)),
         };
         Ok(Table {
+            spill: format == Format::Spill,
             name,
             path,
             columns,
@@ -564,6 +577,7 @@ impl Table {
 
     pub fn format(&self) -> Format {
         match self.body {
+            Body::Csv(_) if self.spill => Format::Spill,
             Body::Csv(_) => Format::Csv,
             Body::Parquet(_) => Format::Parquet,
         }
@@ -595,8 +609,8 @@ impl Table {
                 }
                 p.pending.push(arrays.clone());
                 p.pending_rows += *rows as usize;
-                if p.pending_rows >= ROW_GROUP_ROWS {
-                    p.flush(path)?;
+                while p.pending_rows >= ROW_GROUP_ROWS {
+                    p.flush(path, ROW_GROUP_ROWS)?;
                 }
                 self.rows += rows;
             }
@@ -612,7 +626,8 @@ impl Table {
         let sink = match self.body {
             Body::Csv(sink) => sink,
             Body::Parquet(mut p) => {
-                p.flush(&path)?;
+                let rest = p.pending_rows;
+                p.flush(&path, rest)?;
                 p.writer.into_inner().map_err(|e| io_err(&path, e))?
             }
         };
@@ -667,17 +682,39 @@ impl ParquetBody {
         })
     }
 
-    /// Writes the pending rows as one row group. Each column chunk is encoded (statistics,
-    /// dictionary, Snappy) by a writer of its own on every core, then the chunks are spliced
-    /// into the file in column order: the bytes do not depend on the thread count.
-    fn flush(&mut self, path: &Path) -> Result<(), WriteError> {
+    /// Writes the first `rows` pending rows as one row group. Each column chunk is encoded
+    /// (statistics, dictionary, Snappy) by a writer of its own on every core, then the chunks
+    /// are spliced into the file in column order: the bytes do not depend on the thread count.
+    /// A row group is every [`ROW_GROUP_ROWS`] rows, each column given to its writer as one
+    /// array (the writer cuts pages where its calls fall), so the bytes do not depend on how
+    /// the rows came in batches either (a partitioned run merges them in other batches).
+    fn flush(&mut self, path: &Path, rows: usize) -> Result<(), WriteError> {
         use rayon::prelude::*;
-        if self.pending_rows == 0 {
+        if rows == 0 {
             return Ok(());
         }
-        let batches = std::mem::take(&mut self.pending);
-        self.pending_rows = 0;
         let err = |e| io_err(path, e);
+        let batches = std::mem::take(&mut self.pending);
+        let columns = batches.first().map_or(0, Vec::len);
+        let mut group: Vec<ArrayRef> = Vec::with_capacity(columns);
+        let mut rest: Vec<ArrayRef> = Vec::with_capacity(columns);
+        for c in 0..columns {
+            let parts: Vec<&dyn arrow_array::Array> = batches
+                .iter()
+                .filter_map(|b| b.get(c).map(|a| a.as_ref()))
+                .collect();
+            let whole = match parts.as_slice() {
+                [one] => one.slice(0, one.len()),
+                _ => arrow_select::concat::concat(&parts).map_err(|e| io_err(path, e))?,
+            };
+            group.push(whole.slice(0, rows));
+            rest.push(whole.slice(rows, whole.len() - rows));
+        }
+        self.pending_rows -= rows;
+        if self.pending_rows > 0 {
+            self.pending.push(rest);
+        }
+        let batches = [group];
         let writers = self
             .factory
             .create_column_writers(self.row_groups)
