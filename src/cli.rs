@@ -376,6 +376,16 @@ pub struct RunArgs {
     /// Worker threads (default: one per core). Outputs are identical whatever the count.
     #[arg(long, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
+
+    /// Process the partners in N partitions, one at a time (default: 1, the whole month at
+    /// once). Outputs are identical whatever the count.
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub partitions: std::num::NonZeroU32,
+
+    /// Folder for the partitions' tables before they are merged (a temporary folder in it,
+    /// removed after; default: beside the staging folder, in --out).
+    #[arg(long, value_name = "DIR")]
+    pub spill: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -401,6 +411,8 @@ impl RunArgs {
             as_of: self.as_of,
             lang: self.lang,
             format: self.format,
+            partitions: self.partitions.get(),
+            spill: self.spill,
         })
     }
 }

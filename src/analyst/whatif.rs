@@ -292,6 +292,8 @@ pub fn main(args: WhatifArgs) -> Result<String, RunError> {
         as_of: None,
         lang: crate::explain::Lang::En,
         format: crate::write::Format::Csv,
+        partitions: 1,
+        spill: None,
     };
     whatif(&config, &args.write)
 }

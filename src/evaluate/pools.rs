@@ -354,6 +354,13 @@ impl<'a> Evaluation<'a> {
         }
     }
 
+    /// The lever's rank in the rule set and the recipient's in `partners.csv` of pool `i`: with
+    /// its order id, what orders the state's pool rows after the hash.
+    pub fn pool_ranks(&self, i: u32) -> (u16, u32) {
+        let key = &self.pools.pools[i as usize].key;
+        (key.lever, key.partner.0)
+    }
+
     /// Frees the pools once refunds are matched and [`Evaluation::pool_delta`]s were taken.
     pub fn free_pools(&mut self) {
         self.pools = Pools {

@@ -653,14 +653,24 @@ impl Source {
     }
 }
 
-/// Whether `bytes` hold a line break after their leading blank lines: the header record (the
-/// first non-blank line) has ended there, unless a quote spans it.
+/// Whether `bytes` hold a line break outside quotes after their leading blank lines: the header
+/// record (the first non-blank line) has ended there. A line break inside a quote (a quote
+/// opened in the header, perhaps never closed) does not end it: reading on decides.
 fn header_ended(bytes: &[u8]) -> bool {
     let content = bytes
         .iter()
         .position(|&b| b != b'\n' && b != b'\r')
         .unwrap_or(bytes.len());
-    memchr::memchr(b'\n', &bytes[content..]).is_some()
+    let mut quoted = false;
+    for &b in &bytes[content..] {
+        match b {
+            // `""` inside a quote toggles twice: the state stays right.
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Cuts the records ending at `ends` into blocks of about `block` bytes.
@@ -1062,6 +1072,20 @@ mod tests {
             (2, vec!["v1".into(), "multi\nline, with \"quotes\"".into()])
         );
         assert_eq!(records.last().unwrap().0, 5);
+    }
+
+    #[test]
+    fn a_header_quote_open_to_the_end_is_read_on_past_a_character_cut_by_the_window() {
+        // `"a⏎aé`: the window of 5 bytes ends inside `é` (C3 A9) and inside the open quote; the
+        // line break is quoted, so the header has not ended and reading goes on (found by the
+        // property below).
+        let bytes = b"\"a\na\xC3\xA9";
+        let sizes = Sizes {
+            window: 5,
+            block: 1,
+            ..Sizes::default()
+        };
+        assert_eq!(windowed(bytes, sizes), serial(bytes));
     }
 
     proptest! {

@@ -27,7 +27,7 @@ use crate::model::{Currency, Voucher};
 use crate::money::parse_decimal;
 pub use error::StateError;
 use lock::StateLock;
-pub use pools::{POOL_PART_ROWS, PoolRows, encode_pools};
+pub use pools::{POOL_PART_ROWS, PoolRows, encode_pools, merge_pools, spill_pools};
 use rusqlite::{Connection, OptionalExtension, params};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;

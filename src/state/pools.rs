@@ -147,41 +147,111 @@ where
 fn encode_part<'a>(
     pools: impl Iterator<Item = PoolDelta<'a>>,
 ) -> Result<Option<PoolPart>, StateError> {
-    use std::fmt::Write as _;
     let mut part = PartBuilder::new();
-    let (mut earned, mut clawed, mut fc, mut fr) =
-        (String::new(), String::new(), String::new(), String::new());
+    let mut text = DeltaText::default();
     for p in pools {
-        earned.clear();
-        let _ = write!(earned, "{}", p.earned);
-        clawed.clear();
-        let _ = write!(clawed, "{}", p.clawed);
-        fc.clear();
-        fr.clear();
+        part.push(text.record(&p))?;
+    }
+    part.finish()
+}
+
+/// A pool change's stored columns as text, in buffers reused from row to row.
+#[derive(Default)]
+struct DeltaText {
+    earned: String,
+    clawed: String,
+    first_cycle: String,
+    first_rate: String,
+}
+
+impl DeltaText {
+    fn record<'s>(&'s mut self, p: &'s PoolDelta<'_>) -> [&'s str; 10] {
+        use std::fmt::Write as _;
+        self.earned.clear();
+        let _ = write!(self.earned, "{}", p.earned);
+        self.clawed.clear();
+        let _ = write!(self.clawed, "{}", p.clawed);
+        self.first_cycle.clear();
+        self.first_rate.clear();
         let (fl, frule) = match &p.first {
             Some((c, l, r, rule)) => {
-                let _ = write!(fc, "{c}");
+                let _ = write!(self.first_cycle, "{c}");
                 if let Some(r) = r {
-                    let _ = write!(fr, "{r}");
+                    let _ = write!(self.first_rate, "{r}");
                 }
                 (*l, rule.as_ref())
             }
             None => ("", ""),
         };
-        part.push([
+        [
             p.order_id,
             p.lever,
             p.recipient,
             p.currency.as_str(),
-            &earned,
-            &clawed,
-            &fc,
+            &self.earned,
+            &self.clawed,
+            &self.first_cycle,
             fl,
-            &fr,
+            &self.first_rate,
             frule,
-        ])?;
+        ]
     }
-    part.finish()
+}
+
+/// Columns of a partition's spilled pool changes: the key the state's order needs (order-id
+/// hash as 16 hex digits, the lever's and the recipient's ranks in the rule set and
+/// `partners.csv`), then the stored columns.
+const SPILL_KEY: &[&str] = &["hash", "lever_rank", "recipient_rank"];
+
+/// Writes a partition's pool changes (in the state's order, with their lever's and recipient's
+/// ranks) to `path`, for [`merge_pools`].
+pub fn spill_pools<'a>(
+    path: &std::path::Path,
+    deltas: impl Iterator<Item = ((u16, u32), PoolDelta<'a>)>,
+) -> Result<(), StateError> {
+    let io = |e: csv::Error| StateError::Io(format!("{}: {e}", path.display()));
+    let mut w = csv::Writer::from_path(path).map_err(io)?;
+    let header: Vec<&str> = SPILL_KEY.iter().chain(POOL_COLUMNS).copied().collect();
+    w.write_record(&header).map_err(io)?;
+    let mut text = DeltaText::default();
+    for ((lever, recipient), p) in deltas {
+        let hash = format!("{:016x}", fnv1a(p.order_id.as_bytes()));
+        let (lever, recipient) = (lever.to_string(), recipient.to_string());
+        let record = text.record(&p);
+        w.write_record([hash.as_str(), &lever, &recipient].iter().chain(&record))
+            .map_err(io)?;
+    }
+    w.flush()
+        .map_err(|e| StateError::Io(format!("{}: {e}", path.display())))
+}
+
+/// The partitions' spilled pool changes merged into the state's parts: by order-id hash, order
+/// id, lever, recipient and currency, as one evaluation of the whole cycle orders them.
+pub fn merge_pools(paths: Vec<std::path::PathBuf>) -> Result<PoolRows, StateError> {
+    use crate::spill::KeyPart::{Count, Text};
+    const ORDER: crate::spill::Order = &[Text(0), Text(3), Count(1), Count(2), Text(6)];
+    let mut merge = crate::spill::Merge::open(paths, ORDER).map_err(StateError::Io)?;
+    let mut all = PoolRows {
+        parts: Vec::new(),
+        rows: 0,
+    };
+    let mut part = PartBuilder::new();
+    while let Some(r) = merge.next_record().map_err(StateError::Io)? {
+        let field = |i: usize| r.get(SPILL_KEY.len() + i).unwrap_or("");
+        part.push(std::array::from_fn(field))?;
+        if part.rows as usize == POOL_PART_ROWS {
+            let full = std::mem::replace(&mut part, PartBuilder::new());
+            if let Some(p) = full.finish()? {
+                all.rows += p.rows;
+                all.parts.push(p);
+            }
+        }
+    }
+    if let Some(p) = part.finish()? {
+        all.rows += p.rows;
+        all.parts.push(p);
+    }
+    Ok(all)
 }
 
 /// Stores cycle `m`'s parts (its earlier parts deleted by the caller's transaction).

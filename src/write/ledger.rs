@@ -71,18 +71,12 @@ pub fn write_ledgers(
     deferred: &mut dyn DeferredSink,
 ) -> Result<(), WriteError> {
     let format = staging.format();
+    // A partition's journal: statements and the rows credited later are made in the merge,
+    // where entry ids are numbered over the whole journal.
+    let partition = format == Format::Spill;
     let names = RowNames::new(rules, evaluation);
     // Each partner's range of the journal, with its carried rows, in partner-id order.
-    let mut carried_by_partner: BTreeMap<&str, Vec<CarriedText<'_>>> = BTreeMap::new();
-    for c in carried {
-        carried_by_partner
-            .entry(c.partner_id.as_str())
-            .or_default()
-            .push(CarriedText::new(c, rules.rounding.scale(c.currency)));
-    }
-    for list in carried_by_partner.values_mut() {
-        list.sort_by(|a, b| a.key().cmp(&b.key()));
-    }
+    let carried_by_partner = carried_by_partner(rules, if partition { &[] } else { carried });
     let partner_of = |n: usize| {
         let row = &evaluation.rows[evaluation.journal[n] as usize];
         bundle.partners.at(row.partner).partner_id.as_str()
@@ -158,6 +152,12 @@ pub fn write_ledgers(
                 // The statement's file is written here, so its encoding and hashing run on
                 // every core; only the journal is written in order.
                 let journal = journal.encode()?;
+                if partition {
+                    return Ok(Statement {
+                        journal,
+                        later: Vec::new(),
+                    });
+                }
                 let mut out = staging.table(&format!("ledgers/{partner}"), LEDGER)?;
                 match statement {
                     Some(st) => out.write(&st.encode()?)?,
@@ -183,6 +183,161 @@ pub fn write_ledgers(
     }
     staging.finish(journal)?;
     Ok(())
+}
+
+/// Earlier runs' rows credited now, by partner, each partner's in statement order.
+fn carried_by_partner<'c>(
+    rules: &RuleSet,
+    carried: &'c [CarriedRow],
+) -> BTreeMap<&'c str, Vec<CarriedText<'c>>> {
+    let mut by_partner: BTreeMap<&str, Vec<CarriedText<'_>>> = BTreeMap::new();
+    for c in carried {
+        by_partner
+            .entry(c.partner_id.as_str())
+            .or_default()
+            .push(CarriedText::new(c, rules.rounding.scale(c.currency)));
+    }
+    for list in by_partner.values_mut() {
+        list.sort_by(|a, b| a.key().cmp(&b.key()));
+    }
+    by_partner
+}
+
+/// A partitioned run's journal and statements, merged from the partitions' `ledger` files
+/// (SPEC §8): entry ids numbered over the whole journal as it passes, each partner's statement
+/// (with the rows earlier runs credited now) written from it, and the rows credited later handed
+/// to `deferred` as the journal wrote them. Returns the journal's rows.
+pub fn merge_ledgers(
+    staging: &Staging,
+    dirs: &[std::path::PathBuf],
+    rules: &RuleSet,
+    carried: &[CarriedRow],
+    cycle: Cycle,
+    deferred: &mut dyn DeferredSink,
+) -> Result<u64, WriteError> {
+    use super::merge::{KeyPart, Rows, cells_array, open_merge};
+    let mut pending = carried_by_partner(rules, carried);
+    let mut merge = open_merge(dirs, "ledger", &[KeyPart::Text(1)])?;
+    let mut journal = Rows::new(staging.table("ledger", LEDGER)?);
+    let format = journal.format();
+    let later_cycle = cycle.to_string();
+    let mut statement: Option<PartnerStatement<'_>> = None;
+    let mut n: u64 = 0;
+    let mut entry_id = String::new();
+    while let Some(record) = merge.next_record().map_err(WriteError::Io)? {
+        let partner = record.get(1).unwrap_or("");
+        if statement.as_ref().is_none_or(|s| s.partner != partner) {
+            if let Some(s) = statement.take() {
+                s.finish(staging, deferred)?;
+            }
+            // Partners with only carried rows come first, in partner-id order.
+            while let Some(p) = pending.keys().next().copied().filter(|p| *p < partner) {
+                let rows = pending.remove(p).unwrap_or_default();
+                PartnerStatement::open(staging, p.to_string(), rows)?.finish(staging, deferred)?;
+            }
+            let rows = pending.remove(partner).unwrap_or_default();
+            statement = Some(PartnerStatement::open(staging, partner.to_string(), rows)?);
+        }
+        n += 1;
+        entry_id.clear();
+        entry_id.push_str(record.get(9).unwrap_or(""));
+        entry_id.push('-');
+        entry_id.push_str(itoa::Buffer::new().format(n));
+        let mut cells: [Out<'_>; 16] = cells_array(record, LEDGER, format)?;
+        cells[0] = Out::Text(&entry_id);
+        journal.row(&cells)?;
+        let key: StatementKey<'_> = (
+            &record[10],
+            &record[2],
+            &record[3],
+            &record[5],
+            &record[7],
+            &record[8],
+            &record[14],
+        );
+        if let Some(s) = statement.as_mut() {
+            s.row(key, &cells)?;
+            if record[10] > *later_cycle {
+                let mut csv: [Out<'_>; 16] = cells_array(record, LEDGER, Format::Csv)?;
+                csv[0] = Out::Text(&entry_id);
+                s.later(&record[10], &csv);
+            }
+        }
+    }
+    if let Some(s) = statement.take() {
+        s.finish(staging, deferred)?;
+    }
+    for (p, rows) in pending {
+        PartnerStatement::open(staging, p.to_string(), rows)?.finish(staging, deferred)?;
+    }
+    staging.finish(journal.finish()?)?;
+    Ok(n)
+}
+
+/// One partner's statement being merged: its journal rows as they pass, its carried rows put
+/// in among them by the statement's keys (a carried row before a journal row of equal keys),
+/// and its rows credited to later cycles (CSV, for the state).
+struct PartnerStatement<'c> {
+    partner: String,
+    rows: super::merge::Rows,
+    carried: Vec<CarriedText<'c>>,
+    carried_next: usize,
+    later: BTreeMap<String, Batch>,
+}
+
+impl<'c> PartnerStatement<'c> {
+    fn open(
+        staging: &Staging,
+        partner: String,
+        carried: Vec<CarriedText<'c>>,
+    ) -> Result<PartnerStatement<'c>, WriteError> {
+        let table = staging.table(&format!("ledgers/{partner}"), LEDGER)?;
+        Ok(PartnerStatement {
+            partner,
+            rows: super::merge::Rows::new(table),
+            carried,
+            carried_next: 0,
+            later: BTreeMap::new(),
+        })
+    }
+
+    fn row(&mut self, key: StatementKey<'_>, cells: &[Out<'_>]) -> Result<(), WriteError> {
+        while let Some(c) = self
+            .carried
+            .get(self.carried_next)
+            .filter(|c| c.key() <= key)
+        {
+            self.rows.row(&c.cells())?;
+            self.carried_next += 1;
+        }
+        self.rows.row(cells)
+    }
+
+    fn later(&mut self, credit_cycle: &str, cells: &[Out<'_>]) {
+        self.later
+            .entry(credit_cycle.to_string())
+            .or_insert_with(|| Batch::new(LEDGER, Format::Csv))
+            .row(cells);
+    }
+
+    fn finish(
+        mut self,
+        staging: &Staging,
+        deferred: &mut dyn DeferredSink,
+    ) -> Result<(), WriteError> {
+        for c in &self.carried[self.carried_next..] {
+            self.rows.row(&c.cells())?;
+        }
+        staging.finish(self.rows.finish()?)?;
+        for (credit, rows) in &self.later {
+            deferred
+                .csv_rows(credit, rows.csv_bytes(), rows.rows() as u64)
+                .map_err(|e| {
+                    WriteError::Io(format!("the state's rows credited to {credit}: {e}"))
+                })?;
+        }
+        Ok(())
+    }
 }
 
 /// One partner's rows, formatted (its statement already written): for the journal, and those
@@ -400,14 +555,22 @@ pub fn write_outcomes(
     }
     let lines = &bundle.bill_lines;
     let owned = |l: &crate::model::BillLine| bundle.partners.owns(l.partner);
-    let accepted = lines.iter().enumerate().filter(|(_, l)| owned(l)).map(|(i, l)| {
-        (
-            l.line_id.as_str(),
-            u64::from(l.source_row),
-            Entry::Accepted(i as u32),
-        )
-    });
-    let rejected_lines = if rejected { &bundle.rejected_lines[..] } else { &[] };
+    let accepted = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| owned(l))
+        .map(|(i, l)| {
+            (
+                l.line_id.as_str(),
+                u64::from(l.source_row),
+                Entry::Accepted(i as u32),
+            )
+        });
+    let rejected_lines = if rejected {
+        &bundle.rejected_lines[..]
+    } else {
+        &[]
+    };
     let rejected = rejected_lines.iter().enumerate().map(|(i, r)| {
         (
             r.line_id.as_str(),
@@ -468,27 +631,31 @@ pub fn write_outcomes(
                     ]);
                 }
                 Entry::Rejected(i) => {
-                    let r = &bundle.rejected_lines[i as usize];
-                    batch.row(&[
-                        Out::Text(&r.line_id),
-                        Out::Text(&r.partner_id),
-                        Out::Text(&r.customer_id),
-                        Out::Text(&r.bill_type),
-                        Out::Raw(r.raw_payable(), r.payable_amount),
-                        Out::Text(&r.currency),
-                        Out::Text("rejected"),
-                        Out::Text(r.reject.code.as_str()),
-                        Out::Text(""),
-                        Out::Null,
-                        Out::Null,
-                        Out::Text(""),
-                        Out::Count(row_number),
-                    ]);
+                    batch.row(&rejected_outcome(&bundle.rejected_lines[i as usize]));
                 }
             }
         }
     })?;
     staging.finish(out)
+}
+
+/// A rejected line's row of `line_outcomes`.
+pub fn rejected_outcome(r: &crate::load::RejectedLine) -> [Out<'_>; 13] {
+    [
+        Out::Text(&r.line_id),
+        Out::Text(&r.partner_id),
+        Out::Text(&r.customer_id),
+        Out::Text(&r.bill_type),
+        Out::Raw(r.raw_payable(), r.payable_amount),
+        Out::Text(&r.currency),
+        Out::Text("rejected"),
+        Out::Text(r.reject.code.as_str()),
+        Out::Text(""),
+        Out::Null,
+        Out::Null,
+        Out::Text(""),
+        Out::Count(r.source_row()),
+    ]
 }
 
 /// Sorts `(line_id, source_row, _)` entries by line id, then row. Exports usually come in

@@ -14,13 +14,16 @@ mod error;
 mod explanations;
 mod ledger;
 mod manifest;
+pub mod merge;
 mod table;
 mod writeback;
 
 pub use crate::chain::LEDGER_COLUMNS;
+pub use balances::{BALANCE_COLUMNS, DEDUCTION_COLUMNS, EXPIRY_COLUMNS, SUBSIDY_COLUMNS};
 pub use balances::{write_expiry_report, write_subsidies, write_vouchers};
+pub use explanations::COLUMNS as EXPLANATION_COLUMNS;
 pub use explanations::write_explanations;
-pub use ledger::{write_ledgers, write_outcomes};
+pub use ledger::{OUTCOME_COLUMNS, merge_ledgers, rejected_outcome, write_ledgers, write_outcomes};
 pub use manifest::{Identities, Manifest, Timings};
 pub use table::{Batch, Column, ColumnType, Encoded, Format, Out, Table};
 
@@ -70,6 +73,20 @@ impl Staging {
         Ok(Staging {
             dir,
             format,
+            written: Default::default(),
+        })
+    }
+
+    /// Partition `k`'s folder for its tables before the merge ([`Format::Spill`]), in the run's
+    /// spill folder; removed when dropped.
+    pub fn partition(spill: &Path, k: u32) -> Result<Staging, WriteError> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("partition-{:04}-", k + 1))
+            .tempdir_in(spill)
+            .map_err(|e| WriteError::io(spill.display(), e))?;
+        Ok(Staging {
+            dir,
+            format: Format::Spill,
             written: Default::default(),
         })
     }

@@ -9,6 +9,7 @@ use crate::evaluate::{self, Kind};
 use crate::load::{self, Bundle};
 use crate::progress::Progress;
 use crate::reconcile;
+use crate::reject::Reject;
 use crate::rules;
 use crate::state::{CycleRecord, PendingPublication, StateStore};
 use crate::write::{self, Manifest, Publication, Staging, Timings};
@@ -17,6 +18,8 @@ use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+mod partitions;
 
 /// A run's configuration, resolved and checked from the command line.
 #[derive(Debug, Clone)]
@@ -34,6 +37,10 @@ pub struct RunConfig {
     pub lang: explain::Lang,
     /// CSV or Parquet outputs.
     pub format: write::Format,
+    /// Partitions the partners are processed in (1: the whole month at once).
+    pub partitions: u32,
+    /// Where partitions' tables wait for the merge (default: in `out`).
+    pub spill: Option<PathBuf>,
 }
 
 /// What a finished run reports to the person or cron job that started it.
@@ -408,30 +415,36 @@ fn refuse_rejects(config: &RunConfig, rejects: &[crate::reject::Reject]) -> Resu
 }
 
 /// What the balance stages made: subsidy decisions, lots and withdrawals and expiry, vouchers,
-/// and every reject of the cycle (the loader's and those decided against the state).
+/// and the rows rejected against the state.
 struct Balanced {
     decisions: Vec<subsidies::SubsidyDecision>,
     settled: balances::BalanceOutcome,
     voucher_states: Vec<vouchers::VoucherState>,
     matched: vouchers::VoucherOutcome,
-    files: Vec<load::FileReport>,
-    rejects: Vec<crate::reject::Reject>,
+    /// Rows rejected against the state: a voucher's opening balance, an opening balance after
+    /// the first cycle, an over-withdrawal.
+    later_rejects: Vec<Reject>,
     /// Bill generation, and the instant the expiry report counts from.
     g: chrono::DateTime<chrono::Utc>,
     report_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// What earlier cycles left to the balance stages: vouchers, and lots, carries, applications.
+type PriorBalances = (
+    Vec<crate::chain::StoredVoucher>,
+    crate::chain::PriorBalances,
+);
+
 /// Subsidies, lots (withdrawals, expiry, lot M), vouchers; their rows join the journal, which
 /// is then put in order once.
 fn settle_balances(
     config: &RunConfig,
-    opened: &Opened,
-    state: &StateStore,
+    rule_set: &rules::RuleSet,
+    carried: &[evaluate::CarriedRow],
+    (stored_vouchers, prior_balances): PriorBalances,
     bundle: &Bundle,
     evaluation: &mut evaluate::Evaluation<'_>,
-) -> Result<Balanced, RunError> {
-    let rule_set = &opened.rule_set;
-    let (stored_vouchers, prior_balances) = state.prior_balances(config.cycle)?;
+) -> Balanced {
     let (voucher_states, voucher_rejects) =
         vouchers::cycle_vouchers(bundle, stored_vouchers, config.cycle);
     let g = vouchers::bill_generation(rule_set, config.cycle);
@@ -449,7 +462,7 @@ fn settle_balances(
             g_date: date_of(g),
             report_date: date_of(report_at),
             prior: &prior_balances,
-            carried: &opened.prior.carried,
+            carried,
         },
         evaluation,
         &subsidy_rows,
@@ -460,44 +473,55 @@ fn settle_balances(
     evaluation.add_balance_rows(std::mem::take(&mut settled.rows), config.cycle);
     let matched = vouchers::match_vouchers(bundle, rule_set, config.cycle, &voucher_states);
     evaluation.order_journal(bundle, rule_set);
-    let files = load::with_later_rejects(
-        &bundle.files,
-        voucher_rejects.iter().chain(&settled.rejects),
-    );
-    let mut rejects = bundle.rejects.clone();
-    rejects.extend(voucher_rejects);
-    rejects.extend(settled.rejects.iter().cloned());
-    rejects.sort_by(|a, b| (a.file, a.row, a.column).cmp(&(b.file, b.row, b.column)));
-    Ok(Balanced {
+    let mut later_rejects = voucher_rejects;
+    later_rejects.append(&mut settled.rejects);
+    Balanced {
         decisions,
         settled,
         voucher_states,
         matched,
-        files,
-        rejects,
+        later_rejects,
         g,
         report_at,
-    })
+    }
 }
 
-/// SPEC §6 on the in-memory results, before anything is written: the explanations and the
-/// identities (a violation is exit 4). The state's pool rows are encoded (compressed) first and
-/// the pools freed: after the rows they are the largest thing evaluation leaves.
-fn reconcile_cycle(
-    config: &RunConfig,
-    opened: &Opened,
+/// Every reject of the cycle (the loader's and those decided against the state), sorted by
+/// file, row and column, and the file reports with the latter moved from accepted to rejected.
+fn cycle_rejects(bundle: &Bundle, later: &[Reject]) -> (Vec<load::FileReport>, Vec<Reject>) {
+    let files = load::with_later_rejects(&bundle.files, later);
+    let mut rejects = bundle.rejects.clone();
+    rejects.extend(later.iter().cloned());
+    rejects.sort_by(|a, b| (a.file, a.row, a.column).cmp(&(b.file, b.row, b.column)));
+    (files, rejects)
+}
+
+/// What the cycle changed in the pools, encoded (compressed) for the state, and the pools freed:
+/// after the rows they are the largest thing evaluation leaves.
+fn encode_pools(
+    rule_set: &rules::RuleSet,
     bundle: &Bundle,
     evaluation: &mut evaluate::Evaluation<'_>,
-    matched: &vouchers::VoucherOutcome,
-) -> Result<(crate::state::PoolRows, Vec<explain::Explanation>), RunError> {
+) -> Result<crate::state::PoolRows, RunError> {
     let changed = evaluation.changed_pools_by_order(&bundle.partners);
     let pool_rows = crate::state::encode_pools(changed.len(), |range| {
         changed[range]
             .iter()
-            .map(|&i| evaluation.pool_delta(bundle, &opened.rule_set, i))
+            .map(|&i| evaluation.pool_delta(bundle, rule_set, i))
     })?;
     evaluation.free_pools();
-    let carried = &opened.prior.carried;
+    Ok(pool_rows)
+}
+
+/// SPEC §6 on the in-memory results, before anything is written: the explanations and the
+/// identities (a violation is exit 4).
+fn explain_cycle(
+    config: &RunConfig,
+    carried: &[evaluate::CarriedRow],
+    bundle: &Bundle,
+    evaluation: &evaluate::Evaluation<'_>,
+    matched: &vouchers::VoucherOutcome,
+) -> Result<Vec<explain::Explanation>, RunError> {
     let mut explanations = explain::explanations(bundle, evaluation, carried, config.cycle);
     // Test hook (debug builds only): break an identity to prove a violation stops the run.
     if cfg!(debug_assertions)
@@ -517,22 +541,26 @@ fn reconcile_cycle(
     if !violations.is_empty() {
         return Err(RunError::Reconciliation(violations));
     }
-    Ok((pool_rows, explanations))
+    Ok(explanations)
 }
 
-/// Every output table into the staging folder: the journal and statements on one side, every
-/// other file on the other, two cores writing at once (each side also formats in parallel).
-/// Returns the journal rows credited to later cycles, encoded for the state.
+/// Every output table but the rejects into `staging`: the journal and statements on one side,
+/// every other file on the other, two cores writing at once (each side also formats in
+/// parallel). Returns the journal rows credited to later cycles, encoded for the state. In a
+/// partition's folder ([`write::Format::Spill`]) the statements, the rows credited later and the
+/// rejected lines are left to the merge.
+#[allow(clippy::too_many_arguments)]
 fn write_outputs(
     config: &RunConfig,
-    opened: &Opened,
+    rule_set: &rules::RuleSet,
+    carried: &[evaluate::CarriedRow],
     staging: &Staging,
     bundle: &Bundle,
     evaluation: &evaluate::Evaluation<'_>,
     balanced: &Balanced,
     explanations: &[explain::Explanation],
 ) -> Result<crate::state::DeferredRows, RunError> {
-    let rule_set = &opened.rule_set;
+    let whole = staging.format() != write::Format::Spill;
     let (deferred, others) = rayon::join(
         || {
             let mut deferred = crate::state::DeferredRows::default();
@@ -541,14 +569,14 @@ fn write_outputs(
                 bundle,
                 rule_set,
                 evaluation,
-                &opened.prior.carried,
+                carried,
                 config.cycle,
                 &mut deferred,
             )
             .map(|()| deferred)
         },
         || -> Result<(), RunError> {
-            write::write_outcomes(staging, bundle, rule_set, evaluation, true)?;
+            write::write_outcomes(staging, bundle, rule_set, evaluation, whole)?;
             write::write_explanations(
                 staging,
                 rule_set,
@@ -556,7 +584,6 @@ fn write_outputs(
                 explanations,
                 config.lang,
             )?;
-            write::write_rejects(staging, &balanced.rejects)?;
             write::write_vouchers(
                 staging,
                 bundle,
@@ -581,6 +608,226 @@ fn write_outputs(
     Ok(deferred)
 }
 
+/// What a cycle's outputs add up to, from one evaluation or added up over the partitions: the
+/// summary's and the manifest's totals, the state's record, what the cycle closes with.
+#[derive(Default)]
+struct CycleTotals {
+    summary: Summary,
+    output: reconcile::OutputSums,
+    lines: reconcile::BillLineTotals,
+    ledger_rows: u64,
+    closing: ClosingBalances,
+    later_rejects: Vec<Reject>,
+}
+
+impl CycleTotals {
+    fn of(
+        config: &RunConfig,
+        rule_set: &rules::RuleSet,
+        carried: &[evaluate::CarriedRow],
+        bundle: &Bundle,
+        evaluation: &evaluate::Evaluation<'_>,
+        balanced: Balanced,
+        explanations: &[explain::Explanation],
+    ) -> CycleTotals {
+        let mut summary = Summary {
+            pending_withdrawals: balanced.settled.pending.len(),
+            explanation_rows: explanations.len(),
+            ..Default::default()
+        };
+        add_totals(
+            &mut summary,
+            config.cycle,
+            rule_set,
+            evaluation,
+            carried,
+            &balanced.matched,
+            bundle,
+            &balanced.voucher_states,
+        );
+        CycleTotals {
+            summary,
+            output: reconcile::output_sums(bundle, evaluation, &balanced.matched, explanations),
+            lines: reconcile::bill_line_totals(bundle),
+            ledger_rows: evaluation.journal.len() as u64,
+            closing: closing(&balanced),
+            later_rejects: balanced.later_rejects,
+        }
+    }
+
+    /// Adds a partition's totals (each partner, line and voucher is in one partition).
+    fn add(&mut self, other: CycleTotals) {
+        self.summary.add(other.summary);
+        self.output.add(other.output);
+        self.lines.add(other.lines);
+        self.ledger_rows += other.ledger_rows;
+        let closing = &mut self.closing;
+        closing.vouchers.extend(other.closing.vouchers);
+        closing.lots.extend(other.closing.lots);
+        closing.carry.extend(other.closing.carry);
+        closing.applied.extend(other.closing.applied);
+        self.later_rejects.extend(other.later_rejects);
+    }
+
+    /// After the last [`CycleTotals::add`]: what was added in partition order, in the order one
+    /// evaluation of the whole cycle gives.
+    fn in_order(mut self) -> CycleTotals {
+        let closing = &mut self.closing;
+        closing
+            .vouchers
+            .sort_by(|a, b| a.0.voucher_id.cmp(&b.0.voucher_id));
+        closing.lots.sort_by(|a, b| {
+            (&a.partner_id, a.notified_on, &a.lot_id).cmp(&(
+                &b.partner_id,
+                b.notified_on,
+                &b.lot_id,
+            ))
+        });
+        closing.applied.sort();
+        closing.applied.dedup();
+        self
+    }
+}
+
+/// What the cycle closes with for the next: a voucher that has expired and holds nothing more
+/// is not carried on.
+fn closing(balanced: &Balanced) -> ClosingBalances {
+    ClosingBalances {
+        vouchers: balanced
+            .matched
+            .balances
+            .iter()
+            .map(|b| (&balanced.voucher_states[b.voucher], b.closing))
+            .filter(|(v, closing)| !(closing.is_zero() && v.voucher.expires_at <= balanced.g))
+            .map(|(v, closing)| (v.voucher.clone(), v.partner_id.clone(), closing))
+            .collect(),
+        lots: balanced.settled.lots.clone(),
+        carry: balanced.settled.carry.clone(),
+        applied: balanced.settled.applied.clone(),
+    }
+}
+
+/// What the evaluation of a cycle leaves once its tables are in the staging folder.
+struct Written {
+    totals: CycleTotals,
+    /// The file reports with the rows rejected against the state.
+    files: Vec<load::FileReport>,
+    rejects: usize,
+    deferred: crate::state::DeferredRows,
+    pool_rows: crate::state::PoolRows,
+}
+
+/// `rejects.csv`: the loader's rejects and those decided against the state. Returns the file
+/// reports with the latter moved from accepted to rejected, and the count.
+fn write_rejects(
+    staging: &Staging,
+    bundle: &Bundle,
+    later: &[Reject],
+) -> Result<(Vec<load::FileReport>, usize), RunError> {
+    let (files, rejects) = cycle_rejects(bundle, later);
+    write::write_rejects(staging, &rejects)?;
+    Ok((files, rejects.len()))
+}
+
+/// Evaluate, balances, explanations, written into the staging folder: the whole month at once.
+fn run_whole(
+    config: &RunConfig,
+    opened: &mut Opened,
+    state: &StateStore,
+    mut bundle: Bundle,
+    staging: &Staging,
+    phases: &mut Phases<'_>,
+) -> Result<Written, RunError> {
+    let phase = phases.start("evaluate");
+    // Grouping the lines is one thread's walk through memory; the orders are sorted beside it.
+    // Nothing after evaluation reads the orders: they are freed as soon as it returns.
+    let orders = std::mem::take(&mut bundle.orders);
+    let orders_by_id = group_and_read_pools(config, state, &mut bundle, &orders, opened)?;
+    let mut evaluation = evaluate::evaluate_with(
+        &bundle,
+        orders_by_id,
+        &opened.rule_set,
+        config.cycle,
+        &opened.prior,
+        evaluate::Journal::Later,
+    );
+    drop(orders);
+    phases.finish(phase, bundle.bill_lines.len() as u64, "lines");
+    warn_unusable_pools(config, evaluation.unusable_prior_pools());
+    check_stop("evaluate")?;
+
+    let phase = phases.start("balances");
+    let carried = &opened.prior.carried;
+    let prior = state.prior_balances(config.cycle)?;
+    let balanced = settle_balances(
+        config,
+        &opened.rule_set,
+        carried,
+        prior,
+        &bundle,
+        &mut evaluation,
+    );
+    let count = balanced.voucher_states.len() + balanced.settled.lots.len();
+    phases.finish(phase, count as u64, "vouchers and lots");
+    check_stop("balances")?;
+    // The loader's rejects were refused before evaluation.
+    refuse_rejects(
+        config,
+        &cycle_rejects(&Bundle::default(), &balanced.later_rejects).1,
+    )?;
+
+    let phase = phases.start("reconcile");
+    let pool_rows = encode_pools(&opened.rule_set, &bundle, &mut evaluation)?;
+    let explanations = explain_cycle(config, carried, &bundle, &evaluation, &balanced.matched)?;
+    phases.finish(phase, explanations.len() as u64, "explanations");
+    fault_point("reconciled");
+    check_stop("reconcile")?;
+
+    let phase = phases.start("write");
+    let rule_set = &opened.rule_set;
+    let deferred = write_outputs(
+        config,
+        rule_set,
+        carried,
+        staging,
+        &bundle,
+        &evaluation,
+        &balanced,
+        &explanations,
+    )?;
+    let (files, rejects) = write_rejects(staging, &bundle, &balanced.later_rejects)?;
+    check_stop("write")?;
+    phases.finish(phase, staging.written().len() as u64, "files");
+    let totals = CycleTotals::of(
+        config,
+        rule_set,
+        carried,
+        &bundle,
+        &evaluation,
+        balanced,
+        &explanations,
+    );
+    Ok(Written {
+        totals,
+        files,
+        rejects,
+        deferred,
+        pool_rows,
+    })
+}
+
+fn warn_unusable_pools(config: &RunConfig, unusable: usize) {
+    if unusable > 0 {
+        crate::progress::note(
+            "WARN",
+            &format!(
+                "warning: {unusable} pool(s) of what the orders refunded this cycle earned in earlier cycles name a lever no longer in the rule set or a partner missing from partners.csv: these refunds claw nothing back from them; restore the lever or the partner and re-run {} to claw them back",
+                config.cycle
+            ),
+        );
+    }
+}
+
 pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let started_at = crate::calendar::format_instant(chrono::Utc::now());
@@ -593,7 +840,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     check_stop("opening the state")?;
 
     let phase = phases.start("load");
-    let mut bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
+    let bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
     let read: u64 = bundle.files.iter().map(|f| f.digest.rows_read).sum();
     phases.finish(phase, read, "rows");
     refuse_wrong_cycle(config, &bundle)?;
@@ -601,73 +848,34 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     check_stop("load")?;
     refuse_rejects(config, &bundle.rejects)?;
 
-    let phase = phases.start("evaluate");
-    // Grouping the lines is one thread's walk through memory; the orders are sorted beside it.
-    // Nothing after evaluation reads the orders: they are freed as soon as it returns.
-    let orders = std::mem::take(&mut bundle.orders);
-    let orders_by_id = group_and_read_pools(config, &state, &mut bundle, &orders, &mut opened)?;
-    let mut evaluation = evaluate::evaluate_with(
-        &bundle,
-        orders_by_id,
-        &opened.rule_set,
-        config.cycle,
-        &opened.prior,
-        evaluate::Journal::Later,
-    );
-    drop(orders);
-    phases.finish(phase, bundle.bill_lines.len() as u64, "lines");
-    let unusable = evaluation.unusable_prior_pools();
-    if unusable > 0 {
-        crate::progress::note(
-            "WARN",
-            &format!(
-                "warning: {unusable} pool(s) of what the orders refunded this cycle earned in earlier cycles name a lever no longer in the rule set or a partner missing from partners.csv: these refunds claw nothing back from them; restore the lever or the partner and re-run {} to claw them back",
-                config.cycle
-            ),
-        );
-    }
-    check_stop("evaluate")?;
-
-    let phase = phases.start("balances");
-    let balanced = settle_balances(config, &opened, &state, &bundle, &mut evaluation)?;
-    let count = balanced.voucher_states.len() + balanced.settled.lots.len();
-    phases.finish(phase, count as u64, "vouchers and lots");
-    check_stop("balances")?;
-    refuse_rejects(config, &balanced.rejects)?;
-
-    let phase = phases.start("reconcile");
-    let (pool_rows, explanations) =
-        reconcile_cycle(config, &opened, &bundle, &mut evaluation, &balanced.matched)?;
-    phases.finish(phase, explanations.len() as u64, "explanations");
-    fault_point("reconciled");
-    check_stop("reconcile")?;
-
-    let phase = phases.start("write");
-    let totals = reconcile::bill_line_totals(&bundle);
     let staging = Staging::begin(&config.out, config.cycle, config.format, &opened.state_tag)?;
-    let deferred = write_outputs(
-        config,
-        &opened,
-        &staging,
-        &bundle,
-        &evaluation,
-        &balanced,
-        &explanations,
-    )?;
-    check_stop("write")?;
-    phases.finish(phase, staging.written().len() as u64, "files");
+    // What the outputs and the state need of the bundle once it is evaluated.
+    let master = Master::of(&bundle);
+    let written = if config.partitions > 1 {
+        partitions::run_partitioned(config, &mut opened, &state, bundle, &staging, &mut phases)?
+    } else {
+        run_whole(config, &mut opened, &state, bundle, &staging, &mut phases)?
+    };
+    let Written {
+        totals,
+        files,
+        rejects,
+        deferred,
+        pool_rows,
+    } = written;
+    let totals = totals.in_order();
 
     // The manifest, the summary and the state transaction are made while the outputs are
     // synced; the transaction is committed once they are.
     let state_rows = deferred.len() + pool_rows.len();
+    let carried_in_rows = opened.prior.carried.len();
     let cycle_run = CycleRun {
         config,
         opened: &opened,
         state: &mut state,
-        bundle: &bundle,
-        evaluation: &evaluation,
-        balanced: &balanced,
-        explanations: &explanations,
+        master: &master,
+        files,
+        rejects,
         started,
         started_at: &started_at,
         phases_ms: phases.ms.clone(),
@@ -694,16 +902,35 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
         lines_read: record.lines_read,
         lines_accepted: record.lines_accepted,
         lines_rejected: record.lines_rejected,
-        partners: bundle.partners.len(),
-        rejects: balanced.rejects.len(),
-        ledger_rows: evaluation.journal.len(),
-        carried_in_rows: opened.prior.carried.len(),
+        partners: master.partners,
+        rejects,
+        ledger_rows: record.ledger_rows as usize,
+        carried_in_rows,
         ruleset_hash: opened.rule_set.hash.clone(),
         ruleset_name: opened.rule_set.name.clone(),
         summary,
         made_stale: opened.made_stale.clone(),
         elapsed_ms: started.elapsed().as_millis(),
     })
+}
+
+/// What the manifest and the state's record need of the bundle after evaluation has taken it:
+/// the file reports (in a bundle of nothing else) and the number of partners.
+struct Master {
+    bundle: Bundle,
+    partners: usize,
+}
+
+impl Master {
+    fn of(bundle: &Bundle) -> Master {
+        Master {
+            bundle: Bundle {
+                files: bundle.files.clone(),
+                ..Default::default()
+            },
+            partners: bundle.partners.len(),
+        }
+    }
 }
 
 /// The commit point, then the publication: from the commit on the cycle is done, and is
@@ -754,34 +981,35 @@ fn after_publication(
 
 /// Everything a run made, for what is prepared while the outputs are synced: the manifest, the
 /// summary, and the state's transaction.
-struct CycleRun<'r, 'e> {
+struct CycleRun<'r> {
     config: &'r RunConfig,
     opened: &'r Opened,
     state: &'r mut StateStore,
-    bundle: &'r Bundle,
-    evaluation: &'r evaluate::Evaluation<'e>,
-    balanced: &'r Balanced,
-    explanations: &'r [explain::Explanation],
+    master: &'r Master,
+    /// The file reports with the rows rejected against the state.
+    files: Vec<load::FileReport>,
+    rejects: usize,
     started: Instant,
     started_at: &'r str,
     phases_ms: BTreeMap<&'static str, u128>,
 }
 
-impl<'r> CycleRun<'r, '_> {
+impl<'r> CycleRun<'r> {
     /// The manifest (written into the staging folder), the summary, the cycle's record and its
     /// prepared (not committed) state transaction.
     fn prepare(
         self,
         staging: &Staging,
-        totals: reconcile::BillLineTotals,
+        mut totals: CycleTotals,
         deferred: crate::state::DeferredRows,
         pool_rows: crate::state::PoolRows,
     ) -> Result<(Summary, CycleRecord, crate::state::PreparedCommit<'r>), RunError> {
         let written = staging.written();
         let outputs: Vec<String> = written.iter().map(|w| w.file.clone()).collect();
-        self.manifest(staging, totals)?;
-        let summary = self.summary(outputs);
-        let record = self.record(&summary);
+        let summary = self.summary(std::mem::take(&mut totals.summary), outputs);
+        let record = self.record(&summary, totals.ledger_rows);
+        let closing = std::mem::take(&mut totals.closing);
+        self.manifest(staging, totals, summary.explanation_rows)?;
         let publication = PendingPublication {
             cycle: self.config.cycle,
             // The staging folder is kept where it is: this is the path `into_staged_after`
@@ -789,7 +1017,6 @@ impl<'r> CycleRun<'r, '_> {
             staged: staging.path().to_path_buf(),
             out_root: write::absolute(&self.config.out),
         };
-        let closing = self.closing();
         let state_dir = &self.config.state;
         let prepared = self
             .state
@@ -801,15 +1028,16 @@ impl<'r> CycleRun<'r, '_> {
     fn manifest(
         &self,
         staging: &Staging,
-        totals: reconcile::BillLineTotals,
+        totals: CycleTotals,
+        explanation_rows: usize,
     ) -> Result<(), RunError> {
         let mut manifest = Manifest::new(
             self.config.cycle,
             self.config.first_cycle,
             &self.opened.rule_set,
-            &self.balanced.files,
-            totals,
-            self.balanced.rejects.len(),
+            &self.files,
+            totals.lines,
+            self.rejects,
             staging.written(),
             Timings {
                 started_at: self.started_at.to_string(),
@@ -817,14 +1045,9 @@ impl<'r> CycleRun<'r, '_> {
                 total_ms: self.started.elapsed().as_millis(),
             },
         );
-        manifest.output_totals = reconcile::output_totals(
-            self.bundle,
-            self.evaluation,
-            &self.balanced.matched,
-            self.explanations,
-        );
+        manifest.output_totals = totals.output.totals();
         manifest.identities = write::Identities {
-            explanation_rows: self.explanations.len(),
+            explanation_rows,
             checked: vec![
                 "consumption = eligible_base + non_base + excluded + deferred_out_base + deferred_out_non_base",
                 "refunds = clawback_base + refund_not_earned",
@@ -837,24 +1060,9 @@ impl<'r> CycleRun<'r, '_> {
         Ok(staging.write_file("manifest.json", &manifest.to_json()?)?)
     }
 
-    fn summary(&self, outputs: Vec<String>) -> Summary {
+    fn summary(&self, mut summary: Summary, outputs: Vec<String>) -> Summary {
         let rule_set = &self.opened.rule_set;
-        let mut summary = Summary {
-            pending_withdrawals: self.balanced.settled.pending.len(),
-            explanation_rows: self.explanations.len(),
-            outputs,
-            ..Default::default()
-        };
-        add_totals(
-            &mut summary,
-            self.config.cycle,
-            rule_set,
-            self.evaluation,
-            &self.opened.prior.carried,
-            &self.balanced.matched,
-            self.bundle,
-            &self.balanced.voucher_states,
-        );
+        summary.outputs = outputs;
         let currencies: Vec<String> = summary
             .credited
             .keys()
@@ -874,44 +1082,55 @@ impl<'r> CycleRun<'r, '_> {
         summary
     }
 
-    fn record(&self, summary: &Summary) -> CycleRecord {
-        let lines = self
-            .bundle
-            .files
-            .iter()
-            .find(|f| f.file == "bill_lines.csv");
+    fn record(&self, summary: &Summary, ledger_rows: u64) -> CycleRecord {
+        let bundle = &self.master.bundle;
+        let lines = bundle.files.iter().find(|f| f.file == "bill_lines.csv");
         CycleRecord {
             cycle: self.config.cycle.to_string(),
             run_at: self.started_at.to_string(),
             first_cycle: self.config.first_cycle,
             ruleset_hash: self.opened.rule_set.hash.clone(),
-            input_hashes: input_hashes(self.bundle),
+            input_hashes: input_hashes(bundle),
             lines_read: lines.map_or(0, |f| f.digest.rows_read),
             lines_accepted: lines.map_or(0, |f| f.accepted),
             lines_rejected: lines.map_or(0, |f| f.rejected),
-            ledger_rows: self.evaluation.journal.len() as u64,
+            ledger_rows,
             credited: credited(summary),
             stale: false,
         }
     }
+}
 
-    /// What the cycle closes with for the next: a voucher that has expired and holds nothing
-    /// more is not carried on.
-    fn closing(&self) -> ClosingBalances {
-        let balanced = self.balanced;
-        ClosingBalances {
-            vouchers: balanced
-                .matched
-                .balances
-                .iter()
-                .map(|b| (&balanced.voucher_states[b.voucher], b.closing))
-                .filter(|(v, closing)| !(closing.is_zero() && v.voucher.expires_at <= balanced.g))
-                .map(|(v, closing)| (v.voucher.clone(), v.partner_id.clone(), closing))
-                .collect(),
-            lots: balanced.settled.lots.clone(),
-            carry: balanced.settled.carry.clone(),
-            applied: balanced.settled.applied.clone(),
+impl Summary {
+    /// Adds a partition's figures.
+    fn add(&mut self, other: Summary) {
+        fn add_to<V: std::ops::AddAssign + Default>(
+            to: &mut BTreeMap<String, V>,
+            from: BTreeMap<String, V>,
+        ) {
+            for (k, v) in from {
+                *to.entry(k).or_default() += v;
+            }
         }
+        for (currency, levers) in other.credited {
+            add_to(self.credited.entry(currency).or_default(), levers);
+        }
+        add_to(&mut self.deferred, other.deferred);
+        add_to(&mut self.vouchers_deducted, other.vouchers_deducted);
+        add_to(&mut self.vouchers_expired, other.vouchers_expired);
+        add_to(&mut self.incentive_expired, other.incentive_expired);
+        for (currency, (sum, count)) in other.subsidies {
+            let e = self.subsidies.entry(currency).or_default();
+            e.0 += sum;
+            e.1 += count;
+        }
+        for (currency, (sum, count)) in other.withdrawn {
+            let e = self.withdrawn.entry(currency).or_default();
+            e.0 += sum;
+            e.1 += count;
+        }
+        self.pending_withdrawals += other.pending_withdrawals;
+        self.explanation_rows += other.explanation_rows;
     }
 }
 
@@ -1115,7 +1334,16 @@ pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError
         evaluate::Journal::Later,
     );
     drop(orders);
-    settle_balances(config, &opened, &state, &bundle, &mut evaluation)?;
+    let prior = state.prior_balances(config.cycle)?;
+    let carried = &opened.prior.carried;
+    settle_balances(
+        config,
+        &opened.rule_set,
+        carried,
+        prior,
+        &bundle,
+        &mut evaluation,
+    );
     drop(state);
     let mut out = ReadOnlyTotals {
         stale: record.stale,
@@ -1209,6 +1437,8 @@ mod tests {
                         as_of: None,
                         lang: explain::Lang::En,
                         format: write::Format::Csv,
+                        partitions: 1,
+                        spill: None,
                     };
                     let report = pool.install(|| run(&config, &crate::progress::Silent));
                     prop_assert!(report.is_ok(), "{cycle}: {:?}", report.err().map(|e| e.to_string()));

@@ -1,0 +1,249 @@
+//! A run in partitions (SPEC §8, `--partitions N`): the partners processed a partition at a
+//! time, each partition's bundle made by [`crate::partition::Routing`] (its partners' lines and
+//! the copies that cross partitions), evaluated, balanced and explained as a whole month is,
+//! its tables written to a folder of its own in the spill folder; then every table merged into
+//! the staging folder in SPEC Appendix B order (entry ids numbered and statements written as
+//! the journal passes), the pool changes merged into the state's order, and the totals added
+//! up. The outputs are the same bytes whatever the number of partitions.
+
+use super::{
+    CycleTotals, Opened, Phases, RunConfig, Written, check_stop, cycle_rejects, explain_cycle,
+    fault_point, refuse_rejects, settle_balances, warn_unusable_pools, write_outputs,
+    write_rejects,
+};
+use crate::error::RunError;
+use crate::evaluate::{self, OrdersById};
+use crate::load::Bundle;
+use crate::partition::Routing;
+use crate::state::{DeferredRows, PoolRows, StateStore};
+use crate::write::{self, Staging};
+use std::path::PathBuf;
+
+/// What the partitions leave for the merge: their folders (removed when dropped) and their
+/// spilled pool changes.
+struct Parts {
+    folders: Vec<Staging>,
+    pools: Vec<PathBuf>,
+}
+
+pub(super) fn run_partitioned(
+    config: &RunConfig,
+    opened: &mut Opened,
+    state: &StateStore,
+    mut bundle: Bundle,
+    staging: &Staging,
+    phases: &mut Phases<'_>,
+) -> Result<Written, RunError> {
+    let spill_root = config.spill.clone().unwrap_or_else(|| {
+        staging
+            .path()
+            .parent()
+            .map_or(config.out.clone(), PathBuf::from)
+    });
+    std::fs::create_dir_all(&spill_root).map_err(|e| RunError::io(spill_root.display(), e))?;
+    let spill = tempfile::Builder::new()
+        .prefix(&format!(".{}.spill-", config.cycle))
+        .tempdir_in(&spill_root)
+        .map_err(|e| RunError::io(spill_root.display(), e))?;
+
+    let phase = phases.start("evaluate");
+    bundle.group_lines_by_partner();
+    let routing = {
+        let orders = OrdersById::new(&bundle.orders);
+        let clawed = orders.clawed_orders(&bundle.bill_lines);
+        opened.prior.pools = state.prior_pools(config.cycle, &clawed)?;
+        Routing::new(&bundle, &orders, &opened.prior.pools, config.partitions)
+    };
+    let prior_balances = state.prior_balances(config.cycle)?;
+    let mut totals = CycleTotals::default();
+    let mut parts = Parts {
+        folders: Vec::new(),
+        pools: Vec::new(),
+    };
+    let mut unusable = 0;
+    for k in 0..routing.count() {
+        let part = evaluate_partition(
+            config,
+            opened,
+            &routing,
+            &bundle,
+            k,
+            &prior_balances,
+            spill.path(),
+        )?;
+        unusable = unusable.max(part.unusable);
+        parts.folders.push(part.folder);
+        parts.pools.push(part.pools);
+        totals.add(part.totals);
+        check_stop("evaluate")?;
+    }
+    phases.finish(phase, bundle.bill_lines.len() as u64, "lines");
+    warn_unusable_pools(config, unusable);
+    // The loader's rejects were refused before evaluation.
+    refuse_rejects(
+        config,
+        &cycle_rejects(&Bundle::default(), &totals.later_rejects).1,
+    )?;
+    fault_point("reconciled");
+
+    let phase = phases.start("write");
+    let (deferred, pool_rows) = merge(config, opened, &bundle, staging, &parts)?;
+    let (files, rejects) = write_rejects(staging, &bundle, &totals.later_rejects)?;
+    check_stop("write")?;
+    phases.finish(phase, staging.written().len() as u64, "files");
+    drop(parts);
+    drop(spill);
+    Ok(Written {
+        totals,
+        files,
+        rejects,
+        deferred,
+        pool_rows,
+    })
+}
+
+/// One partition's results: its totals, its tables' folder, its spilled pool changes.
+struct Partition {
+    totals: CycleTotals,
+    folder: Staging,
+    pools: PathBuf,
+    unusable: usize,
+}
+
+fn evaluate_partition(
+    config: &RunConfig,
+    opened: &Opened,
+    routing: &Routing,
+    bundle: &Bundle,
+    k: u32,
+    prior_balances: &super::PriorBalances,
+    spill: &std::path::Path,
+) -> Result<Partition, RunError> {
+    let rule_set = &opened.rule_set;
+    let mut sub = routing.bundle(bundle, k);
+    let orders = std::mem::take(&mut sub.orders);
+    let prior = evaluate::Prior {
+        pools: opened.prior.pools.clone(),
+        carried: routing.carried(k, &opened.prior.carried),
+    };
+    let mut evaluation = evaluate::evaluate_with(
+        &sub,
+        OrdersById::new(&orders),
+        rule_set,
+        config.cycle,
+        &prior,
+        evaluate::Journal::Later,
+    );
+    drop(orders);
+    let unusable = evaluation.unusable_prior_pools();
+    let prior_k = routing.prior_balances(k, &prior_balances.0, &prior_balances.1);
+    let balanced = settle_balances(
+        config,
+        rule_set,
+        &prior.carried,
+        prior_k,
+        &sub,
+        &mut evaluation,
+    );
+
+    let folder = Staging::partition(spill, k)?;
+    let pools = folder.path().join("pools.csv");
+    let changed = evaluation.changed_pools_by_order(&sub.partners);
+    crate::state::spill_pools(
+        &pools,
+        changed.iter().map(|&i| {
+            (
+                evaluation.pool_ranks(i),
+                evaluation.pool_delta(&sub, rule_set, i),
+            )
+        }),
+    )?;
+    drop(changed);
+    evaluation.free_pools();
+    let explanations = explain_cycle(config, &prior.carried, &sub, &evaluation, &balanced.matched)?;
+    write_outputs(
+        config,
+        rule_set,
+        &prior.carried,
+        &folder,
+        &sub,
+        &evaluation,
+        &balanced,
+        &explanations,
+    )?;
+    let totals = CycleTotals::of(
+        config,
+        rule_set,
+        &prior.carried,
+        &sub,
+        &evaluation,
+        balanced,
+        &explanations,
+    );
+    Ok(Partition {
+        totals,
+        folder,
+        pools,
+        unusable,
+    })
+}
+
+/// Every table merged from the partitions' folders into the staging folder, and the pool
+/// changes into the state's parts. The rejected lines' outcomes are made here, once.
+fn merge(
+    config: &RunConfig,
+    opened: &Opened,
+    bundle: &Bundle,
+    staging: &Staging,
+    parts: &Parts,
+) -> Result<(DeferredRows, PoolRows), RunError> {
+    use write::merge::{KeyPart::Count, KeyPart::Text, merge_table};
+    let dirs: Vec<PathBuf> = parts
+        .folders
+        .iter()
+        .map(|f| f.path().to_path_buf())
+        .collect();
+    let rule_set = &opened.rule_set;
+    let mut deferred = DeferredRows::default();
+    write::merge_ledgers(
+        staging,
+        &dirs,
+        rule_set,
+        &opened.prior.carried,
+        config.cycle,
+        &mut deferred,
+    )?;
+    let mut rejected: Vec<&crate::load::RejectedLine> = bundle.rejected_lines.iter().collect();
+    rejected.sort_by(|a, b| {
+        (a.line_id.as_str(), a.source_row()).cmp(&(b.line_id.as_str(), b.source_row()))
+    });
+    let rejected = rejected.into_iter().map(|r| {
+        use crate::spill::KeyValue;
+        let key = vec![
+            KeyValue::Text(r.line_id.clone()),
+            KeyValue::Count(r.source_row()),
+        ];
+        (key, write::rejected_outcome(r).to_vec())
+    });
+    let none = || std::iter::empty();
+    merge_table(
+        staging,
+        &dirs,
+        "line_outcomes",
+        write::OUTCOME_COLUMNS,
+        &[Text(0), Count(12)],
+        rejected,
+    )?;
+    let tables: [(&str, &'static [write::Column], write::merge::Order); 5] = [
+        ("explanations", write::EXPLANATION_COLUMNS, &[Text(1)]),
+        ("voucher_deductions", write::DEDUCTION_COLUMNS, &[Text(2)]),
+        ("voucher_balances", write::BALANCE_COLUMNS, &[Text(0)]),
+        ("expiry_report", write::EXPIRY_COLUMNS, &[Text(0)]),
+        ("subsidies", write::SUBSIDY_COLUMNS, &[Text(0)]),
+    ];
+    for (name, columns, order) in tables {
+        merge_table(staging, &dirs, name, columns, order, none())?;
+    }
+    let pool_rows = crate::state::merge_pools(parts.pools.clone())?;
+    Ok((deferred, pool_rows))
+}
