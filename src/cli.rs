@@ -382,10 +382,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value = "1")]
     pub partitions: std::num::NonZeroU32,
 
-    /// Folder for the partitions' tables before they are merged (a temporary folder in it,
+    /// Folder for the partitions' files before they are merged (a temporary folder in it,
     /// removed after; default: beside the staging folder, in --out).
     #[arg(long, value_name = "DIR")]
     pub spill: Option<PathBuf>,
+
+    /// Peak memory to stay within, in binary units (e.g. 512MiB, 1GiB); at least 256MiB. Sizes
+    /// the spilled buckets of a run in partitions.
+    #[arg(long, value_name = "SIZE", default_value_t = crate::budget::MemoryBudget::DEFAULT)]
+    pub memory_budget: crate::budget::MemoryBudget,
 }
 
 impl RunArgs {
@@ -413,6 +418,7 @@ impl RunArgs {
             format: self.format,
             partitions: self.partitions.get(),
             spill: self.spill,
+            memory_budget: self.memory_budget.bytes(),
         })
     }
 }

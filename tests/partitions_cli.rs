@@ -20,13 +20,34 @@ const CYCLES: [&str; 3] = ["2026-10", "2026-11", "2026-12"];
 fn chain(dir: &Path) -> PathBuf {
     let input = dir.join("in");
     let ok = incentives()
-        .args(["generate", "--cycle", "2026-10", "--lines", "3000", "--partners", "24"])
-        .args(["--cycles", "3", "--seed", "7", "--bad-rows", "0.01", "--top-share", "0.25"])
+        .args([
+            "generate",
+            "--cycle",
+            "2026-10",
+            "--lines",
+            "3000",
+            "--partners",
+            "24",
+        ])
+        .args([
+            "--cycles",
+            "3",
+            "--seed",
+            "7",
+            "--bad-rows",
+            "0.01",
+            "--top-share",
+            "0.25",
+        ])
         .arg("--out")
         .arg(&input)
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     for cycle in CYCLES {
         let path = input.join(cycle).join("bill_lines.csv");
         let text = fs::read_to_string(&path).unwrap();
@@ -74,7 +95,9 @@ fn moved_refund(input: &Path, header: &[&str], ids: &BTreeSet<&str>) -> String {
                 && c[col("charge_mode")] == "yearly_monthly"
                 && c[col("currency")] == "CNY"
                 && !c[col("order_id")].is_empty()
-                && c[col("payable_amount")].parse::<f64>().is_ok_and(|p| p > 10.0)
+                && c[col("payable_amount")]
+                    .parse::<f64>()
+                    .is_ok_and(|p| p > 10.0)
         })
         .unwrap();
     let first = original[col("partner_id")];
@@ -207,27 +230,57 @@ fn partitions_and_threads_never_change_a_byte() {
             }
         }
         let rejects = rows(&whole[&format!("{cycle}/rejects.csv")]);
-        let duplicates = rejects.iter().filter(|r| r["reason"].starts_with("duplicate_id")).count();
-        assert!(duplicates >= 5, "{cycle}: {duplicates} duplicate ids rejected");
+        let duplicates = rejects
+            .iter()
+            .filter(|r| r["reason"].starts_with("duplicate_id"))
+            .count();
+        assert!(
+            duplicates >= 5,
+            "{cycle}: {duplicates} duplicate ids rejected"
+        );
     }
-    assert!(crossing.get("override").copied().unwrap_or(0) > 0, "{crossing:?}");
+    assert!(
+        crossing.get("override").copied().unwrap_or(0) > 0,
+        "{crossing:?}"
+    );
     let moved = rows(&whole["2026-11/ledger.csv"])
         .into_iter()
         .filter(|r| r["line_id"] == "LMOVED1" && r["kind"] == "clawback")
         .count();
-    assert_eq!(moved, 1, "the moved customer's refund claws back the first partner's pool");
-    assert!(crossing.get("clawback").copied().unwrap_or(0) > 0, "{crossing:?}");
+    assert_eq!(
+        moved, 1,
+        "the moved customer's refund claws back the first partner's pool"
+    );
+    assert!(
+        crossing.get("clawback").copied().unwrap_or(0) > 0,
+        "{crossing:?}"
+    );
 
-    let three = run_chain(&input, &dir.path().join("p3"), &["--partitions", "3", "--threads", "1"]);
+    let three = run_chain(
+        &input,
+        &dir.path().join("p3"),
+        &["--partitions", "3", "--threads", "1"],
+    );
     assert_same(&whole, &three, "3 partitions, 1 thread");
     let spill = dir.path().join("spill");
     let eight = run_chain(
         &input,
         &dir.path().join("p8"),
-        &["--partitions", "8", "--threads", "2", "--spill", spill.to_str().unwrap()],
+        &[
+            "--partitions",
+            "8",
+            "--threads",
+            "2",
+            "--spill",
+            spill.to_str().unwrap(),
+        ],
     );
     assert_same(&whole, &eight, "8 partitions, 2 threads, --spill");
-    assert_eq!(fs::read_dir(&spill).unwrap().count(), 0, "the spill folder is emptied");
+    assert_eq!(
+        fs::read_dir(&spill).unwrap().count(),
+        0,
+        "the spill folder is emptied"
+    );
 
     let parquet = run_chain(&input, &dir.path().join("q1"), &["--format", "parquet"]);
     let parquet8 = run_chain(

@@ -294,6 +294,7 @@ pub fn main(args: WhatifArgs) -> Result<String, RunError> {
         format: crate::write::Format::Csv,
         partitions: 1,
         spill: None,
+        memory_budget: crate::budget::MemoryBudget::DEFAULT.bytes(),
     };
     whatif(&config, &args.write)
 }

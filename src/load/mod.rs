@@ -12,6 +12,7 @@ mod error;
 mod orders;
 mod own;
 mod partners;
+pub mod split;
 mod table;
 
 pub use bill_lines::RejectedLine;

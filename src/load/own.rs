@@ -126,7 +126,7 @@ where
     buckets.finish::<S>(digest, column, rejects)
 }
 
-fn spill_error(spill: &Path, e: std::io::Error) -> StructuralError {
+pub(super) fn spill_error(spill: &Path, e: std::io::Error) -> StructuralError {
     StructuralError::Io {
         file: "the spill folder",
         message: format!(
@@ -198,7 +198,7 @@ impl FirstRejects {
 
 /// The accepted ids of one file, spilled by hash into `n` bucket files as `id \t row \n`
 /// (ids are `[A-Za-z0-9._-]`: no tab, no line break), each bucket in file order.
-struct Buckets {
+pub(super) struct Buckets {
     folder: PathBuf,
     name: &'static str,
     pending: Vec<Vec<u8>>,
@@ -218,7 +218,7 @@ const PENDING_BYTES: usize = 1 << 16;
 impl Buckets {
     /// As many buckets as keep one bucket's ids, read back, within an eighth of the budget
     /// (an id and its row take about 64 bytes there; a record of the file about 100 on disk).
-    fn new(
+    pub(super) fn new(
         spill: &Path,
         name: &'static str,
         dir: &Path,
@@ -253,19 +253,9 @@ impl Buckets {
         tasks: &mut [TaskResults<(u64, crate::model::Id), Reject>],
         rejects: &mut FirstRejects,
     ) -> Result<(), StructuralError> {
-        let n = self.pending.len() as u64;
         for task in tasks.iter_mut() {
             for (row, id) in task.kept.drain(..) {
-                let b = (crate::fnv::fnv1a(id.as_bytes()) % n) as usize;
-                let pending = &mut self.pending[b];
-                pending.extend_from_slice(id.as_bytes());
-                pending.push(b'\t');
-                pending.extend_from_slice(itoa::Buffer::new().format(row).as_bytes());
-                pending.push(b'\n');
-                self.kept += 1;
-                if pending.len() >= self.pending_limit {
-                    self.flush(b)?;
-                }
+                self.add(row, &id)?;
             }
             for reject in task.failed.drain(..) {
                 self.failed += 1;
@@ -273,6 +263,26 @@ impl Buckets {
             }
         }
         Ok(())
+    }
+
+    /// An accepted row's id into its bucket.
+    pub(super) fn add(&mut self, row: u64, id: &str) -> Result<(), StructuralError> {
+        let b = (crate::fnv::fnv1a(id.as_bytes()) % self.pending.len() as u64) as usize;
+        let pending = &mut self.pending[b];
+        pending.extend_from_slice(id.as_bytes());
+        pending.push(b'\t');
+        pending.extend_from_slice(itoa::Buffer::new().format(row).as_bytes());
+        pending.push(b'\n');
+        self.kept += 1;
+        if pending.len() >= self.pending_limit {
+            self.flush(b)?;
+        }
+        Ok(())
+    }
+
+    /// A row turned away by its own checks (counted in the file's report).
+    pub(super) fn failed(&mut self) {
+        self.failed += 1;
     }
 
     fn flush(&mut self, b: usize) -> Result<(), StructuralError> {
@@ -291,10 +301,20 @@ impl Buckets {
 
     /// Each bucket read alone: a later row with an id an earlier accepted row has is rejected.
     fn finish<S: Schema>(
-        mut self,
+        self,
         digest: super::FileDigest,
         column: &'static str,
         rejects: &mut FirstRejects,
+    ) -> Result<FileReport, StructuralError> {
+        self.finish_with::<S>(digest, column, &mut |r| rejects.push(r))
+    }
+
+    /// [`Buckets::finish`] handing each duplicate's reject to `reject`.
+    pub(super) fn finish_with<S: Schema>(
+        mut self,
+        digest: super::FileDigest,
+        column: &'static str,
+        rejects: &mut impl FnMut(Reject),
     ) -> Result<FileReport, StructuralError> {
         let mut duplicates = 0u64;
         for b in 0..self.pending.len() {
@@ -306,7 +326,7 @@ impl Buckets {
             };
             let mut reject = |id: &[u8], row: u64, first: u64| {
                 duplicates += 1;
-                rejects.push(Reject {
+                rejects(Reject {
                     file: S::FILE,
                     row,
                     column,

@@ -890,6 +890,28 @@ impl<'a, S: Schema> Row<'a, S> {
     pub fn header_width(&self) -> usize {
         self.width
     }
+
+    /// The record's fields as the file holds them, in header order.
+    pub fn fields(&self) -> impl Iterator<Item = &'a str> {
+        self.record.iter()
+    }
+
+    /// The record's last field (a partition's file keeps the line's row in `bill_lines.csv`
+    /// there, after the export's own columns).
+    pub fn last_field(&self) -> Option<&'a str> {
+        self.record.iter().next_back()
+    }
+
+    /// The same record as row `number`.
+    pub fn renumbered(&self, number: u64) -> Row<'a, S> {
+        Row {
+            number,
+            record: self.record,
+            positions: self.positions,
+            width: self.width,
+            _schema: PhantomData,
+        }
+    }
 }
 
 /// A cell: its column's name and its raw text.

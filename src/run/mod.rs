@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub partitions: u32,
     /// Where partitions' tables wait for the merge (default: in `out`).
     pub spill: Option<PathBuf>,
+    /// Bytes the run's peak memory stays within (SPEC §8).
+    pub memory_budget: u64,
 }
 
 /// What a finished run reports to the person or cron job that started it.
@@ -375,12 +377,18 @@ fn group_and_read_pools<'o>(
 /// The likeliest cron mistake: the right folder run as the wrong cycle. Publishing an empty
 /// month would hide it, so it fails like a usage error.
 fn refuse_wrong_cycle(config: &RunConfig, bundle: &Bundle) -> Result<(), RunError> {
-    let lines_read = bundle.bill_lines.len() + bundle.rejected_lines.len();
+    // The file's report: a partitioned run's bundle of master data holds no lines.
+    let accepted = bundle
+        .files
+        .iter()
+        .find(|f| f.file == "bill_lines.csv")
+        .map_or(bundle.bill_lines.len(), |f| f.accepted as usize);
+    let lines_read = accepted + bundle.rejected_lines.len();
     let all_wrong = bundle
         .rejected_lines
         .iter()
         .all(|l| l.reject.code == crate::reject::RejectCode::WrongCycle);
-    if lines_read == 0 || !bundle.bill_lines.is_empty() || !all_wrong {
+    if lines_read == 0 || accepted > 0 || !all_wrong {
         return Ok(());
     }
     let seen = bundle
@@ -839,22 +847,24 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     phases.finish(phase, 0, "");
     check_stop("opening the state")?;
 
-    let phase = phases.start("load");
-    let bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
-    let read: u64 = bundle.files.iter().map(|f| f.digest.rows_read).sum();
-    phases.finish(phase, read, "rows");
-    refuse_wrong_cycle(config, &bundle)?;
-    fault_point("loaded");
-    check_stop("load")?;
-    refuse_rejects(config, &bundle.rejects)?;
-
     let staging = Staging::begin(&config.out, config.cycle, config.format, &opened.state_tag)?;
-    // What the outputs and the state need of the bundle once it is evaluated.
-    let master = Master::of(&bundle);
-    let written = if config.partitions > 1 {
-        partitions::run_partitioned(config, &mut opened, &state, bundle, &staging, &mut phases)?
+    let (master, written) = if config.partitions > 1 {
+        let (bundle, written) =
+            partitions::run_partitioned(config, &mut opened, &state, &staging, &mut phases)?;
+        (Master::of(&bundle), written)
     } else {
-        run_whole(config, &mut opened, &state, bundle, &staging, &mut phases)?
+        let phase = phases.start("load");
+        let bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
+        let read: u64 = bundle.files.iter().map(|f| f.digest.rows_read).sum();
+        phases.finish(phase, read, "rows");
+        refuse_wrong_cycle(config, &bundle)?;
+        fault_point("loaded");
+        check_stop("load")?;
+        refuse_rejects(config, &bundle.rejects)?;
+        // What the manifest and the state need of the bundle once it is evaluated.
+        let master = Master::of(&bundle);
+        let written = run_whole(config, &mut opened, &state, bundle, &staging, &mut phases)?;
+        (master, written)
     };
     let Written {
         totals,
@@ -1439,6 +1449,7 @@ mod tests {
                         format: write::Format::Csv,
                         partitions: 1,
                         spill: None,
+                        memory_budget: crate::budget::MemoryBudget::DEFAULT.bytes(),
                     };
                     let report = pool.install(|| run(&config, &crate::progress::Silent));
                     prop_assert!(report.is_ok(), "{cycle}: {:?}", report.err().map(|e| e.to_string()));

@@ -8,32 +8,34 @@
 
 use super::{
     CycleTotals, Opened, Phases, RunConfig, Written, check_stop, cycle_rejects, explain_cycle,
-    fault_point, refuse_rejects, settle_balances, warn_unusable_pools, write_outputs,
-    write_rejects,
+    fault_point, refuse_rejects, refuse_wrong_cycle, settle_balances, warn_unusable_pools,
+    write_outputs, write_rejects,
 };
 use crate::error::RunError;
 use crate::evaluate::{self, OrdersById};
 use crate::load::Bundle;
-use crate::partition::Routing;
+use crate::partition;
 use crate::state::{DeferredRows, PoolRows, StateStore};
 use crate::write::{self, Staging};
 use std::path::PathBuf;
 
-/// What the partitions leave for the merge: their folders (removed when dropped) and their
-/// spilled pool changes.
+/// What the partitions leave for the merge: their folders (removed when dropped), their
+/// spilled pool changes, and their rejected lines (whose outcomes are written in the merge).
 struct Parts {
     folders: Vec<Staging>,
     pools: Vec<PathBuf>,
+    rejected_lines: Vec<crate::load::RejectedLine>,
 }
 
+/// The ownership pass (`load::split`), each partition evaluated in turn, the merge. Returns
+/// the bundle of master data the manifest needs, and what was written.
 pub(super) fn run_partitioned(
     config: &RunConfig,
     opened: &mut Opened,
     state: &StateStore,
-    mut bundle: Bundle,
     staging: &Staging,
     phases: &mut Phases<'_>,
-) -> Result<Written, RunError> {
+) -> Result<(Bundle, Written), RunError> {
     let spill_root = config.spill.clone().unwrap_or_else(|| {
         staging
             .path()
@@ -41,43 +43,56 @@ pub(super) fn run_partitioned(
             .map_or(config.out.clone(), PathBuf::from)
     });
     std::fs::create_dir_all(&spill_root).map_err(|e| RunError::io(spill_root.display(), e))?;
-    let spill = tempfile::Builder::new()
-        .prefix(&format!(".{}.spill-", config.cycle))
-        .tempdir_in(&spill_root)
-        .map_err(|e| RunError::io(spill_root.display(), e))?;
+
+    let phase = phases.start("load");
+    let mut pools_of = |wanted: &std::collections::BTreeSet<&str>| {
+        state
+            .prior_pools(config.cycle, wanted)
+            .map_err(|e| crate::load::StructuralError::Io {
+                file: "state.db",
+                message: e.to_string(),
+            })
+    };
+    let mut split = crate::load::split::split_bundle(
+        &config.input,
+        config.cycle,
+        config.partitions,
+        config.memory_budget,
+        &spill_root,
+        &mut pools_of,
+    )?;
+    let master = std::mem::take(&mut split.master);
+    let read: u64 = master.files.iter().map(|f| f.digest.rows_read).sum();
+    phases.finish(phase, read, "rows");
+    refuse_wrong_cycle(config, &master)?;
+    fault_point("loaded");
+    check_stop("load")?;
+    refuse_rejects(config, &master.rejects)?;
+    split.master = master;
+    opened.prior.pools = std::mem::take(&mut split.prior_pools);
 
     let phase = phases.start("evaluate");
-    bundle.group_lines_by_partner();
-    let routing = {
-        let orders = OrdersById::new(&bundle.orders);
-        let clawed = orders.clawed_orders(&bundle.bill_lines);
-        opened.prior.pools = state.prior_pools(config.cycle, &clawed)?;
-        Routing::new(&bundle, &orders, &opened.prior.pools, config.partitions)
-    };
     let prior_balances = state.prior_balances(config.cycle)?;
     let mut totals = CycleTotals::default();
     let mut parts = Parts {
         folders: Vec::new(),
         pools: Vec::new(),
+        rejected_lines: Vec::new(),
     };
     let mut unusable = 0;
-    for k in 0..routing.count() {
-        let part = evaluate_partition(
-            config,
-            opened,
-            &routing,
-            &bundle,
-            k,
-            &prior_balances,
-            spill.path(),
-        )?;
+    let mut lines = 0;
+    for k in 0..split.count() {
+        let sub = split.partition(k)?;
+        lines += sub.owned_lines().count();
+        let part = evaluate_partition(config, opened, sub, k, &prior_balances, split.path())?;
         unusable = unusable.max(part.unusable);
         parts.folders.push(part.folder);
         parts.pools.push(part.pools);
+        parts.rejected_lines.extend(part.rejected_lines);
         totals.add(part.totals);
         check_stop("evaluate")?;
     }
-    phases.finish(phase, bundle.bill_lines.len() as u64, "lines");
+    phases.finish(phase, lines as u64, "lines");
     warn_unusable_pools(config, unusable);
     // The loader's rejects were refused before evaluation.
     refuse_rejects(
@@ -87,44 +102,48 @@ pub(super) fn run_partitioned(
     fault_point("reconciled");
 
     let phase = phases.start("write");
-    let (deferred, pool_rows) = merge(config, opened, &bundle, staging, &parts)?;
-    let (files, rejects) = write_rejects(staging, &bundle, &totals.later_rejects)?;
+    let (deferred, pool_rows) = merge(config, opened, staging, &mut parts)?;
+    let (files, rejects) = write_rejects(staging, &split.master, &totals.later_rejects)?;
     check_stop("write")?;
     phases.finish(phase, staging.written().len() as u64, "files");
     drop(parts);
-    drop(spill);
-    Ok(Written {
+    let master = std::mem::take(&mut split.master);
+    drop(split);
+    let written = Written {
         totals,
         files,
         rejects,
         deferred,
         pool_rows,
-    })
+    };
+    Ok((master, written))
 }
 
-/// One partition's results: its totals, its tables' folder, its spilled pool changes.
+/// One partition's results: its totals, its tables' folder, its spilled pool changes, its
+/// rejected lines.
 struct Partition {
     totals: CycleTotals,
     folder: Staging,
     pools: PathBuf,
     unusable: usize,
+    rejected_lines: Vec<crate::load::RejectedLine>,
 }
 
 fn evaluate_partition(
     config: &RunConfig,
     opened: &Opened,
-    routing: &Routing,
-    bundle: &Bundle,
+    mut sub: Bundle,
     k: u32,
     prior_balances: &super::PriorBalances,
     spill: &std::path::Path,
 ) -> Result<Partition, RunError> {
     let rule_set = &opened.rule_set;
-    let mut sub = routing.bundle(bundle, k);
+    let count = config.partitions;
+    sub.group_lines_by_partner();
     let orders = std::mem::take(&mut sub.orders);
     let prior = evaluate::Prior {
         pools: opened.prior.pools.clone(),
-        carried: routing.carried(k, &opened.prior.carried),
+        carried: partition::carried(k, count, &opened.prior.carried),
     };
     let mut evaluation = evaluate::evaluate_with(
         &sub,
@@ -136,7 +155,7 @@ fn evaluate_partition(
     );
     drop(orders);
     let unusable = evaluation.unusable_prior_pools();
-    let prior_k = routing.prior_balances(k, &prior_balances.0, &prior_balances.1);
+    let prior_k = partition::prior_balances(k, count, &prior_balances.0, &prior_balances.1);
     let balanced = settle_balances(
         config,
         rule_set,
@@ -180,11 +199,13 @@ fn evaluate_partition(
         balanced,
         &explanations,
     );
+    drop(evaluation);
     Ok(Partition {
         totals,
         folder,
         pools,
         unusable,
+        rejected_lines: std::mem::take(&mut sub.rejected_lines),
     })
 }
 
@@ -193,9 +214,8 @@ fn evaluate_partition(
 fn merge(
     config: &RunConfig,
     opened: &Opened,
-    bundle: &Bundle,
     staging: &Staging,
-    parts: &Parts,
+    parts: &mut Parts,
 ) -> Result<(DeferredRows, PoolRows), RunError> {
     use write::merge::{KeyPart::Count, KeyPart::Text, merge_table};
     let dirs: Vec<PathBuf> = parts
@@ -213,7 +233,7 @@ fn merge(
         config.cycle,
         &mut deferred,
     )?;
-    let mut rejected: Vec<&crate::load::RejectedLine> = bundle.rejected_lines.iter().collect();
+    let mut rejected: Vec<&crate::load::RejectedLine> = parts.rejected_lines.iter().collect();
     rejected.sort_by(|a, b| {
         (a.line_id.as_str(), a.source_row()).cmp(&(b.line_id.as_str(), b.source_row()))
     });

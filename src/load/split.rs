@@ -1,0 +1,835 @@
+//! The ownership pass of a run in partitions (SPEC §8): the bundle's two large files streamed
+//! once each through the loader's row checks, every accepted line written to its partner's
+//! partition (`crate::partition`) in the spill folder, and what crosses partitions decided by
+//! joins over spilled buckets, never over the whole month in memory:
+//! - ids that must be unique (line and order ids): spilled by hash, each bucket read alone
+//!   (`own.rs`), so the first accepted row keeps the id over the whole file;
+//! - a reseller's line goes to its distributors' partitions as it is read (links are small);
+//! - the orders negative lines claw back from: line and order references spilled by the hash
+//!   of the order id; a first join resolves each negative line's clawed order (its
+//!   `original_order_id`, else its order's, else its order), a second joins the clawed orders
+//!   with their positive lines and the earlier cycles' pools: every negative line of a clawed
+//!   order goes to each partition owning a recipient of its pools, every positive line of it to
+//!   each partition owning one of its negative lines;
+//! - each order goes to the partitions whose lines name it.
+//!
+//! A partition's files are the export's own records (its header, plus the line's row in the
+//! export as a last column), read back by [`Split::partition`] through the same row checks:
+//! a partition's bundle is what loading the whole bundle would give, restricted to its own
+//! partners and the copies it needs.
+
+use super::own::{Buckets, spill_error};
+use super::table::{Row, Schema, Sizes, Table};
+use super::{
+    Bundle, Partners, RejectedLine, StructuralError, TaskResults, bill_lines, finish_simple,
+    orders, partners, read_file_with, read_simple, stream_file_with, without_rows,
+};
+use crate::calendar::Cycle;
+use crate::chain::PriorPool;
+use crate::csv_field::push_csv_field;
+use crate::model::{Codes, PartnerIdx};
+use crate::partition::partition_of;
+use crate::reject::Reject;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A partition's files' last column: the line's row in `bill_lines.csv`.
+const SOURCE_ROW: &str = "__incentives_source_row";
+
+/// The bundle split into partitions on disk, and what is kept whole: the master data, the
+/// loader's rejects and file reports, the rejected lines, the earlier cycles' pools of the
+/// orders clawed back this cycle.
+pub struct Split {
+    spill: tempfile::TempDir,
+    cycle: Cycle,
+    count: u32,
+    /// Partners, links, tags, codes of nothing, vouchers, projects, balances, withdrawals, every
+    /// reject of the loader and the file reports: a bundle without lines or orders.
+    pub master: Bundle,
+    /// Duplicate lines' rejects, by row.
+    line_duplicates: Vec<Reject>,
+    /// Earlier cycles' pools of the orders this cycle's negative lines claw back from.
+    pub prior_pools: Vec<PriorPool>,
+}
+
+/// One accepted line as pass 1 routes it.
+struct LineOut {
+    row: u64,
+    line_id: crate::model::Id,
+    partner: PartnerIdx,
+    negative: bool,
+    order_id: Option<crate::model::Id>,
+    original_order_id: Option<Box<str>>,
+    raw: String,
+}
+
+/// One accepted order as pass 2 routes it.
+struct OrderOut {
+    row: u64,
+    order_id: crate::model::Id,
+    original_order_id: Option<crate::model::Id>,
+    raw: String,
+}
+
+/// The earlier cycles' pools of some orders (what the state holds), asked per bucket.
+pub type PriorPoolsOf<'s> =
+    dyn FnMut(&BTreeSet<&str>) -> Result<Vec<PriorPool>, StructuralError> + 's;
+
+/// Splits the bundle in `dir` into `count` partitions in a temporary folder under `spill`,
+/// within `budget` bytes.
+pub fn split_bundle(
+    dir: &Path,
+    cycle: Cycle,
+    count: u32,
+    budget: u64,
+    spill: &Path,
+    prior_pools_of: &mut PriorPoolsOf<'_>,
+) -> Result<Split, StructuralError> {
+    let spill = tempfile::Builder::new()
+        .prefix(&format!(".{cycle}.spill-"))
+        .tempdir_in(spill)
+        .map_err(|e| spill_error(spill, e))?;
+    let root = spill.path().to_path_buf();
+    let mut rejects = Vec::new();
+    let mut files = Vec::new();
+    let read = read_simple::<partners::PartnerColumn, _, _>(dir, partners::parse_partner)?;
+    let partner_rows = finish_simple::<partners::PartnerColumn, _>(
+        read,
+        Some(("partner_id", |p: &crate::model::Partner| &p.partner_id)),
+        &mut rejects,
+        &mut files,
+    );
+    let partners = Partners::new(without_rows(partner_rows));
+    let small = super::finish_small_files(
+        super::read_small_files(dir, &partners)?,
+        &partners,
+        &mut rejects,
+        &mut files,
+    );
+    let of_partner: Vec<u32> = partners
+        .iter()
+        .map(|(_, p)| partition_of(&p.partner_id, count))
+        .collect();
+    let mut distributors: BTreeMap<PartnerIdx, BTreeSet<u32>> = BTreeMap::new();
+    for link in &small.links {
+        distributors
+            .entry(link.reseller)
+            .or_default()
+            .insert(of_partner[link.distributor.0 as usize]);
+    }
+    let mut parts = PartitionFiles::create(&root, count, dir)?;
+    let mut refs = RecordBuckets::new(&root, "refs", dir, budget)?;
+    let mut claws = RecordBuckets::new(&root, "claws", dir, budget)?;
+
+    // Pass 1: the lines.
+    let mut line_ids = Buckets::new(&root, "bill_lines", dir, budget)?;
+    let mut rejected: Vec<RejectedLine> = Vec::new();
+    let line_digest = stream_file_with::<bill_lines::Column, _, _, Codes, _, _, _>(
+        dir,
+        Sizes::default(),
+        |row, codes| {
+            bill_lines::parse(row, cycle, &partners, codes)
+                .map(|line| LineOut {
+                    row: row.number,
+                    raw: raw_record(row, Some(row.number)),
+                    negative: line.is_negative(),
+                    line_id: line.line_id,
+                    partner: line.partner,
+                    order_id: line.order_id,
+                    original_order_id: line.original_order_id,
+                })
+                .map_err(|f| Box::new(RejectedLine::from_row(row, f)))
+        },
+        &mut |_, _| {},
+        &mut |tasks: &mut [TaskResults<LineOut, Box<RejectedLine>>], _| {
+            for task in tasks.iter_mut() {
+                for line in task.kept.drain(..) {
+                    line_ids.add(line.row, &line.line_id)?;
+                    let own = of_partner[line.partner.0 as usize];
+                    let dists = distributors.get(&line.partner);
+                    parts.line(own, &line.raw)?;
+                    for &d in dists.into_iter().flatten().filter(|&&d| d != own) {
+                        parts.line(d, &line.raw)?;
+                    }
+                    route_line(&line, own, dists, &mut refs, &mut claws)?;
+                }
+                for r in task.failed.drain(..) {
+                    line_ids.failed();
+                    rejected.push(*r);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let mut line_duplicates = Vec::new();
+    let lines_report =
+        line_ids.finish_with::<bill_lines::Column>(line_digest, "line_id", &mut |r| {
+            line_duplicates.push(r)
+        })?;
+
+    // Pass 2: the orders.
+    let mut order_ids = Buckets::new(&root, "orders", dir, budget)?;
+    let mut order_rejects = Vec::new();
+    let order_digest = stream_file_with::<orders::OrderColumn, _, _, (), _, _, _>(
+        dir,
+        Sizes::default(),
+        |row, _| {
+            orders::parse_order(row, &partners)
+                .map(|o| OrderOut {
+                    row: row.number,
+                    raw: raw_record(row, None),
+                    order_id: o.order_id,
+                    original_order_id: o.original_order_id,
+                })
+                .map_err(|f| f.at(orders::OrderColumn::FILE, row.number))
+        },
+        &mut |_, _| {},
+        &mut |tasks: &mut [TaskResults<OrderOut, Reject>], _| {
+            for task in tasks.iter_mut() {
+                for o in task.kept.drain(..) {
+                    order_ids.add(o.row, &o.order_id)?;
+                    let orig = o.original_order_id.as_deref().unwrap_or("");
+                    let row = o.row.to_string();
+                    refs.push(&o.order_id, &["O", &o.order_id, &row, orig, &o.raw])?;
+                }
+                for r in task.failed.drain(..) {
+                    order_ids.failed();
+                    order_rejects.push(r);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let mut order_duplicates = Vec::new();
+    let orders_report =
+        order_ids.finish_with::<orders::OrderColumn>(order_digest, "order_id", &mut |r| {
+            order_duplicates.push(r)
+        })?;
+    line_duplicates.sort_by_key(|r| r.row);
+    order_duplicates.sort_by_key(|r| r.row);
+    let dropped_lines: Vec<u64> = line_duplicates.iter().map(|r| r.row).collect();
+    let dropped_orders: Vec<u64> = order_duplicates.iter().map(|r| r.row).collect();
+
+    // The joins: clawed orders, their copies, then each order to the partitions naming it.
+    resolve_claws(&mut refs, &mut claws, &dropped_lines, &dropped_orders)?;
+    let (copies, prior_pools) = claw_copies(&mut claws, &dropped_lines, count, prior_pools_of)?;
+    parts.copy_lines(&copies, count)?;
+    deliver_orders(
+        &mut refs,
+        &mut parts,
+        &copies,
+        &dropped_lines,
+        &dropped_orders,
+    )?;
+    parts.finish()?;
+
+    rejects.extend(rejected.iter().map(|l| l.reject.clone()));
+    rejects.extend(line_duplicates.iter().cloned());
+    rejects.extend(order_rejects);
+    rejects.extend(order_duplicates);
+    rejects.sort_by(|a, b| (a.file, a.row, a.column).cmp(&(b.file, b.row, b.column)));
+    files.push(lines_report);
+    files.push(orders_report);
+    files.sort_by_key(|f| f.file);
+    rejected.sort_by_key(RejectedLine::source_row);
+    Ok(Split {
+        spill,
+        cycle,
+        count,
+        master: Bundle {
+            partners,
+            rejected_lines: rejected,
+            vouchers: small.vouchers,
+            distributor_links: small.links,
+            capability_tags: small.tags,
+            projects: small.projects,
+            opening_balances: small.opening,
+            withdrawals: small.withdrawals,
+            rejects,
+            files,
+            ..Default::default()
+        },
+        line_duplicates,
+        prior_pools,
+    })
+}
+
+/// A record's fields as the export wrote them (quoted where RFC 4180 needs it), with the row
+/// as a last field when given, and a line break.
+fn raw_record<S: Schema>(row: &Row<'_, S>, source_row: Option<u64>) -> String {
+    let mut out = String::new();
+    for (i, field) in row.fields().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_csv_field(&mut out, field);
+    }
+    if let Some(n) = source_row {
+        out.push(',');
+        out.push_str(itoa::Buffer::new().format(n));
+    }
+    out.push('\n');
+    out
+}
+
+/// A line's references: by its order (for the order's delivery and a negative line's clawed
+/// order), or, for a negative line naming only an original order, straight to that order.
+fn route_line(
+    line: &LineOut,
+    own: u32,
+    dists: Option<&BTreeSet<u32>>,
+    refs: &mut RecordBuckets,
+    claws: &mut RecordBuckets,
+) -> Result<(), StructuralError> {
+    let row = line.row.to_string();
+    let own_text = own.to_string();
+    let orig = line.original_order_id.as_deref().unwrap_or("");
+    let mut holders = own_text.clone();
+    for d in dists.into_iter().flatten().filter(|&&d| d != own) {
+        holders.push(';');
+        holders.push_str(&d.to_string());
+    }
+    let neg = if line.negative { "1" } else { "0" };
+    match line.order_id.as_deref() {
+        Some(order) => refs.push(order, &["L", order, &row, neg, &holders, orig]),
+        None if line.negative && !orig.is_empty() => claws.push(orig, &["N", orig, &row, &holders]),
+        None => Ok(()),
+    }
+}
+
+/// Join 1, per bucket of order ids: each negative line's clawed order (its original order, else
+/// its order's, else its order) and each positive line with an order, into the clawed orders'
+/// buckets.
+fn resolve_claws(
+    refs: &mut RecordBuckets,
+    claws: &mut RecordBuckets,
+    dropped_lines: &[u64],
+    dropped_orders: &[u64],
+) -> Result<(), StructuralError> {
+    for b in 0..refs.len() {
+        let records = refs.read(b)?;
+        for group in by_order(&records) {
+            let order = group
+                .iter()
+                .find(|r| is(r, "O") && !dropped(dropped_orders, r));
+            for r in group
+                .iter()
+                .filter(|r| is(r, "L") && !dropped(dropped_lines, r))
+            {
+                let (id, row, holders) = (&r[1], &r[2], &r[4]);
+                if &r[3] == "1" {
+                    let clawed = [&r[5], order.map_or("", |o| &o[3]), id]
+                        .into_iter()
+                        .find(|c| !c.is_empty())
+                        .unwrap_or(id);
+                    claws.push(clawed, &["N", clawed, row, holders])?;
+                } else {
+                    claws.push(id, &["P", id, row, holders])?;
+                }
+            }
+        }
+    }
+    claws.flush_all()
+}
+
+/// Lines copied to partitions other than theirs, as (row, partition) sorted, and the earlier
+/// cycles' pools of the clawed orders.
+type ClawCopies = (Vec<(u64, u32)>, Vec<PriorPool>);
+
+/// Join 2, per bucket of clawed orders: for each order some negative line claws back from, the
+/// copies its lines need (negative lines to every partition owning a recipient of its pools or
+/// one of its negative lines; positive lines to every partition owning a negative line), and
+/// the earlier cycles' pools of those orders. Copies as (row, partition), sorted.
+fn claw_copies(
+    claws: &mut RecordBuckets,
+    dropped_lines: &[u64],
+    count: u32,
+    prior_pools_of: &mut PriorPoolsOf<'_>,
+) -> Result<ClawCopies, StructuralError> {
+    let mut copies = Vec::new();
+    let mut prior_pools = Vec::new();
+    for b in 0..claws.len() {
+        let records = claws.read(b)?;
+        let groups: Vec<&[csv::StringRecord]> = by_order(&records)
+            .into_iter()
+            .filter(|g| g.iter().any(|r| is(r, "N") && !dropped(dropped_lines, r)))
+            .collect();
+        let wanted: BTreeSet<&str> = groups.iter().map(|g| &g[0][1]).collect();
+        let pools = prior_pools_of(&wanted)?;
+        let mut earlier: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
+        for p in &pools {
+            earlier
+                .entry(p.order_id.as_str())
+                .or_default()
+                .insert(partition_of(&p.recipient, count));
+        }
+        for group in groups {
+            let live = || group.iter().filter(|r| !dropped(dropped_lines, r));
+            let owners: BTreeSet<u32> = live().filter(|r| is(r, "N")).map(own).collect();
+            let mut targets: BTreeSet<u32> = owners.clone();
+            for r in live().filter(|r| is(r, "P")) {
+                targets.extend(holders(r));
+            }
+            targets.extend(earlier.get(&group[0][1]).into_iter().flatten());
+            for r in live() {
+                let row = r[2].parse().unwrap_or(0);
+                let has = holders(r);
+                let to = if is(r, "N") { &targets } else { &owners };
+                copies.extend(to.difference(&has).map(|&k| (row, k)));
+            }
+        }
+        prior_pools.extend(pools);
+    }
+    copies.sort_unstable();
+    copies.dedup();
+    Ok((copies, prior_pools))
+}
+
+/// Join 3, per bucket of order ids: each order to the partitions holding a line that names it.
+fn deliver_orders(
+    refs: &mut RecordBuckets,
+    parts: &mut PartitionFiles,
+    copies: &[(u64, u32)],
+    dropped_lines: &[u64],
+    dropped_orders: &[u64],
+) -> Result<(), StructuralError> {
+    for b in 0..refs.len() {
+        let records = refs.read(b)?;
+        for group in by_order(&records) {
+            let Some(order) = group
+                .iter()
+                .find(|r| is(r, "O") && !dropped(dropped_orders, r))
+            else {
+                continue;
+            };
+            let mut to: BTreeSet<u32> = BTreeSet::new();
+            for r in group
+                .iter()
+                .filter(|r| is(r, "L") && !dropped(dropped_lines, r))
+            {
+                to.extend(holders(r));
+                let row: u64 = r[2].parse().unwrap_or(0);
+                let at = copies.partition_point(|c| c.0 < row);
+                to.extend(copies[at..].iter().take_while(|c| c.0 == row).map(|c| c.1));
+            }
+            for k in to {
+                parts.order(k, &order[4])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is(record: &csv::StringRecord, kind: &str) -> bool {
+    record.get(0) == Some(kind)
+}
+
+/// Whether a reference's row (field 2) is of a row turned away as a duplicate.
+fn dropped(rows: &[u64], record: &csv::StringRecord) -> bool {
+    record
+        .get(2)
+        .and_then(|r| r.parse().ok())
+        .is_some_and(|row| rows.binary_search(&row).is_ok())
+}
+
+/// The partitions holding a line's record (field 3 of an `N`/`P` claw, 4 of an `L` reference).
+fn holders(record: &csv::StringRecord) -> BTreeSet<u32> {
+    let field = if is(record, "L") { 4 } else { 3 };
+    record
+        .get(field)
+        .unwrap_or("")
+        .split(';')
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The partition owning a line (the first of its holders).
+fn own(record: &csv::StringRecord) -> u32 {
+    let field = if is(record, "L") { 4 } else { 3 };
+    record
+        .get(field)
+        .and_then(|h| h.split(';').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records grouped by order id (field 1), each group in row order.
+fn by_order(records: &[csv::StringRecord]) -> Vec<&[csv::StringRecord]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for i in 1..=records.len() {
+        if i == records.len() || records[i].get(1) != records[start].get(1) {
+            if i > start {
+                groups.push(&records[start..i]);
+            }
+            start = i;
+        }
+    }
+    groups
+}
+
+/// Records spilled by the hash of a key into bucket files (CSV), each bucket read alone.
+struct RecordBuckets {
+    folder: PathBuf,
+    pending: Vec<String>,
+    written: Vec<bool>,
+}
+
+/// Bytes a bucket holds before they are appended to its file.
+const BUCKET_PENDING: usize = 1 << 16;
+
+impl RecordBuckets {
+    /// As many buckets as keep one, read back as records (~200 bytes a line of the export),
+    /// within a quarter of the budget.
+    fn new(
+        spill: &Path,
+        name: &str,
+        dir: &Path,
+        budget: u64,
+    ) -> Result<RecordBuckets, StructuralError> {
+        let bytes = std::fs::metadata(dir.join("bill_lines.csv")).map_or(0, |m| m.len());
+        let n = ((bytes / 100 * 200).div_ceil((budget / 4).max(1))).clamp(1, 4096) as usize;
+        let folder = spill.join(name);
+        std::fs::create_dir_all(&folder).map_err(|e| spill_error(spill, e))?;
+        Ok(RecordBuckets {
+            folder,
+            pending: vec![String::new(); n],
+            written: vec![false; n],
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn push(&mut self, key: &str, fields: &[&str]) -> Result<(), StructuralError> {
+        let b = (crate::fnv::fnv1a(key.as_bytes()) % self.pending.len() as u64) as usize;
+        let out = &mut self.pending[b];
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_csv_field(out, f);
+        }
+        out.push('\n');
+        if out.len() >= BUCKET_PENDING {
+            self.flush(b)?;
+        }
+        Ok(())
+    }
+
+    fn path(&self, b: usize) -> PathBuf {
+        self.folder.join(format!("{b:04}"))
+    }
+
+    fn flush(&mut self, b: usize) -> Result<(), StructuralError> {
+        let path = self.path(b);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| spill_error(&self.folder, e))?;
+        file.write_all(self.pending[b].as_bytes())
+            .map_err(|e| spill_error(&self.folder, e))?;
+        self.pending[b].clear();
+        self.written[b] = true;
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<(), StructuralError> {
+        for b in 0..self.len() {
+            if !self.pending[b].is_empty() {
+                self.flush(b)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bucket `b`'s records sorted by key (field 1), then row (field 2).
+    fn read(&mut self, b: usize) -> Result<Vec<csv::StringRecord>, StructuralError> {
+        self.flush(b)?;
+        let path = self.path(b);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_path(&path)
+            .map_err(|e| spill_error(&self.folder, std::io::Error::other(e)))?;
+        let mut records: Vec<csv::StringRecord> = reader
+            .records()
+            .collect::<Result<_, _>>()
+            .map_err(|e| spill_error(&self.folder, std::io::Error::other(e)))?;
+        let row = |r: &csv::StringRecord| r.get(2).and_then(|v| v.parse::<u64>().ok());
+        records.sort_by(|a, b| (a.get(1), row(a)).cmp(&(b.get(1), row(b))));
+        Ok(records)
+    }
+}
+
+/// Each partition's files: `part-K/own/bill_lines.csv` (its partners' lines and the resale
+/// lines of resellers linked to them), `part-K/copies/bill_lines.csv` (lines of clawed
+/// orders), `part-K/orders/orders.csv`.
+struct PartitionFiles {
+    root: PathBuf,
+    lines: Vec<std::io::BufWriter<std::fs::File>>,
+    orders: Vec<std::io::BufWriter<std::fs::File>>,
+    line_header: String,
+    partner_field: usize,
+}
+
+impl PartitionFiles {
+    fn create(root: &Path, count: u32, dir: &Path) -> Result<PartitionFiles, StructuralError> {
+        let line_names = header::<bill_lines::Column>(dir)?;
+        let order_names = header::<orders::OrderColumn>(dir)?;
+        let partner_field = line_names
+            .iter()
+            .position(|n| n == "partner_id")
+            .unwrap_or(0);
+        let line_header = csv_line(line_names.iter().map(String::as_str).chain([SOURCE_ROW]));
+        let order_header = csv_line(order_names.iter().map(String::as_str));
+        let mut files = PartitionFiles {
+            root: root.to_path_buf(),
+            lines: Vec::new(),
+            orders: Vec::new(),
+            line_header,
+            partner_field,
+        };
+        for k in 0..count {
+            let lines = files.open(k, "own", "bill_lines.csv")?;
+            let mut orders = files.open(k, "orders", "orders.csv")?;
+            orders
+                .write_all(order_header.as_bytes())
+                .map_err(|e| spill_error(root, e))?;
+            files.lines.push(lines);
+            files.orders.push(orders);
+        }
+        Ok(files)
+    }
+
+    fn open(
+        &self,
+        k: u32,
+        folder: &str,
+        file: &str,
+    ) -> Result<std::io::BufWriter<std::fs::File>, StructuralError> {
+        let dir = partition_dir(&self.root, k).join(folder);
+        std::fs::create_dir_all(&dir).map_err(|e| spill_error(&self.root, e))?;
+        let f = std::fs::File::create(dir.join(file)).map_err(|e| spill_error(&self.root, e))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+        if file == "bill_lines.csv" {
+            w.write_all(self.line_header.as_bytes())
+                .map_err(|e| spill_error(&self.root, e))?;
+        }
+        Ok(w)
+    }
+
+    fn line(&mut self, k: u32, raw: &str) -> Result<(), StructuralError> {
+        self.lines[k as usize]
+            .write_all(raw.as_bytes())
+            .map_err(|e| spill_error(&self.root, e))
+    }
+
+    fn order(&mut self, k: u32, raw: &str) -> Result<(), StructuralError> {
+        self.orders[k as usize]
+            .write_all(raw.as_bytes())
+            .map_err(|e| spill_error(&self.root, e))
+    }
+
+    /// The clawed orders' lines copied from their own partition's file to the partitions that
+    /// need them.
+    fn copy_lines(&mut self, copies: &[(u64, u32)], count: u32) -> Result<(), StructuralError> {
+        for w in &mut self.lines {
+            w.flush().map_err(|e| spill_error(&self.root, e))?;
+        }
+        let mut out: Vec<_> = (0..count)
+            .map(|k| self.open(k, "copies", "bill_lines.csv"))
+            .collect::<Result<_, _>>()?;
+        for k in 0..count {
+            let path = partition_dir(&self.root, k).join("own/bill_lines.csv");
+            let mut reader = csv::Reader::from_path(&path)
+                .map_err(|e| spill_error(&self.root, std::io::Error::other(e)))?;
+            for record in reader.records() {
+                let record =
+                    record.map_err(|e| spill_error(&self.root, std::io::Error::other(e)))?;
+                let partner = record.get(self.partner_field).unwrap_or("");
+                if partition_of(partner, count) != k {
+                    continue;
+                }
+                let row: u64 = record
+                    .iter()
+                    .next_back()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                let at = copies.partition_point(|c| c.0 < row);
+                let targets: Vec<u32> = copies[at..]
+                    .iter()
+                    .take_while(|c| c.0 == row)
+                    .map(|c| c.1)
+                    .collect();
+                if targets.is_empty() {
+                    continue;
+                }
+                let text = csv_line(record.iter());
+                for t in targets {
+                    out[t as usize]
+                        .write_all(text.as_bytes())
+                        .map_err(|e| spill_error(&self.root, e))?;
+                }
+            }
+        }
+        for mut w in out {
+            w.flush().map_err(|e| spill_error(&self.root, e))?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), StructuralError> {
+        for w in self.lines.iter_mut().chain(self.orders.iter_mut()) {
+            w.flush().map_err(|e| spill_error(&self.root, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn partition_dir(root: &Path, k: u32) -> PathBuf {
+    root.join(format!("part-{:04}", k + 1))
+}
+
+fn csv_line<'a>(fields: impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (i, f) in fields.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_csv_field(&mut out, f);
+    }
+    out.push('\n');
+    out
+}
+
+/// A file's header names as the loader reads them (without a byte-order mark).
+fn header<S: Schema>(dir: &Path) -> Result<Vec<String>, StructuralError> {
+    Ok(match Table::<S>::open(dir, Sizes::default())? {
+        Some(table) => table
+            .source
+            .header()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let h = if i == 0 {
+                    h.trim_start_matches('\u{feff}')
+                } else {
+                    h
+                };
+                h.trim().to_string()
+            })
+            .collect(),
+        None => Vec::new(),
+    })
+}
+
+impl Split {
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The spill folder (removed with the split).
+    pub fn path(&self) -> &Path {
+        self.spill.path()
+    }
+
+    /// Partition `k`'s bundle: every partner, link, tag (it owns its own partners'), its
+    /// partners' lines and the copies it needs (in row order), the orders they name, its
+    /// partners' vouchers, projects, balances, withdrawals, rejected and duplicate lines. The
+    /// loader's rejects are in [`Split::master`], not here.
+    pub fn partition(&self, k: u32) -> Result<Bundle, StructuralError> {
+        let master = &self.master;
+        let owned: Vec<bool> = master
+            .partners
+            .iter()
+            .map(|(_, p)| partition_of(&p.partner_id, self.count) == k)
+            .collect();
+        let own = |p: PartnerIdx| owned[p.0 as usize];
+        let root = partition_dir(self.spill.path(), k);
+        let mut codes = Codes::default();
+        let mut lines = Vec::new();
+        for folder in ["own", "copies"] {
+            let read = read_file_with::<bill_lines::Column, _, _, Codes, _, _>(
+                &root.join(folder),
+                Sizes::default(),
+                |row, task_codes| {
+                    let number = row.last_field().and_then(|n| n.parse().ok()).unwrap_or(0);
+                    bill_lines::parse(
+                        &row.renumbered(number),
+                        self.cycle,
+                        &master.partners,
+                        task_codes,
+                    )
+                    .map_err(|f| f.at(bill_lines::Column::FILE, number))
+                },
+                &mut |task_codes, lines| bill_lines::renumber(&mut codes, &task_codes, lines),
+            )?;
+            debug_assert!(read.failed.is_empty(), "a line checked once fails again");
+            lines.extend(read.rows);
+        }
+        lines.sort_by_key(|l| l.source_row);
+        lines.dedup_by_key(|l| l.source_row);
+        let mut rejected_lines: Vec<RejectedLine> = master
+            .rejected_lines
+            .iter()
+            .filter(|r| partition_of(&r.partner_id, self.count) == k)
+            .cloned()
+            .collect();
+        let mut bill_lines = Vec::with_capacity(lines.len());
+        for line in lines {
+            let row = u64::from(line.source_row);
+            match self.line_duplicates.binary_search_by_key(&row, |r| r.row) {
+                Ok(i) if own(line.partner) => rejected_lines.push(RejectedLine::from_line(
+                    &line,
+                    &master.partners,
+                    self.line_duplicates[i].clone(),
+                )),
+                Ok(_) => {}
+                Err(_) => bill_lines.push(line),
+            }
+        }
+        rejected_lines.sort_by_key(RejectedLine::source_row);
+        let orders = read_simple::<orders::OrderColumn, _, _>(&root.join("orders"), |r| {
+            orders::parse_order(r, &master.partners)
+        })?;
+        Ok(Bundle {
+            partners: master.partners.owning(owned.clone()),
+            codes,
+            bill_lines,
+            rejected_lines,
+            orders: without_rows(orders.rows),
+            vouchers: master
+                .vouchers
+                .iter()
+                .filter(|v| own(v.partner))
+                .cloned()
+                .collect(),
+            distributor_links: master.distributor_links.clone(),
+            capability_tags: master.capability_tags.clone(),
+            projects: master
+                .projects
+                .iter()
+                .filter(|p| own(p.partner))
+                .cloned()
+                .collect(),
+            opening_balances: master
+                .opening_balances
+                .iter()
+                .filter(|b| own(b.partner))
+                .cloned()
+                .collect(),
+            withdrawals: master
+                .withdrawals
+                .iter()
+                .filter(|w| own(w.partner))
+                .cloned()
+                .collect(),
+            rejects: Vec::new(),
+            files: master.files.clone(),
+        })
+    }
+}
