@@ -377,10 +377,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
 
-    /// Process the partners in N partitions, one at a time (default: 1, the whole month at
-    /// once). Outputs are identical whatever the count.
-    #[arg(long, value_name = "N", default_value = "1")]
-    pub partitions: std::num::NonZeroU32,
+    /// Process the partners in N partitions, one at a time (default: as many as
+    /// --memory-budget needs for the size of bill_lines.csv; 1 is the whole month at once).
+    /// Outputs are identical whatever the count.
+    #[arg(long, value_name = "N")]
+    pub partitions: Option<std::num::NonZeroU32>,
 
     /// Folder for the partitions' files before they are merged (a temporary folder in it,
     /// removed after; default: beside the staging folder, in --out).
@@ -405,6 +406,14 @@ impl RunArgs {
                 .build_global()
                 .map_err(|e| RunError::Usage(format!("--threads {n}: {e}")))?;
         }
+        let partitions = self.partitions.map_or_else(
+            || {
+                let lines =
+                    std::fs::metadata(self.input.join("bill_lines.csv")).map_or(0, |m| m.len());
+                crate::partition::count_for(lines, self.memory_budget.bytes())
+            },
+            |n| n.get(),
+        );
         Ok(RunConfig {
             cycle: self.cycle,
             input: self.input,
@@ -416,7 +425,7 @@ impl RunArgs {
             as_of: self.as_of,
             lang: self.lang,
             format: self.format,
-            partitions: self.partitions.get(),
+            partitions,
             spill: self.spill,
             memory_budget: self.memory_budget.bytes(),
         })

@@ -34,6 +34,22 @@ pub fn partition_of(partner_id: &str, count: u32) -> u32 {
     (u64::from(bucket(partner_id)) * u64::from(count.max(1)) / u64::from(BUCKETS)) as u32
 }
 
+/// Bytes of `bill_lines.csv` a line takes, about (the generator's mix: 240).
+const FILE_BYTES_PER_LINE: u64 = 240;
+
+/// Bytes a line of a partition holds at the run's peak: the line, its rows and outcome, its
+/// share of the pools, explanations and output buffers (measured: `BENCHMARKS.md`).
+const PEAK_BYTES_PER_LINE: u64 = 450;
+
+/// Partitions a run needs for a `bill_lines.csv` of `file_bytes` within `budget` bytes: one
+/// partition's lines within a third of the budget (the rest: windows, buckets, master data, the
+/// allocator's slack). 1 when the month fits whole.
+pub fn count_for(file_bytes: u64, budget: u64) -> u32 {
+    let lines = file_bytes / FILE_BYTES_PER_LINE;
+    let per_partition = (budget / 3 / PEAK_BYTES_PER_LINE).max(1);
+    lines.div_ceil(per_partition).clamp(1, u64::from(BUCKETS)) as u32
+}
+
 /// The rows earlier cycles credited to this cycle of partition `k`'s partners (of `count`).
 pub fn carried(k: u32, count: u32, carried: &[CarriedRow]) -> Vec<CarriedRow> {
     carried

@@ -559,8 +559,10 @@ impl RecordBuckets {
             .records()
             .collect::<Result<_, _>>()
             .map_err(|e| spill_error(&self.folder, std::io::Error::other(e)))?;
-        let row = |r: &csv::StringRecord| r.get(2).and_then(|v| v.parse::<u64>().ok());
-        records.sort_by(|a, b| (a.get(1), row(a)).cmp(&(b.get(1), row(b))));
+        records.sort_by_cached_key(|r| {
+            let row = r.get(2).and_then(|v| v.parse::<u64>().ok());
+            (r.get(1).unwrap_or("").to_string(), row)
+        });
         Ok(records)
     }
 }
@@ -643,20 +645,21 @@ impl PartitionFiles {
         let mut out: Vec<_> = (0..count)
             .map(|k| self.open(k, "copies", "bill_lines.csv"))
             .collect::<Result<_, _>>()?;
+        // A bill line never holds a line break (the loader rejects one in quotes), so each
+        // record is one line of text ending in its row: only the copied ones are parsed.
+        let io = |e: std::io::Error| spill_error(&self.root, e);
         for k in 0..count {
             let path = partition_dir(&self.root, k).join("own/bill_lines.csv");
-            let mut reader = csv::Reader::from_path(&path)
-                .map_err(|e| spill_error(&self.root, std::io::Error::other(e)))?;
-            for record in reader.records() {
-                let record =
-                    record.map_err(|e| spill_error(&self.root, std::io::Error::other(e)))?;
-                let partner = record.get(self.partner_field).unwrap_or("");
-                if partition_of(partner, count) != k {
-                    continue;
-                }
-                let row: u64 = record
-                    .iter()
-                    .next_back()
+            let file = std::fs::File::open(&path).map_err(io)?;
+            let reader = std::io::BufReader::with_capacity(1 << 20, file);
+            let mut lines = std::io::BufRead::split(reader, b'\n');
+            let _header = lines.next();
+            for line in lines {
+                let line = line.map_err(io)?;
+                let row: u64 = line
+                    .rsplit(|&c| c == b',')
+                    .next()
+                    .and_then(|r| std::str::from_utf8(r).ok())
                     .and_then(|r| r.parse().ok())
                     .unwrap_or(0);
                 let at = copies.partition_point(|c| c.0 < row);
@@ -668,11 +671,19 @@ impl PartitionFiles {
                 if targets.is_empty() {
                     continue;
                 }
-                let text = csv_line(record.iter());
+                // The line's own partition holds the original; the others, resale copies.
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(&line[..]);
+                let mut record = csv::StringRecord::new();
+                let _ = reader.read_record(&mut record);
+                if partition_of(record.get(self.partner_field).unwrap_or(""), count) != k {
+                    continue;
+                }
                 for t in targets {
-                    out[t as usize]
-                        .write_all(text.as_bytes())
-                        .map_err(|e| spill_error(&self.root, e))?;
+                    let w = &mut out[t as usize];
+                    w.write_all(&line).map_err(io)?;
+                    w.write_all(b"\n").map_err(io)?;
                 }
             }
         }
