@@ -57,10 +57,10 @@ pub struct Split {
 struct LineOut {
     row: u64,
     line_id: crate::model::Id,
-    partner: PartnerIdx,
-    negative: bool,
-    order_id: Option<crate::model::Id>,
-    original_order_id: Option<Box<str>>,
+    /// The partitions holding the line: its own first, then its distributors'.
+    holders: Vec<u32>,
+    /// Its reference, formatted: (to the clawed orders' buckets, key, record).
+    reference: Option<(bool, Box<str>, String)>,
     raw: String,
 }
 
@@ -128,16 +128,21 @@ pub fn split_bundle(
     let line_digest = stream_file_with::<bill_lines::Column, _, _, Codes, _, _, _>(
         dir,
         Sizes::default(),
+        // Everything but the writing is done here, on every core.
         |row, codes| {
             bill_lines::parse(row, cycle, &partners, codes)
-                .map(|line| LineOut {
-                    row: row.number,
-                    raw: raw_record(row, Some(row.number)),
-                    negative: line.is_negative(),
-                    line_id: line.line_id,
-                    partner: line.partner,
-                    order_id: line.order_id,
-                    original_order_id: line.original_order_id,
+                .map(|line| {
+                    let own = of_partner[line.partner.0 as usize];
+                    let mut holders = vec![own];
+                    let dists = distributors.get(&line.partner).into_iter().flatten();
+                    holders.extend(dists.filter(|&&d| d != own));
+                    LineOut {
+                        row: row.number,
+                        raw: raw_record(row, Some(row.number)),
+                        reference: reference(&line, row.number, &holders),
+                        holders,
+                        line_id: line.line_id,
+                    }
                 })
                 .map_err(|f| Box::new(RejectedLine::from_row(row, f)))
         },
@@ -146,13 +151,14 @@ pub fn split_bundle(
             for task in tasks.iter_mut() {
                 for line in task.kept.drain(..) {
                     line_ids.add(line.row, &line.line_id)?;
-                    let own = of_partner[line.partner.0 as usize];
-                    let dists = distributors.get(&line.partner);
-                    parts.line(own, &line.raw)?;
-                    for &d in dists.into_iter().flatten().filter(|&&d| d != own) {
-                        parts.line(d, &line.raw)?;
+                    for &k in &line.holders {
+                        parts.line(k, &line.raw)?;
                     }
-                    route_line(&line, own, dists, &mut refs, &mut claws)?;
+                    match &line.reference {
+                        Some((false, key, record)) => refs.push_formatted(key, record)?,
+                        Some((true, key, record)) => claws.push_formatted(key, record)?,
+                        None => {}
+                    }
                 }
                 for r in task.failed.drain(..) {
                     line_ids.failed();
@@ -213,15 +219,9 @@ pub fn split_bundle(
 
     // The joins: clawed orders, their copies, then each order to the partitions naming it.
     resolve_claws(&mut refs, &mut claws, &dropped_lines, &dropped_orders)?;
-    let (copies, prior_pools) = claw_copies(&mut claws, &dropped_lines, count, prior_pools_of)?;
+    let (copies, prior_pools) = claw_copies(&claws, &dropped_lines, count, prior_pools_of)?;
     parts.copy_lines(&copies, count)?;
-    deliver_orders(
-        &mut refs,
-        &mut parts,
-        &copies,
-        &dropped_lines,
-        &dropped_orders,
-    )?;
+    deliver_orders(&refs, &mut parts, &copies, &dropped_lines, &dropped_orders)?;
     parts.finish()?;
 
     rejects.extend(rejected.iter().map(|l| l.reject.clone()));
@@ -275,26 +275,28 @@ fn raw_record<S: Schema>(row: &Row<'_, S>, source_row: Option<u64>) -> String {
 
 /// A line's references: by its order (for the order's delivery and a negative line's clawed
 /// order), or, for a negative line naming only an original order, straight to that order.
-fn route_line(
-    line: &LineOut,
-    own: u32,
-    dists: Option<&BTreeSet<u32>>,
-    refs: &mut RecordBuckets,
-    claws: &mut RecordBuckets,
-) -> Result<(), StructuralError> {
-    let row = line.row.to_string();
-    let own_text = own.to_string();
+fn reference(
+    line: &crate::model::BillLine,
+    row: u64,
+    holders: &[u32],
+) -> Option<(bool, Box<str>, String)> {
+    let row = row.to_string();
+    let holders: Vec<String> = holders.iter().map(u32::to_string).collect();
+    let holders = holders.join(";");
     let orig = line.original_order_id.as_deref().unwrap_or("");
-    let mut holders = own_text.clone();
-    for d in dists.into_iter().flatten().filter(|&&d| d != own) {
-        holders.push(';');
-        holders.push_str(&d.to_string());
-    }
-    let neg = if line.negative { "1" } else { "0" };
+    let neg = if line.is_negative() { "1" } else { "0" };
     match line.order_id.as_deref() {
-        Some(order) => refs.push(order, &["L", order, &row, neg, &holders, orig]),
-        None if line.negative && !orig.is_empty() => claws.push(orig, &["N", orig, &row, &holders]),
-        None => Ok(()),
+        Some(order) => Some((
+            false,
+            order.into(),
+            csv_line(["L", order, &row, neg, &holders, orig].into_iter()),
+        )),
+        None if line.is_negative() && !orig.is_empty() => Some((
+            true,
+            orig.into(),
+            csv_line(["N", orig, &row, &holders].into_iter()),
+        )),
+        None => None,
     }
 }
 
@@ -307,8 +309,11 @@ fn resolve_claws(
     dropped_lines: &[u64],
     dropped_orders: &[u64],
 ) -> Result<(), StructuralError> {
-    for b in 0..refs.len() {
+    refs.flush_all()?;
+    let refs = &*refs;
+    let one = |b: usize| -> Result<Vec<(String, String)>, StructuralError> {
         let records = refs.read(b)?;
+        let mut out = Vec::new();
         for group in by_order(&records) {
             let order = group
                 .iter()
@@ -318,19 +323,47 @@ fn resolve_claws(
                 .filter(|r| is(r, "L") && !dropped(dropped_lines, r))
             {
                 let (id, row, holders) = (&r[1], &r[2], &r[4]);
-                if &r[3] == "1" {
+                let (kind, clawed) = if &r[3] == "1" {
                     let clawed = [&r[5], order.map_or("", |o| &o[3]), id]
                         .into_iter()
                         .find(|c| !c.is_empty())
                         .unwrap_or(id);
-                    claws.push(clawed, &["N", clawed, row, holders])?;
+                    ("N", clawed)
                 } else {
-                    claws.push(id, &["P", id, row, holders])?;
-                }
+                    ("P", id)
+                };
+                let record = csv_line([kind, clawed, row, holders].into_iter());
+                out.push((clawed.to_string(), record));
             }
         }
-    }
+        Ok(out)
+    };
+    for_buckets(refs.len(), one, |out| {
+        for (key, record) in out {
+            claws.push_formatted(&key, &record)?;
+        }
+        Ok(())
+    })?;
     claws.flush_all()
+}
+
+/// Buckets `0..n` handled by `one` on every core, a few at a time (so as many are held as there
+/// are threads), their results taken by `take` in bucket order.
+fn for_buckets<T: Send>(
+    n: usize,
+    one: impl Fn(usize) -> Result<T, StructuralError> + Sync,
+    mut take: impl FnMut(T) -> Result<(), StructuralError>,
+) -> Result<(), StructuralError> {
+    use rayon::prelude::*;
+    let at_once = rayon::current_num_threads().max(1);
+    let buckets: Vec<usize> = (0..n).collect();
+    for window in buckets.chunks(at_once) {
+        let results: Vec<Result<T, StructuralError>> = window.par_iter().map(|&b| one(b)).collect();
+        for r in results {
+            take(r?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Lines copied to partitions other than theirs, as (row, partition) sorted, and the earlier
@@ -342,15 +375,15 @@ type ClawCopies = (Vec<(u64, u32)>, Vec<PriorPool>);
 /// one of its negative lines; positive lines to every partition owning a negative line), and
 /// the earlier cycles' pools of those orders. Copies as (row, partition), sorted.
 fn claw_copies(
-    claws: &mut RecordBuckets,
+    claws: &RecordBuckets,
     dropped_lines: &[u64],
     count: u32,
     prior_pools_of: &mut PriorPoolsOf<'_>,
 ) -> Result<ClawCopies, StructuralError> {
     let mut copies = Vec::new();
     let mut prior_pools = Vec::new();
-    for b in 0..claws.len() {
-        let records = claws.read(b)?;
+    // Buckets read and sorted on every core; the state asked one bucket at a time.
+    let take = |records: Vec<csv::StringRecord>| -> Result<(), StructuralError> {
         let groups: Vec<&[csv::StringRecord]> = by_order(&records)
             .into_iter()
             .filter(|g| g.iter().any(|r| is(r, "N") && !dropped(dropped_lines, r)))
@@ -380,7 +413,9 @@ fn claw_copies(
             }
         }
         prior_pools.extend(pools);
-    }
+        Ok(())
+    };
+    for_buckets(claws.len(), |b| claws.read(b), take)?;
     copies.sort_unstable();
     copies.dedup();
     Ok((copies, prior_pools))
@@ -388,14 +423,15 @@ fn claw_copies(
 
 /// Join 3, per bucket of order ids: each order to the partitions holding a line that names it.
 fn deliver_orders(
-    refs: &mut RecordBuckets,
+    refs: &RecordBuckets,
     parts: &mut PartitionFiles,
     copies: &[(u64, u32)],
     dropped_lines: &[u64],
     dropped_orders: &[u64],
 ) -> Result<(), StructuralError> {
-    for b in 0..refs.len() {
+    let one = |b: usize| -> Result<Vec<(u32, String)>, StructuralError> {
         let records = refs.read(b)?;
+        let mut out = Vec::new();
         for group in by_order(&records) {
             let Some(order) = group
                 .iter()
@@ -414,11 +450,17 @@ fn deliver_orders(
                 to.extend(copies[at..].iter().take_while(|c| c.0 == row).map(|c| c.1));
             }
             for k in to {
-                parts.order(k, &order[4])?;
+                out.push((k, order[4].to_string()));
             }
         }
-    }
-    Ok(())
+        Ok(out)
+    };
+    for_buckets(refs.len(), one, |out| {
+        for (k, order) in out {
+            parts.order(k, &order)?;
+        }
+        Ok(())
+    })
 }
 
 fn is(record: &csv::StringRecord, kind: &str) -> bool {
@@ -504,15 +546,14 @@ impl RecordBuckets {
     }
 
     fn push(&mut self, key: &str, fields: &[&str]) -> Result<(), StructuralError> {
+        self.push_formatted(key, &csv_line(fields.iter().copied()))
+    }
+
+    /// A record already formatted as a CSV line.
+    fn push_formatted(&mut self, key: &str, record: &str) -> Result<(), StructuralError> {
         let b = (crate::fnv::fnv1a(key.as_bytes()) % self.pending.len() as u64) as usize;
         let out = &mut self.pending[b];
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_csv_field(out, f);
-        }
-        out.push('\n');
+        out.push_str(record);
         if out.len() >= BUCKET_PENDING {
             self.flush(b)?;
         }
@@ -546,10 +587,14 @@ impl RecordBuckets {
         Ok(())
     }
 
-    /// Bucket `b`'s records sorted by key (field 1), then row (field 2).
-    fn read(&mut self, b: usize) -> Result<Vec<csv::StringRecord>, StructuralError> {
-        self.flush(b)?;
+    /// Bucket `b`'s records sorted by key (field 1), then row (field 2), once every bucket
+    /// is flushed ([`RecordBuckets::flush_all`]).
+    fn read(&self, b: usize) -> Result<Vec<csv::StringRecord>, StructuralError> {
+        debug_assert!(self.pending[b].is_empty());
         let path = self.path(b);
+        if !self.written[b] {
+            return Ok(Vec::new());
+        }
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)

@@ -102,7 +102,7 @@ pub(super) fn run_partitioned(
     fault_point("reconciled");
 
     let phase = phases.start("write");
-    let (deferred, pool_rows) = merge(config, opened, staging, &mut parts)?;
+    let (deferred, pool_rows) = merge(config, opened, staging, &parts)?;
     let (files, rejects) = write_rejects(staging, &split.master, &totals.later_rejects)?;
     check_stop("write")?;
     phases.finish(phase, staging.written().len() as u64, "files");
@@ -215,25 +215,45 @@ fn merge(
     config: &RunConfig,
     opened: &Opened,
     staging: &Staging,
-    parts: &mut Parts,
+    parts: &Parts,
 ) -> Result<(DeferredRows, PoolRows), RunError> {
-    use write::merge::{KeyPart::Count, KeyPart::Text, merge_table};
     let dirs: Vec<PathBuf> = parts
         .folders
         .iter()
         .map(|f| f.path().to_path_buf())
         .collect();
     let rule_set = &opened.rule_set;
-    let mut deferred = DeferredRows::default();
-    write::merge_ledgers(
-        staging,
-        &dirs,
-        rule_set,
-        &opened.prior.carried,
-        config.cycle,
-        &mut deferred,
-    )?;
-    let mut rejected: Vec<&crate::load::RejectedLine> = parts.rejected_lines.iter().collect();
+    // The journal and statements on one side, every other table and the pools on the other.
+    let (deferred, others) = rayon::join(
+        || -> Result<DeferredRows, RunError> {
+            let mut deferred = DeferredRows::default();
+            write::merge_ledgers(
+                staging,
+                &dirs,
+                rule_set,
+                &opened.prior.carried,
+                config.cycle,
+                &mut deferred,
+            )?;
+            Ok(deferred)
+        },
+        || -> Result<PoolRows, RunError> {
+            merge_others(staging, &dirs, &parts.rejected_lines)?;
+            Ok(crate::state::merge_pools(parts.pools.clone())?)
+        },
+    );
+    let (deferred, pool_rows) = (deferred?, others?);
+    Ok((deferred, pool_rows))
+}
+
+/// Every table but the journal and statements, merged; the rejected lines' outcomes made here.
+fn merge_others(
+    staging: &Staging,
+    dirs: &[PathBuf],
+    rejected_lines: &[crate::load::RejectedLine],
+) -> Result<(), RunError> {
+    use write::merge::{KeyPart::Count, KeyPart::Text, merge_table};
+    let mut rejected: Vec<&crate::load::RejectedLine> = rejected_lines.iter().collect();
     rejected.sort_by(|a, b| {
         (a.line_id.as_str(), a.source_row()).cmp(&(b.line_id.as_str(), b.source_row()))
     });
@@ -245,10 +265,9 @@ fn merge(
         ];
         (key, write::rejected_outcome(r).to_vec())
     });
-    let none = || std::iter::empty();
     merge_table(
         staging,
-        &dirs,
+        dirs,
         "line_outcomes",
         write::OUTCOME_COLUMNS,
         &[Text(0), Count(12)],
@@ -262,8 +281,7 @@ fn merge(
         ("subsidies", write::SUBSIDY_COLUMNS, &[Text(0)]),
     ];
     for (name, columns, order) in tables {
-        merge_table(staging, &dirs, name, columns, order, none())?;
+        merge_table(staging, dirs, name, columns, order, std::iter::empty())?;
     }
-    let pool_rows = crate::state::merge_pools(parts.pools.clone())?;
-    Ok((deferred, pool_rows))
+    Ok(())
 }
