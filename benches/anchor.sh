@@ -3,7 +3,8 @@
 #   - builds the release binary;
 #   - generates bundles of 1M, 3M and 10M lines (seed 1), cached under $BENCH_DATA (made again
 #     when the generator's source changes);
-#   - times a full `incentives run --first-cycle --threads 2` on each, with CSV outputs (the
+#   - times a full `incentives run --first-cycle --threads 2 --memory-budget $BENCH_BUDGET`
+#     (default 1GiB: a month too large for it runs in partitions) on each, with CSV outputs (the
 #     default) and with `--format parquet`, and records peak RSS;
 #     every timed command starts with the bundle in the page cache (read once before it), so
 #     neither side pays for disk reads the other does not;
@@ -30,6 +31,7 @@ DUCKDB_VERSION=2.0.1
 THREADS=2
 REPEAT=${BENCH_REPEAT:-3}
 FLOOR=${BENCH_FLOOR:-1}
+BUDGET=${BENCH_BUDGET:-1GiB}
 
 cargo build --release --locked --quiet
 BIN=target/release/incentives
@@ -60,7 +62,7 @@ measure_run() {
     out=$(mktemp -d "$BENCH_DATA/out.XXXXXX")
     warm
     result=$("$PY" benches/measure.py cmd "$BIN" run --first-cycle "$@" --cycle 2026-10 --input "$bundle" \
-        --out "$out" --state "$out/state" --threads "$THREADS")
+        --out "$out" --state "$out/state" --threads "$THREADS" --memory-budget "$BUDGET")
     if [ "$(echo "$result" | json status)" = 0 ]; then
         "$PY" -c "import json,sys; r=json.loads(sys.argv[1]); m=json.load(open(sys.argv[2])); r['load_s']=m['timings']['phases_ms']['load']/1000; print(json.dumps(r))" \
             "$result" "$out/2026-10/manifest.json"

@@ -36,6 +36,24 @@ pub fn key(order: Order, record: &StringRecord) -> Vec<KeyValue> {
         .collect()
 }
 
+/// Whether a record's key under `order` is `key` (without making it).
+fn has_key(order: Order, record: &StringRecord, key: &[KeyValue]) -> bool {
+    order
+        .iter()
+        .zip(key)
+        .all(|(part, value)| match (*part, value) {
+            (KeyPart::Text(c), KeyValue::Text(t)) => record.get(c).unwrap_or("") == t,
+            (KeyPart::Count(c), KeyValue::Count(n)) => {
+                record
+                    .get(c)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    == *n
+            }
+            _ => false,
+        })
+}
+
 /// One run, read a record at a time.
 struct Run {
     reader: csv::Reader<std::fs::File>,
@@ -70,8 +88,8 @@ pub struct Merge {
     runs: Vec<Option<Run>>,
     heap: BinaryHeap<Reverse<(Vec<KeyValue>, usize)>>,
     order: Order,
-    /// The run whose record was last handed out (advanced before the next pick).
-    taken: Option<usize>,
+    /// The run whose record was last handed out (advanced before the next pick), and its key.
+    taken: Option<(usize, Vec<KeyValue>)>,
 }
 
 impl Merge {
@@ -96,19 +114,24 @@ impl Merge {
 
     /// The next record in `order` (smallest key, then lowest run).
     pub fn next_record(&mut self) -> Result<Option<&StringRecord>, String> {
-        if let Some(k) = self.taken.take()
+        if let Some((k, last)) = self.taken.take()
             && let Some(run) = self.runs[k].as_mut()
         {
-            if run.advance()? {
-                self.heap.push(Reverse((key(self.order, &run.record), k)));
-            } else {
+            if !run.advance()? {
                 self.runs[k] = None;
+            } else if has_key(self.order, &run.record, &last) {
+                // The same key again from the same run: no other run's record of that key
+                // comes before it (a lower run's would have been taken first).
+                self.taken = Some((k, last));
+                return Ok(self.runs[k].as_ref().map(|r| &r.record));
+            } else {
+                self.heap.push(Reverse((key(self.order, &run.record), k)));
             }
         }
-        let Some(Reverse((_, k))) = self.heap.pop() else {
+        let Some(Reverse((last, k))) = self.heap.pop() else {
             return Ok(None);
         };
-        self.taken = Some(k);
+        self.taken = Some((k, last));
         Ok(self.runs[k].as_ref().map(|r| &r.record))
     }
 }
@@ -136,5 +159,23 @@ mod tests {
             got.push(format!("{}:{}", &r[0], &r[1]));
         }
         assert_eq!(got, ["L1:9", "L1:10", "L2:5", "L3:1"]);
+
+        // By the first column only: a key's rows of one run stay together and in order, a
+        // lower run's first.
+        let a = write("d.csv", "P1,x\nP1,y\nP3,z\n");
+        let b = write("e.csv", "P1,w\nP2,v\n");
+        const FIRST: Order = &[KeyPart::Text(0)];
+        let mut m = Merge::open(vec![b.clone(), a.clone()], FIRST).unwrap();
+        let mut got = Vec::new();
+        while let Some(r) = m.next_record().unwrap() {
+            got.push(format!("{}:{}", &r[0], &r[1]));
+        }
+        assert_eq!(got, ["P1:w", "P1:x", "P1:y", "P2:v", "P3:z"]);
+        let mut m = Merge::open(vec![a, b], FIRST).unwrap();
+        let mut got = Vec::new();
+        while let Some(r) = m.next_record().unwrap() {
+            got.push(format!("{}:{}", &r[0], &r[1]));
+        }
+        assert_eq!(got, ["P1:x", "P1:y", "P1:w", "P2:v", "P3:z"]);
     }
 }

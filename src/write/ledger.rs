@@ -215,10 +215,10 @@ pub fn merge_ledgers(
     cycle: Cycle,
     deferred: &mut dyn DeferredSink,
 ) -> Result<u64, WriteError> {
-    use super::merge::{KeyPart, Rows, cells_array, open_merge};
+    use super::merge::{KeyPart, cells_array, open_merge};
     let mut pending = carried_by_partner(rules, carried);
     let mut merge = open_merge(dirs, "ledger", &[KeyPart::Text(1)])?;
-    let mut journal = Rows::new(staging.table("ledger", LEDGER)?);
+    let mut journal = staging.table("ledger", LEDGER)?;
     let format = journal.format();
     let later_cycle = cycle.to_string();
     let mut statement: Option<PartnerStatement<'_>> = None;
@@ -228,12 +228,16 @@ pub fn merge_ledgers(
         let partner = record.get(1).unwrap_or("");
         if statement.as_ref().is_none_or(|s| s.partner != partner) {
             if let Some(s) = statement.take() {
-                s.finish(staging, deferred)?;
+                s.finish(staging, &mut journal, deferred)?;
             }
             // Partners with only carried rows come first, in partner-id order.
             while let Some(p) = pending.keys().next().copied().filter(|p| *p < partner) {
                 let rows = pending.remove(p).unwrap_or_default();
-                PartnerStatement::open(staging, p.to_string(), rows)?.finish(staging, deferred)?;
+                PartnerStatement::open(staging, p.to_string(), rows)?.finish(
+                    staging,
+                    &mut journal,
+                    deferred,
+                )?;
             }
             let rows = pending.remove(partner).unwrap_or_default();
             statement = Some(PartnerStatement::open(staging, partner.to_string(), rows)?);
@@ -245,7 +249,6 @@ pub fn merge_ledgers(
         entry_id.push_str(itoa::Buffer::new().format(n));
         let mut cells: [Out<'_>; 16] = cells_array(record, LEDGER, format)?;
         cells[0] = Out::Text(&entry_id);
-        journal.row(&cells)?;
         let key: StatementKey<'_> = (
             &record[10],
             &record[2],
@@ -256,7 +259,7 @@ pub fn merge_ledgers(
             &record[14],
         );
         if let Some(s) = statement.as_mut() {
-            s.row(key, &cells)?;
+            s.row(key, &cells, &mut journal)?;
             if record[10] > *later_cycle {
                 let mut csv: [Out<'_>; 16] = cells_array(record, LEDGER, Format::Csv)?;
                 csv[0] = Out::Text(&entry_id);
@@ -265,21 +268,29 @@ pub fn merge_ledgers(
         }
     }
     if let Some(s) = statement.take() {
-        s.finish(staging, deferred)?;
+        s.finish(staging, &mut journal, deferred)?;
     }
     for (p, rows) in pending {
-        PartnerStatement::open(staging, p.to_string(), rows)?.finish(staging, deferred)?;
+        PartnerStatement::open(staging, p.to_string(), rows)?.finish(
+            staging,
+            &mut journal,
+            deferred,
+        )?;
     }
-    staging.finish(journal.finish()?)?;
+    staging.finish(journal)?;
     Ok(n)
 }
 
-/// One partner's statement being merged: its journal rows as they pass, its carried rows put
-/// in among them by the statement's keys (a carried row before a journal row of equal keys),
-/// and its rows credited to later cycles (CSV, for the state).
+/// One partner's statement being merged. Its journal rows are formatted once, a batch at a
+/// time, and written to the journal and (without carried rows) to the statement as they are;
+/// with carried rows, the statement is its own batch, carried rows put in among the journal
+/// rows by the statement's keys (a carried row before a journal row of equal keys). Its rows
+/// credited to later cycles are kept as CSV for the state.
 struct PartnerStatement<'c> {
     partner: String,
-    rows: super::merge::Rows,
+    table: super::Table,
+    rows: Batch,
+    merged: Option<Batch>,
     carried: Vec<CarriedText<'c>>,
     carried_next: usize,
     later: BTreeMap<String, Batch>,
@@ -292,25 +303,60 @@ impl<'c> PartnerStatement<'c> {
         carried: Vec<CarriedText<'c>>,
     ) -> Result<PartnerStatement<'c>, WriteError> {
         let table = staging.table(&format!("ledgers/{partner}"), LEDGER)?;
+        let format = table.format();
         Ok(PartnerStatement {
             partner,
-            rows: super::merge::Rows::new(table),
+            table,
+            rows: Batch::new(LEDGER, format),
+            merged: (!carried.is_empty()).then(|| Batch::new(LEDGER, format)),
             carried,
             carried_next: 0,
             later: BTreeMap::new(),
         })
     }
 
-    fn row(&mut self, key: StatementKey<'_>, cells: &[Out<'_>]) -> Result<(), WriteError> {
-        while let Some(c) = self
-            .carried
-            .get(self.carried_next)
-            .filter(|c| c.key() <= key)
-        {
-            self.rows.row(&c.cells())?;
-            self.carried_next += 1;
+    fn row(
+        &mut self,
+        key: StatementKey<'_>,
+        cells: &[Out<'_>],
+        journal: &mut super::Table,
+    ) -> Result<(), WriteError> {
+        if let Some(merged) = self.merged.as_mut() {
+            while let Some(c) = self
+                .carried
+                .get(self.carried_next)
+                .filter(|c| c.key() <= key)
+            {
+                merged.row(&c.cells());
+                self.carried_next += 1;
+            }
+            merged.row(cells);
+            if merged.rows() >= super::merge::MERGE_BATCH {
+                let format = self.table.format();
+                let full = std::mem::replace(merged, Batch::new(LEDGER, format));
+                self.table.write(&full.encode()?)?;
+            }
         }
-        self.rows.row(cells)
+        self.rows.row(cells);
+        if self.rows.rows() >= super::merge::MERGE_BATCH {
+            self.flush(journal)?;
+        }
+        Ok(())
+    }
+
+    /// The journal rows formatted so far, to the journal (and the statement without carried rows).
+    fn flush(&mut self, journal: &mut super::Table) -> Result<(), WriteError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let format = self.table.format();
+        let rows = std::mem::replace(&mut self.rows, Batch::new(LEDGER, format));
+        let encoded = rows.encode()?;
+        journal.write(&encoded)?;
+        if self.merged.is_none() {
+            self.table.write(&encoded)?;
+        }
+        Ok(())
     }
 
     fn later(&mut self, credit_cycle: &str, cells: &[Out<'_>]) {
@@ -323,12 +369,17 @@ impl<'c> PartnerStatement<'c> {
     fn finish(
         mut self,
         staging: &Staging,
+        journal: &mut super::Table,
         deferred: &mut dyn DeferredSink,
     ) -> Result<(), WriteError> {
-        for c in &self.carried[self.carried_next..] {
-            self.rows.row(&c.cells())?;
+        self.flush(journal)?;
+        if let Some(mut merged) = self.merged.take() {
+            for c in &self.carried[self.carried_next..] {
+                merged.row(&c.cells());
+            }
+            self.table.write(&merged.encode()?)?;
         }
-        staging.finish(self.rows.finish()?)?;
+        staging.finish(self.table)?;
         for (credit, rows) in &self.later {
             deferred
                 .csv_rows(credit, rows.csv_bytes(), rows.rows() as u64)
