@@ -21,8 +21,8 @@
 use super::own::{Buckets, spill_error};
 use super::table::{Row, Schema, Sizes, Table};
 use super::{
-    Bundle, Partners, RejectedLine, StructuralError, TaskResults, bill_lines, finish_simple,
-    orders, partners, read_file_with, read_simple, stream_file_with, without_rows,
+    Bundle, FileReport, Partners, RejectedLine, StructuralError, TaskResults, bill_lines,
+    finish_simple, orders, partners, read_file_with, read_simple, stream_file_with, without_rows,
 };
 use crate::calendar::Cycle;
 use crate::chain::PriorPool;
@@ -122,103 +122,33 @@ pub fn split_bundle(
     let mut refs = RecordBuckets::new(&root, "refs", dir, budget)?;
     let mut claws = RecordBuckets::new(&root, "claws", dir, budget)?;
 
-    // Pass 1: the lines.
-    let mut line_ids = Buckets::new(&root, "bill_lines", dir, budget)?;
-    let mut rejected: Vec<RejectedLine> = Vec::new();
-    let line_digest = stream_file_with::<bill_lines::Column, _, _, Codes, _, _, _>(
-        dir,
-        Sizes::default(),
-        // Everything but the writing is done here, on every core.
-        |row, codes| {
-            bill_lines::parse(row, cycle, &partners, codes)
-                .map(|line| {
-                    let own = of_partner[line.partner.0 as usize];
-                    let mut holders = vec![own];
-                    let dists = distributors.get(&line.partner).into_iter().flatten();
-                    holders.extend(dists.filter(|&&d| d != own));
-                    LineOut {
-                        row: row.number,
-                        raw: raw_record(row, Some(row.number)),
-                        reference: reference(&line, row.number, &holders),
-                        holders,
-                        line_id: line.line_id,
-                    }
-                })
-                .map_err(|f| Box::new(RejectedLine::from_row(row, f)))
+    // The two large files, each streamed once, side by side (each checks its windows on every
+    // core); orders' references in buckets of their own, read with the lines' in the joins.
+    let mut order_refs = RecordBuckets::new(&root, "order-refs", dir, budget)?;
+    let route = Route {
+        cycle,
+        partners: &partners,
+        of_partner: &of_partner,
+        distributors: &distributors,
+    };
+    let (lines, orders) = rayon::join(
+        || {
+            lines_pass(
+                dir, &root, budget, &route, &mut parts, &mut refs, &mut claws,
+            )
         },
-        &mut |_, _| {},
-        &mut |tasks: &mut [TaskResults<LineOut, Box<RejectedLine>>], _| {
-            for task in tasks.iter_mut() {
-                for line in task.kept.drain(..) {
-                    line_ids.add(line.row, &line.line_id)?;
-                    for &k in &line.holders {
-                        parts.line(k, &line.raw)?;
-                    }
-                    match &line.reference {
-                        Some((false, key, record)) => refs.push_formatted(key, record)?,
-                        Some((true, key, record)) => claws.push_formatted(key, record)?,
-                        None => {}
-                    }
-                }
-                for r in task.failed.drain(..) {
-                    line_ids.failed();
-                    rejected.push(*r);
-                }
-            }
-            Ok(())
-        },
-    )?;
-    let mut line_duplicates = Vec::new();
-    let lines_report =
-        line_ids.finish_with::<bill_lines::Column>(line_digest, "line_id", &mut |r| {
-            line_duplicates.push(r)
-        })?;
-
-    // Pass 2: the orders.
-    let mut order_ids = Buckets::new(&root, "orders", dir, budget)?;
-    let mut order_rejects = Vec::new();
-    let order_digest = stream_file_with::<orders::OrderColumn, _, _, (), _, _, _>(
-        dir,
-        Sizes::default(),
-        |row, _| {
-            orders::parse_order(row, &partners)
-                .map(|o| OrderOut {
-                    row: row.number,
-                    raw: raw_record(row, None),
-                    order_id: o.order_id,
-                    original_order_id: o.original_order_id,
-                })
-                .map_err(|f| f.at(orders::OrderColumn::FILE, row.number))
-        },
-        &mut |_, _| {},
-        &mut |tasks: &mut [TaskResults<OrderOut, Reject>], _| {
-            for task in tasks.iter_mut() {
-                for o in task.kept.drain(..) {
-                    order_ids.add(o.row, &o.order_id)?;
-                    let orig = o.original_order_id.as_deref().unwrap_or("");
-                    let row = o.row.to_string();
-                    refs.push(&o.order_id, &["O", &o.order_id, &row, orig, &o.raw])?;
-                }
-                for r in task.failed.drain(..) {
-                    order_ids.failed();
-                    order_rejects.push(r);
-                }
-            }
-            Ok(())
-        },
-    )?;
-    let mut order_duplicates = Vec::new();
-    let orders_report =
-        order_ids.finish_with::<orders::OrderColumn>(order_digest, "order_id", &mut |r| {
-            order_duplicates.push(r)
-        })?;
+        || orders_pass(dir, &root, budget, &partners, &mut order_refs),
+    );
+    let (lines_report, mut line_duplicates, mut rejected) = lines?;
+    let (orders_report, mut order_duplicates, order_rejects) = orders?;
     line_duplicates.sort_by_key(|r| r.row);
     order_duplicates.sort_by_key(|r| r.row);
     let dropped_lines: Vec<u64> = line_duplicates.iter().map(|r| r.row).collect();
     let dropped_orders: Vec<u64> = order_duplicates.iter().map(|r| r.row).collect();
 
     // The joins: clawed orders, their copies, then each order to the partitions naming it.
-    resolve_claws(&mut refs, &mut claws, &dropped_lines, &dropped_orders)?;
+    let refs = (refs, order_refs);
+    resolve_claws(&refs, &mut claws, &dropped_lines, &dropped_orders)?;
     let (copies, prior_pools) = claw_copies(&claws, &dropped_lines, count, prior_pools_of)?;
     parts.copy_lines(&copies, count)?;
     deliver_orders(&refs, &mut parts, &copies, &dropped_lines, &dropped_orders)?;
@@ -253,6 +183,128 @@ pub fn split_bundle(
         line_duplicates,
         prior_pools,
     })
+}
+
+/// What pass 1 routes a line by.
+struct Route<'r> {
+    cycle: Cycle,
+    partners: &'r Partners,
+    of_partner: &'r [u32],
+    distributors: &'r BTreeMap<PartnerIdx, BTreeSet<u32>>,
+}
+
+/// What a pass over one file leaves: its report, its duplicates' rejects, its other rejects.
+type Pass<R> = Result<(FileReport, Vec<Reject>, Vec<R>), StructuralError>;
+
+/// Pass 1: every line checked; the accepted ones written to the partitions holding them, their
+/// ids to the duplicate buckets, their references to the join buckets.
+fn lines_pass(
+    dir: &Path,
+    root: &Path,
+    budget: u64,
+    route: &Route<'_>,
+    parts: &mut PartitionFiles,
+    refs: &mut RecordBuckets,
+    claws: &mut RecordBuckets,
+) -> Pass<RejectedLine> {
+    let mut line_ids = Buckets::new(root, "bill_lines", dir, budget)?;
+    let mut rejected: Vec<RejectedLine> = Vec::new();
+    let digest = stream_file_with::<bill_lines::Column, _, _, Codes, _, _, _>(
+        dir,
+        Sizes::default(),
+        // Everything but the writing is done here, on every core.
+        |row, codes| {
+            bill_lines::parse(row, route.cycle, route.partners, codes)
+                .map(|line| {
+                    let own = route.of_partner[line.partner.0 as usize];
+                    let mut holders = vec![own];
+                    let dists = route.distributors.get(&line.partner).into_iter().flatten();
+                    holders.extend(dists.filter(|&&d| d != own));
+                    LineOut {
+                        row: row.number,
+                        raw: raw_record(row, Some(row.number)),
+                        reference: reference(&line, row.number, &holders),
+                        holders,
+                        line_id: line.line_id,
+                    }
+                })
+                .map_err(|f| Box::new(RejectedLine::from_row(row, f)))
+        },
+        &mut |_, _| {},
+        &mut |tasks: &mut [TaskResults<LineOut, Box<RejectedLine>>], _| {
+            for task in tasks.iter_mut() {
+                for line in task.kept.drain(..) {
+                    line_ids.add(line.row, &line.line_id)?;
+                    for &k in &line.holders {
+                        parts.line(k, &line.raw)?;
+                    }
+                    match &line.reference {
+                        Some((false, key, record)) => refs.push_formatted(key, record)?,
+                        Some((true, key, record)) => claws.push_formatted(key, record)?,
+                        None => {}
+                    }
+                }
+                for r in task.failed.drain(..) {
+                    line_ids.failed();
+                    rejected.push(*r);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    refs.flush_all()?;
+    let mut duplicates = Vec::new();
+    let report = line_ids
+        .finish_with::<bill_lines::Column>(digest, "line_id", &mut |r| duplicates.push(r))?;
+    Ok((report, duplicates, rejected))
+}
+
+/// Pass 2: every order checked; the accepted ones' ids to the duplicate buckets, the orders
+/// themselves (their records as written) to the join buckets.
+fn orders_pass(
+    dir: &Path,
+    root: &Path,
+    budget: u64,
+    partners: &Partners,
+    refs: &mut RecordBuckets,
+) -> Pass<Reject> {
+    let mut order_ids = Buckets::new(root, "orders", dir, budget)?;
+    let mut rejects = Vec::new();
+    let digest = stream_file_with::<orders::OrderColumn, _, _, (), _, _, _>(
+        dir,
+        Sizes::default(),
+        |row, _| {
+            orders::parse_order(row, partners)
+                .map(|o| OrderOut {
+                    row: row.number,
+                    raw: raw_record(row, None),
+                    order_id: o.order_id,
+                    original_order_id: o.original_order_id,
+                })
+                .map_err(|f| f.at(orders::OrderColumn::FILE, row.number))
+        },
+        &mut |_, _| {},
+        &mut |tasks: &mut [TaskResults<OrderOut, Reject>], _| {
+            for task in tasks.iter_mut() {
+                for o in task.kept.drain(..) {
+                    order_ids.add(o.row, &o.order_id)?;
+                    let orig = o.original_order_id.as_deref().unwrap_or("");
+                    let row = o.row.to_string();
+                    refs.push(&o.order_id, &["O", &o.order_id, &row, orig, &o.raw])?;
+                }
+                for r in task.failed.drain(..) {
+                    order_ids.failed();
+                    rejects.push(r);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    refs.flush_all()?;
+    let mut duplicates = Vec::new();
+    let report = order_ids
+        .finish_with::<orders::OrderColumn>(digest, "order_id", &mut |r| duplicates.push(r))?;
+    Ok((report, duplicates, rejects))
 }
 
 /// A record's fields as the export wrote them (quoted where RFC 4180 needs it), with the row
@@ -304,15 +356,13 @@ fn reference(
 /// its order's, else its order) and each positive line with an order, into the clawed orders'
 /// buckets.
 fn resolve_claws(
-    refs: &mut RecordBuckets,
+    refs: &(RecordBuckets, RecordBuckets),
     claws: &mut RecordBuckets,
     dropped_lines: &[u64],
     dropped_orders: &[u64],
 ) -> Result<(), StructuralError> {
-    refs.flush_all()?;
-    let refs = &*refs;
     let one = |b: usize| -> Result<Vec<(String, String)>, StructuralError> {
-        let records = refs.read(b)?;
+        let records = RecordBuckets::read_pair(refs, b)?;
         let mut out = Vec::new();
         for group in by_order(&records) {
             let order = group
@@ -338,7 +388,7 @@ fn resolve_claws(
         }
         Ok(out)
     };
-    for_buckets(refs.len(), one, |out| {
+    for_buckets(refs.0.len(), one, |out| {
         for (key, record) in out {
             claws.push_formatted(&key, &record)?;
         }
@@ -423,14 +473,14 @@ fn claw_copies(
 
 /// Join 3, per bucket of order ids: each order to the partitions holding a line that names it.
 fn deliver_orders(
-    refs: &RecordBuckets,
+    refs: &(RecordBuckets, RecordBuckets),
     parts: &mut PartitionFiles,
     copies: &[(u64, u32)],
     dropped_lines: &[u64],
     dropped_orders: &[u64],
 ) -> Result<(), StructuralError> {
     let one = |b: usize| -> Result<Vec<(u32, String)>, StructuralError> {
-        let records = refs.read(b)?;
+        let records = RecordBuckets::read_pair(refs, b)?;
         let mut out = Vec::new();
         for group in by_order(&records) {
             let Some(order) = group
@@ -455,7 +505,7 @@ fn deliver_orders(
         }
         Ok(out)
     };
-    for_buckets(refs.len(), one, |out| {
+    for_buckets(refs.0.len(), one, |out| {
         for (k, order) in out {
             parts.order(k, &order)?;
         }
@@ -587,9 +637,25 @@ impl RecordBuckets {
         Ok(())
     }
 
+    /// Bucket `b` of two sets of the same size (the lines' and the orders' references),
+    /// sorted as one.
+    fn read_pair(
+        pair: &(RecordBuckets, RecordBuckets),
+        b: usize,
+    ) -> Result<Vec<csv::StringRecord>, StructuralError> {
+        debug_assert_eq!(pair.0.len(), pair.1.len());
+        let mut records = pair.0.unsorted(b)?;
+        records.append(&mut pair.1.unsorted(b)?);
+        Ok(sorted(records))
+    }
+
     /// Bucket `b`'s records sorted by key (field 1), then row (field 2), once every bucket
     /// is flushed ([`RecordBuckets::flush_all`]).
     fn read(&self, b: usize) -> Result<Vec<csv::StringRecord>, StructuralError> {
+        Ok(sorted(self.unsorted(b)?))
+    }
+
+    fn unsorted(&self, b: usize) -> Result<Vec<csv::StringRecord>, StructuralError> {
         debug_assert!(self.pending[b].is_empty());
         let path = self.path(b);
         if !self.written[b] {
@@ -600,16 +666,21 @@ impl RecordBuckets {
             .flexible(true)
             .from_path(&path)
             .map_err(|e| spill_error(&self.folder, std::io::Error::other(e)))?;
-        let mut records: Vec<csv::StringRecord> = reader
+        let records: Vec<csv::StringRecord> = reader
             .records()
             .collect::<Result<_, _>>()
             .map_err(|e| spill_error(&self.folder, std::io::Error::other(e)))?;
-        records.sort_by_cached_key(|r| {
-            let row = r.get(2).and_then(|v| v.parse::<u64>().ok());
-            (r.get(1).unwrap_or("").to_string(), row)
-        });
         Ok(records)
     }
+}
+
+/// Records sorted by key (field 1), then row (field 2).
+fn sorted(mut records: Vec<csv::StringRecord>) -> Vec<csv::StringRecord> {
+    records.sort_by_cached_key(|r| {
+        let row = r.get(2).and_then(|v| v.parse::<u64>().ok());
+        (r.get(1).unwrap_or("").to_string(), row)
+    });
+    records
 }
 
 /// Each partition's files: `part-K/own/bill_lines.csv` (its partners' lines and the resale
