@@ -19,8 +19,8 @@ fn return_freed_memory() {
         ("MIMALLOC_PURGE_DELAY", "0"),
         ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
     ];
-    let returning = subcommand()
-        .is_some_and(|a| a == "explain" || a == "report" || a == "query" || a == "run");
+    let returning =
+        subcommand().is_some_and(|a| a == "explain" || a == "report" || a == "query" || a == "run");
     if !returning
         || OPTIONS
             .iter()

@@ -643,20 +643,29 @@ fn finish_small_files(
     }
 }
 
+/// `partners.csv`, read first: every other file is checked against its accepted rows.
+fn read_partners(
+    dir: &Path,
+    rejects: &mut Vec<Reject>,
+    files: &mut Vec<FileReport>,
+) -> Result<Partners, StructuralError> {
+    let read = read_simple::<partners::PartnerColumn, _, _>(dir, partners::parse_partner)?;
+    let rows = finish_simple::<partners::PartnerColumn, _>(
+        read,
+        Some(("partner_id", |p: &Partner| &p.partner_id)),
+        rejects,
+        files,
+    );
+    Ok(Partners::new(without_rows(rows)))
+}
+
 /// Loads and validates the bundle in `dir` for `cycle`.
 pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> {
     let mut rejects = Vec::new();
     let mut files = Vec::new();
 
     // Partners first: every other file is checked against the accepted ones.
-    let read = read_simple::<partners::PartnerColumn, _, _>(dir, partners::parse_partner)?;
-    let partner_rows = finish_simple::<partners::PartnerColumn, _>(
-        read,
-        Some(("partner_id", |p: &Partner| &p.partner_id)),
-        &mut rejects,
-        &mut files,
-    );
-    let partners = Partners::new(without_rows(partner_rows));
+    let partners = read_partners(dir, &mut rejects, &mut files)?;
     let p = &partners;
     let mut codes = Codes::default();
 

@@ -9,8 +9,7 @@
 
 use super::table::Schema;
 use super::{
-    FileReport, Partners, Sizes, StructuralError, TaskResults, bill_lines, finish_simple, orders,
-    partners, read_simple, stream_file_with, without_rows,
+    FileReport, Sizes, StructuralError, TaskResults, bill_lines, orders, stream_file_with,
 };
 use crate::calendar::Cycle;
 use crate::model::Codes;
@@ -56,14 +55,7 @@ fn check_bundle_with(
     let mut rejects = FirstRejects::new(keep);
     let mut files = Vec::new();
     let mut small = Vec::new();
-    let read = read_simple::<partners::PartnerColumn, _, _>(dir, partners::parse_partner)?;
-    let partner_rows = finish_simple::<partners::PartnerColumn, _>(
-        read,
-        Some(("partner_id", |p: &crate::model::Partner| &p.partner_id)),
-        &mut small,
-        &mut files,
-    );
-    let partners = Partners::new(without_rows(partner_rows));
+    let partners = super::read_partners(dir, &mut small, &mut files)?;
     let p = &partners;
 
     let spill_dir = spill.path();

@@ -21,8 +21,8 @@
 use super::own::{Buckets, spill_error};
 use super::table::{Row, Schema, Sizes, Table};
 use super::{
-    Bundle, FileReport, Partners, RejectedLine, StructuralError, TaskResults, bill_lines,
-    finish_simple, orders, partners, read_file_with, read_simple, stream_file_with, without_rows,
+    Bundle, FileReport, Partners, RejectedLine, StructuralError, TaskResults, bill_lines, orders,
+    read_file_with, read_simple, stream_file_with, without_rows,
 };
 use crate::calendar::Cycle;
 use crate::chain::PriorPool;
@@ -93,14 +93,7 @@ pub fn split_bundle(
     let root = spill.path().to_path_buf();
     let mut rejects = Vec::new();
     let mut files = Vec::new();
-    let read = read_simple::<partners::PartnerColumn, _, _>(dir, partners::parse_partner)?;
-    let partner_rows = finish_simple::<partners::PartnerColumn, _>(
-        read,
-        Some(("partner_id", |p: &crate::model::Partner| &p.partner_id)),
-        &mut rejects,
-        &mut files,
-    );
-    let partners = Partners::new(without_rows(partner_rows));
+    let partners = super::read_partners(dir, &mut rejects, &mut files)?;
     let small = super::finish_small_files(
         super::read_small_files(dir, &partners)?,
         &partners,
