@@ -290,3 +290,52 @@ fn partitions_and_threads_never_change_a_byte() {
     );
     assert_same(&parquet, &parquet8, "Parquet, 8 partitions");
 }
+
+/// A run in partitions killed after its ownership pass leaves its spill folder in --out; the
+/// next run of the same state removes it (as it does a killed run's staging folder) and
+/// publishes the cycle.
+#[test]
+fn a_killed_run_in_partitions_leaves_nothing_the_next_run_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = |abort: bool| {
+        let mut cmd = incentives();
+        cmd.args([
+            "run",
+            "--first-cycle",
+            "--cycle",
+            "2026-10",
+            "--partitions",
+            "3",
+        ])
+        .arg("--input")
+        .arg(common::fixture("demo/2026-10"))
+        .arg("--rules")
+        .arg(common::repo().join("rules/reference"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg("--out")
+        .arg(&out);
+        if abort {
+            cmd.env("INCENTIVES_ABORT_AT", "loaded");
+        }
+        cmd.output().unwrap()
+    };
+    let spills = || -> Vec<String> {
+        fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("spill"))
+            .collect()
+    };
+    assert!(!run(true).status.success());
+    assert_eq!(spills().len(), 1, "the killed run's spill folder is left");
+    let next = run(false);
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    assert!(spills().is_empty(), "{:?}", spills());
+    assert!(out.join("2026-10/ledger.csv").exists());
+}

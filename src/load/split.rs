@@ -76,18 +76,18 @@ struct OrderOut {
 pub type PriorPoolsOf<'s> =
     dyn FnMut(&BTreeSet<&str>) -> Result<Vec<PriorPool>, StructuralError> + 's;
 
-/// Splits the bundle in `dir` into `count` partitions in a temporary folder under `spill`,
-/// within `budget` bytes.
+/// Splits the bundle in `dir` into `count` partitions in a temporary folder under `spill`
+/// named `name` and a random suffix, within `budget` bytes.
 pub fn split_bundle(
     dir: &Path,
     cycle: Cycle,
     count: u32,
     budget: u64,
-    spill: &Path,
+    (spill, name): (&Path, &str),
     prior_pools_of: &mut PriorPoolsOf<'_>,
 ) -> Result<Split, StructuralError> {
     let spill = tempfile::Builder::new()
-        .prefix(&format!(".{cycle}.spill-"))
+        .prefix(name)
         .tempdir_in(spill)
         .map_err(|e| spill_error(spill, e))?;
     let root = spill.path().to_path_buf();

@@ -53,12 +53,19 @@ pub(super) fn run_partitioned(
                 message: e.to_string(),
             })
     };
+    // Named as a staging folder is (`write::sweep`): a killed run's is removed by the next run
+    // of the same state that finds it in --out.
+    let (pid, start) = crate::process::me();
+    let name = format!(
+        ".{}.run-{pid}-{start}-{}-spill",
+        config.cycle, opened.state_tag
+    );
     let mut split = crate::load::split::split_bundle(
         &config.input,
         config.cycle,
         config.partitions,
         config.memory_budget,
-        &spill_root,
+        (&spill_root, &name),
         &mut pools_of,
     )?;
     let master = std::mem::take(&mut split.master);
