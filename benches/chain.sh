@@ -6,7 +6,8 @@
 #   - runs them in order on one state (the first with --first-cycle), each timed by
 #     /usr/bin/time: wall, CPU (user + sys) and peak RSS (ru_maxrss), and the state's size after;
 #   - prints a row per month and month K against month 2.
-# Usage: benches/chain.sh [LINES] [MONTHS]   (default 1000000 12); BENCH_KEEP=1 keeps the data.
+# Usage: benches/chain.sh [LINES] [MONTHS]   (default 1000000 12); BENCH_KEEP=1 keeps the data;
+# BENCH_RUN_ARGS adds options to every run (e.g. "--partitions 4": the chain in partitions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
@@ -27,7 +28,8 @@ for i in "${!BUNDLES[@]}"; do
   cycle=$(basename "$dir")
   cat "$dir"/*.csv > /dev/null   # in the page cache, like every month
   /usr/bin/time -f '%e %U %S %M' -o "$DATA/time" \
-    "$BIN" run $first --cycle "$cycle" --input "$dir" --out "$DATA/out" --state "$DATA/state" --quiet
+    "$BIN" run $first --cycle "$cycle" --input "$dir" --out "$DATA/out" --state "$DATA/state" --quiet \
+    ${BENCH_RUN_ARGS:-}
   first=
   read -r wall user sys kb < "$DATA/time"
   cpu=$(echo "$user + $sys" | bc)
