@@ -96,6 +96,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_budget_decides_the_partition_count_from_the_file_size() {
+        const GIB: u64 = 1 << 30;
+        // Nothing, or a month that fits: one partition (the whole month at once).
+        assert_eq!(count_for(0, GIB), 1);
+        assert_eq!(count_for(240 * 100_000, 2 * GIB), 1);
+        // 10M lines of 240 bytes within 1GiB: a third of it is 357,913,941 bytes, 795,364
+        // lines of 450 bytes; 10,000,000 / 795,364 = 12.6, so 13 partitions.
+        assert_eq!(count_for(2_400_000_000, GIB), 13);
+        // Within 2GiB: 1,590,728 lines a partition, 6.3, so 7.
+        assert_eq!(count_for(2_400_000_000, 2 * GIB), 7);
+        // Never more partitions than buckets.
+        assert_eq!(count_for(u64::MAX, 256 << 20), BUCKETS);
+    }
+
+    #[test]
     fn a_partner_keeps_its_partition_and_partitions_are_runs_of_buckets() {
         // FNV-1a 64 of "P1": 0x08328707b4ec5a8c... any fixed value works; what matters is that
         // one partition is the whole range and that more partitions split the buckets in order.
