@@ -136,6 +136,92 @@ impl Merge {
     }
 }
 
+/// Records spilled by the hash (FNV-1a) of a key into `n` bucket files in a folder, each
+/// bucket's bytes held until `limit` of them are appended to its file at once.
+pub struct BucketFiles {
+    folder: PathBuf,
+    pending: Vec<Vec<u8>>,
+    written: Vec<bool>,
+    limit: usize,
+}
+
+impl BucketFiles {
+    pub fn new(folder: PathBuf, n: usize, limit: usize) -> std::io::Result<BucketFiles> {
+        std::fs::create_dir_all(&folder)?;
+        Ok(BucketFiles {
+            folder,
+            pending: vec![Vec::new(); n.max(1)],
+            written: vec![false; n.max(1)],
+            limit,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub fn folder(&self) -> &std::path::Path {
+        &self.folder
+    }
+
+    /// The bucket of a key.
+    pub fn bucket_of(&self, key: &str) -> usize {
+        (crate::fnv::fnv1a(key.as_bytes()) % self.pending.len() as u64) as usize
+    }
+
+    /// Appends a record's bytes, given in parts, to bucket `b`.
+    pub fn append(&mut self, b: usize, parts: &[&[u8]]) -> std::io::Result<()> {
+        for part in parts {
+            self.pending[b].extend_from_slice(part);
+        }
+        if self.pending[b].len() >= self.limit {
+            self.flush(b)?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self, b: usize) -> std::io::Result<()> {
+        use std::io::Write;
+        if self.pending[b].is_empty() {
+            return Ok(());
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(b))?;
+        file.write_all(&self.pending[b])?;
+        self.pending[b].clear();
+        self.written[b] = true;
+        Ok(())
+    }
+
+    pub fn flush_all(&mut self) -> std::io::Result<()> {
+        (0..self.len()).try_for_each(|b| self.flush(b))
+    }
+
+    /// Bucket `b`'s file, if anything was appended to it.
+    pub fn file(&self, b: usize) -> Option<PathBuf> {
+        debug_assert!(
+            self.pending[b].is_empty(),
+            "bucket {b} read before it was flushed"
+        );
+        self.written[b].then(|| self.path(b))
+    }
+
+    /// Bucket `b`'s bytes not yet in its file, taken.
+    pub fn take_pending(&mut self, b: usize) -> Vec<u8> {
+        std::mem::take(&mut self.pending[b])
+    }
+
+    fn path(&self, b: usize) -> PathBuf {
+        self.folder.join(format!("{b:04}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

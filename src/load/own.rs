@@ -15,8 +15,7 @@ use crate::calendar::Cycle;
 use crate::model::Codes;
 use crate::reject::{Reject, RejectCode};
 use std::collections::BinaryHeap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What the ownership pass found: each file's counts (by file name), how many rows were
 /// rejected, and the first rejects in (file, row, column) order.
@@ -191,12 +190,8 @@ impl FirstRejects {
 /// The accepted ids of one file, spilled by hash into `n` bucket files as `id \t row \n`
 /// (ids are `[A-Za-z0-9._-]`: no tab, no line break), each bucket in file order.
 pub(super) struct Buckets {
-    folder: PathBuf,
+    files: crate::spill::BucketFiles,
     name: &'static str,
-    pending: Vec<Vec<u8>>,
-    written: Vec<bool>,
-    /// Bytes a bucket holds before they are appended to its file.
-    pending_limit: usize,
     /// Bytes of a bucket read whole and sorted; a larger one is streamed.
     bucket_limit: u64,
     kept: u64,
@@ -219,24 +214,18 @@ impl Buckets {
         let bytes = std::fs::metadata(dir.join(format!("{name}.csv"))).map_or(0, |m| m.len());
         let per_bucket = (budget / 8).max(1);
         let n = ((bytes / 100 * 64).div_ceil(per_bucket)).clamp(1, 4096) as usize;
-        let folder = spill.join(name);
-        std::fs::create_dir_all(&folder).map_err(|e| spill_error(spill, e))?;
+        let pending_limit = ((budget / 8) as usize / n).clamp(1 << 12, PENDING_BYTES);
+        let files = crate::spill::BucketFiles::new(spill.join(name), n, pending_limit)
+            .map_err(|e| spill_error(spill, e))?;
         Ok(Buckets {
-            folder,
+            files,
             name,
-            pending: vec![Vec::new(); n],
-            written: vec![false; n],
-            pending_limit: ((budget / 8) as usize / n).clamp(1 << 12, PENDING_BYTES),
             // Held as text (~25 bytes an entry) plus ~24 bytes an entry to sort: within an
             // eighth of the budget.
             bucket_limit: per_bucket / 2,
             kept: 0,
             failed: 0,
         })
-    }
-
-    fn path(&self, b: usize) -> PathBuf {
-        self.folder.join(format!("{b:04}"))
     }
 
     /// One window's rows: the accepted ids into their buckets, the failures as rejects.
@@ -259,36 +248,18 @@ impl Buckets {
 
     /// An accepted row's id into its bucket.
     pub(super) fn add(&mut self, row: u64, id: &str) -> Result<(), StructuralError> {
-        let b = (crate::fnv::fnv1a(id.as_bytes()) % self.pending.len() as u64) as usize;
-        let pending = &mut self.pending[b];
-        pending.extend_from_slice(id.as_bytes());
-        pending.push(b'\t');
-        pending.extend_from_slice(itoa::Buffer::new().format(row).as_bytes());
-        pending.push(b'\n');
+        let b = self.files.bucket_of(id);
+        let mut text = itoa::Buffer::new();
+        let row = text.format(row).as_bytes();
         self.kept += 1;
-        if pending.len() >= self.pending_limit {
-            self.flush(b)?;
-        }
-        Ok(())
+        self.files
+            .append(b, &[id.as_bytes(), b"\t", row, b"\n"])
+            .map_err(|e| spill_error(self.files.folder(), e))
     }
 
     /// A row turned away by its own checks (counted in the file's report).
     pub(super) fn failed(&mut self) {
         self.failed += 1;
-    }
-
-    fn flush(&mut self, b: usize) -> Result<(), StructuralError> {
-        let path = self.path(b);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| spill_error(&self.folder, e))?;
-        file.write_all(&self.pending[b])
-            .map_err(|e| spill_error(&self.folder, e))?;
-        self.pending[b].clear();
-        self.written[b] = true;
-        Ok(())
     }
 
     /// Each bucket read alone: a later row with an id an earlier accepted row has is rejected.
@@ -309,13 +280,12 @@ impl Buckets {
         rejects: &mut impl FnMut(Reject),
     ) -> Result<FileReport, StructuralError> {
         let mut duplicates = 0u64;
-        for b in 0..self.pending.len() {
-            let pending = std::mem::take(&mut self.pending[b]);
-            let on_disk = if self.written[b] {
-                std::fs::metadata(self.path(b)).map_or(0, |m| m.len())
-            } else {
-                0
-            };
+        for b in 0..self.files.len() {
+            let pending = self.files.take_pending(b);
+            let on_disk = self
+                .files
+                .file(b)
+                .map_or(0, |f| std::fs::metadata(f).map_or(0, |m| m.len()));
             let mut reject = |id: &[u8], row: u64, first: u64| {
                 duplicates += 1;
                 rejects(Reject {
@@ -332,7 +302,9 @@ impl Buckets {
             } else {
                 self.streamed_bucket(b, pending, &mut reject)?;
             }
-            let _ = std::fs::remove_file(self.path(b));
+            if let Some(f) = self.files.file(b) {
+                let _ = std::fs::remove_file(f);
+            }
         }
         debug_assert!(self.name == S::FILE.trim_end_matches(".csv"));
         Ok(FileReport {
@@ -352,8 +324,9 @@ impl Buckets {
         reject: &mut impl FnMut(&[u8], u64, u64),
     ) -> Result<(), StructuralError> {
         use rayon::prelude::*;
-        let mut text = if self.written[b] {
-            std::fs::read(self.path(b)).map_err(|e| spill_error(&self.folder, e))?
+        let folder = self.files.folder();
+        let mut text = if let Some(f) = self.files.file(b) {
+            std::fs::read(f).map_err(|e| spill_error(folder, e))?
         } else {
             Vec::new()
         };
@@ -361,7 +334,7 @@ impl Buckets {
         let mut entries: Vec<(&[u8], u64)> = text
             .split(|&c| c == b'\n')
             .filter(|l| !l.is_empty())
-            .map(|l| entry(l, &self.folder))
+            .map(|l| entry(l, folder))
             .collect::<Result<_, _>>()?;
         entries.par_sort_by(|a, b| a.0.cmp(b.0));
         for run in entries.chunk_by(|a, b| a.0 == b.0) {
@@ -384,7 +357,7 @@ impl Buckets {
         use std::io::BufRead;
         let mut first_of: rustc_hash::FxHashMap<Box<[u8]>, u64> = Default::default();
         let mut each = |line: &[u8]| -> Result<(), StructuralError> {
-            let (id, row) = entry(line, &self.folder)?;
+            let (id, row) = entry(line, self.files.folder())?;
             match first_of.get(id) {
                 Some(&first) => reject(id, row, first),
                 None => {
@@ -393,11 +366,11 @@ impl Buckets {
             }
             Ok(())
         };
-        if self.written[b] {
-            let file =
-                std::fs::File::open(self.path(b)).map_err(|e| spill_error(&self.folder, e))?;
+        let folder = self.files.folder();
+        if let Some(f) = self.files.file(b) {
+            let file = std::fs::File::open(f).map_err(|e| spill_error(folder, e))?;
             for line in std::io::BufReader::with_capacity(1 << 20, file).split(b'\n') {
-                each(&line.map_err(|e| spill_error(&self.folder, e))?)?;
+                each(&line.map_err(|e| spill_error(folder, e))?)?;
             }
         }
         for line in pending.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {

@@ -326,8 +326,14 @@ fn reference(
     holders: &[u32],
 ) -> Option<(bool, Box<str>, String)> {
     let row = row.to_string();
-    let holders: Vec<String> = holders.iter().map(u32::to_string).collect();
-    let holders = holders.join(";");
+    let mut text = String::new();
+    for (i, k) in holders.iter().enumerate() {
+        if i > 0 {
+            text.push(';');
+        }
+        text.push_str(itoa::Buffer::new().format(*k));
+    }
+    let holders = text;
     let orig = line.original_order_id.as_deref().unwrap_or("");
     let neg = if line.is_negative() { "1" } else { "0" };
     match line.order_id.as_deref() {
@@ -554,11 +560,9 @@ fn by_order(records: &[csv::StringRecord]) -> Vec<&[csv::StringRecord]> {
     groups
 }
 
-/// Records spilled by the hash of a key into bucket files (CSV), each bucket read alone.
+/// Records (CSV lines) spilled by the hash of a key into bucket files, each bucket read alone.
 struct RecordBuckets {
-    folder: PathBuf,
-    pending: Vec<String>,
-    written: Vec<bool>,
+    files: crate::spill::BucketFiles,
 }
 
 /// Bytes a bucket holds before they are appended to its file.
@@ -575,17 +579,13 @@ impl RecordBuckets {
     ) -> Result<RecordBuckets, StructuralError> {
         let bytes = std::fs::metadata(dir.join("bill_lines.csv")).map_or(0, |m| m.len());
         let n = ((bytes / 100 * 200).div_ceil((budget / 4).max(1))).clamp(1, 4096) as usize;
-        let folder = spill.join(name);
-        std::fs::create_dir_all(&folder).map_err(|e| spill_error(spill, e))?;
-        Ok(RecordBuckets {
-            folder,
-            pending: vec![String::new(); n],
-            written: vec![false; n],
-        })
+        let files = crate::spill::BucketFiles::new(spill.join(name), n, BUCKET_PENDING)
+            .map_err(|e| spill_error(spill, e))?;
+        Ok(RecordBuckets { files })
     }
 
     fn len(&self) -> usize {
-        self.pending.len()
+        self.files.len()
     }
 
     fn push(&mut self, key: &str, fields: &[&str]) -> Result<(), StructuralError> {
@@ -594,40 +594,16 @@ impl RecordBuckets {
 
     /// A record already formatted as a CSV line.
     fn push_formatted(&mut self, key: &str, record: &str) -> Result<(), StructuralError> {
-        let b = (crate::fnv::fnv1a(key.as_bytes()) % self.pending.len() as u64) as usize;
-        let out = &mut self.pending[b];
-        out.push_str(record);
-        if out.len() >= BUCKET_PENDING {
-            self.flush(b)?;
-        }
-        Ok(())
-    }
-
-    fn path(&self, b: usize) -> PathBuf {
-        self.folder.join(format!("{b:04}"))
-    }
-
-    fn flush(&mut self, b: usize) -> Result<(), StructuralError> {
-        let path = self.path(b);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| spill_error(&self.folder, e))?;
-        file.write_all(self.pending[b].as_bytes())
-            .map_err(|e| spill_error(&self.folder, e))?;
-        self.pending[b].clear();
-        self.written[b] = true;
-        Ok(())
+        let b = self.files.bucket_of(key);
+        self.files
+            .append(b, &[record.as_bytes()])
+            .map_err(|e| spill_error(self.files.folder(), e))
     }
 
     fn flush_all(&mut self) -> Result<(), StructuralError> {
-        for b in 0..self.len() {
-            if !self.pending[b].is_empty() {
-                self.flush(b)?;
-            }
-        }
-        Ok(())
+        self.files
+            .flush_all()
+            .map_err(|e| spill_error(self.files.folder(), e))
     }
 
     /// Bucket `b` of two sets of the same size (the lines' and the orders' references),
@@ -649,21 +625,16 @@ impl RecordBuckets {
     }
 
     fn unsorted(&self, b: usize) -> Result<Vec<csv::StringRecord>, StructuralError> {
-        debug_assert!(self.pending[b].is_empty());
-        let path = self.path(b);
-        if !self.written[b] {
+        let Some(path) = self.files.file(b) else {
             return Ok(Vec::new());
-        }
+        };
+        let io = |e: csv::Error| spill_error(self.files.folder(), std::io::Error::other(e));
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .from_path(&path)
-            .map_err(|e| spill_error(&self.folder, std::io::Error::other(e)))?;
-        let records: Vec<csv::StringRecord> = reader
-            .records()
-            .collect::<Result<_, _>>()
-            .map_err(|e| spill_error(&self.folder, std::io::Error::other(e)))?;
-        Ok(records)
+            .map_err(io)?;
+        reader.records().collect::<Result<_, _>>().map_err(io)
     }
 }
 

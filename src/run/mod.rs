@@ -403,6 +403,22 @@ fn refuse_wrong_cycle(config: &RunConfig, bundle: &Bundle) -> Result<(), RunErro
     )))
 }
 
+/// After the load phase (the whole bundle, or the master data of a run in partitions): the rows
+/// read, then what refuses a bundle before anything is evaluated.
+fn loaded(
+    config: &RunConfig,
+    phases: &mut Phases<'_>,
+    phase: Phase,
+    bundle: &Bundle,
+) -> Result<(), RunError> {
+    let read: u64 = bundle.files.iter().map(|f| f.digest.rows_read).sum();
+    phases.finish(phase, read, "rows");
+    refuse_wrong_cycle(config, bundle)?;
+    fault_point("loaded");
+    check_stop("load")?;
+    refuse_rejects(config, &bundle.rejects)
+}
+
 /// `--strict`: any reject fails the run before anything is written, the first ones listed.
 fn refuse_rejects(config: &RunConfig, rejects: &[crate::reject::Reject]) -> Result<(), RunError> {
     if !config.strict || rejects.is_empty() {
@@ -850,17 +866,12 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     let staging = Staging::begin(&config.out, config.cycle, config.format, &opened.state_tag)?;
     let (master, written) = if config.partitions > 1 {
         let (bundle, written) =
-            partitions::run_partitioned(config, &mut opened, &state, &staging, &mut phases)?;
+            partitions::run_partitioned(config, &opened, &state, &staging, &mut phases)?;
         (Master::of(&bundle), written)
     } else {
         let phase = phases.start("load");
         let bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
-        let read: u64 = bundle.files.iter().map(|f| f.digest.rows_read).sum();
-        phases.finish(phase, read, "rows");
-        refuse_wrong_cycle(config, &bundle)?;
-        fault_point("loaded");
-        check_stop("load")?;
-        refuse_rejects(config, &bundle.rejects)?;
+        loaded(config, &mut phases, phase, &bundle)?;
         // What the manifest and the state need of the bundle once it is evaluated.
         let master = Master::of(&bundle);
         let written = run_whole(config, &mut opened, &state, bundle, &staging, &mut phases)?;

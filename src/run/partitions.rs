@@ -8,8 +8,8 @@
 
 use super::{
     CycleTotals, Opened, Phases, RunConfig, Written, check_stop, cycle_rejects, explain_cycle,
-    fault_point, refuse_rejects, refuse_wrong_cycle, settle_balances, warn_unusable_pools,
-    write_outputs, write_rejects,
+    fault_point, loaded, refuse_rejects, settle_balances, warn_unusable_pools, write_outputs,
+    write_rejects,
 };
 use crate::error::RunError;
 use crate::evaluate::{self, OrdersById};
@@ -31,7 +31,7 @@ struct Parts {
 /// the bundle of master data the manifest needs, and what was written.
 pub(super) fn run_partitioned(
     config: &RunConfig,
-    opened: &mut Opened,
+    opened: &Opened,
     state: &StateStore,
     staging: &Staging,
     phases: &mut Phases<'_>,
@@ -68,15 +68,9 @@ pub(super) fn run_partitioned(
         (&spill_root, &name),
         &mut pools_of,
     )?;
-    let master = std::mem::take(&mut split.master);
-    let read: u64 = master.files.iter().map(|f| f.digest.rows_read).sum();
-    phases.finish(phase, read, "rows");
-    refuse_wrong_cycle(config, &master)?;
-    fault_point("loaded");
-    check_stop("load")?;
-    refuse_rejects(config, &master.rejects)?;
-    split.master = master;
-    opened.prior.pools = std::mem::take(&mut split.prior_pools);
+    loaded(config, phases, phase, &split.master)?;
+    // Every partition evaluates against the same earlier pools: lent to each in turn.
+    let mut prior_pools = std::mem::take(&mut split.prior_pools);
 
     let phase = phases.start("evaluate");
     let prior_balances = state.prior_balances(config.cycle)?;
@@ -91,7 +85,8 @@ pub(super) fn run_partitioned(
     for k in 0..split.count() {
         let sub = split.partition(k)?;
         lines += sub.owned_lines().count();
-        let part = evaluate_partition(config, opened, sub, k, &prior_balances, split.path())?;
+        let prior = (&mut prior_pools, &prior_balances);
+        let part = evaluate_partition(config, opened, sub, k, prior, split.path())?;
         unusable = unusable.max(part.unusable);
         parts.folders.push(part.folder);
         parts.pools.push(part.pools);
@@ -141,7 +136,7 @@ fn evaluate_partition(
     opened: &Opened,
     mut sub: Bundle,
     k: u32,
-    prior_balances: &super::PriorBalances,
+    (prior_pools, prior_balances): (&mut Vec<crate::chain::PriorPool>, &super::PriorBalances),
     spill: &std::path::Path,
 ) -> Result<Partition, RunError> {
     let rule_set = &opened.rule_set;
@@ -149,7 +144,7 @@ fn evaluate_partition(
     sub.group_lines_by_partner();
     let orders = std::mem::take(&mut sub.orders);
     let prior = evaluate::Prior {
-        pools: opened.prior.pools.clone(),
+        pools: std::mem::take(prior_pools),
         carried: partition::carried(k, count, &opened.prior.carried),
     };
     let mut evaluation = evaluate::evaluate_with(
@@ -207,6 +202,7 @@ fn evaluate_partition(
         &explanations,
     );
     drop(evaluation);
+    *prior_pools = prior.pools;
     Ok(Partition {
         totals,
         folder,
