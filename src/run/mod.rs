@@ -419,6 +419,15 @@ fn loaded(
     refuse_rejects(config, &bundle.rejects)
 }
 
+/// `--strict` after the balances: the rows rejected against the state, in (file, row, column)
+/// order (the loader's were refused before evaluation).
+fn refuse_later_rejects(config: &RunConfig, later: &[Reject]) -> Result<(), RunError> {
+    if !config.strict || later.is_empty() {
+        return Ok(());
+    }
+    refuse_rejects(config, &cycle_rejects(&Bundle::default(), later).1)
+}
+
 /// `--strict`: any reject fails the run before anything is written, the first ones listed.
 fn refuse_rejects(config: &RunConfig, rejects: &[crate::reject::Reject]) -> Result<(), RunError> {
     if !config.strict || rejects.is_empty() {
@@ -794,11 +803,7 @@ fn run_whole(
     let count = balanced.voucher_states.len() + balanced.settled.lots.len();
     phases.finish(phase, count as u64, "vouchers and lots");
     check_stop("balances")?;
-    // The loader's rejects were refused before evaluation.
-    refuse_rejects(
-        config,
-        &cycle_rejects(&Bundle::default(), &balanced.later_rejects).1,
-    )?;
+    refuse_later_rejects(config, &balanced.later_rejects)?;
 
     let phase = phases.start("reconcile");
     let pool_rows = encode_pools(&opened.rule_set, &bundle, &mut evaluation)?;

@@ -7,8 +7,8 @@
 //! up. The outputs are the same bytes whatever the number of partitions.
 
 use super::{
-    CycleTotals, Opened, Phases, RunConfig, Written, check_stop, cycle_rejects, explain_cycle,
-    fault_point, loaded, refuse_rejects, settle_balances, warn_unusable_pools, write_outputs,
+    CycleTotals, Opened, Phases, RunConfig, Written, check_stop, explain_cycle, fault_point,
+    loaded, refuse_later_rejects, settle_balances, warn_unusable_pools, write_outputs,
     write_rejects,
 };
 use crate::error::RunError;
@@ -96,11 +96,7 @@ pub(super) fn run_partitioned(
     }
     phases.finish(phase, lines as u64, "lines");
     warn_unusable_pools(config, unusable);
-    // The loader's rejects were refused before evaluation.
-    refuse_rejects(
-        config,
-        &cycle_rejects(&Bundle::default(), &totals.later_rejects).1,
-    )?;
+    refuse_later_rejects(config, &totals.later_rejects)?;
     fault_point("reconciled");
 
     let phase = phases.start("write");
