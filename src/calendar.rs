@@ -17,6 +17,12 @@ pub struct Cycle {
 }
 
 impl Cycle {
+    /// 0001-01: the earliest cycle there is.
+    pub const FIRST: Cycle = Cycle {
+        year: [0, 1],
+        month: 1,
+    };
+
     pub fn new(year: i32, month: u32) -> Option<Self> {
         ((1..=12).contains(&month) && (1..=9999).contains(&year))
             .then(|| Cycle::of(year as u16, month as u8))
@@ -85,6 +91,8 @@ impl Cycle {
         self.next().first_day().pred_opt().unwrap_or(NaiveDate::MIN)
     }
 }
+
+crate::serial::as_text!(Cycle);
 
 impl fmt::Display for Cycle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

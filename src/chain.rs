@@ -42,7 +42,7 @@ pub struct Prior {
 
 /// What an order earned in earlier cycles for one recipient, lever and currency, and the rate
 /// and rule of its earliest row (what a refund claws back at).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PriorPool {
     pub order_id: String,
     pub lever: String,
@@ -58,7 +58,7 @@ pub struct PriorPool {
 
 /// A ledger row of an earlier run credited to this cycle. Its ids are as that run wrote them
 /// (its lever or rule may be gone from today's rule set); its amounts and cycles typed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CarriedRow {
     pub entry_id: String,
     pub partner_id: String,
@@ -93,7 +93,7 @@ pub struct PoolDelta<'a> {
 }
 
 /// A notified incentive balance.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Lot {
     pub partner_id: String,
     pub lot_id: String,
@@ -103,17 +103,18 @@ pub struct Lot {
 }
 
 /// What earlier cycles left: lots, negative remainders, applications already applied.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PriorBalances {
     pub lots: Vec<Lot>,
     /// Per (partner, currency): a negative net not yet offset.
+    #[serde(with = "crate::serial::pairs")]
     pub carry: BTreeMap<(String, Currency), Decimal>,
     pub applied: BTreeSet<String>,
 }
 
 /// A voucher read back from the state, with its owner's id (resolved against this cycle's
 /// partners by the voucher stage).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredVoucher {
     pub voucher: Voucher,
     pub partner_id: String,
@@ -121,10 +122,11 @@ pub struct StoredVoucher {
 
 /// What a cycle closes with, for the next: vouchers (with owner id and closing balance), lots,
 /// carries, applications applied.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ClosingBalances {
     pub vouchers: Vec<(Voucher, String, Decimal)>,
     pub lots: Vec<Lot>,
+    #[serde(with = "crate::serial::pairs")]
     pub carry: BTreeMap<(String, Currency), Decimal>,
     pub applied: Vec<String>,
 }

@@ -48,6 +48,19 @@ pub enum Command {
     /// atomically as OUT/<cycle>. A failed run leaves the previous result for that cycle untouched.
     Run(RunArgs),
 
+    /// The ownership pass of a month run as shards (SPEC §9): duplicates and rejects decided
+    /// over the whole bundle, each shard's lines, orders and slice of the prior state written
+    /// to PARTS/split. Reads the state without its lock and never writes it.
+    Split(crate::run::shard_args::SplitArgs),
+
+    /// Seal shard K's part for the merge, once it is run (what crosses shards travels in the
+    /// split: this checks the part is whole and of this split).
+    Fold(crate::run::shard_args::FoldArgs),
+
+    /// Merge every shard's sealed part into OUT/<cycle>: the same bytes a one-machine run
+    /// writes; the state committed once, the cycle published atomically.
+    Merge(crate::run::shard_args::MergeArgs),
+
     /// Write a realistic synthetic cycle bundle (all nine files), deterministic per seed.
     ///
     /// About LINES/2,000 partners (most solution providers; distributors with linked resellers)
@@ -327,12 +340,17 @@ impl GenerateArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Bill cycle (账期) to run, YYYY-MM; every bill line must belong to it.
-    #[arg(long, value_name = "YYYY-MM")]
-    pub cycle: Cycle,
+    #[arg(long, value_name = "YYYY-MM", required_unless_present = "shard")]
+    pub cycle: Option<Cycle>,
 
     /// Folder holding the cycle's exports (bill_lines.csv, partners.csv, and the optional files).
-    #[arg(long, value_name = "DIR")]
-    pub input: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "shard",
+        conflicts_with = "shard"
+    )]
+    pub input: Option<PathBuf>,
 
     /// Rule set folder (every *.toml in it); a set that fails `incentives check` stops the run.
     #[arg(long, value_name = "DIR", default_value = "rules/reference")]
@@ -392,12 +410,24 @@ pub struct RunArgs {
     /// the spilled buckets of a run in partitions.
     #[arg(long, value_name = "SIZE", default_value_t = crate::budget::MemoryBudget::DEFAULT)]
     pub memory_budget: crate::budget::MemoryBudget,
+
+    /// Run shard K of N of a split in --parts (SPEC §9): its part is published in --parts as
+    /// shard-000K; the cycle, inputs and prior state are the split's.
+    #[arg(long, value_name = "K/N", requires = "parts")]
+    pub shard: Option<crate::run::shards::Shard>,
+
+    /// Parts folder of `split`, the shards, `fold` and `merge`.
+    #[arg(long, value_name = "DIR", requires = "shard")]
+    pub parts: Option<PathBuf>,
 }
 
 impl RunArgs {
     /// Checks what clap cannot and turns the arguments into a run's configuration.
     pub fn resolve(self) -> Result<RunConfig, RunError> {
-        check_input(&self.input)?;
+        let (Some(cycle), Some(input)) = (self.cycle, self.input.clone()) else {
+            return self.resolve_shard();
+        };
+        check_input(&input)?;
         RunError::check_folder("--out", &self.out, "OUT/<cycle> is published in it")?;
         RunError::check_folder("--state", &self.state, "it holds state.db and the lock")?;
         if let Some(n) = self.threads {
@@ -408,15 +438,14 @@ impl RunArgs {
         }
         let partitions = self.partitions.map_or_else(
             || {
-                let lines =
-                    std::fs::metadata(self.input.join("bill_lines.csv")).map_or(0, |m| m.len());
+                let lines = std::fs::metadata(input.join("bill_lines.csv")).map_or(0, |m| m.len());
                 crate::partition::count_for(lines, self.memory_budget.bytes())
             },
             |n| n.get(),
         );
         Ok(RunConfig {
-            cycle: self.cycle,
-            input: self.input,
+            cycle,
+            input,
             rules: self.rules,
             state: self.state,
             out: self.out,
@@ -428,11 +457,43 @@ impl RunArgs {
             partitions,
             spill: self.spill,
             memory_budget: self.memory_budget.bytes(),
+            parts: None,
+        })
+    }
+
+    /// `run --shard K/N --parts DIR`: the options that change a part's bytes; the cycle and the
+    /// rest are the split's.
+    fn resolve_shard(self) -> Result<RunConfig, RunError> {
+        let parts = self
+            .parts
+            .ok_or_else(|| RunError::Usage("--shard needs --parts".into()))?;
+        if let Some(n) = self.threads {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n.get())
+                .build_global()
+                .map_err(|e| RunError::Usage(format!("--threads {n}: {e}")))?;
+        }
+        Ok(RunConfig {
+            // The split's cycle is the shard's; `--cycle`, when given, must be it.
+            cycle: self.cycle.unwrap_or(Cycle::FIRST),
+            input: parts.join("split"),
+            rules: self.rules,
+            state: self.state,
+            out: self.out,
+            first_cycle: self.first_cycle,
+            strict: self.strict,
+            as_of: self.as_of,
+            lang: self.lang,
+            format: self.format,
+            partitions: 1,
+            spill: self.spill,
+            memory_budget: self.memory_budget.bytes(),
+            parts: Some(parts),
         })
     }
 }
 
-fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+pub fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     crate::calendar::parse_instant(text).ok_or_else(|| {
         format!(
             "{text:?} is not an ISO 8601 date-time with an offset, e.g. 2026-11-15T00:00:00+08:00"
@@ -568,8 +629,19 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
     use clap::CommandFactory;
     let quiet = output.quiet;
     match command {
-        Command::Run(args) => args
-            .resolve()
+        Command::Run(args) => match (args.shard, args.cycle) {
+            (Some(shard), args_cycle) => args
+                .resolve()
+                .and_then(|config| run::shard_args::run_shard(&config, shard, args_cycle))
+                .map(|text| quiet_or(quiet, &text)),
+            (None, _) => args
+                .resolve()
+                .and_then(|config| run::run(&config, output.progress.as_ref()))
+                .map(|report| output.run_summary(&report)),
+        },
+        Command::Split(args) => run::shard_args::split(args).map(|text| quiet_or(quiet, &text)),
+        Command::Fold(args) => run::shard_args::fold(args).map(|text| quiet_or(quiet, &text)),
+        Command::Merge(args) => run::shard_args::merge(args)
             .and_then(|config| run::run(&config, output.progress.as_ref()))
             .map(|report| output.run_summary(&report)),
         Command::Generate(args) => args.resolve().and_then(|config| {
@@ -695,6 +767,9 @@ impl Command {
     fn name(&self) -> &'static str {
         match self {
             Command::Run(_) => "run",
+            Command::Split(_) => "split",
+            Command::Fold(_) => "fold",
+            Command::Merge(_) => "merge",
             Command::Generate(_) => "generate",
             Command::Validate(_) => "validate",
             Command::Check(_) => "check",
@@ -712,7 +787,9 @@ impl Command {
     /// The bill cycle the command works on, if it names one.
     fn cycle(&self) -> Option<Cycle> {
         match self {
-            Command::Run(a) => Some(a.cycle),
+            Command::Run(a) => a.cycle,
+            Command::Split(a) => Some(a.cycle),
+            Command::Merge(a) => Some(a.cycle),
             Command::Generate(a) => a.cycle,
             Command::Validate(a) => Some(a.cycle),
             Command::Explain(a) => Some(a.cycle),
@@ -775,6 +852,12 @@ fn summary_json(report: &RunReport) -> serde_json::Value {
 
 /// Writes `text` to stdout. A closed pipe (`| head`) ends the output quietly: the reader has
 /// what it wanted, and the exit code stays the command's.
+fn quiet_or(quiet: bool, text: &str) {
+    if !quiet {
+        out(text);
+    }
+}
+
 fn out(text: &str) {
     if crate::progress::json() {
         // Under --log-format json every line is a JSON object, output included.
@@ -844,7 +927,7 @@ fn man(args: &ManArgs, quiet: bool) -> Result<(), RunError> {
 
 /// `incentives validate`: the loader alone.
 /// `--input` must be the folder of the cycle's exports.
-fn check_input(input: &std::path::Path) -> Result<(), RunError> {
+pub fn check_input(input: &std::path::Path) -> Result<(), RunError> {
     if input.is_file() {
         return Err(RunError::not_a_folder(
             "--input",

@@ -27,6 +27,7 @@ pub mod reject;
 pub mod report;
 pub mod rules;
 pub mod run;
+pub mod serial;
 pub mod spill;
 pub mod state;
 pub mod status;

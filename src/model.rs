@@ -184,6 +184,15 @@ impl Currency {
     }
 }
 
+impl std::str::FromStr for Currency {
+    type Err = ();
+    fn from_str(code: &str) -> Result<Currency, ()> {
+        Currency::parse(code).ok_or(())
+    }
+}
+
+crate::serial::as_text!(Currency);
+
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -191,7 +200,9 @@ impl fmt::Display for Currency {
 }
 
 /// What a ledger row records (SPEC §5's `kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Kind {
     Earn,
     Clawback,
@@ -250,7 +261,9 @@ impl std::str::FromStr for Kind {
 }
 
 /// A partner, as its position among the accepted rows of `partners.csv` (see `load::Partners`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct PartnerIdx(pub u32);
 
 /// A low-cardinality code (region, service type, resource type), interned: four bytes a line
@@ -362,7 +375,7 @@ pub struct Order {
 }
 
 /// `vouchers.csv`: a partner voucher (代金券) with its balance at the start of the cycle.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Voucher {
     /// Record number in its file, the header being 1.
     pub source_row: u64,

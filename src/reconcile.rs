@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Lines and Σ `payable_amount` in one currency.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CurrencyTotal {
     pub lines: u64,
     #[serde(serialize_with = "exact")]
@@ -23,7 +23,7 @@ fn exact<S: serde::Serializer>(amount: &Decimal, s: S) -> Result<S::Ok, S::Error
 }
 
 /// Control totals of `bill_lines.csv`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BillLineTotals {
     /// Per currency code.
     pub accepted: BTreeMap<String, CurrencyTotal>,
@@ -89,13 +89,45 @@ pub struct OutputTotals {
 /// [`OutputTotals`] as values, summed over a bundle or added up over partitions. Summed under
 /// copyable keys and turned into text once per key: 17 million rows and outcomes at 10M lines
 /// would otherwise make two strings each.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct OutputSums {
+    #[serde(with = "ledger_sums")]
     ledger: BTreeMap<Currency, BTreeMap<&'static str, Decimal>>,
+    #[serde(with = "crate::serial::static_keys")]
     fates: BTreeMap<&'static str, u64>,
     deducted: BTreeMap<Currency, Decimal>,
     subsidies: BTreeMap<Currency, Decimal>,
     explained: BTreeMap<Currency, Decimal>,
+}
+
+/// The ledger's sums per currency and kind, in JSON (keys are text there).
+mod ledger_sums {
+    use crate::model::Currency;
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    type Sums = BTreeMap<Currency, BTreeMap<&'static str, Decimal>>;
+
+    pub fn serialize<S: Serializer>(sums: &Sums, s: S) -> Result<S::Ok, S::Error> {
+        let text: BTreeMap<&str, &BTreeMap<&'static str, Decimal>> =
+            sums.iter().map(|(c, v)| (c.as_str(), v)).collect();
+        text.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Sums, D::Error> {
+        let text: BTreeMap<Currency, BTreeMap<String, Decimal>> = BTreeMap::deserialize(d)?;
+        Ok(text
+            .into_iter()
+            .map(|(c, v)| {
+                let v = v
+                    .into_iter()
+                    .map(|(k, a)| (crate::serial::intern(&k), a))
+                    .collect();
+                (c, v)
+            })
+            .collect())
+    }
 }
 
 impl OutputSums {

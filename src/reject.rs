@@ -8,8 +8,21 @@ use std::fmt;
 use strum::IntoStaticStr;
 
 /// Why a row was rejected. The table in `README.md` ("Reject codes") documents each code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, IntoStaticStr)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    IntoStaticStr,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[strum(serialize_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RejectCode {
     /// The row has more or fewer fields than the header.
     FieldCount,
@@ -76,7 +89,7 @@ impl RejectCode {
 }
 
 /// One rejected row, as written to `rejects.csv`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reject {
     /// Input file name, e.g. `bill_lines.csv`.
     pub file: &'static str,
@@ -88,6 +101,31 @@ pub struct Reject {
     pub code: RejectCode,
     /// Words for the analyst, naming the figures involved.
     pub detail: String,
+}
+
+/// A [`Reject`] as read back from a shard's part (its names interned).
+#[derive(serde::Deserialize)]
+struct RejectRecord {
+    file: String,
+    row: u64,
+    column: String,
+    value: String,
+    code: RejectCode,
+    detail: String,
+}
+
+impl<'de> serde::Deserialize<'de> for Reject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Reject, D::Error> {
+        let r = RejectRecord::deserialize(d)?;
+        Ok(Reject {
+            file: crate::serial::intern(&r.file),
+            row: r.row,
+            column: crate::serial::intern(&r.column),
+            value: r.value,
+            code: r.code,
+            detail: r.detail,
+        })
+    }
 }
 
 impl Reject {

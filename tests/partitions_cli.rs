@@ -339,3 +339,217 @@ fn a_killed_run_in_partitions_leaves_nothing_the_next_run_keeps() {
     assert!(spills().is_empty(), "{:?}", spills());
     assert!(out.join("2026-10/ledger.csv").exists());
 }
+
+/// Runs one step of a month in shards (SPEC §9); returns its output.
+fn step(args: &[&str], paths: &[(&str, &Path)]) -> std::process::Output {
+    let mut cmd = incentives();
+    cmd.args(args);
+    for (flag, path) in paths {
+        cmd.arg(flag).arg(path);
+    }
+    cmd.output().unwrap()
+}
+
+fn succeeded(out: &std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The chain run as `split`, `run --shard K/N` (in reverse order, the last one twice), `fold`
+/// and `merge` in `root`; returns what [`run_chain`] returns.
+fn run_sharded(input: &Path, root: &Path, shards: u32, args: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    let rules = common::repo().join("rules/reference");
+    let (state, out) = (root.join("state"), root.join("out"));
+    for (i, cycle) in CYCLES.iter().enumerate() {
+        let parts = root.join("parts").join(cycle);
+        let first: &[&str] = if i == 0 { &["--first-cycle"] } else { &[] };
+        let n = shards.to_string();
+        let split = [&["split", "--cycle", cycle, "--shards", &n], first].concat();
+        let paths = [
+            ("--input", &*input.join(cycle)),
+            ("--state", &state),
+            ("--parts", &parts),
+        ];
+        succeeded(&step(&split, &paths), "split");
+        for k in (1..=shards).rev() {
+            let shard = format!("{k}/{shards}");
+            let run = [&["run", "--shard", &shard], args].concat();
+            let paths = [("--parts", &*parts), ("--rules", &rules)];
+            succeeded(&step(&run, &paths), "run --shard");
+            if k == 1 {
+                let again = succeeded(&step(&run, &paths), "run --shard again");
+                assert!(again.contains("already run"), "{again}");
+            }
+            succeeded(
+                &step(&["fold", "--shard", &shard], &[("--parts", &parts)]),
+                "fold",
+            );
+        }
+        let merge = [&["merge", "--cycle", cycle], first, args].concat();
+        let paths = [
+            ("--parts", &*parts),
+            ("--rules", &rules),
+            ("--state", &state),
+            ("--out", &out),
+        ];
+        succeeded(&step(&merge, &paths), "merge");
+    }
+    let mut files = BTreeMap::new();
+    for cycle in CYCLES {
+        collect(&out.join(cycle), cycle, &mut files);
+    }
+    files
+}
+
+#[test]
+fn shards_give_the_bytes_of_one_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = chain(dir.path());
+    let whole = run_chain(&input, &dir.path().join("p1"), &[]);
+    let three = run_sharded(&input, &dir.path().join("s3"), 3, &[]);
+    assert_same(&whole, &three, "3 shards");
+    let five = run_sharded(&input, &dir.path().join("s5"), 5, &["--threads", "1"]);
+    assert_same(&whole, &five, "5 shards, 1 thread");
+    let parquet = run_chain(&input, &dir.path().join("q1"), &["--format", "parquet"]);
+    let parquet4 = run_sharded(&input, &dir.path().join("q4"), 4, &["--format", "parquet"]);
+    assert_same(&parquet, &parquet4, "Parquet, 4 shards");
+}
+
+/// A step whose input is missing exits 1 (an engine retries it) and publishes nothing; parts of
+/// another rule set or made before the state changed are refused (exit 2), the state untouched.
+#[test]
+fn shard_steps_refuse_what_would_corrupt_the_cycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::fixture("demo/2026-10");
+    let (state, out, parts) = (
+        dir.path().join("state"),
+        dir.path().join("out"),
+        dir.path().join("parts"),
+    );
+    let rules = common::repo().join("rules/reference");
+    let code = |o: &std::process::Output| o.status.code().unwrap_or(-1);
+
+    let early = step(
+        &["run", "--shard", "1/2"],
+        &[("--parts", &parts), ("--rules", &rules)],
+    );
+    assert_eq!(
+        code(&early),
+        1,
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+    let split = [
+        "split",
+        "--cycle",
+        "2026-10",
+        "--shards",
+        "2",
+        "--first-cycle",
+    ];
+    let paths = [
+        ("--input", &*input),
+        ("--state", &state),
+        ("--parts", &parts),
+    ];
+    succeeded(&step(&split, &paths), "split");
+    let again = succeeded(&step(&split, &paths), "split again");
+    assert!(again.contains("changed nothing"), "{again}");
+    let wrong = step(
+        &["run", "--shard", "1/3"],
+        &[("--parts", &parts), ("--rules", &rules)],
+    );
+    assert_eq!(
+        code(&wrong),
+        2,
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    for k in ["1/2", "2/2"] {
+        succeeded(
+            &step(
+                &["run", "--shard", k],
+                &[("--parts", &parts), ("--rules", &rules)],
+            ),
+            k,
+        );
+    }
+    succeeded(
+        &step(&["fold", "--shard", "1/2"], &[("--parts", &parts)]),
+        "fold 1",
+    );
+    let merge = ["merge", "--cycle", "2026-10", "--first-cycle"];
+    let merge_paths = [("--parts", &*parts), ("--state", &state), ("--out", &out)];
+    let unsealed = step(
+        &merge,
+        &[merge_paths.as_slice(), &[("--rules", &rules)]].concat(),
+    );
+    assert_eq!(
+        code(&unsealed),
+        1,
+        "{}",
+        String::from_utf8_lossy(&unsealed.stderr)
+    );
+    assert!(!out.join("2026-10").exists(), "nothing published");
+    succeeded(
+        &step(&["fold", "--shard", "2/2"], &[("--parts", &parts)]),
+        "fold 2",
+    );
+
+    // Another rule set (the reference with one more comment line hashes otherwise).
+    let other = dir.path().join("rules");
+    fs::create_dir(&other).unwrap();
+    for entry in fs::read_dir(&rules).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, other.join(path.file_name().unwrap())).unwrap();
+    }
+    let toml = fs::read_dir(&other)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "toml"))
+        .unwrap();
+    let text = fs::read_to_string(&toml).unwrap();
+    fs::write(&toml, text.replacen("[", "# another set\n[", 1)).unwrap();
+    let refused = step(
+        &merge,
+        &[merge_paths.as_slice(), &[("--rules", &other)]].concat(),
+    );
+    assert_eq!(
+        code(&refused),
+        2,
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!out.join("2026-10").exists(), "nothing published");
+
+    // The state changes between the split and the merge: the parts are refused.
+    let direct = step(
+        &["run", "--cycle", "2026-10", "--first-cycle"],
+        &[
+            ("--input", &input),
+            ("--state", &state),
+            ("--out", &dir.path().join("o2")),
+            ("--rules", &rules),
+        ],
+    );
+    succeeded(&direct, "a run on the state");
+    let stale = step(
+        &merge,
+        &[merge_paths.as_slice(), &[("--rules", &rules)]].concat(),
+    );
+    assert_eq!(
+        code(&stale),
+        2,
+        "{}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&stale.stderr).contains("state version"),
+        "{}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
+}

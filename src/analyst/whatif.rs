@@ -295,6 +295,7 @@ pub fn main(args: WhatifArgs) -> Result<String, RunError> {
         partitions: 1,
         spill: None,
         memory_budget: crate::budget::MemoryBudget::DEFAULT.bytes(),
+        parts: None,
     };
     whatif(&config, &args.write)
 }

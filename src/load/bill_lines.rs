@@ -54,7 +54,7 @@ impl Schema for Column {
 
 /// A bill line that was rejected, with what could be read of it: it still gets its
 /// `line_outcomes.csv` row (fate `rejected`) and counts in the control totals.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RejectedLine {
     pub reject: Reject,
     pub line_id: String,

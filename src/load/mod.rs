@@ -103,12 +103,33 @@ impl Bundle {
 }
 
 /// One input file's line in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FileReport {
     pub file: &'static str,
     pub digest: FileDigest,
     pub accepted: u64,
     pub rejected: u64,
+}
+
+/// A [`FileReport`] as read back from a split's record (its name interned).
+#[derive(serde::Deserialize)]
+struct FileRecord {
+    file: String,
+    digest: FileDigest,
+    accepted: u64,
+    rejected: u64,
+}
+
+impl<'de> serde::Deserialize<'de> for FileReport {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<FileReport, D::Error> {
+        let r = FileRecord::deserialize(d)?;
+        Ok(FileReport {
+            file: crate::serial::intern(&r.file),
+            digest: r.digest,
+            accepted: r.accepted,
+            rejected: r.rejected,
+        })
+    }
 }
 
 /// The file reports with the rows rejected after loading (against the state: an opening
@@ -745,6 +766,13 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
         rejects,
         files,
     })
+}
+
+/// A step's record in a parts folder (SPEC §9), and its bytes; the error names the file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<(T, Vec<u8>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((value, bytes))
 }
 
 #[cfg(test)]

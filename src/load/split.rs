@@ -41,7 +41,10 @@ const SOURCE_ROW: &str = "__incentives_source_row";
 /// loader's rejects and file reports, the rejected lines, the earlier cycles' pools of the
 /// orders clawed back this cycle.
 pub struct Split {
-    spill: tempfile::TempDir,
+    /// The spill folder of the ownership pass (none when reopened from a split's folder).
+    spill: Option<tempfile::TempDir>,
+    /// Where the partitions' folders are.
+    root: PathBuf,
     cycle: Cycle,
     count: u32,
     /// Partners, links, tags, codes of nothing, vouchers, projects, balances, withdrawals, every
@@ -76,14 +79,15 @@ struct OrderOut {
 pub type PriorPoolsOf<'s> =
     dyn FnMut(&BTreeSet<&str>) -> Result<Vec<PriorPool>, StructuralError> + 's;
 
-/// Splits the bundle in `dir` into `count` partitions in a temporary folder under `spill`
-/// named `name` and a random suffix, within `budget` bytes.
+/// Splits the bundle in `dir` into `count` partitions, within `budget` bytes, spilling to a
+/// temporary folder under `spill` named `name` and a random suffix. The partitions' folders go
+/// to `into` when given (a split's folder, SPEC §9), else into the spill folder.
 pub fn split_bundle(
     dir: &Path,
     cycle: Cycle,
-    count: u32,
-    budget: u64,
+    (count, budget): (u32, u64),
     (spill, name): (&Path, &str),
+    into: Option<&Path>,
     prior_pools_of: &mut PriorPoolsOf<'_>,
 ) -> Result<Split, StructuralError> {
     let spill = tempfile::Builder::new()
@@ -91,6 +95,7 @@ pub fn split_bundle(
         .tempdir_in(spill)
         .map_err(|e| spill_error(spill, e))?;
     let root = spill.path().to_path_buf();
+    let parts_root = into.map_or_else(|| root.clone(), Path::to_path_buf);
     let mut rejects = Vec::new();
     let mut files = Vec::new();
     let partners = super::read_partners(dir, &mut rejects, &mut files)?;
@@ -111,7 +116,7 @@ pub fn split_bundle(
             .or_default()
             .insert(of_partner[link.distributor.0 as usize]);
     }
-    let mut parts = PartitionFiles::create(&root, count, dir)?;
+    let mut parts = PartitionFiles::create(&parts_root, count, dir)?;
     let mut refs = RecordBuckets::new(&root, "refs", dir, budget)?;
     let mut claws = RecordBuckets::new(&root, "claws", dir, budget)?;
 
@@ -157,7 +162,8 @@ pub fn split_bundle(
     files.sort_by_key(|f| f.file);
     rejected.sort_by_key(RejectedLine::source_row);
     Ok(Split {
-        spill,
+        spill: Some(spill),
+        root: parts_root,
         cycle,
         count,
         master: Bundle {
@@ -823,9 +829,9 @@ impl Split {
         self.count
     }
 
-    /// The spill folder (removed with the split).
+    /// The spill folder (removed with the split), or the split's folder when reopened.
     pub fn path(&self) -> &Path {
-        self.spill.path()
+        self.spill.as_ref().map_or(&self.root, |s| s.path())
     }
 
     /// Partition `k`'s bundle: every partner, link, tag (it owns its own partners'), its
@@ -840,7 +846,7 @@ impl Split {
             .map(|(_, p)| partition_of(&p.partner_id, self.count) == k)
             .collect();
         let own = |p: PartnerIdx| owned[p.0 as usize];
-        let root = partition_dir(self.spill.path(), k);
+        let root = partition_dir(&self.root, k);
         let mut codes = Codes::default();
         let mut lines = Vec::new();
         for folder in ["own", "copies"] {
@@ -922,5 +928,113 @@ impl Split {
             rejects: Vec::new(),
             files: master.files.clone(),
         })
+    }
+}
+
+/// What a split's folder records beside its partitions' files (`split.json`), for the steps
+/// that reopen it in other processes (SPEC §9): everything [`Split`] keeps whole but the
+/// master data, which is read again from the input files copied beside it (`input/`).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SplitRecord {
+    pub cycle: Cycle,
+    pub count: u32,
+    pub rejects: Vec<Reject>,
+    pub files: Vec<FileReport>,
+    pub rejected_lines: Vec<RejectedLine>,
+    pub line_duplicates: Vec<Reject>,
+    pub prior_pools: Vec<PriorPool>,
+}
+
+const RECORD: &str = "split.json";
+const MASTER_INPUT: &str = "input";
+
+/// The bundle's files other than the lines and orders: the master data a shard reads again.
+fn master_files() -> [&'static str; 7] {
+    use super::{balances, orders as o, partners as p};
+    [
+        <p::PartnerColumn as Schema>::FILE,
+        <balances::VoucherColumn as Schema>::FILE,
+        <p::LinkColumn as Schema>::FILE,
+        <p::TagColumn as Schema>::FILE,
+        <o::ProjectColumn as Schema>::FILE,
+        <balances::OpeningBalanceColumn as Schema>::FILE,
+        <balances::WithdrawalColumn as Schema>::FILE,
+    ]
+}
+
+impl Split {
+    /// Writes what reopening needs into the partitions' folder: `split.json` and the master
+    /// data's input files as exported (byte for byte).
+    pub fn save(&self, input: &Path) -> Result<(), StructuralError> {
+        let io = |e: std::io::Error| spill_error(&self.root, e);
+        let copies = self.root.join(MASTER_INPUT);
+        std::fs::create_dir_all(&copies).map_err(io)?;
+        for file in master_files() {
+            let from = input.join(file);
+            if from.is_file() {
+                std::fs::copy(&from, copies.join(file)).map_err(io)?;
+            }
+        }
+        let master = &self.master;
+        let record = SplitRecord {
+            cycle: self.cycle,
+            count: self.count,
+            rejects: master.rejects.clone(),
+            files: master.files.clone(),
+            rejected_lines: master.rejected_lines.clone(),
+            line_duplicates: self.line_duplicates.clone(),
+            prior_pools: self.prior_pools.clone(),
+        };
+        let json = serde_json::to_vec(&record).map_err(|e| spill_error(&self.root, e.into()))?;
+        std::fs::write(self.root.join(RECORD), json).map_err(io)
+    }
+
+    /// A split saved in `root` by [`Split::save`], reopened: its master data read again from
+    /// the copied input files (the same rows are accepted), the rest from `split.json`.
+    pub fn reopen(root: &Path) -> Result<Split, StructuralError> {
+        let path = root.join(RECORD);
+        let unreadable = |e: &dyn std::fmt::Display| StructuralError::Io {
+            file: "split.json",
+            message: format!(
+                "{}: {e}: run split again into a new --parts",
+                path.display()
+            ),
+        };
+        let bytes = std::fs::read(&path).map_err(|e| unreadable(&e))?;
+        let record: SplitRecord = serde_json::from_slice(&bytes).map_err(|e| unreadable(&e))?;
+        let copies = root.join(MASTER_INPUT);
+        let (mut rejects, mut files) = (Vec::new(), Vec::new());
+        let partners = super::read_partners(&copies, &mut rejects, &mut files)?;
+        let small = super::finish_small_files(
+            super::read_small_files(&copies, &partners)?,
+            &partners,
+            &mut rejects,
+            &mut files,
+        );
+        Ok(Split {
+            spill: None,
+            root: root.to_path_buf(),
+            cycle: record.cycle,
+            count: record.count,
+            master: Bundle {
+                partners,
+                rejected_lines: record.rejected_lines,
+                vouchers: small.vouchers,
+                distributor_links: small.links,
+                capability_tags: small.tags,
+                projects: small.projects,
+                opening_balances: small.opening,
+                withdrawals: small.withdrawals,
+                rejects: record.rejects,
+                files: record.files,
+                ..Default::default()
+            },
+            line_duplicates: record.line_duplicates,
+            prior_pools: record.prior_pools,
+        })
+    }
+
+    pub fn cycle(&self) -> Cycle {
+        self.cycle
     }
 }

@@ -32,7 +32,7 @@ pub trait Schema: Copy + Into<&'static str> + VariantNames + Send + Sync + 'stat
 }
 
 /// What the manifest records of an input file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileDigest {
     pub present: bool,
     pub sha256: String,

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod partitions;
+pub mod shard_args;
+pub mod shards;
 
 /// A run's configuration, resolved and checked from the command line.
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct RunConfig {
     pub spill: Option<PathBuf>,
     /// Bytes the run's peak memory stays within (SPEC §8).
     pub memory_budget: u64,
+    /// `merge`: the parts folder whose shards' parts are merged instead of evaluating `input`.
+    pub parts: Option<PathBuf>,
 }
 
 /// What a finished run reports to the person or cron job that started it.
@@ -66,7 +70,7 @@ pub struct RunReport {
 }
 
 /// The figures of the one-screen summary at the end of a run, per currency.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Incentive credited to the cycle (this run's rows and carried in), per lever.
     pub credited: BTreeMap<String, BTreeMap<String, Decimal>>,
@@ -643,7 +647,7 @@ fn write_outputs(
 
 /// What a cycle's outputs add up to, from one evaluation or added up over the partitions: the
 /// summary's and the manifest's totals, the state's record, what the cycle closes with.
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct CycleTotals {
     summary: Summary,
     output: reconcile::OutputSums,
@@ -869,7 +873,11 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     check_stop("opening the state")?;
 
     let staging = Staging::begin(&config.out, config.cycle, config.format, &opened.state_tag)?;
-    let (master, written) = if config.partitions > 1 {
+    let (master, written) = if let Some(parts) = &config.parts {
+        let (bundle, written) =
+            shards::merge_shards(config, &opened, &state, &staging, &mut phases, parts)?;
+        (Master::of(&bundle), written)
+    } else if config.partitions > 1 {
         let (bundle, written) =
             partitions::run_partitioned(config, &opened, &state, &staging, &mut phases)?;
         (Master::of(&bundle), written)
@@ -1466,6 +1474,7 @@ mod tests {
                         partitions: 1,
                         spill: None,
                         memory_budget: crate::budget::MemoryBudget::DEFAULT.bytes(),
+                        parts: None,
                     };
                     let report = pool.install(|| run(&config, &crate::progress::Silent));
                     prop_assert!(report.is_ok(), "{cycle}: {:?}", report.err().map(|e| e.to_string()));

@@ -19,12 +19,27 @@ use crate::state::{DeferredRows, PoolRows, StateStore};
 use crate::write::{self, Staging};
 use std::path::PathBuf;
 
-/// What the partitions leave for the merge: their folders (removed when dropped), their
-/// spilled pool changes, and their rejected lines (whose outcomes are written in the merge).
-struct Parts {
-    folders: Vec<Staging>,
-    pools: Vec<PathBuf>,
-    rejected_lines: Vec<crate::load::RejectedLine>,
+/// What the partitions (or shards) leave for the merge: their tables' folders, their spilled
+/// pool changes, their rejected lines (whose outcomes are written in the merge), their totals.
+#[derive(Default)]
+pub(super) struct Parts {
+    pub(super) dirs: Vec<PathBuf>,
+    pub(super) pools: Vec<PathBuf>,
+    pub(super) rejected_lines: Vec<crate::load::RejectedLine>,
+    pub(super) totals: CycleTotals,
+    pub(super) unusable: usize,
+}
+
+impl Parts {
+    /// Adds a partition's results; returns its folder (removed when dropped, after the merge).
+    pub(super) fn add(&mut self, part: Partition) -> Staging {
+        self.unusable = self.unusable.max(part.unusable);
+        self.dirs.push(part.folder.path().to_path_buf());
+        self.pools.push(part.pools);
+        self.rejected_lines.extend(part.rejected_lines);
+        self.totals.add(part.totals);
+        part.folder
+    }
 }
 
 /// The ownership pass (`load::split`), each partition evaluated in turn, the merge. Returns
@@ -63,9 +78,9 @@ pub(super) fn run_partitioned(
     let mut split = crate::load::split::split_bundle(
         &config.input,
         config.cycle,
-        config.partitions,
-        config.memory_budget,
+        (config.partitions, config.memory_budget),
         (&spill_root, &name),
+        None,
         &mut pools_of,
     )?;
     loaded(config, phases, phase, &split.master)?;
@@ -74,74 +89,100 @@ pub(super) fn run_partitioned(
 
     let phase = phases.start("evaluate");
     let prior_balances = state.prior_balances(config.cycle)?;
-    let mut totals = CycleTotals::default();
-    let mut parts = Parts {
-        folders: Vec::new(),
-        pools: Vec::new(),
-        rejected_lines: Vec::new(),
-    };
-    let mut unusable = 0;
+    let mut parts = Parts::default();
+    let mut folders = Vec::new();
     let mut lines = 0;
     for k in 0..split.count() {
         let sub = split.partition(k)?;
         lines += sub.owned_lines().count();
-        let prior = (&mut prior_pools, &prior_balances);
-        let part = evaluate_partition(config, opened, sub, k, prior, split.path())?;
-        unusable = unusable.max(part.unusable);
-        parts.folders.push(part.folder);
-        parts.pools.push(part.pools);
-        parts.rejected_lines.extend(part.rejected_lines);
-        totals.add(part.totals);
+        let prior = Earlier {
+            rule_set: &opened.rule_set,
+            carried: &opened.prior.carried,
+            pools: &mut prior_pools,
+            balances: &prior_balances,
+        };
+        let folder = Staging::partition(split.path(), k)?;
+        let part = evaluate_partition(config, sub, k, prior, folder)?;
+        folders.push(parts.add(part));
         check_stop("evaluate")?;
     }
     phases.finish(phase, lines as u64, "lines");
-    warn_unusable_pools(config, unusable);
-    refuse_later_rejects(config, &totals.later_rejects)?;
+    let written = merge_parts(config, opened, staging, phases, &split.master, parts)?;
+    drop(folders);
+    let master = std::mem::take(&mut split.master);
+    drop(split);
+    Ok((master, written))
+}
+
+/// What the partitions or shards left, merged into the staging folder: the warnings and
+/// refusals over the whole cycle, every table, `rejects.csv`.
+pub(super) fn merge_parts(
+    config: &RunConfig,
+    opened: &Opened,
+    staging: &Staging,
+    phases: &mut Phases<'_>,
+    master: &Bundle,
+    parts: Parts,
+) -> Result<Written, RunError> {
+    warn_unusable_pools(config, parts.unusable);
+    refuse_later_rejects(config, &parts.totals.later_rejects)?;
     fault_point("reconciled");
 
     let phase = phases.start("write");
     let (deferred, pool_rows) = merge(config, opened, staging, &parts)?;
-    let (files, rejects) = write_rejects(staging, &split.master, &totals.later_rejects)?;
+    let (files, rejects) = write_rejects(staging, master, &parts.totals.later_rejects)?;
     check_stop("write")?;
     phases.finish(phase, staging.written().len() as u64, "files");
-    drop(parts);
-    let master = std::mem::take(&mut split.master);
-    drop(split);
-    let written = Written {
-        totals,
+    Ok(Written {
+        totals: parts.totals,
         files,
         rejects,
         deferred,
         pool_rows,
-    };
-    Ok((master, written))
+    })
 }
 
 /// One partition's results: its totals, its tables' folder, its spilled pool changes, its
 /// rejected lines.
-struct Partition {
-    totals: CycleTotals,
-    folder: Staging,
-    pools: PathBuf,
-    unusable: usize,
-    rejected_lines: Vec<crate::load::RejectedLine>,
+pub(super) struct Partition {
+    pub(super) totals: CycleTotals,
+    pub(super) folder: Staging,
+    pub(super) pools: PathBuf,
+    pub(super) unusable: usize,
+    pub(super) rejected_lines: Vec<crate::load::RejectedLine>,
 }
 
-fn evaluate_partition(
+/// What a partition evaluates against: the rule set, the rows carried in (those of every
+/// partner or of the partition's own), the earlier pools (lent to each partition in turn) and
+/// the vouchers and balances earlier cycles closed with.
+pub(super) struct Earlier<'e> {
+    pub(super) rule_set: &'e crate::rules::RuleSet,
+    pub(super) carried: &'e [crate::chain::CarriedRow],
+    pub(super) pools: &'e mut Vec<crate::chain::PriorPool>,
+    pub(super) balances: &'e super::PriorBalances,
+}
+
+/// Partition `k` of `config.partitions` evaluated, balanced, explained; its tables written to
+/// `folder` ([`write::Format::Spill`]) and its pool changes beside them.
+pub(super) fn evaluate_partition(
     config: &RunConfig,
-    opened: &Opened,
     mut sub: Bundle,
     k: u32,
-    (prior_pools, prior_balances): (&mut Vec<crate::chain::PriorPool>, &super::PriorBalances),
-    spill: &std::path::Path,
+    earlier: Earlier<'_>,
+    folder: Staging,
 ) -> Result<Partition, RunError> {
-    let rule_set = &opened.rule_set;
+    let Earlier {
+        rule_set,
+        carried,
+        pools: prior_pools,
+        balances: prior_balances,
+    } = earlier;
     let count = config.partitions;
     sub.group_lines_by_partner();
     let orders = std::mem::take(&mut sub.orders);
     let prior = evaluate::Prior {
         pools: std::mem::take(prior_pools),
-        carried: partition::carried(k, count, &opened.prior.carried),
+        carried: partition::carried(k, count, carried),
     };
     let mut evaluation = evaluate::evaluate_with(
         &sub,
@@ -163,7 +204,6 @@ fn evaluate_partition(
         &mut evaluation,
     );
 
-    let folder = Staging::partition(spill, k)?;
     let pools = folder.path().join("pools.csv");
     let changed = evaluation.changed_pools_by_order(&sub.partners);
     crate::state::spill_pools(
@@ -216,11 +256,7 @@ fn merge(
     staging: &Staging,
     parts: &Parts,
 ) -> Result<(DeferredRows, PoolRows), RunError> {
-    let dirs: Vec<PathBuf> = parts
-        .folders
-        .iter()
-        .map(|f| f.path().to_path_buf())
-        .collect();
+    let dirs = &parts.dirs;
     let rule_set = &opened.rule_set;
     // The journal and statements on one side, every other table and the pools on the other.
     let (deferred, others) = rayon::join(
@@ -228,7 +264,7 @@ fn merge(
             let mut deferred = DeferredRows::default();
             write::merge_ledgers(
                 staging,
-                &dirs,
+                dirs,
                 rule_set,
                 &opened.prior.carried,
                 config.cycle,
@@ -237,7 +273,7 @@ fn merge(
             Ok(deferred)
         },
         || -> Result<PoolRows, RunError> {
-            merge_others(staging, &dirs, &parts.rejected_lines)?;
+            merge_others(staging, dirs, &parts.rejected_lines)?;
             Ok(crate::state::merge_pools(parts.pools.clone())?)
         },
     );

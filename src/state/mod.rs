@@ -378,6 +378,24 @@ impl StateStore {
         read_cycles(&self.conn)
     }
 
+    /// The state's version: a digest of the chain as committed (every cycle's record), so a
+    /// commit of any cycle changes it. Shards record the version their slice was read from;
+    /// the merge refuses parts of another (SPEC §9).
+    pub fn version(&self) -> Result<String, StateError> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for c in self.chain()? {
+            hasher.update(format!("{c:?}\n").as_bytes());
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
+    /// The state's version when there is no `state.db` yet (that of an empty chain).
+    pub fn empty_version() -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::new().finalize())
+    }
+
     /// SPEC §4's chain rules: M needs M−1, not stale, unless it is the first cycle.
     pub fn check_chain(&self, m: Cycle, first_cycle: bool) -> Result<(), StateError> {
         let chain = self.chain()?;
@@ -915,4 +933,31 @@ pub fn read_chain(dir: &Path) -> Result<Option<Vec<StoredCycle>>, StateError> {
             })
             .collect(),
     ))
+}
+
+/// A shard's slice of the prior state (SPEC §9), exported by `split` so that shards never open
+/// `state.db`: the rows carried into the cycle, the vouchers and balances of the shard's
+/// partners, with the state's version they were read at.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Slice {
+    pub state_version: String,
+    pub first_cycle: bool,
+    pub carried: Vec<CarriedRow>,
+    pub vouchers: Vec<StoredVoucher>,
+    pub balances: PriorBalances,
+}
+
+pub fn write_slice(path: &Path, slice: &Slice) -> Result<(), StateError> {
+    let json = serde_json::to_vec(slice).map_err(|e| StateError::Io(e.to_string()))?;
+    std::fs::write(path, json).map_err(|e| StateError::io(path.display(), e))
+}
+
+pub fn read_slice(path: &Path) -> Result<Slice, StateError> {
+    let bytes = std::fs::read(path).map_err(|e| StateError::io(path.display(), e))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        StateError::Io(format!(
+            "{}: {e}: split again into a new --parts",
+            path.display()
+        ))
+    })
 }

@@ -91,6 +91,40 @@ impl Staging {
         })
     }
 
+    /// A step's folder in a parts folder (SPEC §9: a split, a shard's part), hidden under a
+    /// fresh name in `parts` until [`Staging::keep_as`] publishes it; removed if dropped.
+    pub fn step(parts: &Path, name: &str) -> Result<Staging, WriteError> {
+        fs::create_dir_all(parts).map_err(|e| WriteError::io(parts.display(), e))?;
+        let (pid, start) = crate::process::me();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(".{name}.tmp-{pid}-{start}-"))
+            .tempdir_in(parts)
+            .map_err(|e| WriteError::io(parts.display(), e))?;
+        Ok(Staging {
+            dir,
+            format: Format::Spill,
+            written: Default::default(),
+        })
+    }
+
+    /// Publishes a step's folder as `dest` by one rename. The first attempt to publish wins: when
+    /// `dest` is already there (a duplicate or late attempt, byte for byte the same), this one
+    /// is removed and `false` returned.
+    pub fn keep_as(self, dest: &Path) -> Result<bool, WriteError> {
+        let path = self.dir.keep();
+        match fs::rename(&path, dest) {
+            Ok(()) => Ok(true),
+            Err(_) if dest.is_dir() => {
+                let _ = fs::remove_dir_all(&path);
+                Ok(false)
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&path);
+                Err(WriteError::io(dest.display(), e))
+            }
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
