@@ -629,21 +629,27 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
     use clap::CommandFactory;
     let quiet = output.quiet;
     match command {
-        Command::Run(args) => match (args.shard, args.cycle) {
+        Command::Run(mut args) => match (args.shard, args.cycle) {
             (Some(shard), args_cycle) => args
                 .resolve()
                 .and_then(|config| run::shard_args::run_shard(&config, shard, args_cycle))
                 .map(|text| quiet_or(quiet, &text)),
-            (None, _) => args
-                .resolve()
-                .and_then(|config| run::run(&config, output.progress.as_ref()))
-                .map(|report| output.run_summary(&report)),
+            (None, _) => {
+                let _fetched = fetch_input(&mut args.input, args.spill.as_deref())?;
+                stage_remote_out(&mut args.out, &args.state)?;
+                args.resolve()
+                    .and_then(|config| run::run(&config, output.progress.as_ref()))
+                    .map(|report| output.run_summary(&report))
+            }
         },
         Command::Split(args) => run::shard_args::split(args).map(|text| quiet_or(quiet, &text)),
         Command::Fold(args) => run::shard_args::fold(args).map(|text| quiet_or(quiet, &text)),
-        Command::Merge(args) => run::shard_args::merge(args)
-            .and_then(|config| run::run(&config, output.progress.as_ref()))
-            .map(|report| output.run_summary(&report)),
+        Command::Merge(mut args) => {
+            stage_remote_out(&mut args.out, &args.state)?;
+            run::shard_args::merge(args)
+                .and_then(|(config, _fetched)| run::run(&config, output.progress.as_ref()))
+                .map(|report| output.run_summary(&report))
+        }
         Command::Generate(args) => args.resolve().and_then(|config| {
             for dir in generate::generate(&config)? {
                 if !quiet {
@@ -652,7 +658,12 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
             }
             Ok(())
         }),
-        Command::Validate(args) => validate(&args, quiet),
+        Command::Validate(mut args) => {
+            let mut input = Some(args.input.clone());
+            let _fetched = fetch_input(&mut input, Some(&args.spill))?;
+            args.input = input.unwrap_or_default();
+            validate(&args, quiet)
+        }
         Command::Check(args) => crate::rules::load_rules(&args.rules)
             .map(|set| {
                 for warning in &set.warnings {
@@ -669,7 +680,8 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
         Command::Status(args) => {
             crate::status::status(&args.state).map(|text| out(&crate::error::printable(&text)))
         }
-        Command::Explain(args) => {
+        Command::Explain(mut args) => {
+            let _fetched = fetch_published(&mut args.out, args.cycle)?;
             crate::analyst::explain::warn_on_standing(&args.state, &args.out, args.cycle);
             crate::analyst::cycle::PublishedCycle::open(&args.out, args.cycle)
                 .and_then(|cycle| {
@@ -683,7 +695,15 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
                 })
                 .map(|text| out(&text))
         }
-        Command::Report(args) => {
+        Command::Report(mut args) => {
+            if args.output.is_none() && crate::store::is_remote(&args.out) {
+                // The published cycle is fetched into a temporary folder: the page goes here.
+                args.output = Some(PathBuf::from(match &args.partner {
+                    Some(p) => format!("{}-report-{p}.html", args.cycle),
+                    None => format!("{}-report.html", args.cycle),
+                }));
+            }
+            let _fetched = fetch_published(&mut args.out, args.cycle)?;
             crate::analyst::explain::warn_on_standing(&args.state, &args.out, args.cycle);
             let output = args.output.clone().unwrap_or_else(|| {
                 args.out.join(match &args.partner {
@@ -714,11 +734,10 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
                     }
                 })
         }
-        Command::Query(args) => crate::analyst::query::main(&args).map(|text| {
-            if !quiet {
-                out(&text)
-            }
-        }),
+        Command::Query(mut args) => {
+            let _fetched = fetch_published(&mut args.out, args.cycle)?;
+            crate::analyst::query::main(&args).map(|text| quiet_or(quiet, &text))
+        }
         Command::Whatif(args) => crate::analyst::whatif::main(args).map(|text| {
             if !quiet {
                 out(&text)
@@ -852,6 +871,37 @@ fn summary_json(report: &RunReport) -> serde_json::Value {
 
 /// Writes `text` to stdout. A closed pipe (`| head`) ends the output quietly: the reader has
 /// what it wanted, and the exit code stays the command's.
+/// `--input s3://…`: the bundle fetched into a local folder (removed with the guard).
+fn fetch_input(
+    input: &mut Option<PathBuf>,
+    spill: Option<&std::path::Path>,
+) -> Result<Option<tempfile::TempDir>, RunError> {
+    let Some(path) = input.as_ref().filter(|p| crate::store::is_remote(p)) else {
+        return Ok(None);
+    };
+    let (local, guard) =
+        crate::store::fetch_input(path, spill).map_err(|e| RunError::Io(e.to_string()))?;
+    *input = Some(local);
+    Ok(guard)
+}
+
+/// `--out s3://…` for `run` and `merge`: outputs are staged in the state's folder for it, and
+/// uploaded when published.
+fn stage_remote_out(out: &mut PathBuf, state: &std::path::Path) -> Result<(), RunError> {
+    if crate::store::is_remote(out) {
+        *out = crate::store::staging_root(state, out).map_err(|e| RunError::Io(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// `--out s3://…` for the readers: the cycle's current publication fetched into a local folder.
+fn fetch_published(out: &mut PathBuf, cycle: Cycle) -> Result<Option<tempfile::TempDir>, RunError> {
+    let (local, guard) =
+        crate::store::fetch_published(out, cycle).map_err(|e| RunError::Io(e.to_string()))?;
+    *out = local;
+    Ok(guard)
+}
+
 fn quiet_or(quiet: bool, text: &str) {
     if !quiet {
         out(text);

@@ -31,6 +31,7 @@ pub mod serial;
 pub mod spill;
 pub mod state;
 pub mod status;
+pub mod store;
 pub mod subsidies;
 pub mod vouchers;
 pub mod write;

@@ -169,7 +169,10 @@ fn finish_publications(state: &StateStore, config: &RunConfig) -> Result<(), Run
     let chain = state.chain()?;
     for p in state.pending_publications()? {
         match write::publication(&p.out_root, p.cycle, &p.staged) {
-            Publication::Published => state.published(p.cycle)?,
+            Publication::Published => {
+                state.published(p.cycle)?;
+                write::uploaded(&p.out_root, &p.staged);
+            }
             Publication::Pending => {
                 let _lock = if p.cycle == config.cycle && p.out_root == out_root {
                     None
@@ -179,6 +182,7 @@ fn finish_publications(state: &StateStore, config: &RunConfig) -> Result<(), Run
                 write::publish(&p.out_root, p.cycle, &p.staged)
                     .map_err(|e| publication_failed(&state.dir, &p.out_root, p.cycle, e.into()))?;
                 state.published(p.cycle)?;
+                write::uploaded(&p.out_root, &p.staged);
                 crate::progress::note(
                     "WARN",
                     &format!(
@@ -928,6 +932,7 @@ pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, Run
     phases.finish(phase, state_rows, "state rows");
     fault_point("published");
     state.published(config.cycle)?;
+    write::uploaded(&config.out, &staged);
     after_publication(config, &opened.made_stale, &published)?;
 
     Ok(RunReport {

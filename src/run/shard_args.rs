@@ -8,7 +8,7 @@ use crate::error::RunError;
 use clap::Args;
 use std::num::{NonZeroU32, NonZeroUsize};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct SplitArgs {
@@ -123,38 +123,66 @@ fn threads(n: Option<NonZeroUsize>) -> Result<(), RunError> {
 
 /// `incentives split`: the words for the terminal.
 pub fn split(args: SplitArgs) -> Result<String, RunError> {
-    crate::cli::check_input(&args.input)?;
-    RunError::check_folder("--parts", &args.parts, "the split is published in it")?;
+    let remote = RemoteParts::open(&args.parts, args.spill.as_deref())?;
+    if let Some(r) = &remote
+        && r.done("split")?
+    {
+        return Ok(already_split(&args.parts));
+    }
+    let (input, _fetched) =
+        crate::store::fetch_input(&args.input, args.spill.as_deref()).map_err(store_error)?;
+    crate::cli::check_input(&input)?;
+    let parts = remote
+        .as_ref()
+        .map_or_else(|| args.parts.clone(), |r| r.path().to_path_buf());
+    RunError::check_folder("--parts", &parts, "the split is published in it")?;
     threads(args.threads)?;
     let config = SplitConfig {
         cycle: args.cycle,
-        input: args.input,
+        input,
         state: args.state,
-        parts: args.parts,
+        parts,
         shards: args.shards.get(),
         first_cycle: args.first_cycle,
         memory_budget: args.memory_budget.bytes(),
         spill: args.spill,
     };
-    let published = shards::split(&config)?;
+    let mut published = shards::split(&config)?;
+    if let Some(r) = &remote {
+        published = published && r.publish("split")?;
+    }
     Ok(if published {
         format!(
             "split {} into {} shards in {}\n",
             config.cycle,
             config.shards,
-            config.parts.display()
+            args.parts.display()
         )
     } else {
-        format!(
-            "{} already holds a split: this attempt changed nothing\n",
-            config.parts.display()
-        )
+        already_split(&args.parts)
     })
+}
+
+fn already_split(parts: &Path) -> String {
+    format!(
+        "{} already holds a split: this attempt changed nothing\n",
+        parts.display()
+    )
 }
 
 /// `incentives fold`: the words for the terminal.
 pub fn fold(args: FoldArgs) -> Result<String, RunError> {
-    let published = shards::fold(args.shard, &args.parts)?;
+    let k = args.shard.k;
+    let remote = RemoteParts::open(&args.parts, None)?;
+    let published = match &remote {
+        Some(r) if r.done(&shards::fold_step(k))? => false,
+        Some(r) => {
+            r.fetch("split", "split.json")?;
+            r.fetch(&shards::shard_step(k), "part.json")?;
+            shards::fold(args.shard, r.path())? && r.publish(&shards::fold_step(k))?
+        }
+        None => shards::fold(args.shard, &args.parts)?,
+    };
     Ok(if published {
         format!("sealed shard {}/{}\n", args.shard.k, args.shard.n)
     } else {
@@ -165,10 +193,16 @@ pub fn fold(args: FoldArgs) -> Result<String, RunError> {
     })
 }
 
-/// `incentives merge`: a run's report, as `run` prints it.
-pub fn merge(args: MergeArgs) -> Result<RunConfig, RunError> {
+/// `incentives merge`: the run's configuration (and, with `--parts s3://…`, the local copy of
+/// the parts, to keep while it runs).
+pub fn merge(mut args: MergeArgs) -> Result<(RunConfig, Option<tempfile::TempDir>), RunError> {
     RunError::check_folder("--out", &args.out, "OUT/<cycle> is published in it")?;
     RunError::check_folder("--state", &args.state, "it holds state.db and the lock")?;
+    let remote = RemoteParts::open(&args.parts, None)?;
+    if let Some(r) = &remote {
+        fetch_for_merge(r)?;
+        args.parts = r.path().to_path_buf();
+    }
     if !args.parts.is_dir() {
         return Err(RunError::Io(format!(
             "--parts {}: no such folder yet: run split, the shards and their folds first",
@@ -176,7 +210,7 @@ pub fn merge(args: MergeArgs) -> Result<RunConfig, RunError> {
         )));
     }
     threads(args.threads)?;
-    Ok(RunConfig {
+    let config = RunConfig {
         cycle: args.cycle,
         input: args.parts.join("split").join("input"),
         rules: args.rules,
@@ -191,7 +225,28 @@ pub fn merge(args: MergeArgs) -> Result<RunConfig, RunError> {
         spill: None,
         memory_budget: args.memory_budget.bytes(),
         parts: Some(args.parts),
-    })
+    };
+    Ok((config, remote.map(|r| r.local)))
+}
+
+/// What a merge reads: the split's record and master data, every shard's part and seal.
+fn fetch_for_merge(r: &RemoteParts) -> Result<(), RunError> {
+    #[derive(serde::Deserialize)]
+    struct Count {
+        count: u32,
+    }
+    r.fetch("split", "split.json")?;
+    r.fetch("split", "input")?;
+    let record = r.path().join("split").join("split.json");
+    if !record.is_file() {
+        return Ok(()); // the merge says the split is missing
+    }
+    let (Count { count }, _) = crate::load::read_json(&record).map_err(RunError::Io)?;
+    for k in 1..=count {
+        r.fetch(&shards::shard_step(k), "")?;
+        r.fetch(&shards::fold_step(k), "seal.json")?;
+    }
+    Ok(())
 }
 
 /// `incentives run --shard K/N --parts DIR`: the words for the terminal.
@@ -201,7 +256,17 @@ pub fn run_shard(
     cycle: Option<Cycle>,
 ) -> Result<String, RunError> {
     let parts = config.parts.as_deref().unwrap_or(std::path::Path::new("."));
-    let published = shards::run_shard(config, shard, parts, cycle)?;
+    let step = shards::shard_step(shard.k);
+    let published = match RemoteParts::open(parts, config.spill.as_deref())? {
+        Some(r) if r.done(&step)? => false,
+        Some(r) => {
+            r.fetch("split", "split.json")?;
+            r.fetch("split", "input")?;
+            r.fetch("split", &format!("part-{:04}", shard.k))?;
+            shards::run_shard(config, shard, r.path(), cycle)? && r.publish(&step)?
+        }
+        None => shards::run_shard(config, shard, parts, cycle)?,
+    };
     Ok(if published {
         format!(
             "ran shard {}/{} into {}\n",
@@ -215,4 +280,56 @@ pub fn run_shard(
             shard.k, shard.n
         )
     })
+}
+
+/// `--parts s3://…`: a step works in a local parts folder (removed after) holding what it reads,
+/// fetched first; what it publishes is uploaded after (`store::steps`).
+struct RemoteParts {
+    remote: crate::store::Remote,
+    local: tempfile::TempDir,
+}
+
+impl RemoteParts {
+    fn open(parts: &Path, spill: Option<&Path>) -> Result<Option<RemoteParts>, RunError> {
+        if !crate::store::is_remote(parts) {
+            return Ok(None);
+        }
+        let remote = crate::store::Remote::open(parts).map_err(store_error)?;
+        let base = spill.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        let local = tempfile::Builder::new()
+            .prefix(".incentives-parts-")
+            .tempdir_in(&base)
+            .map_err(|e| RunError::io(base.display(), e))?;
+        Ok(Some(RemoteParts { remote, local }))
+    }
+
+    fn path(&self) -> &Path {
+        self.local.path()
+    }
+
+    fn done(&self, step: &str) -> Result<bool, RunError> {
+        Ok(crate::store::steps::done(&self.remote, step)
+            .map_err(store_error)?
+            .is_some())
+    }
+
+    fn fetch(&self, step: &str, sub: &str) -> Result<(), RunError> {
+        let to = self.path().join(step).join(sub);
+        crate::store::steps::fetch(&self.remote, step, sub, &to).map_err(store_error)
+    }
+
+    /// Uploads the step's local folder; false when another attempt had published it.
+    fn publish(&self, step: &str) -> Result<bool, RunError> {
+        let attempt = self
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_start_matches('.').to_string())
+            .unwrap_or_default();
+        crate::store::steps::publish(&self.remote, step, &self.path().join(step), &attempt)
+            .map_err(store_error)
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> RunError {
+    RunError::Io(e.to_string())
 }

@@ -55,12 +55,22 @@ fn split_dir(parts: &Path) -> PathBuf {
     parts.join(SPLIT)
 }
 
+/// Shard K's part's folder name in the parts folder.
+pub fn shard_step(k: u32) -> String {
+    format!("shard-{k:04}")
+}
+
+/// Shard K's seal's folder name in the parts folder.
+pub fn fold_step(k: u32) -> String {
+    format!("fold-{k:04}")
+}
+
 fn shard_dir(parts: &Path, k: u32) -> PathBuf {
-    parts.join(format!("shard-{k:04}"))
+    parts.join(shard_step(k))
 }
 
 fn fold_dir(parts: &Path, k: u32) -> PathBuf {
-    parts.join(format!("fold-{k:04}"))
+    parts.join(fold_step(k))
 }
 
 fn slice_file(parts: &Path, k: u32) -> PathBuf {

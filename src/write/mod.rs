@@ -300,8 +300,27 @@ pub enum Publication {
     Lost,
 }
 
+/// A staged folder published to object storage, once the state records it: removed (nothing
+/// reads it locally).
+pub fn uploaded(out_root: &Path, staged: &Path) {
+    if crate::store::remote_of(out_root).is_some() {
+        let _ = fs::remove_dir_all(staged);
+    }
+}
+
 /// Where the staged folder `staged` of `cycle`, committed in a state, stands.
 pub fn publication(out_root: &Path, cycle: Cycle, staged: &Path) -> Publication {
+    if crate::store::remote_of(out_root).is_some() {
+        // Staged for object storage: published once the current marker names it (the staged
+        // folder is removed only after the state says so).
+        return if staged.is_dir() {
+            Publication::Pending
+        } else if crate::store::is_published(out_root, cycle, staged).unwrap_or(false) {
+            Publication::Published
+        } else {
+            Publication::Lost
+        };
+    }
     let published = previous_target(&out_root.join(cycle.to_string()), out_root, cycle)
         .ok()
         .flatten();
@@ -350,6 +369,11 @@ pub use crate::process::injected_failure;
 /// already the published one does nothing; so a publication interrupted by a crash can be
 /// finished by running this again. The caller holds the cycle's publisher lock.
 pub fn publish(out_root: &Path, cycle: Cycle, staged: &Path) -> Result<PathBuf, WriteError> {
+    if crate::store::remote_of(out_root).is_some() {
+        return crate::store::publish_staged(out_root, cycle, staged)
+            .map(PathBuf::from)
+            .map_err(|e| WriteError::Io(e.to_string()));
+    }
     let io = |what: &Path, e| WriteError::io(what.display(), e);
     let target_name = staged
         .file_name()
