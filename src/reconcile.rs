@@ -149,6 +149,11 @@ impl OutputSums {
         add_to(&mut self.explained, other.explained);
     }
 
+    /// Line outcomes counted, whatever their fate.
+    pub fn outcomes(&self) -> u64 {
+        self.fates.values().sum()
+    }
+
     pub fn totals(self) -> OutputTotals {
         let text = |m: BTreeMap<Currency, Decimal>| by_text(m, |v| v.to_string());
         OutputTotals {

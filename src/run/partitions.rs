@@ -131,6 +131,7 @@ pub(super) fn merge_parts(
     let phase = phases.start("write");
     let (deferred, pool_rows) = merge(config, opened, staging, &parts)?;
     let (files, rejects) = write_rejects(staging, master, &parts.totals.later_rejects)?;
+    check_merged(staging, master, &parts.totals)?;
     check_stop("write")?;
     phases.finish(phase, staging.written().len() as u64, "files");
     Ok(Written {
@@ -140,6 +141,53 @@ pub(super) fn merge_parts(
         deferred,
         pool_rows,
     })
+}
+
+/// SPEC §6 where the partitions (or shards) meet: every bill line read has exactly one row in
+/// the merged `line_outcomes` and one fate in the added-up totals; a line lost or doubled
+/// between partitions fails the run (exit 4) before anything is committed.
+fn check_merged(staging: &Staging, master: &Bundle, totals: &CycleTotals) -> Result<(), RunError> {
+    let read = master
+        .files
+        .iter()
+        .find(|f| f.file == "bill_lines.csv")
+        .map_or(0, |f| f.digest.rows_read);
+    let written = staging
+        .written()
+        .iter()
+        .find(|w| w.file.starts_with("line_outcomes."))
+        .and_then(|w| w.rows)
+        .unwrap_or(0);
+    let violations = lines_once(read, written, totals.output.outcomes());
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::Reconciliation(violations))
+    }
+}
+
+/// The violations of "every input line once in line_outcomes" over the merged cycle.
+fn lines_once(read: u64, written: u64, fates: u64) -> Vec<crate::error::Violation> {
+    let violation = |identity: &str, actual: u64| crate::error::Violation {
+        key: "bill_lines.csv".into(),
+        identity: identity.into(),
+        expected: read.into(),
+        actual: actual.into(),
+    };
+    let mut found = Vec::new();
+    if written != read {
+        found.push(violation(
+            "lines read = rows of the merged line_outcomes",
+            written,
+        ));
+    }
+    if fates != read {
+        found.push(violation(
+            "lines read = fates added up over the parts",
+            fates,
+        ));
+    }
+    found
 }
 
 /// One partition's results: its totals, its tables' folder, its spilled pool changes, its
@@ -319,4 +367,23 @@ fn merge_others(
         merge_table(staging, dirs, name, columns, order, std::iter::empty())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lines_once;
+
+    #[test]
+    fn a_line_lost_or_doubled_between_parts_is_a_violation() {
+        // 10 lines read: 10 outcome rows and 10 fates hold; 9 rows (a line lost in the merge)
+        // or 11 fates (a line counted by two shards) each break the identity once.
+        assert!(lines_once(10, 10, 10).is_empty());
+        let lost = lines_once(10, 9, 10);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].actual, 9.into());
+        let doubled = lines_once(10, 10, 11);
+        assert_eq!(doubled.len(), 1);
+        assert_eq!(doubled[0].expected, 10.into());
+        assert_eq!(lines_once(10, 9, 11).len(), 2);
+    }
 }
