@@ -181,6 +181,15 @@ pub fn one_year_after_n(date: NaiveDate, years: u32) -> NaiveDate {
         .unwrap_or(date)
 }
 
+/// `--as-of TS`: an ISO 8601 instant with an offset (clap's value parser).
+pub fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    parse_instant(text).ok_or_else(|| {
+        format!(
+            "{text:?} is not an ISO 8601 date-time with an offset, e.g. 2026-11-15T00:00:00+08:00"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

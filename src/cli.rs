@@ -379,7 +379,7 @@ pub struct RunArgs {
 
     /// Count the expiry report's windows from this instant (ISO 8601 with an offset) instead of
     /// bill generation (the first instant of the next cycle in the rule set's time zone).
-    #[arg(long, value_name = "TS", value_parser = parse_as_of)]
+    #[arg(long, value_name = "TS", value_parser = crate::calendar::parse_as_of)]
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 
     /// Language of the explanation paragraphs in explanations.csv.
@@ -427,7 +427,7 @@ impl RunArgs {
         let (Some(cycle), Some(input)) = (self.cycle, self.input.clone()) else {
             return self.resolve_shard();
         };
-        check_input(&input)?;
+        RunError::check_input(&input)?;
         RunError::check_folder("--out", &self.out, "OUT/<cycle> is published in it")?;
         RunError::check_folder("--state", &self.state, "it holds state.db and the lock")?;
         if let Some(n) = self.threads {
@@ -491,14 +491,6 @@ impl RunArgs {
             parts: Some(parts),
         })
     }
-}
-
-pub fn parse_as_of(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    crate::calendar::parse_instant(text).ok_or_else(|| {
-        format!(
-            "{text:?} is not an ISO 8601 date-time with an offset, e.g. 2026-11-15T00:00:00+08:00"
-        )
-    })
 }
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.
@@ -976,26 +968,8 @@ fn man(args: &ManArgs, quiet: bool) -> Result<(), RunError> {
 }
 
 /// `incentives validate`: the loader alone.
-/// `--input` must be the folder of the cycle's exports.
-pub fn check_input(input: &std::path::Path) -> Result<(), RunError> {
-    if input.is_file() {
-        return Err(RunError::not_a_folder(
-            "--input",
-            input,
-            "the one holding the cycle's CSV exports, e.g. exports/2026-10",
-        ));
-    }
-    if !input.is_dir() {
-        return Err(RunError::Usage(format!(
-            "--input {}: no such folder; it must hold the cycle's CSV exports",
-            input.display()
-        )));
-    }
-    Ok(())
-}
-
 fn validate(args: &ValidateArgs, quiet: bool) -> Result<(), RunError> {
-    check_input(&args.input)?;
+    RunError::check_input(&args.input)?;
     let started = std::time::Instant::now();
     let checked = crate::load::check_bundle(
         &args.input,

@@ -81,6 +81,24 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// `--input`: a folder that exists (exit 2 otherwise), checked before anything is read.
+    pub fn check_input(input: &std::path::Path) -> Result<(), RunError> {
+        if input.is_file() {
+            return Err(RunError::not_a_folder(
+                "--input",
+                input,
+                "the one holding the cycle's CSV exports, e.g. exports/2026-10",
+            ));
+        }
+        if !input.is_dir() {
+            return Err(RunError::Usage(format!(
+                "--input {}: no such folder; it must hold the cycle's CSV exports",
+                input.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks a folder given for `flag` that a run writes into (created if missing): neither it
     /// nor the nearest of its parents that exists may be a file (exit 2). Made before any input
     /// is read, so a month's load is not spent on a run that cannot write.

@@ -6,7 +6,6 @@ publish the same cycle.
 Needs INCENTIVES_BIN (the engine), PyYAML and Airflow; scripts/test installs them.
 """
 
-import json
 import os
 import re
 import shlex
@@ -15,6 +14,8 @@ import tempfile
 import unittest
 
 import yaml
+
+import published
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("INCENTIVES_BIN", os.path.join(REPO, "target", "debug", "incentives"))
@@ -52,29 +53,13 @@ def engine_commands(script):
     return [p for p in parts if p.startswith("incentives ")]
 
 
-def published(out, cycle):
-    files = {}
-    root = os.path.join(out, cycle)
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                data = f.read()
-            if name == "manifest.json":
-                doc = json.loads(data)
-                doc.pop("timings", None)
-                data = json.dumps(doc, sort_keys=True).encode()
-            files[os.path.relpath(path, root)] = data
-    return files
-
-
 def one_machine(tmp):
     out = os.path.join(tmp, "one", "out")
     done = subprocess.run([BIN, "run", "--cycle", "2026-10", "--first-cycle", "--input", DEMO,
                            "--rules", RULES, "--state", os.path.join(tmp, "one", "state"),
                            "--out", out], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    return published(out, "2026-10")
+    return published.files(os.path.join(out, "2026-10"))
 
 
 class Kubernetes(unittest.TestCase):
@@ -115,7 +100,7 @@ class Kubernetes(unittest.TestCase):
             for index in reversed(range(int(config["SHARDS"]))):
                 job("incentives-shards", index)
             job("incentives-merge")
-            self.assertEqual(published(env["OUT"], "2026-10"), one_machine(tmp))
+            self.assertEqual(published.files(os.path.join(env["OUT"], "2026-10")), one_machine(tmp))
 
 
 class Airflow(unittest.TestCase):
@@ -158,7 +143,7 @@ class Airflow(unittest.TestCase):
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
-            self.assertEqual(published(settings["OUT"], "2026-10"), one_machine(tmp))
+            self.assertEqual(published.files(os.path.join(settings["OUT"], "2026-10")), one_machine(tmp))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+import published
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("INCENTIVES_BIN", os.path.join(REPO, "target", "debug", "incentives"))
 RULES = os.path.join(REPO, "rules", "reference")
@@ -121,24 +123,6 @@ class Server:
         self.log.close()
 
 
-def local_files(root):
-    files = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, root)] = f.read()
-    return files
-
-
-def without_timings(files):
-    files = dict(files)
-    doc = json.loads(files["manifest.json"])
-    doc.pop("timings", None)
-    files["manifest.json"] = json.dumps(doc, sort_keys=True).encode()
-    return files
-
-
 class ObjectStorage(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -172,11 +156,11 @@ class ObjectStorage(unittest.TestCase):
     def assert_like_local(self, out, cycle, marker=1):
         n, files = self.server.published(out, cycle)
         self.assertEqual(n, marker)
-        local = local_files(os.path.join(self.local, "out", cycle))
+        local = published.files(os.path.join(self.local, "out", cycle))
+        files["manifest.json"] = published.without_timings(files["manifest.json"])
         self.assertEqual(sorted(files), sorted(local))
-        ours, theirs = without_timings(files), without_timings(local)
         for name in local:
-            self.assertTrue(ours[name] == theirs[name], name + " differs")
+            self.assertTrue(files[name] == local[name], name + " differs")
 
     def test_a_chain_in_the_bucket_publishes_a_local_runs_bytes(self):
         state = os.path.join(self.tmp, "chain-state")

@@ -6,12 +6,13 @@ Needs INCENTIVES_BIN (the engine) and SPARK_SUBMIT (PySpark's spark-submit); scr
 both. Run: python3 -m unittest discover -s deploy/tests
 """
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import unittest
+
+import published
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("INCENTIVES_BIN", os.path.join(REPO, "target", "debug", "incentives"))
@@ -37,21 +38,12 @@ def engine(*args):
 
 
 def outputs(out):
-    """Every published file's bytes by path; the manifest without its timings."""
-    files = {}
+    """Every published file of the chain's cycles by path (manifests without timings)."""
+    found = {}
     for cycle in CYCLES:
-        root = os.path.join(out, cycle)
-        for folder, _, names in os.walk(root):
-            for name in names:
-                path = os.path.join(folder, name)
-                with open(path, "rb") as f:
-                    data = f.read()
-                if name == "manifest.json":
-                    doc = json.loads(data)
-                    doc.pop("timings", None)
-                    data = json.dumps(doc, sort_keys=True).encode()
-                files[os.path.relpath(path, out)] = data
-    return files
+        for name, data in published.files(os.path.join(out, cycle)).items():
+            found[os.path.join(cycle, name)] = data
+    return found
 
 
 def submit(tmp, binary, cycle, state, out, rules=RULES):

@@ -91,7 +91,7 @@ pub struct MergeArgs {
     pub strict: bool,
 
     /// As `run --as-of` (the shards' own).
-    #[arg(long, value_name = "TS", value_parser = crate::cli::parse_as_of)]
+    #[arg(long, value_name = "TS", value_parser = crate::calendar::parse_as_of)]
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 
     /// As `run --lang` (the shards' own).
@@ -131,7 +131,7 @@ pub fn split(args: SplitArgs) -> Result<String, RunError> {
     }
     let (input, _fetched) =
         crate::store::fetch_input(&args.input, args.spill.as_deref()).map_err(store_error)?;
-    crate::cli::check_input(&input)?;
+    RunError::check_input(&input)?;
     let parts = remote
         .as_ref()
         .map_or_else(|| args.parts.clone(), |r| r.path().to_path_buf());
