@@ -424,18 +424,20 @@ pub struct RunArgs {
 impl RunArgs {
     /// Checks what clap cannot and turns the arguments into a run's configuration.
     pub fn resolve(self) -> Result<RunConfig, RunError> {
+        run::set_threads(self.threads)?;
         let (Some(cycle), Some(input)) = (self.cycle, self.input.clone()) else {
-            return self.resolve_shard();
+            // `run --shard K/N --parts DIR`: the cycle, inputs and prior state are the split's
+            // (`--cycle`, when given, must be its cycle).
+            let parts = self
+                .parts
+                .clone()
+                .ok_or_else(|| RunError::Usage("--shard needs --parts".into()))?;
+            let cycle = self.cycle.unwrap_or(Cycle::FIRST);
+            return Ok(self.config(cycle, parts.join("split"), 1, Some(parts)));
         };
         RunError::check_input(&input)?;
         RunError::check_folder("--out", &self.out, "OUT/<cycle> is published in it")?;
         RunError::check_folder("--state", &self.state, "it holds state.db and the lock")?;
-        if let Some(n) = self.threads {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n.get())
-                .build_global()
-                .map_err(|e| RunError::Usage(format!("--threads {n}: {e}")))?;
-        }
         let partitions = self.partitions.map_or_else(
             || {
                 let lines = std::fs::metadata(input.join("bill_lines.csv")).map_or(0, |m| m.len());
@@ -443,7 +445,17 @@ impl RunArgs {
             },
             |n| n.get(),
         );
-        Ok(RunConfig {
+        Ok(self.config(cycle, input, partitions, None))
+    }
+
+    fn config(
+        self,
+        cycle: Cycle,
+        input: PathBuf,
+        partitions: u32,
+        parts: Option<PathBuf>,
+    ) -> RunConfig {
+        RunConfig {
             cycle,
             input,
             rules: self.rules,
@@ -457,39 +469,8 @@ impl RunArgs {
             partitions,
             spill: self.spill,
             memory_budget: self.memory_budget.bytes(),
-            parts: None,
-        })
-    }
-
-    /// `run --shard K/N --parts DIR`: the options that change a part's bytes; the cycle and the
-    /// rest are the split's.
-    fn resolve_shard(self) -> Result<RunConfig, RunError> {
-        let parts = self
-            .parts
-            .ok_or_else(|| RunError::Usage("--shard needs --parts".into()))?;
-        if let Some(n) = self.threads {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n.get())
-                .build_global()
-                .map_err(|e| RunError::Usage(format!("--threads {n}: {e}")))?;
+            parts,
         }
-        Ok(RunConfig {
-            // The split's cycle is the shard's; `--cycle`, when given, must be it.
-            cycle: self.cycle.unwrap_or(Cycle::FIRST),
-            input: parts.join("split"),
-            rules: self.rules,
-            state: self.state,
-            out: self.out,
-            first_cycle: self.first_cycle,
-            strict: self.strict,
-            as_of: self.as_of,
-            lang: self.lang,
-            format: self.format,
-            partitions: 1,
-            spill: self.spill,
-            memory_budget: self.memory_budget.bytes(),
-            parts: Some(parts),
-        })
     }
 }
 
@@ -627,7 +608,10 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
                 .and_then(|config| run::shard_args::run_shard(&config, shard, args_cycle))
                 .map(|text| quiet_or(quiet, &text)),
             (None, _) => {
-                let _fetched = fetch_input(&mut args.input, args.spill.as_deref())?;
+                let _fetched = match args.input.as_mut() {
+                    Some(input) => fetch_input(input, args.spill.as_deref())?,
+                    None => None,
+                };
                 stage_remote_out(&mut args.out, &args.state)?;
                 args.resolve()
                     .and_then(|config| run::run(&config, output.progress.as_ref()))
@@ -651,9 +635,7 @@ fn dispatch(command: Command, output: &Output) -> Result<(), RunError> {
             Ok(())
         }),
         Command::Validate(mut args) => {
-            let mut input = Some(args.input.clone());
-            let _fetched = fetch_input(&mut input, Some(&args.spill))?;
-            args.input = input.unwrap_or_default();
+            let _fetched = fetch_input(&mut args.input, Some(&args.spill))?;
             validate(&args, quiet)
         }
         Command::Check(args) => crate::rules::load_rules(&args.rules)
@@ -865,15 +847,12 @@ fn summary_json(report: &RunReport) -> serde_json::Value {
 /// what it wanted, and the exit code stays the command's.
 /// `--input s3://…`: the bundle fetched into a local folder (removed with the guard).
 fn fetch_input(
-    input: &mut Option<PathBuf>,
+    input: &mut PathBuf,
     spill: Option<&std::path::Path>,
 ) -> Result<Option<tempfile::TempDir>, RunError> {
-    let Some(path) = input.as_ref().filter(|p| crate::store::is_remote(p)) else {
-        return Ok(None);
-    };
     let (local, guard) =
-        crate::store::fetch_input(path, spill).map_err(|e| RunError::Io(e.to_string()))?;
-    *input = Some(local);
+        crate::store::fetch_input(input, spill).map_err(|e| RunError::Io(e.to_string()))?;
+    *input = local;
     Ok(guard)
 }
 

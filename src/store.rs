@@ -368,6 +368,17 @@ pub fn remote_of(out_root: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(text.trim()))
 }
 
+/// The object storage a staged folder goes to, and its prefix there (its name, unhidden).
+fn staged_for(out_root: &Path, staged: &Path) -> Result<(Remote, String), StoreError> {
+    let url = remote_of(out_root)
+        .ok_or_else(|| StoreError(format!("{}: not a staging root", out_root.display())))?;
+    let name = staged
+        .file_name()
+        .map(|n| n.to_string_lossy().trim_start_matches('.').to_string())
+        .unwrap_or_default();
+    Ok((Remote::open(&url)?, name))
+}
+
 /// Publishes the staged folder of cycle `cycle` to the object storage `out_root` stages for
 /// (the caller removes it once the state records the publication). Returns where it went.
 pub fn publish_staged(
@@ -375,13 +386,7 @@ pub fn publish_staged(
     cycle: crate::calendar::Cycle,
     staged: &Path,
 ) -> Result<String, StoreError> {
-    let url = remote_of(out_root)
-        .ok_or_else(|| StoreError(format!("{}: not a staging root", out_root.display())))?;
-    let remote = Remote::open(&url)?;
-    let name = staged
-        .file_name()
-        .map(|n| n.to_string_lossy().trim_start_matches('.').to_string())
-        .unwrap_or_default();
+    let (remote, name) = staged_for(out_root, staged)?;
     let n = publication::publish(&remote, &cycle.to_string(), staged, &name)?;
     Ok(format!("{}/{cycle}/{name} (_commits/{n})", remote.url()))
 }
@@ -392,13 +397,7 @@ pub fn is_published(
     cycle: crate::calendar::Cycle,
     staged: &Path,
 ) -> Result<bool, StoreError> {
-    let url = remote_of(out_root)
-        .ok_or_else(|| StoreError(format!("{}: not a staging root", out_root.display())))?;
-    let remote = Remote::open(&url)?;
-    let name = staged
-        .file_name()
-        .map(|n| n.to_string_lossy().trim_start_matches('.').to_string())
-        .unwrap_or_default();
+    let (remote, name) = staged_for(out_root, staged)?;
     Ok(publication::current(&remote, &cycle.to_string())?.is_some_and(|(_, p)| p == name))
 }
 

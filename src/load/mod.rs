@@ -752,11 +752,23 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
     rejects.sort_by(|a, b| (a.file, a.row, a.column).cmp(&(b.file, b.row, b.column)));
     files.sort_by_key(|f| f.file);
     Ok(Bundle {
-        partners,
         codes,
         bill_lines,
-        rejected_lines,
         orders: without_rows(orders),
+        ..master_bundle(partners, small, rejected_lines, (rejects, files))
+    })
+}
+
+/// A bundle of the master data alone (no lines, no orders): what a split keeps whole.
+fn master_bundle(
+    partners: Partners,
+    small: SmallRows,
+    rejected_lines: Vec<RejectedLine>,
+    (rejects, files): (Vec<Reject>, Vec<FileReport>),
+) -> Bundle {
+    Bundle {
+        partners,
+        rejected_lines,
         vouchers: small.vouchers,
         distributor_links: small.links,
         capability_tags: small.tags,
@@ -765,7 +777,8 @@ pub fn load_bundle(dir: &Path, cycle: Cycle) -> Result<Bundle, StructuralError> 
         withdrawals: small.withdrawals,
         rejects,
         files,
-    })
+        ..Default::default()
+    }
 }
 
 /// A step's record in a parts folder (SPEC §9), and its bytes; the error names the file.

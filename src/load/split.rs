@@ -166,32 +166,10 @@ pub fn split_bundle(
         root: parts_root,
         cycle,
         count,
-        master: master_bundle(partners, small, rejected, (rejects, files)),
+        master: super::master_bundle(partners, small, rejected, (rejects, files)),
         line_duplicates,
         prior_pools,
     })
-}
-
-/// The bundle of master data a split keeps whole: no lines, no orders.
-fn master_bundle(
-    partners: Partners,
-    small: super::SmallRows,
-    rejected_lines: Vec<RejectedLine>,
-    (rejects, files): (Vec<Reject>, Vec<FileReport>),
-) -> Bundle {
-    Bundle {
-        partners,
-        rejected_lines,
-        vouchers: small.vouchers,
-        distributor_links: small.links,
-        capability_tags: small.tags,
-        projects: small.projects,
-        opening_balances: small.opening,
-        withdrawals: small.withdrawals,
-        rejects,
-        files,
-        ..Default::default()
-    }
 }
 
 /// What pass 1 routes a line by.
@@ -1026,7 +1004,7 @@ impl Split {
             root: root.to_path_buf(),
             cycle: record.cycle,
             count: record.count,
-            master: master_bundle(
+            master: super::master_bundle(
                 partners,
                 small,
                 record.rejected_lines,

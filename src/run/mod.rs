@@ -865,6 +865,17 @@ fn warn_unusable_pools(config: &RunConfig, unusable: usize) {
     }
 }
 
+/// `--threads N`: the worker threads of this process (default: one per core).
+pub fn set_threads(n: Option<std::num::NonZeroUsize>) -> Result<(), RunError> {
+    if let Some(n) = n {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.get())
+            .build_global()
+            .map_err(|e| RunError::Usage(format!("--threads {n}: {e}")))?;
+    }
+    Ok(())
+}
+
 pub fn run(config: &RunConfig, progress: &dyn Progress) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let started_at = crate::calendar::format_instant(chrono::Utc::now());

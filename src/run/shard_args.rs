@@ -111,16 +111,6 @@ pub struct MergeArgs {
     pub memory_budget: crate::budget::MemoryBudget,
 }
 
-fn threads(n: Option<NonZeroUsize>) -> Result<(), RunError> {
-    if let Some(n) = n {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n.get())
-            .build_global()
-            .map_err(|e| RunError::Usage(format!("--threads {n}: {e}")))?;
-    }
-    Ok(())
-}
-
 /// `incentives split`: the words for the terminal.
 pub fn split(args: SplitArgs) -> Result<String, RunError> {
     let remote = RemoteParts::open(&args.parts, args.spill.as_deref())?;
@@ -136,7 +126,7 @@ pub fn split(args: SplitArgs) -> Result<String, RunError> {
         .as_ref()
         .map_or_else(|| args.parts.clone(), |r| r.path().to_path_buf());
     RunError::check_folder("--parts", &parts, "the split is published in it")?;
-    threads(args.threads)?;
+    super::set_threads(args.threads)?;
     let config = SplitConfig {
         cycle: args.cycle,
         input,
@@ -209,7 +199,7 @@ pub fn merge(mut args: MergeArgs) -> Result<(RunConfig, Option<tempfile::TempDir
             args.parts.display()
         )));
     }
-    threads(args.threads)?;
+    super::set_threads(args.threads)?;
     let config = RunConfig {
         cycle: args.cycle,
         input: args.parts.join("split").join("input"),

@@ -233,7 +233,7 @@ pub fn run_shard(
         return Ok(false);
     }
     let rule_set = crate::rules::load_rules(&config.rules).map_err(RunError::Rules)?;
-    let split = Split::reopen(&split_dir(parts))?;
+    let mut split = Split::reopen(&split_dir(parts))?;
     refuse_other_count(&split, shard)?;
     if let Some(cycle) = cycle.filter(|c| *c != split.cycle()) {
         return Err(RunError::Usage(format!(
@@ -251,7 +251,7 @@ pub fn run_shard(
     };
     let k = shard.k - 1;
     let sub = split.partition(k)?;
-    let mut pools = split.prior_pools.clone();
+    let mut pools = std::mem::take(&mut split.prior_pools);
     let balances = (slice.vouchers, slice.balances);
     let earlier = Earlier {
         rule_set: &rule_set,
