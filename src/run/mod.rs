@@ -537,15 +537,29 @@ fn cycle_rejects(bundle: &Bundle, later: &[Reject]) -> (Vec<load::FileReport>, V
     (files, rejects)
 }
 
+/// Where the run's temporary files go (partitions, the state rows waiting for the commit):
+/// `--spill`, or beside the staging folder.
+fn spill_root(config: &RunConfig, staging: &Staging) -> Result<PathBuf, RunError> {
+    let root = config.spill.clone().unwrap_or_else(|| {
+        staging
+            .path()
+            .parent()
+            .map_or(config.out.clone(), PathBuf::from)
+    });
+    std::fs::create_dir_all(&root).map_err(|e| RunError::io(root.display(), e))?;
+    Ok(root)
+}
+
 /// What the cycle changed in the pools, encoded (compressed) for the state, and the pools freed:
 /// after the rows they are the largest thing evaluation leaves.
 fn encode_pools(
+    shelf: &Path,
     rule_set: &rules::RuleSet,
     bundle: &Bundle,
     evaluation: &mut evaluate::Evaluation<'_>,
 ) -> Result<crate::state::PoolRows, RunError> {
     let changed = evaluation.changed_pools_by_order(&bundle.partners);
-    let pool_rows = crate::state::encode_pools(changed.len(), |range| {
+    let pool_rows = crate::state::encode_pools(Some(shelf), changed.len(), |range| {
         changed[range]
             .iter()
             .map(|&i| evaluation.pool_delta(bundle, rule_set, i))
@@ -602,9 +616,9 @@ fn write_outputs(
     explanations: &[explain::Explanation],
 ) -> Result<crate::state::DeferredRows, RunError> {
     let whole = staging.format() != write::Format::Spill;
-    let (deferred, others) = rayon::join(
+    let mut deferred = crate::state::DeferredRows::new(Some(&spill_root(config, staging)?))?;
+    let (ledgers, others) = rayon::join(
         || {
-            let mut deferred = crate::state::DeferredRows::default();
             write::write_ledgers(
                 staging,
                 bundle,
@@ -614,7 +628,6 @@ fn write_outputs(
                 config.cycle,
                 &mut deferred,
             )
-            .map(|()| deferred)
         },
         || -> Result<(), RunError> {
             write::write_outcomes(staging, bundle, rule_set, evaluation, whole)?;
@@ -644,7 +657,7 @@ fn write_outputs(
             Ok(())
         },
     );
-    let deferred = deferred?;
+    ledgers?;
     others?;
     Ok(deferred)
 }
@@ -814,7 +827,8 @@ fn run_whole(
     refuse_later_rejects(config, &balanced.later_rejects)?;
 
     let phase = phases.start("reconcile");
-    let pool_rows = encode_pools(&opened.rule_set, &bundle, &mut evaluation)?;
+    let shelf = spill_root(config, staging)?;
+    let pool_rows = encode_pools(&shelf, &opened.rule_set, &bundle, &mut evaluation)?;
     let explanations = explain_cycle(config, carried, &bundle, &evaluation, &balanced.matched)?;
     phases.finish(phase, explanations.len() as u64, "explanations");
     fault_point("reconciled");

@@ -51,13 +51,7 @@ pub(super) fn run_partitioned(
     staging: &Staging,
     phases: &mut Phases<'_>,
 ) -> Result<(Bundle, Written), RunError> {
-    let spill_root = config.spill.clone().unwrap_or_else(|| {
-        staging
-            .path()
-            .parent()
-            .map_or(config.out.clone(), PathBuf::from)
-    });
-    std::fs::create_dir_all(&spill_root).map_err(|e| RunError::io(spill_root.display(), e))?;
+    let spill_root = super::spill_root(config, staging)?;
 
     let phase = phases.start("load");
     let mut pools_of = |wanted: &std::collections::BTreeSet<&str>| {
@@ -309,7 +303,7 @@ fn merge(
     // The journal and statements on one side, every other table and the pools on the other.
     let (deferred, others) = rayon::join(
         || -> Result<DeferredRows, RunError> {
-            let mut deferred = DeferredRows::default();
+            let mut deferred = DeferredRows::new(Some(&super::spill_root(config, staging)?))?;
             write::merge_ledgers(
                 staging,
                 dirs,
@@ -322,7 +316,11 @@ fn merge(
         },
         || -> Result<PoolRows, RunError> {
             merge_others(staging, dirs, &parts.rejected_lines)?;
-            Ok(crate::state::merge_pools(parts.pools.clone())?)
+            let shelf = super::spill_root(config, staging)?;
+            Ok(crate::state::merge_pools(
+                Some(&shelf),
+                parts.pools.clone(),
+            )?)
         },
     );
     let (deferred, pool_rows) = (deferred?, others?);

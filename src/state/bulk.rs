@@ -8,8 +8,9 @@
 use super::error::StateError;
 use std::io::{Read, Write};
 
-/// Rows per stored part: keeps every blob far below SQLite's 1 GB value limit.
-pub const PART_ROWS: u64 = 1 << 20;
+/// Rows per stored part: keeps every blob far below SQLite's 1 GB value limit, and the part
+/// being encoded (in memory until it is closed and shelved) a few megabytes.
+pub const PART_ROWS: u64 = 1 << 16;
 
 fn io_err(e: impl std::fmt::Display) -> StateError {
     StateError::Io(format!("state store: {e}"))
@@ -106,6 +107,64 @@ impl PartsEncoder {
         self.close_part()?;
         Ok(self.done)
     }
+
+    /// The parts closed so far, handed over (to a [`Shelf`]).
+    pub fn take_closed(&mut self) -> Vec<Part> {
+        std::mem::take(&mut self.done)
+    }
+}
+
+/// Closed parts waiting for the commit, in an unnamed temporary file (the system removes it
+/// when the run ends, also when it is killed): a month's state rows, which grow with its lines
+/// (~55 MB compressed per million), are not held in memory until the commit (SPEC §8).
+pub struct Shelf {
+    file: std::fs::File,
+    end: u64,
+}
+
+/// Where a shelved part lies in its [`Shelf`], and its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shelved {
+    pub rows: u64,
+    offset: u64,
+    len: u64,
+}
+
+impl Shelf {
+    /// A shelf in `dir` (the run's spill folder), or in the system's temporary folder.
+    pub fn new(dir: Option<&std::path::Path>) -> Result<Shelf, StateError> {
+        let file = match dir {
+            Some(d) => tempfile::tempfile_in(d),
+            None => tempfile::tempfile(),
+        }
+        .map_err(io_err)?;
+        Ok(Shelf { file, end: 0 })
+    }
+
+    pub fn put(&mut self, part: &Part) -> Result<Shelved, StateError> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(&part.data, self.end)
+            .map_err(io_err)?;
+        let shelved = Shelved {
+            rows: part.rows,
+            offset: self.end,
+            len: part.data.len() as u64,
+        };
+        self.end += shelved.len;
+        Ok(shelved)
+    }
+
+    /// A shelved part's compressed bytes, read back.
+    pub fn take(&self, at: &Shelved) -> Result<Vec<u8>, StateError> {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(at.len).map_err(io_err)?;
+        let mut data = vec![0; len];
+        self.file
+            .read_exact_at(&mut data, at.offset)
+            .map_err(io_err)?;
+        Ok(data)
+    }
 }
 
 /// Decodes one part, calling `each` with every record (header checked against `header`).
@@ -177,6 +236,26 @@ mod tests {
                 ("O,2".to_string(), "-0.00000001".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn shelved_parts_come_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut shelf = Shelf::new(Some(dir.path())).unwrap();
+        let a = Part {
+            rows: 2,
+            data: b"first".to_vec(),
+        };
+        let b = Part {
+            rows: 1,
+            data: b"second part".to_vec(),
+        };
+        let (at_a, at_b) = (shelf.put(&a).unwrap(), shelf.put(&b).unwrap());
+        assert_eq!(shelf.take(&at_b).unwrap(), b.data);
+        assert_eq!(shelf.take(&at_a).unwrap(), a.data);
+        assert_eq!((at_a.rows, at_b.rows), (2, 1));
+        // Unnamed: nothing is left in the folder to clean up.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -542,23 +542,20 @@ impl StateStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(sql)?;
-            let mut store = |name: &str, credit: &str, parts: Vec<bulk::Part>| {
-                for (n, part) in parts.into_iter().enumerate() {
+            let (deferred, shelf) = deferred.finish()?;
+            for (credit, parts) in deferred {
+                for (n, part) in parts.iter().enumerate() {
                     insert
                         .execute(params![
                             m,
-                            name,
+                            "deferred_rows",
                             credit,
                             n as i64,
                             part.rows as i64,
-                            part.data
+                            shelf.take(part)?
                         ])
                         .map_err(sql)?;
                 }
-                Ok::<(), StateError>(())
-            };
-            for (credit, parts) in deferred.finish()? {
-                store("deferred_rows", &credit, parts)?;
             }
             tx.execute("DELETE FROM pool_parts WHERE cycle = ?1", params![m])
                 .map_err(sql)?;
@@ -853,10 +850,11 @@ fn read_cycles(conn: &Connection) -> Result<Vec<CycleRecord>, StateError> {
 /// Columns of a stored `deferred_rows` part: the ledger row as the run's journal wrote it.
 pub const DEFERRED_COLUMNS: &[&str] = crate::chain::LEDGER_COLUMNS;
 
-/// Journal rows credited to later cycles, encoded as the writer goes, per credit cycle.
-#[derive(Default)]
+/// Journal rows credited to later cycles, encoded as the writer goes, per credit cycle, each
+/// part shelved as it closes.
 pub struct DeferredRows {
-    by_credit_cycle: BTreeMap<String, bulk::PartsEncoder>,
+    by_credit_cycle: BTreeMap<String, (bulk::PartsEncoder, Vec<bulk::Shelved>)>,
+    shelf: bulk::Shelf,
     rows: u64,
 }
 
@@ -869,22 +867,32 @@ impl crate::chain::DeferredSink for DeferredRows {
 }
 
 impl DeferredRows {
+    /// No rows yet; their parts will be shelved in `dir` (the run's spill folder).
+    pub fn new(dir: Option<&Path>) -> Result<DeferredRows, StateError> {
+        Ok(DeferredRows {
+            by_credit_cycle: BTreeMap::new(),
+            shelf: bulk::Shelf::new(dir)?,
+            rows: 0,
+        })
+    }
+
     fn add(&mut self, credit_cycle: &str, csv: &[u8], rows: u64) -> Result<(), StateError> {
         if !self.by_credit_cycle.contains_key(credit_cycle) {
             self.by_credit_cycle.insert(
                 credit_cycle.to_string(),
-                bulk::PartsEncoder::new(DEFERRED_COLUMNS),
+                (bulk::PartsEncoder::new(DEFERRED_COLUMNS), Vec::new()),
             );
         }
-        if let Some(enc) = self.by_credit_cycle.get_mut(credit_cycle) {
+        if let Some((enc, shelved)) = self.by_credit_cycle.get_mut(credit_cycle) {
             enc.csv_rows(csv, rows)?;
+            for part in enc.take_closed() {
+                shelved.push(self.shelf.put(&part)?);
+            }
         }
         self.rows += rows;
         Ok(())
     }
-}
 
-impl DeferredRows {
     pub fn len(&self) -> u64 {
         self.rows
     }
@@ -893,11 +901,17 @@ impl DeferredRows {
         self.rows == 0
     }
 
-    fn finish(self) -> Result<BTreeMap<String, Vec<bulk::Part>>, StateError> {
-        self.by_credit_cycle
-            .into_iter()
-            .map(|(c, enc)| Ok((c, enc.finish()?)))
-            .collect()
+    /// Every part closed and shelved: the parts of each credit cycle, in order, and the shelf.
+    fn finish(self) -> Result<(BTreeMap<String, Vec<bulk::Shelved>>, bulk::Shelf), StateError> {
+        let mut shelf = self.shelf;
+        let mut all = BTreeMap::new();
+        for (credit, (enc, mut shelved)) in self.by_credit_cycle {
+            for part in enc.finish()? {
+                shelved.push(shelf.put(&part)?);
+            }
+            all.insert(credit, shelved);
+        }
+        Ok((all, shelf))
     }
 }
 

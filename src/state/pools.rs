@@ -18,6 +18,7 @@ use crate::fnv::fnv1a;
 use rusqlite::{Connection, Transaction, params};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 /// Rows per stored part: small enough that a refund of one order reads little, large enough
 /// that the part index stays a few thousand rows a year at a million lines a month.
@@ -39,20 +40,43 @@ pub(super) const POOL_COLUMNS: &[&str] = &[
 
 /// One stored part: its rows, compressed, and the range of order-id hashes it holds.
 struct PoolPart {
-    rows: u64,
-    data: Vec<u8>,
+    part: bulk::Part,
     first_hash: u64,
     last_hash: u64,
 }
 
 /// What the cycle changed in the pools of what orders earned, encoded for the commit (made while
-/// the outputs are written, before the lines are freed).
+/// the outputs are written, before the lines are freed): each part shelved as it is made, with
+/// the range of order-id hashes it holds.
 pub struct PoolRows {
-    parts: Vec<PoolPart>,
+    parts: Vec<(bulk::Shelved, u64, u64)>,
+    shelf: bulk::Shelf,
     rows: u64,
 }
 
 impl PoolRows {
+    /// No rows yet; their parts will be shelved in `dir` (the run's spill folder).
+    fn new(dir: Option<&Path>) -> Result<PoolRows, StateError> {
+        Ok(PoolRows {
+            parts: Vec::new(),
+            shelf: bulk::Shelf::new(dir)?,
+            rows: 0,
+        })
+    }
+
+    /// Adds the next part, in key order.
+    fn push(&mut self, p: PoolPart) -> Result<(), StateError> {
+        debug_assert!(
+            self.parts
+                .last()
+                .is_none_or(|&(_, _, last)| last <= p.first_hash)
+        );
+        self.rows += p.part.rows;
+        let at = self.shelf.put(&p.part)?;
+        self.parts.push((at, p.first_hash, p.last_hash));
+        Ok(())
+    }
+
     pub fn len(&self) -> u64 {
         self.rows
     }
@@ -100,8 +124,10 @@ impl PartBuilder {
             .next()
             .zip(self.first_hash)
             .map(|(p, first_hash)| PoolPart {
-                rows: self.rows,
-                data: p.data,
+                part: bulk::Part {
+                    rows: self.rows,
+                    data: p.data,
+                },
                 first_hash,
                 last_hash: self.last_hash,
             }))
@@ -112,6 +138,7 @@ impl PartBuilder {
 /// per [`POOL_PART_ROWS`] of them, parts in parallel and kept in order: the parts depend on the
 /// changes only, not on the thread count.
 pub fn encode_pools<'a, I>(
+    dir: Option<&Path>,
     count: usize,
     deltas: impl Fn(std::ops::Range<usize>) -> I + Sync,
 ) -> Result<PoolRows, StateError>
@@ -126,19 +153,10 @@ where
         .into_par_iter()
         .map(|r| encode_part(deltas(r)))
         .collect();
-    let mut all = PoolRows {
-        parts: Vec::new(),
-        rows: 0,
-    };
+    let mut all = PoolRows::new(dir)?;
     for part in parts {
         if let Some(part) = part? {
-            debug_assert!(
-                all.parts
-                    .last()
-                    .is_none_or(|p| p.last_hash <= part.first_hash)
-            );
-            all.rows += part.rows;
-            all.parts.push(part);
+            all.push(part)?;
         }
     }
     Ok(all)
@@ -227,14 +245,14 @@ pub fn spill_pools<'a>(
 
 /// The partitions' spilled pool changes merged into the state's parts: by order-id hash, order
 /// id, lever, recipient and currency, as one evaluation of the whole cycle orders them.
-pub fn merge_pools(paths: Vec<std::path::PathBuf>) -> Result<PoolRows, StateError> {
+pub fn merge_pools(
+    dir: Option<&Path>,
+    paths: Vec<std::path::PathBuf>,
+) -> Result<PoolRows, StateError> {
     use crate::spill::KeyPart::{Count, Text};
     const ORDER: crate::spill::Order = &[Text(0), Text(3), Count(1), Count(2), Text(6)];
     let mut merge = crate::spill::Merge::open(paths, ORDER).map_err(StateError::Io)?;
-    let mut all = PoolRows {
-        parts: Vec::new(),
-        rows: 0,
-    };
+    let mut all = PoolRows::new(dir)?;
     let mut part = PartBuilder::new();
     while let Some(r) = merge.next_record().map_err(StateError::Io)? {
         let field = |i: usize| r.get(SPILL_KEY.len() + i).unwrap_or("");
@@ -242,14 +260,12 @@ pub fn merge_pools(paths: Vec<std::path::PathBuf>) -> Result<PoolRows, StateErro
         if part.rows as usize == POOL_PART_ROWS {
             let full = std::mem::replace(&mut part, PartBuilder::new());
             if let Some(p) = full.finish()? {
-                all.rows += p.rows;
-                all.parts.push(p);
+                all.push(p)?;
             }
         }
     }
     if let Some(p) = part.finish()? {
-        all.rows += p.rows;
-        all.parts.push(p);
+        all.push(p)?;
     }
     Ok(all)
 }
@@ -262,16 +278,16 @@ pub(super) fn store(tx: &Transaction<'_>, m: &str, pools: PoolRows) -> Result<()
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(sql)?;
-    for (n, part) in pools.parts.into_iter().enumerate() {
+    for (n, (at, first_hash, last_hash)) in pools.parts.iter().enumerate() {
         insert
             .execute(params![
                 m,
                 n as i64,
                 // SQLite integers are signed: the hash's 64 bits as they are.
-                part.first_hash as i64,
-                part.last_hash as i64,
-                part.rows as i64,
-                part.data
+                *first_hash as i64,
+                *last_hash as i64,
+                at.rows as i64,
+                pools.shelf.take(at)?
             ])
             .map_err(sql)?;
     }
@@ -414,10 +430,7 @@ pub(super) fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StateError> {
             (fnv1a(r[0].as_bytes()), [&r[0], &r[1], &r[2], &r[3]])
         }
         records.sort_by(|a, b| key(a).cmp(&key(b)));
-        let mut parts = PoolRows {
-            parts: Vec::new(),
-            rows: 0,
-        };
+        let mut parts = PoolRows::new(None)?;
         for chunk in records.chunks(POOL_PART_ROWS) {
             let mut part = PartBuilder::new();
             for rec in chunk {
@@ -425,8 +438,7 @@ pub(super) fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StateError> {
                 part.push([f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), f(8), f(9)])?;
             }
             if let Some(p) = part.finish()? {
-                parts.rows += p.rows;
-                parts.parts.push(p);
+                parts.push(p)?;
             }
         }
         store(tx, &c, parts)?;
@@ -478,7 +490,7 @@ mod tests {
 
     /// Cycle `m` stores `deltas` (already in key order) as the commit does.
     fn commit(conn: &mut Connection, m: &str, deltas: &[PoolDelta<'_>]) {
-        let rows = encode_pools(deltas.len(), |r| deltas[r].iter().cloned()).unwrap();
+        let rows = encode_pools(None, deltas.len(), |r| deltas[r].iter().cloned()).unwrap();
         let tx = conn.transaction().unwrap();
         store(&tx, m, rows).unwrap();
         tx.commit().unwrap();
