@@ -1,10 +1,35 @@
 //! Sorted runs on disk, merged: what a partitioned run writes per partition (its tables, its pool
-//! changes) is read back side by side, a record per partition held, and merged by a key.
+//! changes) is read back side by side, a record per partition held, and merged by a key. A run
+//! is CSV with a header, Snappy-framed (SPEC §8: spilled compressed; a month's spilled tables are
+//! about a quarter of their CSV size).
 
 use csv::StringRecord;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::PathBuf;
+
+/// A run's file name ends with this.
+pub const EXTENSION: &str = "csv.sz";
+
+/// A partition's (or shard's) pool changes, beside its tables.
+pub const POOLS: &str = "pools.csv.sz";
+
+/// A run being written.
+pub type Writer = snap::write::FrameEncoder<std::io::BufWriter<std::fs::File>>;
+
+/// A run written into `file`.
+pub fn writer(file: std::fs::File) -> Writer {
+    snap::write::FrameEncoder::new(std::io::BufWriter::with_capacity(1 << 20, file))
+}
+
+/// Writes what is left of the run.
+pub fn finish(w: Writer) -> std::io::Result<()> {
+    w.into_inner()
+        .map_err(|e| e.into_error())?
+        .into_inner()
+        .map_err(|e| e.into_error())?;
+    Ok(())
+}
 
 /// One column of a merge key: compared as text, or as a number.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +81,7 @@ fn has_key(order: Order, record: &StringRecord, key: &[KeyValue]) -> bool {
 
 /// One run, read a record at a time.
 struct Run {
-    reader: csv::Reader<std::fs::File>,
+    reader: csv::Reader<snap::read::FrameDecoder<std::fs::File>>,
     path: PathBuf,
     record: StringRecord,
 }
@@ -64,10 +89,10 @@ struct Run {
 impl Run {
     /// The run at its first record; `None` when it has none.
     fn open(path: PathBuf) -> Result<Option<Run>, String> {
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let reader = csv::ReaderBuilder::new()
             .has_headers(true)
-            .from_path(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .from_reader(snap::read::FrameDecoder::new(file));
         let mut run = Run {
             reader,
             path,
@@ -225,13 +250,16 @@ impl BucketFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn runs_merge_by_text_then_number_and_ties_keep_the_run_order() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, body: &str| {
             let p = dir.path().join(name);
-            std::fs::write(&p, format!("id,row\n{body}")).unwrap();
+            let mut w = writer(std::fs::File::create(&p).unwrap());
+            w.write_all(format!("id,row\n{body}").as_bytes()).unwrap();
+            finish(w).unwrap();
             p
         };
         // Row numbers compare as numbers: 9 before 10 (as text "10" < "9").

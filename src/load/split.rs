@@ -822,6 +822,17 @@ impl Split {
         self.spill.as_ref().map_or(&self.root, |s| s.path())
     }
 
+    /// Removes partition `k`'s files once its bundle is read, when the split is this run's own
+    /// (a split reopened for a shard stays whole, for retries): a month's partitions then never
+    /// sit on the disk beside all of the month's spilled tables.
+    pub fn release(&self, k: u32) -> Result<(), StructuralError> {
+        if self.spill.is_none() {
+            return Ok(());
+        }
+        let dir = partition_dir(&self.root, k);
+        std::fs::remove_dir_all(&dir).map_err(|e| spill_error(&dir, e))
+    }
+
     /// Partition `k`'s bundle: every partner, link, tag (it owns its own partners'), its
     /// partners' lines and the copies it needs (in row order), the orders they name, its
     /// partners' vouchers, projects, balances, withdrawals, rejected and duplicate lines. The

@@ -88,6 +88,7 @@ pub(super) fn run_partitioned(
     let mut lines = 0;
     for k in 0..split.count() {
         let sub = split.partition(k)?;
+        split.release(k)?;
         lines += sub.owned_lines().count();
         let prior = Earlier {
             rule_set: &opened.rule_set,
@@ -246,7 +247,7 @@ pub(super) fn evaluate_partition(
         &mut evaluation,
     );
 
-    let pools = folder.path().join("pools.csv");
+    let pools = folder.path().join(crate::spill::POOLS);
     let changed = evaluation.changed_pools_by_order(&sub.partners);
     crate::state::spill_pools(
         &pools,

@@ -7,7 +7,7 @@
 //!         split.json            rejects, file reports, rejected and duplicate lines, pools
 //!         input/                the master data's input files, byte for byte
 //!         part-000K/            shard K's lines (own/, copies/), orders/, slice.json
-//! PARTS/shard-000K/             run --shard K/N: shard K's tables (spill CSV), pools.csv,
+//! PARTS/shard-000K/             run --shard K/N: shard K's tables (spill CSV), pools.csv.sz,
 //!                               part.json (its totals, settings, rejected lines)
 //! PARTS/fold-000K/seal.json     fold --shard K/N: shard K's part sealed for the merge
 //! ```
@@ -384,7 +384,9 @@ pub(super) fn merge_shards(
         check_seal(parts, Shard { k, n }, &bytes)?;
         refuse_other_settings(&expected, &part.settings, k)?;
         merged.dirs.push(shard_dir(parts, k));
-        merged.pools.push(shard_dir(parts, k).join("pools.csv"));
+        merged
+            .pools
+            .push(shard_dir(parts, k).join(crate::spill::POOLS));
         merged.rejected_lines.extend(part.rejected_lines);
         merged.unusable = merged.unusable.max(part.unusable);
         merged.totals.add(part.totals);

@@ -228,7 +228,9 @@ pub fn spill_pools<'a>(
     deltas: impl Iterator<Item = ((u16, u32), PoolDelta<'a>)>,
 ) -> Result<(), StateError> {
     let io = |e: csv::Error| StateError::Io(format!("{}: {e}", path.display()));
-    let mut w = csv::Writer::from_path(path).map_err(io)?;
+    let file = std::fs::File::create(path)
+        .map_err(|e| StateError::Io(format!("{}: {e}", path.display())))?;
+    let mut w = csv::Writer::from_writer(crate::spill::writer(file));
     let header: Vec<&str> = SPILL_KEY.iter().chain(POOL_COLUMNS).copied().collect();
     w.write_record(&header).map_err(io)?;
     let mut text = DeltaText::default();
@@ -239,8 +241,8 @@ pub fn spill_pools<'a>(
         w.write_record([hash.as_str(), &lever, &recipient].iter().chain(&record))
             .map_err(io)?;
     }
-    w.flush()
-        .map_err(|e| StateError::Io(format!("{}: {e}", path.display())))
+    let spill = w.into_inner().map_err(|e| io(e.into_error().into()))?;
+    crate::spill::finish(spill).map_err(|e| StateError::Io(format!("{}: {e}", path.display())))
 }
 
 /// The partitions' spilled pool changes merged into the state's parts: by order-id hash, order

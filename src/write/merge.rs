@@ -136,7 +136,10 @@ impl Rows {
 
 /// The table's files of the partition folders, merged.
 pub(super) fn open_merge(dirs: &[PathBuf], name: &str, order: Order) -> Result<Merge, WriteError> {
-    let paths = dirs.iter().map(|d| d.join(format!("{name}.csv"))).collect();
+    let paths = dirs
+        .iter()
+        .map(|d| d.join(format!("{name}.{}", crate::spill::EXTENSION)))
+        .collect();
     Merge::open(paths, order).map_err(WriteError::Io)
 }
 

@@ -48,7 +48,9 @@ pub enum Format {
     /// Apache Parquet, Snappy-compressed, one typed schema per table.
     Parquet,
     /// A partition's tables before the merge (`write/merge.rs`): CSV with text cells as they
-    /// are, not neutralised, so the merge reads back exactly what was meant and neutralises once.
+    /// are, not neutralised, so the merge reads back exactly what was meant and neutralises once;
+    /// Snappy-framed (SPEC §8: spilled compressed), neither hashed nor synced (read once, then
+    /// removed).
     #[value(skip)]
     Spill,
 }
@@ -56,7 +58,8 @@ pub enum Format {
 impl Format {
     pub fn extension(self) -> &'static str {
         match self {
-            Format::Csv | Format::Spill => "csv",
+            Format::Csv => "csv",
+            Format::Spill => crate::spill::EXTENSION,
             Format::Parquet => "parquet",
         }
     }
@@ -502,8 +505,6 @@ type Sink = Hashing<BufWriter<WritebackFile>>;
 
 /// An output table being written: `<name>.csv` or `<name>.parquet`.
 pub struct Table {
-    /// CSV written as [`Format::Spill`].
-    spill: bool,
     name: String,
     path: PathBuf,
     columns: &'static [Column],
@@ -513,6 +514,7 @@ pub struct Table {
 
 enum Body {
     Csv(Sink),
+    Spill(Box<crate::spill::Writer>),
     Parquet(Box<ParquetBody>),
 }
 
@@ -549,28 +551,35 @@ impl Table {
             std::fs::create_dir_all(parent).map_err(|e| WriteError::io(parent.display(), e))?;
         }
         let file = File::create(&path).map_err(|e| WriteError::io(path.display(), e))?;
-        let mut sink = Hashing {
+        let io = |e| WriteError::io(path.display(), e);
+        let mut header = String::new();
+        for (c, column) in columns.iter().enumerate() {
+            if c > 0 {
+                header.push(',');
+            }
+            push_csv_field(&mut header, column.name);
+        }
+        header.push('\n');
+        let sink = |file| Hashing {
             inner: BufWriter::with_capacity(1 << 20, WritebackFile::new(file)),
             hasher: Sha256::new(),
         };
         let body = match format {
-            Format::Csv | Format::Spill => {
-                let mut header = String::new();
-                for (c, column) in columns.iter().enumerate() {
-                    if c > 0 {
-                        header.push(',');
-                    }
-                    push_csv_field(&mut header, column.name);
-                }
-                header.push('\n');
-                sink.write_all(header.as_bytes())
-                    .map_err(|e| WriteError::io(path.display(), e))?;
+            Format::Csv => {
+                let mut sink = sink(file);
+                sink.write_all(header.as_bytes()).map_err(io)?;
                 Body::Csv(sink)
             }
-            Format::Parquet => Body::Parquet(Box::new(ParquetBody::new(sink, columns, &path)?)),
+            Format::Spill => {
+                let mut spill = Box::new(crate::spill::writer(file));
+                spill.write_all(header.as_bytes()).map_err(io)?;
+                Body::Spill(spill)
+            }
+            Format::Parquet => {
+                Body::Parquet(Box::new(ParquetBody::new(sink(file), columns, &path)?))
+            }
         };
         Ok(Table {
-            spill: format == Format::Spill,
             name,
             path,
             columns,
@@ -581,8 +590,8 @@ impl Table {
 
     pub fn format(&self) -> Format {
         match self.body {
-            Body::Csv(_) if self.spill => Format::Spill,
             Body::Csv(_) => Format::Csv,
+            Body::Spill(_) => Format::Spill,
             Body::Parquet(_) => Format::Parquet,
         }
     }
@@ -607,6 +616,12 @@ impl Table {
                     .map_err(|e| WriteError::io(path.display(), e))?;
                 self.rows += rows;
             }
+            (Body::Spill(spill), Encoded::Csv(bytes, rows)) => {
+                spill
+                    .write_all(bytes)
+                    .map_err(|e| WriteError::io(path.display(), e))?;
+                self.rows += rows;
+            }
             (Body::Parquet(p), Encoded::Arrow(arrays, rows)) => {
                 if arrays.len() != self.columns.len() {
                     return Err(io_err(path, "a batch of another table"));
@@ -618,7 +633,8 @@ impl Table {
                 }
                 self.rows += rows;
             }
-            (Body::Parquet(_), Encoded::Csv(..)) | (Body::Csv(_), Encoded::Arrow(..)) => {
+            (Body::Parquet(_), Encoded::Csv(..))
+            | (Body::Csv(_) | Body::Spill(_), Encoded::Arrow(..)) => {
                 return Err(io_err(path, "a batch encoded for the other format"));
             }
         }
@@ -629,6 +645,14 @@ impl Table {
         let path = self.path;
         let sink = match self.body {
             Body::Csv(sink) => sink,
+            Body::Spill(spill) => {
+                crate::spill::finish(*spill).map_err(|e| WriteError::io(path.display(), e))?;
+                return Ok(WrittenFile {
+                    file: self.name,
+                    rows: Some(self.rows),
+                    sha256: String::new(),
+                });
+            }
             Body::Parquet(mut p) => {
                 let rest = p.pending_rows;
                 p.flush(&path, rest)?;
