@@ -20,6 +20,11 @@
 # Every timed command runs $BENCH_REPEAT times (default 3): the table shows the median wall time
 # and the highest peak RSS of those runs (single runs on this VM move by +-15 %).
 #   - unless BENCH_CHAIN=0, runs benches/chain.sh at the smallest size: month 12 against month 2.
+#   - unless BENCH_TOP_SHARE=0, times the same run (CSV) on a bundle of the largest size up to 10M
+#     made with `generate --top-share ${BENCH_TOP_SHARE:-0.25}` (one partner holds that share);
+#   - unless BENCH_100M=0, when the disk holds it (66 GB free beside $BENCH_DATA: 25 GB of inputs
+#     and a spill folder of up to twice bill_lines.csv; the outputs come once partitions are gone),
+#     generates 100M lines, times one run with --format parquet, and removes the bundle after.
 # Usage: benches/anchor.sh [LINES ...]   (default: 1000000 3000000 10000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +86,17 @@ measure_floor() {
 }
 repeat() { for _ in $(seq "$REPEAT"); do "$@"; done | combine; }
 warm() { cat "$bundle"/*.csv > /dev/null; }
+# Makes $bundle with `generate --lines $1` and any further options, unless the generator's code
+# that made it is the same.
+ensure_bundle() {
+    local n=$1; shift
+    if [ ! -f "$bundle/generator.json" ] || [ "$(cat "$bundle/.generator-source" 2>/dev/null)" != "$GENERATOR_SOURCE" ]; then
+        echo "generating $n lines into $bundle ..." >&2
+        rm -rf "$bundle"
+        "$BIN" generate --cycle 2026-10 --lines "$n" --seed 1 --out "$bundle" "$@" >/dev/null
+        echo "$GENERATOR_SOURCE" > "$bundle/.generator-source"
+    fi
+}
 
 rows=()
 prev_wall=""
@@ -88,12 +104,7 @@ first_wall=""
 for n in "${SIZES[@]}"; do
     bundle="$BENCH_DATA/seed1-$n"
     # A cached bundle is used only if the generator's code is the one that made it.
-    if [ ! -f "$bundle/generator.json" ] || [ "$(cat "$bundle/.generator-source" 2>/dev/null)" != "$GENERATOR_SOURCE" ]; then
-        echo "generating $n lines into $bundle ..." >&2
-        rm -rf "$bundle"
-        "$BIN" generate --cycle 2026-10 --lines "$n" --seed 1 --out "$bundle" >/dev/null
-        echo "$GENERATOR_SOURCE" > "$bundle/.generator-source"
-    fi
+    ensure_bundle "$n"
     ours=$(repeat measure_run)
     [ "$(echo "$ours" | json status)" = 0 ] || { echo "incentives run failed on $n lines" >&2; exit 1; }
     load_s=$(echo "$ours" | json load_s)
@@ -105,6 +116,30 @@ for n in "${SIZES[@]}"; do
     [ "$FLOOR" = 0 ] || floor_s=$(repeat measure_floor | json wall_s)
     rows+=("$n $(echo "$ours" | json wall_s) $(echo "$duck" | json wall_s) $(echo "$ours" | json peak_rss_mb) $load_s $(echo "$validate" | json wall_s) $(echo "$validate" | json peak_rss_mb) $(echo "$pq" | json wall_s) $(echo "$pq" | json peak_rss_mb) $floor_s")
 done
+
+# One partner holding a share of the month, at the largest size up to 10M (SPEC §8).
+TOP_SHARE=${BENCH_TOP_SHARE:-0.25}
+top=""
+if [ "$TOP_SHARE" != 0 ]; then
+    top_n=${SIZES[0]}
+    for n in "${SIZES[@]}"; do [ "$n" -le 10000000 ] && top_n=$n; done
+    bundle="$BENCH_DATA/seed1-top$TOP_SHARE-$top_n"
+    ensure_bundle "$top_n" --top-share "$TOP_SHARE"
+    top=$(repeat measure_run)
+fi
+# 100M lines with Parquet outputs, once, when the disk holds it; the bundle removed after.
+big=""
+if [ "${BENCH_100M:-1}" != 0 ]; then
+    free_gb=$(df --output=avail -BG "$BENCH_DATA" | tail -1 | tr -dc 0-9)
+    if [ "$free_gb" -ge 66 ]; then
+        bundle="$BENCH_DATA/seed1-100000000"
+        ensure_bundle 100000000
+        big=$(measure_run --format parquet)
+        rm -rf "$bundle"
+    else
+        big="skipped: ${free_gb} GB free beside $BENCH_DATA, 66 GB needed"
+    fi
+fi
 
 # Thread-count determinism at the smallest size: every output byte-identical but the manifest's
 # timings.
@@ -152,6 +187,16 @@ if [ "${#rows[@]}" -gt 1 ]; then
         "$first_wall" "$prev_wall" "${SIZES[0]}" "${SIZES[${#SIZES[@]}-1]}"
 fi
 echo "outputs identical with --threads 1 and 2 at ${SIZES[0]} lines (CSV and Parquet): $same"
+if [ -n "$top" ]; then
+    printf '%s lines, --top-share %s, CSV: %.2f s, peak %.0f MB (status %s)\n' "$top_n" "$TOP_SHARE" \
+        "$(echo "$top" | json wall_s)" "$(echo "$top" | json peak_rss_mb)" "$(echo "$top" | json status)"
+fi
+case "$big" in
+    "") ;;
+    skipped*) echo "100000000 lines, Parquet: $big" ;;
+    *) printf '100000000 lines, Parquet: %.2f s, peak %.0f MB (status %s)\n' "$(echo "$big" | json wall_s)" \
+        "$(echo "$big" | json peak_rss_mb)" "$(echo "$big" | json status)" ;;
+esac
 # Month 12 against month 2 of a chain of equal months (SPEC §8: the state read on demand).
 if [ "${BENCH_CHAIN:-1}" = 1 ]; then
     echo
