@@ -42,14 +42,6 @@ fn return_freed_memory() {
     let _ = again.exec();
 }
 
-/// The analyst tools read published cycles through polars, which maps an uncompressed local
-/// file into memory whole: every page it touches counts in the process's resident memory (a
-/// 1.1 GB `line_outcomes.csv` scanned for one partner peaked at 1.7 GB). Read in chunks
-/// instead, the way polars reads object storage, and prefetch two Parquet row groups, not
-/// one per core: at 10M lines `explain --partner` on CSV went from 1,724 MB to about 700 MB
-/// (BENCHMARKS.md). An operator's own setting of either variable is kept. Reading in chunks
-/// needs polars' temporary folder, named after `$USER` or `$HOME`: without both (a bare cron
-/// environment) polars would panic, so the files are mapped as before.
 /// The subcommand named on the command line: the first argument that is not one of the global
 /// options (`-q`, `--quiet`, `--log-format F` or `--log-format=F`) written before it.
 fn subcommand() -> Option<std::ffi::OsString> {
@@ -64,6 +56,14 @@ fn subcommand() -> Option<std::ffi::OsString> {
     None
 }
 
+/// The analyst tools read published cycles through polars, which maps an uncompressed local
+/// file into memory whole: every page it touches counts in the process's resident memory (a
+/// 1.1 GB `line_outcomes.csv` scanned for one partner peaked at 1.7 GB). Read in chunks
+/// instead, the way polars reads object storage, and prefetch two Parquet row groups, not
+/// one per core: at 10M lines `explain --partner` on CSV went from 1,724 MB to about 700 MB
+/// (BENCHMARKS.md). An operator's own setting of either variable is kept. Reading in chunks
+/// needs polars' temporary folder, named after `$USER` or `$HOME`: without both (a bare cron
+/// environment) polars would panic, so the files are mapped as before.
 fn read_published_files_without_mapping_them() {
     if std::env::var_os("HOME").is_none() && std::env::var_os("USER").is_none() {
         return;

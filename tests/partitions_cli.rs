@@ -553,3 +553,66 @@ fn shard_steps_refuse_what_would_corrupt_the_cycle() {
         String::from_utf8_lossy(&stale.stderr)
     );
 }
+
+/// `whatif` in partitions (SPEC §8: `--memory-budget` on whatif) compares the same numbers as
+/// on the whole cycle, on the chain's last month (carried rows, earlier pools, refunds across
+/// partitions): the unchanged rule set proposes exactly what the run paid, and a rate change
+/// writes the same comparison whatever the partition count.
+#[test]
+fn whatif_in_partitions_compares_what_the_whole_cycle_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = chain(dir.path());
+    let root = dir.path().join("p1");
+    run_chain(&input, &root, &[]);
+    let reference = common::repo().join("rules/reference");
+    let proposal = dir.path().join("proposal");
+    fs::create_dir_all(&proposal).unwrap();
+    for entry in fs::read_dir(&reference).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = fs::read_to_string(&path).unwrap();
+        if path.file_name().unwrap() == "referral_base.toml" {
+            // The referral base rate, 5 % → 7 %.
+            assert!(text.contains("rate = \"0.05\""));
+            text = text.replacen("rate = \"0.05\"", "rate = \"0.07\"", 1);
+        }
+        fs::write(proposal.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let whatif = |rules: &Path, partitions: &str| {
+        let write = dir.path().join(format!("whatif-{partitions}.csv"));
+        let out = incentives()
+            .args(["whatif", "--cycle", "2026-12", "--partitions", partitions])
+            .arg("--input")
+            .arg(input.join("2026-12"))
+            .arg("--rules")
+            .arg(rules)
+            .arg("--state")
+            .arg(root.join("state"))
+            .arg("--out")
+            .arg(root.join("out"))
+            .arg("--write")
+            .arg(&write)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "whatif --partitions {partitions}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::read(&write).unwrap()
+    };
+    let same = whatif(&reference, "1");
+    let rows_same = rows(&same);
+    assert!(rows_same.len() > 10, "{} rows", rows_same.len());
+    for r in &rows_same {
+        assert_eq!(r["paid"], r["proposed"], "{r:?}");
+    }
+    assert_eq!(
+        whatif(&reference, "3"),
+        same,
+        "3 partitions, rules unchanged"
+    );
+    let moved = whatif(&proposal, "1");
+    assert_ne!(moved, same, "the rate change moves something");
+    assert_eq!(whatif(&proposal, "3"), moved, "3 partitions");
+    assert_eq!(whatif(&proposal, "8"), moved, "8 partitions");
+}

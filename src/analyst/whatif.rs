@@ -277,10 +277,30 @@ pub struct WhatifArgs {
     /// Where to write the comparison (a .csv file).
     #[arg(long, value_name = "FILE.csv")]
     pub write: std::path::PathBuf,
+    /// Peak memory to stay within, in binary units (e.g. 512MiB, 1GiB); at least 256MiB. A
+    /// cycle too large for it is evaluated in partitions, as `run` does.
+    #[arg(long, value_name = "SIZE", default_value_t = crate::budget::MemoryBudget::DEFAULT)]
+    pub memory_budget: crate::budget::MemoryBudget,
+    /// Evaluate the partners in N partitions, one at a time (default: as many as
+    /// --memory-budget needs). The comparison is the same whatever the count.
+    #[arg(long, value_name = "N")]
+    pub partitions: Option<std::num::NonZeroU32>,
+    /// Folder for the partitions' files (a temporary folder in it, removed after; default:
+    /// the system's temporary folder).
+    #[arg(long, value_name = "DIR")]
+    pub spill: Option<std::path::PathBuf>,
 }
 
 /// Runs `incentives whatif`: the text for the terminal.
 pub fn main(args: WhatifArgs) -> Result<String, RunError> {
+    let budget = args.memory_budget.bytes();
+    let partitions = args.partitions.map_or_else(
+        || {
+            let lines = std::fs::metadata(args.input.join("bill_lines.csv")).map_or(0, |m| m.len());
+            crate::partition::count_for(lines, budget)
+        },
+        |n| n.get(),
+    );
     let config = RunConfig {
         cycle: args.cycle,
         input: args.input,
@@ -292,9 +312,9 @@ pub fn main(args: WhatifArgs) -> Result<String, RunError> {
         as_of: None,
         lang: crate::explain::Lang::En,
         format: crate::write::Format::Csv,
-        partitions: 1,
-        spill: None,
-        memory_budget: crate::budget::MemoryBudget::DEFAULT.bytes(),
+        partitions,
+        spill: args.spill,
+        memory_budget: budget,
         parts: None,
     };
     whatif(&config, &args.write)

@@ -151,6 +151,12 @@ pub fn split_bundle(
     parts.copy_lines(&copies, count)?;
     deliver_orders(&refs, &mut parts, &copies, &dropped_lines, &dropped_orders)?;
     parts.finish()?;
+    // The joins' buckets are read: they leave the disk before the partitions are evaluated
+    // (at 100M lines they hold about half the size of bill_lines.csv).
+    let (refs, order_refs) = refs;
+    for buckets in [refs, claws, order_refs] {
+        buckets.remove()?;
+    }
 
     rejects.extend(rejected.iter().map(|l| l.reject.clone()));
     rejects.extend(line_duplicates.iter().cloned());
@@ -580,6 +586,12 @@ impl RecordBuckets {
 
     fn len(&self) -> usize {
         self.files.len()
+    }
+
+    /// Removes the buckets' folder.
+    fn remove(self) -> Result<(), StructuralError> {
+        let folder = self.files.folder();
+        std::fs::remove_dir_all(folder).map_err(|e| spill_error(folder, e))
     }
 
     fn push(&mut self, key: &str, fields: &[&str]) -> Result<(), StructuralError> {

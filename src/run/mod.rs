@@ -1313,66 +1313,20 @@ pub struct ReadOnlyTotals {
 /// before, so a run that re-ran the cycle meanwhile is noticed (exit 1, run whatif again).
 pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError> {
     let rule_set = rules::load_rules(&config.rules).map_err(RunError::Rules)?;
-    let Some(chain) = crate::state::read_chain(&config.state)? else {
-        return Err(RunError::Usage(format!(
-            "{}: no state.db: whatif re-runs a cycle of a chain; pass --state with the folder cycle {} was run with",
-            config.state.display(),
-            config.cycle
-        )));
-    };
-    let record = chain
-        .into_iter()
-        .map(|(record, _)| record)
-        .find(|c| c.cycle == config.cycle.to_string())
-        .ok_or_else(|| {
-            RunError::Usage(format!(
-                "cycle {} has not run on the state in {}: whatif compares a closed cycle with a proposal",
-                config.cycle,
-                config.state.display()
-            ))
-        })?;
+    let record = closed_cycle(config)?;
     let mut config = config.clone();
     config.first_cycle = record.first_cycle;
+    if config.partitions > 1 {
+        return partitions::evaluate_read_only(&config, &record, rule_set);
+    }
     let config = &config;
     // The inputs, read and checked before the state is opened.
     let mut bundle: Bundle = load::load_bundle(&config.input, config.cycle)?;
-    let ran_on: BTreeMap<String, String> =
-        serde_json::from_str(&record.input_hashes).unwrap_or_default();
-    let given: BTreeMap<String, String> =
-        serde_json::from_str(&input_hashes(&bundle)).unwrap_or_default();
-    if ran_on != given {
-        let differ: Vec<String> = ran_on
-            .keys()
-            .chain(given.keys())
-            .filter(|f| ran_on.get(*f) != given.get(*f))
-            .cloned()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        return Err(RunError::Usage(format!(
-            "{}: these are not the inputs cycle {} ran on ({} differ{}): pass --input with the bundle the cycle was run with",
-            config.input.display(),
-            config.cycle,
-            differ.join(", "),
-            if differ.len() == 1 { "s" } else { "" }
-        )));
-    }
+    same_inputs(config, &record, &bundle)?;
     // Read without the lock, in one read transaction: whatif changes nothing and never waits
     // for a run, and a run that commits meanwhile is seen below.
     let state = StateStore::open_read_only(&config.state)?;
-    if state
-        .chain()?
-        .into_iter()
-        .find(|c| c.cycle == record.cycle)
-        .as_ref()
-        != Some(&record)
-    {
-        return Err(RunError::Io(format!(
-            "{}: cycle {} was run again while whatif read its inputs; nothing was written: run whatif again",
-            config.state.display(),
-            config.cycle
-        )));
-    }
+    unchanged(config, &state, &record)?;
     // `Opened` carries a run's hold on `OUT/<cycle>`; whatif publishes nothing, so its hold is
     // on a private folder of its own, never on `OUT`.
     let scratch = tempfile::tempdir().map_err(|e| RunError::io("a temporary folder", e))?;
@@ -1413,18 +1367,108 @@ pub fn evaluate_read_only(config: &RunConfig) -> Result<ReadOnlyTotals, RunError
         stale: record.stale,
         ..Default::default()
     };
-    for row in &evaluation.rows {
-        let key = (
-            bundle.partners.at(row.partner).partner_id.to_string(),
-            evaluation.lever_name(&opened.rule_set, row).to_string(),
-            row.currency.to_string(),
-        );
-        *out.totals.entry(key).or_default() += row.amount;
-        out.scales
-            .entry(row.currency.to_string())
-            .or_insert_with(|| opened.rule_set.rounding.scale(row.currency));
-    }
+    out.add(&opened.rule_set, &bundle, &evaluation);
     Ok(out)
+}
+
+impl ReadOnlyTotals {
+    /// Adds the ledger rows of the partners `bundle` owns (all of them, or a partition's).
+    fn add(
+        &mut self,
+        rule_set: &rules::RuleSet,
+        bundle: &Bundle,
+        evaluation: &evaluate::Evaluation<'_>,
+    ) {
+        for row in &evaluation.rows {
+            if !bundle.partners.owns(row.partner) {
+                continue;
+            }
+            let key = (
+                bundle.partners.at(row.partner).partner_id.to_string(),
+                evaluation.lever_name(rule_set, row).to_string(),
+                row.currency.to_string(),
+            );
+            *self.totals.entry(key).or_default() += row.amount;
+            self.scales
+                .entry(row.currency.to_string())
+                .or_insert_with(|| rule_set.rounding.scale(row.currency));
+        }
+    }
+}
+
+/// The record of closed cycle `config.cycle` in the chain of `config.state` (usage errors when
+/// there is no chain or the cycle has not run on it).
+fn closed_cycle(config: &RunConfig) -> Result<crate::state::CycleRecord, RunError> {
+    let Some(chain) = crate::state::read_chain(&config.state)? else {
+        return Err(RunError::Usage(format!(
+            "{}: no state.db: whatif re-runs a cycle of a chain; pass --state with the folder cycle {} was run with",
+            config.state.display(),
+            config.cycle
+        )));
+    };
+    chain
+        .into_iter()
+        .map(|(record, _)| record)
+        .find(|c| c.cycle == config.cycle.to_string())
+        .ok_or_else(|| {
+            RunError::Usage(format!(
+                "cycle {} has not run on the state in {}: whatif compares a closed cycle with a proposal",
+                config.cycle,
+                config.state.display()
+            ))
+        })
+}
+
+/// Exit 2 unless `bundle`'s files are those the cycle ran on.
+fn same_inputs(
+    config: &RunConfig,
+    record: &crate::state::CycleRecord,
+    bundle: &Bundle,
+) -> Result<(), RunError> {
+    let ran_on: BTreeMap<String, String> =
+        serde_json::from_str(&record.input_hashes).unwrap_or_default();
+    let given: BTreeMap<String, String> =
+        serde_json::from_str(&input_hashes(bundle)).unwrap_or_default();
+    if ran_on == given {
+        return Ok(());
+    }
+    let differ: Vec<String> = ran_on
+        .keys()
+        .chain(given.keys())
+        .filter(|f| ran_on.get(*f) != given.get(*f))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Err(RunError::Usage(format!(
+        "{}: these are not the inputs cycle {} ran on ({} differ{}): pass --input with the bundle the cycle was run with",
+        config.input.display(),
+        config.cycle,
+        differ.join(", "),
+        if differ.len() == 1 { "s" } else { "" }
+    )))
+}
+
+/// Exit 1 when the cycle was run again since its record was read.
+fn unchanged(
+    config: &RunConfig,
+    state: &StateStore,
+    record: &crate::state::CycleRecord,
+) -> Result<(), RunError> {
+    if state
+        .chain()?
+        .into_iter()
+        .find(|c| c.cycle == record.cycle)
+        .as_ref()
+        == Some(record)
+    {
+        return Ok(());
+    }
+    Err(RunError::Io(format!(
+        "{}: cycle {} was run again while whatif read its inputs; nothing was written: run whatif again",
+        config.state.display(),
+        config.cycle
+    )))
 }
 
 #[cfg(test)]

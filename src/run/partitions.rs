@@ -109,6 +109,79 @@ pub(super) fn run_partitioned(
     Ok((master, written))
 }
 
+/// `whatif` on a cycle too large for its budget: the ownership pass, then each partition
+/// evaluated and balanced in turn, its owned partners' ledger rows added up; nothing written
+/// but the spill folder (removed after). The state is read in one read transaction, without
+/// its lock; the inputs must be those the cycle ran on.
+pub(super) fn evaluate_read_only(
+    config: &RunConfig,
+    record: &crate::state::CycleRecord,
+    rule_set: crate::rules::RuleSet,
+) -> Result<super::ReadOnlyTotals, RunError> {
+    let state = StateStore::open_read_only(&config.state)?;
+    let spill_root = config.spill.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&spill_root).map_err(|e| RunError::io(spill_root.display(), e))?;
+    let mut pools_of = |wanted: &std::collections::BTreeSet<&str>| {
+        state
+            .prior_pools(config.cycle, wanted)
+            .map_err(|e| crate::load::StructuralError::Io {
+                file: "state.db",
+                message: e.to_string(),
+            })
+    };
+    let mut split = crate::load::split::split_bundle(
+        &config.input,
+        config.cycle,
+        (config.partitions, config.memory_budget),
+        (&spill_root, &format!(".{}.whatif-spill", config.cycle)),
+        None,
+        &mut pools_of,
+    )?;
+    super::same_inputs(config, record, &split.master)?;
+    super::unchanged(config, &state, record)?;
+    let carried = state.carried(config.cycle)?;
+    let prior_balances = state.prior_balances(config.cycle)?;
+    let mut prior_pools = std::mem::take(&mut split.prior_pools);
+    let mut out = super::ReadOnlyTotals {
+        stale: record.stale,
+        ..Default::default()
+    };
+    for k in 0..split.count() {
+        let mut sub = split.partition(k)?;
+        split.release(k)?;
+        sub.group_lines_by_partner();
+        let orders = std::mem::take(&mut sub.orders);
+        let prior = evaluate::Prior {
+            pools: std::mem::take(&mut prior_pools),
+            carried: partition::carried(k, config.partitions, &carried),
+        };
+        let mut evaluation = evaluate::evaluate_with(
+            &sub,
+            OrdersById::new(&orders),
+            &rule_set,
+            config.cycle,
+            &prior,
+            evaluate::Journal::Later,
+        );
+        drop(orders);
+        let prior_k =
+            partition::prior_balances(k, config.partitions, &prior_balances.0, &prior_balances.1);
+        settle_balances(
+            config,
+            &rule_set,
+            &prior.carried,
+            prior_k,
+            &sub,
+            &mut evaluation,
+        );
+        out.add(&rule_set, &sub, &evaluation);
+        drop(evaluation);
+        prior_pools = prior.pools;
+        check_stop("evaluate")?;
+    }
+    Ok(out)
+}
+
 /// What the partitions or shards left, merged into the staging folder: the warnings and
 /// refusals over the whole cycle, every table, `rejects.csv`.
 pub(super) fn merge_parts(
