@@ -54,14 +54,8 @@ pub(super) fn run_partitioned(
     let spill_root = super::spill_root(config, staging)?;
 
     let phase = phases.start("load");
-    let mut pools_of = |wanted: &std::collections::BTreeSet<&str>| {
-        state
-            .prior_pools(config.cycle, wanted)
-            .map_err(|e| crate::load::StructuralError::Io {
-                file: "state.db",
-                message: e.to_string(),
-            })
-    };
+    let mut pools_of =
+        |wanted: &std::collections::BTreeSet<&str>| prior_pools(Some(state), config.cycle, wanted);
     // Named as a staging folder is (`write::sweep`): a killed run's is removed by the next run
     // of the same state that finds it in --out.
     let (pid, start) = crate::process::me();
@@ -109,6 +103,24 @@ pub(super) fn run_partitioned(
     Ok((master, written))
 }
 
+/// The earlier cycles' pools of the orders `wanted` (none without a state), as the ownership
+/// pass asks for them: its errors are the loader's.
+pub(super) fn prior_pools(
+    state: Option<&StateStore>,
+    cycle: crate::calendar::Cycle,
+    wanted: &std::collections::BTreeSet<&str>,
+) -> Result<Vec<crate::chain::PriorPool>, crate::load::StructuralError> {
+    let Some(state) = state else {
+        return Ok(Vec::new());
+    };
+    state
+        .prior_pools(cycle, wanted)
+        .map_err(|e| crate::load::StructuralError::Io {
+            file: "state.db",
+            message: e.to_string(),
+        })
+}
+
 /// `whatif` on a cycle too large for its budget: the ownership pass, then each partition
 /// evaluated and balanced in turn, its owned partners' ledger rows added up; nothing written
 /// but the spill folder (removed after). The state is read in one read transaction, without
@@ -121,14 +133,8 @@ pub(super) fn evaluate_read_only(
     let state = StateStore::open_read_only(&config.state)?;
     let spill_root = config.spill.clone().unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&spill_root).map_err(|e| RunError::io(spill_root.display(), e))?;
-    let mut pools_of = |wanted: &std::collections::BTreeSet<&str>| {
-        state
-            .prior_pools(config.cycle, wanted)
-            .map_err(|e| crate::load::StructuralError::Io {
-                file: "state.db",
-                message: e.to_string(),
-            })
-    };
+    let mut pools_of =
+        |wanted: &std::collections::BTreeSet<&str>| prior_pools(Some(&state), config.cycle, wanted);
     let mut split = crate::load::split::split_bundle(
         &config.input,
         config.cycle,

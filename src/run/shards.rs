@@ -125,16 +125,9 @@ pub fn split(config: &SplitConfig) -> Result<bool, RunError> {
     };
     let folder = Staging::step(&config.parts, SPLIT)?;
     let spill = config.spill.clone().unwrap_or_else(|| config.parts.clone());
-    let mut pools_of =
-        |wanted: &std::collections::BTreeSet<&str>| match &state {
-            Some(state) => state.prior_pools(config.cycle, wanted).map_err(|e| {
-                crate::load::StructuralError::Io {
-                    file: "state.db",
-                    message: e.to_string(),
-                }
-            }),
-            None => Ok(Vec::new()),
-        };
+    let mut pools_of = |wanted: &std::collections::BTreeSet<&str>| {
+        super::partitions::prior_pools(state.as_ref(), config.cycle, wanted)
+    };
     let split = crate::load::split::split_bundle(
         &config.input,
         config.cycle,
