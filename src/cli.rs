@@ -438,13 +438,7 @@ impl RunArgs {
         RunError::check_input(&input)?;
         RunError::check_folder("--out", &self.out, "OUT/<cycle> is published in it")?;
         RunError::check_folder("--state", &self.state, "it holds state.db and the lock")?;
-        let partitions = self.partitions.map_or_else(
-            || {
-                let lines = std::fs::metadata(input.join("bill_lines.csv")).map_or(0, |m| m.len());
-                crate::partition::count_for(lines, self.memory_budget.bytes())
-            },
-            |n| n.get(),
-        );
+        let partitions = run::partitions_for(&input, self.partitions, self.memory_budget.bytes());
         Ok(self.config(cycle, input, partitions, None))
     }
 

@@ -294,13 +294,7 @@ pub struct WhatifArgs {
 /// Runs `incentives whatif`: the text for the terminal.
 pub fn main(args: WhatifArgs) -> Result<String, RunError> {
     let budget = args.memory_budget.bytes();
-    let partitions = args.partitions.map_or_else(
-        || {
-            let lines = std::fs::metadata(args.input.join("bill_lines.csv")).map_or(0, |m| m.len());
-            crate::partition::count_for(lines, budget)
-        },
-        |n| n.get(),
-    );
+    let partitions = crate::run::partitions_for(&args.input, args.partitions, budget);
     let config = RunConfig {
         cycle: args.cycle,
         input: args.input,

@@ -616,7 +616,7 @@ fn write_outputs(
     explanations: &[explain::Explanation],
 ) -> Result<crate::state::DeferredRows, RunError> {
     let whole = staging.format() != write::Format::Spill;
-    let mut deferred = crate::state::DeferredRows::new(Some(&spill_root(config, staging)?))?;
+    let mut deferred = crate::state::DeferredRows::new(Some(&spill_root(config, staging)?));
     let (ledgers, others) = rayon::join(
         || {
             write::write_ledgers(
@@ -877,6 +877,18 @@ fn warn_unusable_pools(config: &RunConfig, unusable: usize) {
             ),
         );
     }
+}
+
+/// `--partitions N`, or as many partitions as `budget` needs for the size of the bundle's
+/// `bill_lines.csv` (`partition::count_for`).
+pub fn partitions_for(input: &Path, given: Option<std::num::NonZeroU32>, budget: u64) -> u32 {
+    given.map_or_else(
+        || {
+            let lines = std::fs::metadata(input.join("bill_lines.csv")).map_or(0, |m| m.len());
+            crate::partition::count_for(lines, budget)
+        },
+        |n| n.get(),
+    )
 }
 
 /// `--threads N`: the worker threads of this process (default: one per core).

@@ -161,24 +161,13 @@ pub(super) fn evaluate_read_only(
             pools: std::mem::take(&mut prior_pools),
             carried: partition::carried(k, config.partitions, &carried),
         };
-        let mut evaluation = evaluate::evaluate_with(
-            &sub,
-            OrdersById::new(&orders),
-            &rule_set,
-            config.cycle,
-            &prior,
-            evaluate::Journal::Later,
-        );
-        drop(orders);
-        let prior_k =
-            partition::prior_balances(k, config.partitions, &prior_balances.0, &prior_balances.1);
-        settle_balances(
+        let (evaluation, _) = evaluate_and_settle(
             config,
+            k,
+            (&sub, orders),
             &rule_set,
-            &prior.carried,
-            prior_k,
-            &sub,
-            &mut evaluation,
+            &prior,
+            &prior_balances,
         );
         out.add(&rule_set, &sub, &evaluation);
         drop(evaluation);
@@ -299,32 +288,15 @@ pub(super) fn evaluate_partition(
         pools: prior_pools,
         balances: prior_balances,
     } = earlier;
-    let count = config.partitions;
     sub.group_lines_by_partner();
     let orders = std::mem::take(&mut sub.orders);
     let prior = evaluate::Prior {
         pools: std::mem::take(prior_pools),
-        carried: partition::carried(k, count, carried),
+        carried: partition::carried(k, config.partitions, carried),
     };
-    let mut evaluation = evaluate::evaluate_with(
-        &sub,
-        OrdersById::new(&orders),
-        rule_set,
-        config.cycle,
-        &prior,
-        evaluate::Journal::Later,
-    );
-    drop(orders);
+    let (mut evaluation, balanced) =
+        evaluate_and_settle(config, k, (&sub, orders), rule_set, &prior, prior_balances);
     let unusable = evaluation.unusable_prior_pools();
-    let prior_k = partition::prior_balances(k, count, &prior_balances.0, &prior_balances.1);
-    let balanced = settle_balances(
-        config,
-        rule_set,
-        &prior.carried,
-        prior_k,
-        &sub,
-        &mut evaluation,
-    );
 
     let pools = folder.path().join(crate::spill::POOLS);
     let changed = evaluation.changed_pools_by_order(&sub.partners);
@@ -370,6 +342,38 @@ pub(super) fn evaluate_partition(
     })
 }
 
+/// Partition `k`'s bundle (its lines grouped by partner, its `orders` taken out of it)
+/// evaluated against `prior` (the earlier pools lent to it, its partners' carried rows) and
+/// balanced against what earlier cycles closed with; the orders are freed once evaluated.
+fn evaluate_and_settle<'a>(
+    config: &RunConfig,
+    k: u32,
+    (sub, orders): (&'a Bundle, Vec<crate::model::Order>),
+    rule_set: &'a crate::rules::RuleSet,
+    prior: &'a evaluate::Prior,
+    balances: &super::PriorBalances,
+) -> (evaluate::Evaluation<'a>, super::Balanced) {
+    let mut evaluation = evaluate::evaluate_with(
+        sub,
+        OrdersById::new(&orders),
+        rule_set,
+        config.cycle,
+        prior,
+        evaluate::Journal::Later,
+    );
+    drop(orders);
+    let prior_k = partition::prior_balances(k, config.partitions, &balances.0, &balances.1);
+    let balanced = settle_balances(
+        config,
+        rule_set,
+        &prior.carried,
+        prior_k,
+        sub,
+        &mut evaluation,
+    );
+    (evaluation, balanced)
+}
+
 /// Every table merged from the partitions' folders into the staging folder, and the pool
 /// changes into the state's parts. The rejected lines' outcomes are made here, once.
 fn merge(
@@ -380,10 +384,12 @@ fn merge(
 ) -> Result<(DeferredRows, PoolRows), RunError> {
     let dirs = &parts.dirs;
     let rule_set = &opened.rule_set;
+    // The state's rows wait for the commit on shelves in the spill folder.
+    let shelf = super::spill_root(config, staging)?;
     // The journal and statements on one side, every other table and the pools on the other.
     let (deferred, others) = rayon::join(
         || -> Result<DeferredRows, RunError> {
-            let mut deferred = DeferredRows::new(Some(&super::spill_root(config, staging)?))?;
+            let mut deferred = DeferredRows::new(Some(&shelf));
             write::merge_ledgers(
                 staging,
                 dirs,
@@ -396,7 +402,6 @@ fn merge(
         },
         || -> Result<PoolRows, RunError> {
             merge_others(staging, dirs, &parts.rejected_lines)?;
-            let shelf = super::spill_root(config, staging)?;
             Ok(crate::state::merge_pools(
                 Some(&shelf),
                 parts.pools.clone(),

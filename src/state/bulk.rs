@@ -118,7 +118,10 @@ impl PartsEncoder {
 /// when the run ends, also when it is killed): a month's state rows, which grow with its lines
 /// (~55 MB compressed per million), are not held in memory until the commit (SPEC §8).
 pub struct Shelf {
-    file: std::fs::File,
+    /// Made at the first part: a writer whose rows all fit in the part being encoded (a
+    /// partition's, whose rows credited later are the merge's) never makes one.
+    file: Option<std::fs::File>,
+    dir: Option<std::path::PathBuf>,
     end: u64,
 }
 
@@ -132,20 +135,26 @@ pub struct Shelved {
 
 impl Shelf {
     /// A shelf in `dir` (the run's spill folder), or in the system's temporary folder.
-    pub fn new(dir: Option<&std::path::Path>) -> Result<Shelf, StateError> {
-        let file = match dir {
-            Some(d) => tempfile::tempfile_in(d),
-            None => tempfile::tempfile(),
+    pub fn new(dir: Option<&std::path::Path>) -> Shelf {
+        Shelf {
+            file: None,
+            dir: dir.map(std::path::Path::to_path_buf),
+            end: 0,
         }
-        .map_err(io_err)?;
-        Ok(Shelf { file, end: 0 })
     }
 
     pub fn put(&mut self, part: &Part) -> Result<Shelved, StateError> {
         use std::os::unix::fs::FileExt;
-        self.file
-            .write_all_at(&part.data, self.end)
-            .map_err(io_err)?;
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => match &self.dir {
+                Some(d) => tempfile::tempfile_in(d),
+                None => tempfile::tempfile(),
+            }
+            .map_err(io_err)?,
+        };
+        let file = self.file.insert(file);
+        file.write_all_at(&part.data, self.end).map_err(io_err)?;
         let shelved = Shelved {
             rows: part.rows,
             offset: self.end,
@@ -160,9 +169,13 @@ impl Shelf {
         use std::os::unix::fs::FileExt;
         let len = usize::try_from(at.len).map_err(io_err)?;
         let mut data = vec![0; len];
-        self.file
-            .read_exact_at(&mut data, at.offset)
-            .map_err(io_err)?;
+        if len > 0 {
+            let file = self
+                .file
+                .as_ref()
+                .ok_or_else(|| io_err("a part taken from an empty shelf"))?;
+            file.read_exact_at(&mut data, at.offset).map_err(io_err)?;
+        }
         Ok(data)
     }
 }
@@ -241,7 +254,7 @@ mod tests {
     #[test]
     fn shelved_parts_come_back_byte_for_byte() {
         let dir = tempfile::tempdir().unwrap();
-        let mut shelf = Shelf::new(Some(dir.path())).unwrap();
+        let mut shelf = Shelf::new(Some(dir.path()));
         let a = Part {
             rows: 2,
             data: b"first".to_vec(),

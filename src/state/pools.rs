@@ -51,17 +51,15 @@ struct PoolPart {
 pub struct PoolRows {
     parts: Vec<(bulk::Shelved, u64, u64)>,
     shelf: bulk::Shelf,
-    rows: u64,
 }
 
 impl PoolRows {
     /// No rows yet; their parts will be shelved in `dir` (the run's spill folder).
-    fn new(dir: Option<&Path>) -> Result<PoolRows, StateError> {
-        Ok(PoolRows {
+    fn new(dir: Option<&Path>) -> PoolRows {
+        PoolRows {
             parts: Vec::new(),
-            shelf: bulk::Shelf::new(dir)?,
-            rows: 0,
-        })
+            shelf: bulk::Shelf::new(dir),
+        }
     }
 
     /// Adds the next part, in key order.
@@ -71,18 +69,17 @@ impl PoolRows {
                 .last()
                 .is_none_or(|&(_, _, last)| last <= p.first_hash)
         );
-        self.rows += p.part.rows;
         let at = self.shelf.put(&p.part)?;
         self.parts.push((at, p.first_hash, p.last_hash));
         Ok(())
     }
 
     pub fn len(&self) -> u64 {
-        self.rows
+        self.parts.iter().map(|(at, _, _)| at.rows).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.parts.is_empty()
     }
 }
 
@@ -123,11 +120,8 @@ impl PartBuilder {
             .into_iter()
             .next()
             .zip(self.first_hash)
-            .map(|(p, first_hash)| PoolPart {
-                part: bulk::Part {
-                    rows: self.rows,
-                    data: p.data,
-                },
+            .map(|(part, first_hash)| PoolPart {
+                part,
                 first_hash,
                 last_hash: self.last_hash,
             }))
@@ -153,7 +147,7 @@ where
         .into_par_iter()
         .map(|r| encode_part(deltas(r)))
         .collect();
-    let mut all = PoolRows::new(dir)?;
+    let mut all = PoolRows::new(dir);
     for part in parts {
         if let Some(part) = part? {
             all.push(part)?;
@@ -254,7 +248,7 @@ pub fn merge_pools(
     use crate::spill::KeyPart::{Count, Text};
     const ORDER: crate::spill::Order = &[Text(0), Text(3), Count(1), Count(2), Text(6)];
     let mut merge = crate::spill::Merge::open(paths, ORDER).map_err(StateError::Io)?;
-    let mut all = PoolRows::new(dir)?;
+    let mut all = PoolRows::new(dir);
     let mut part = PartBuilder::new();
     while let Some(r) = merge.next_record().map_err(StateError::Io)? {
         let field = |i: usize| r.get(SPILL_KEY.len() + i).unwrap_or("");
@@ -432,7 +426,7 @@ pub(super) fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StateError> {
             (fnv1a(r[0].as_bytes()), [&r[0], &r[1], &r[2], &r[3]])
         }
         records.sort_by(|a, b| key(a).cmp(&key(b)));
-        let mut parts = PoolRows::new(None)?;
+        let mut parts = PoolRows::new(None);
         for chunk in records.chunks(POOL_PART_ROWS) {
             let mut part = PartBuilder::new();
             for rec in chunk {

@@ -552,14 +552,17 @@ impl Table {
         }
         let file = File::create(&path).map_err(|e| WriteError::io(path.display(), e))?;
         let io = |e| WriteError::io(path.display(), e);
-        let mut header = String::new();
-        for (c, column) in columns.iter().enumerate() {
-            if c > 0 {
-                header.push(',');
+        let header = || {
+            let mut header = String::new();
+            for (c, column) in columns.iter().enumerate() {
+                if c > 0 {
+                    header.push(',');
+                }
+                push_csv_field(&mut header, column.name);
             }
-            push_csv_field(&mut header, column.name);
-        }
-        header.push('\n');
+            header.push('\n');
+            header
+        };
         let sink = |file| Hashing {
             inner: BufWriter::with_capacity(1 << 20, WritebackFile::new(file)),
             hasher: Sha256::new(),
@@ -567,12 +570,12 @@ impl Table {
         let body = match format {
             Format::Csv => {
                 let mut sink = sink(file);
-                sink.write_all(header.as_bytes()).map_err(io)?;
+                sink.write_all(header().as_bytes()).map_err(io)?;
                 Body::Csv(sink)
             }
             Format::Spill => {
                 let mut spill = Box::new(crate::spill::writer(file));
-                spill.write_all(header.as_bytes()).map_err(io)?;
+                spill.write_all(header().as_bytes()).map_err(io)?;
                 Body::Spill(spill)
             }
             Format::Parquet => {
